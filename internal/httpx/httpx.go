@@ -1,0 +1,109 @@
+// Package httpx sends the SDK's requests to the identity server: one retry
+// loop (internal/retry) for transient failures, a size limit on every
+// response body, and errors that name the operation but never a secret.
+package httpx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/retry"
+)
+
+// DefaultTimeout bounds one request when the caller gives no HTTP client.
+const DefaultTimeout = 30 * time.Second
+
+// DefaultLimit is the largest response body read from the identity server.
+const DefaultLimit = 1 << 20
+
+// DefaultClient is used when a Config leaves HTTPClient nil.
+var DefaultClient = &http.Client{Timeout: DefaultTimeout}
+
+// Client returns hc, or DefaultClient when hc is nil.
+func Client(hc *http.Client) *http.Client {
+	if hc == nil {
+		return DefaultClient
+	}
+	return hc
+}
+
+// Response is a fully read HTTP response.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Request describes one logical call.
+type Request struct {
+	Op     string       // for errors, e.g. "discovery"
+	Client *http.Client // nil: DefaultClient
+	Policy retry.Policy
+	Limit  int64 // <=0: DefaultLimit
+	// Build makes a fresh *http.Request for each attempt.
+	Build func(ctx context.Context) (*http.Request, error)
+}
+
+// ErrTooLarge is wrapped when a response body exceeds the limit.
+var ErrTooLarge = errors.New("response body too large")
+
+// Send performs r, retrying network errors, 5xx and 429 with backoff and
+// Retry-After. It returns the last response when the status is final (any
+// status that is not retryable) or retries are exhausted on a retryable
+// status; the caller interprets it. It returns an *autherr.Error when no
+// usable response arrived.
+func Send(ctx context.Context, r Request) (*Response, int, error) {
+	hc := Client(r.Client)
+	limit := r.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	var resp *Response
+	attempts, err := retry.Do(ctx, r.Policy, func(ctx context.Context, _ int) (retry.Outcome, error) {
+		resp = nil
+		req, err := r.Build(ctx)
+		if err != nil {
+			return retry.Outcome{}, &autherr.Error{Op: r.Op, Err: err, Kind: autherr.ErrMisconfigured}
+		}
+		hr, err := hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return retry.Outcome{}, &autherr.Error{Op: r.Op, Err: ctx.Err()}
+			}
+			return retry.Outcome{Retry: true}, &autherr.Error{Op: r.Op, Err: err, Kind: autherr.ErrTemporary}
+		}
+		body, rerr := io.ReadAll(io.LimitReader(hr.Body, limit+1))
+		hr.Body.Close()
+		if rerr != nil {
+			return retry.Outcome{Retry: true}, &autherr.Error{Op: r.Op, StatusCode: hr.StatusCode, Err: rerr, Kind: autherr.ErrTemporary}
+		}
+		if int64(len(body)) > limit {
+			return retry.Outcome{}, &autherr.Error{Op: r.Op, StatusCode: hr.StatusCode,
+				Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit), Kind: autherr.ErrTemporary}
+		}
+		resp = &Response{Status: hr.StatusCode, Header: hr.Header, Body: body}
+		if retry.Retryable(hr.StatusCode) {
+			return retry.Outcome{Retry: true, RetryAfter: retry.ParseRetryAfter(hr.Header.Get("Retry-After"), time.Now())},
+				errRetryableStatus
+		}
+		return retry.Outcome{}, nil
+	})
+	if errors.Is(err, errRetryableStatus) {
+		return resp, attempts, nil
+	}
+	if err != nil {
+		var ae *autherr.Error
+		if errors.As(err, &ae) {
+			ae.Attempts = attempts
+		}
+		return nil, attempts, err
+	}
+	return resp, attempts, nil
+}
+
+var errRetryableStatus = errors.New("retryable status")

@@ -1,0 +1,243 @@
+// Package tokencache is the SDK's one token cache. It holds one access token
+// and hands it out with an atomic load: no lock and no allocation while the
+// token is fresh. In the token's last part of life exactly one background
+// refresh runs while callers keep the still-valid token; when the cache is
+// cold or the token has expired, exactly one fetch runs however many
+// goroutines ask, and each caller may give up through its own context
+// without cancelling the shared fetch.
+package tokencache
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+)
+
+// Defaults for Options.
+const (
+	// DefaultWindow is how long before expiry a background refresh starts
+	// for tokens that live 25 minutes or more; shorter-lived tokens refresh
+	// in their last 20%.
+	DefaultWindow = 5 * time.Minute
+	// maxSkew is the most a token's expiry is brought forward so that it is
+	// never sent in its last seconds; short-lived tokens use a tenth of
+	// their life.
+	maxSkew = 10 * time.Second
+	// DefaultFetchTimeout bounds one fetch, retries included.
+	DefaultFetchTimeout = 2 * time.Minute
+)
+
+// Entry is one cached token and what is derived from it once. Entries are
+// immutable; never modify one or its Token.
+type Entry struct {
+	// Token is the token as the fetch returned it.
+	Token *oauth2.Token
+	// Header is the Authorization header value ("Bearer <token>"), built
+	// once per token so requests do not rebuild it.
+	Header []string
+	// refreshAt: start a background refresh; staleAt: stop handing it out.
+	refreshAt, staleAt int64
+}
+
+// Fresh reports whether the entry is before its refresh window at now.
+func (e *Entry) Fresh(now time.Time) bool { return now.UnixNano() < e.refreshAt }
+
+// Usable reports whether the entry may still be handed out at now.
+func (e *Entry) Usable(now time.Time) bool { return now.UnixNano() < e.staleAt }
+
+// Options tune a Cache. The zero value is the documented default.
+type Options struct {
+	// Window is how long before expiry the background refresh starts.
+	// Zero means DefaultWindow, or 20% of the lifetime for short tokens.
+	Window time.Duration
+	// FetchTimeout bounds one fetch; zero means DefaultFetchTimeout.
+	FetchTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives a warning when a background refresh fails.
+	Logger *slog.Logger
+}
+
+// Fetch obtains a new token. ctx belongs to the cache, not to any caller: it
+// ends when the cache is closed or the fetch times out.
+type Fetch func(ctx context.Context) (*oauth2.Token, error)
+
+type call struct {
+	done chan struct{}
+	e    *Entry
+	err  error
+}
+
+// Cache caches one token. Create it with New and Close it when done.
+type Cache struct {
+	fetch  Fetch
+	opts   Options
+	now    func() time.Time
+	cur    atomic.Pointer[Entry]
+	flight atomic.Pointer[call]
+	// retryAt holds back background refreshes after one failed.
+	retryAt atomic.Int64
+
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a cache that calls fetch when it needs a token. It does no I/O.
+func New(fetch Fetch, opts Options) *Cache {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cache{fetch: fetch, opts: opts, now: opts.Now, ctx: ctx, cancel: cancel}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.opts.FetchTimeout <= 0 {
+		c.opts.FetchTimeout = DefaultFetchTimeout
+	}
+	return c
+}
+
+// Get returns a usable token. A fresh cached token is returned at once; one
+// in its refresh window is returned at once and a background refresh is
+// started if none is running; otherwise Get waits for the single shared
+// fetch or for ctx, whichever ends first.
+func (c *Cache) Get(ctx context.Context) (*Entry, error) {
+	if e := c.cur.Load(); e != nil {
+		now := c.now().UnixNano()
+		if now < e.refreshAt {
+			return e, nil
+		}
+		if now < e.staleAt {
+			if c.flight.Load() == nil && now >= c.retryAt.Load() {
+				c.start()
+			}
+			return e, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cl := c.start()
+	select {
+	case <-cl.done:
+		return cl.e, cl.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Peek returns the cached entry, usable or not, or nil. It never fetches.
+func (c *Cache) Peek() *Entry { return c.cur.Load() }
+
+// Set puts tok in the cache (for example one obtained by a code exchange)
+// and returns its entry.
+func (c *Cache) Set(tok *oauth2.Token) *Entry {
+	e := c.entry(tok)
+	c.cur.Store(e)
+	c.retryAt.Store(0)
+	return e
+}
+
+// Invalidate drops the cached token so the next Get fetches.
+func (c *Cache) Invalidate() { c.cur.Store(nil) }
+
+// InvalidateIf drops the cached token only if it is still e (so a 401 on an
+// old token does not discard a new one another goroutine just fetched).
+func (c *Cache) InvalidateIf(e *Entry) bool { return c.cur.CompareAndSwap(e, nil) }
+
+// Close stops any running fetch and waits for it. Get after Close returns a
+// still-usable cached token, or autherr.ErrClosed.
+func (c *Cache) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+}
+
+var closedDone = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// start joins the running fetch or starts one.
+func (c *Cache) start() *call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl := c.flight.Load(); cl != nil {
+		return cl
+	}
+	if e := c.cur.Load(); e != nil && c.now().UnixNano() < e.refreshAt {
+		// Another fetch completed between the caller's check and now.
+		return &call{done: closedDone, e: e}
+	}
+	if c.closed {
+		return &call{done: closedDone, err: autherr.ErrClosed}
+	}
+	cl := &call{done: make(chan struct{})}
+	c.flight.Store(cl)
+	c.wg.Add(1)
+	go c.run(cl)
+	return cl
+}
+
+func (c *Cache) run(cl *call) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
+	tok, err := c.fetch(ctx)
+	cancel()
+	if err == nil && (tok == nil || tok.AccessToken == "") {
+		err = &autherr.Error{Op: "token fetch", Kind: autherr.ErrTemporary, Err: errEmpty}
+	}
+	if err == nil {
+		cl.e = c.Set(tok)
+	} else {
+		cl.err = err
+		now := c.now()
+		backoff := 10 * time.Second
+		if e := c.cur.Load(); e != nil {
+			// Try again within the token's remaining life, not after it.
+			backoff = min(backoff, max(100*time.Millisecond, time.Duration(e.staleAt-now.UnixNano())/4))
+			if c.opts.Logger != nil && e.staleAt > now.UnixNano() {
+				c.opts.Logger.Warn("background token refresh failed; still using the current token",
+					"error", err.Error(), "retry_in", backoff)
+			}
+		}
+		c.retryAt.Store(now.Add(backoff).UnixNano())
+	}
+	c.mu.Lock()
+	c.flight.Store(nil)
+	c.mu.Unlock()
+	close(cl.done)
+}
+
+type emptyErr struct{}
+
+func (emptyErr) Error() string { return "fetch returned no access token" }
+
+var errEmpty error = emptyErr{}
+
+// entry computes the refresh and stale points of tok.
+func (c *Cache) entry(tok *oauth2.Token) *Entry {
+	e := &Entry{Token: tok, Header: []string{tok.Type() + " " + tok.AccessToken},
+		refreshAt: math.MaxInt64, staleAt: math.MaxInt64}
+	if tok.Expiry.IsZero() {
+		return e
+	}
+	now := c.now()
+	life := tok.Expiry.Sub(now)
+	skew := min(maxSkew, life/10)
+	window := c.opts.Window
+	if window <= 0 {
+		window = min(DefaultWindow, life/5)
+	}
+	exp := tok.Expiry.UnixNano()
+	e.staleAt = exp - int64(max(skew, 0))
+	e.refreshAt = min(exp-int64(window), e.staleAt)
+	return e
+}

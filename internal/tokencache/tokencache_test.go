@@ -1,0 +1,270 @@
+package tokencache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// clock is a settable test clock.
+type clock struct{ t atomic.Int64 }
+
+func newClock() *clock          { c := &clock{}; c.t.Store(time.Unix(1_700_000_000, 0).UnixNano()); return c }
+func (c *clock) Now() time.Time { return time.Unix(0, c.t.Load()) }
+func (c *clock) Advance(d time.Duration) {
+	c.t.Add(int64(d))
+}
+
+type fetcher struct {
+	clk   *clock
+	calls atomic.Int32
+	life  time.Duration
+	gate  chan struct{} // when non-nil, each fetch waits for a value
+	fail  atomic.Bool
+}
+
+func (f *fetcher) fetch(ctx context.Context) (*oauth2.Token, error) {
+	n := f.calls.Add(1)
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if f.fail.Load() {
+		return nil, &autherr.Error{Op: "test", Kind: autherr.ErrTemporary}
+	}
+	return &oauth2.Token{AccessToken: fmt.Sprintf("tok-%d", n), Expiry: f.clk.Now().Add(f.life)}, nil
+}
+
+func TestColdCacheOneFetchForManyCallers(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Hour, gate: make(chan struct{})}
+	c := New(f.fetch, Options{Now: clk.Now})
+	defer c.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, err := c.Get(context.Background())
+			if err == nil && e.Token.AccessToken != "tok-1" {
+				err = fmt.Errorf("got %s", e.Token.AccessToken)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let the goroutines pile up on the fetch
+	close(f.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Fatalf("fetches = %d, want 1", n)
+	}
+}
+
+func TestRefreshWindowServesOldTokenAndRefreshesOnce(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Hour}
+	c := New(f.fetch, Options{Now: clk.Now})
+	defer c.Close()
+	if _, err := c.Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.gate = make(chan struct{})  // hold the background refresh
+	clk.Advance(56 * time.Minute) // inside the default 5-minute window
+	var wg sync.WaitGroup
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, err := c.Get(context.Background())
+			if err != nil || e.Token.AccessToken != "tok-1" {
+				t.Errorf("caller waited or got a new token: %v %v", e, err)
+			}
+		}()
+	}
+	wg.Wait() // all returned while the refresh is still held: nobody waited
+	if n := f.calls.Load(); n != 2 {
+		t.Fatalf("fetches = %d, want 2 (initial + one background)", n)
+	}
+	close(f.gate)
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Peek().Token.AccessToken != "tok-2" {
+		if time.Now().After(deadline) {
+			t.Fatal("background refresh never landed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := f.calls.Load(); n != 2 {
+		t.Fatalf("fetches = %d, want 2", n)
+	}
+}
+
+func TestWindowForShortLifetimeIsTwentyPercent(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: 10 * time.Minute}
+	c := New(f.fetch, Options{Now: clk.Now})
+	defer c.Close()
+	e, _ := c.Get(context.Background())
+	if !e.Fresh(clk.Now().Add(7*time.Minute + 59*time.Second)) {
+		t.Fatal("not fresh before the last 20%")
+	}
+	if e.Fresh(clk.Now().Add(8 * time.Minute)) {
+		t.Fatal("still fresh in the last 20%")
+	}
+	if !e.Usable(clk.Now().Add(9*time.Minute+49*time.Second)) || e.Usable(clk.Now().Add(9*time.Minute+51*time.Second)) {
+		t.Fatal("stale point is not expiry minus 10s")
+	}
+}
+
+func TestCallerContextDoesNotCancelSharedFetch(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Hour, gate: make(chan struct{})}
+	c := New(f.fetch, Options{Now: clk.Now})
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	gotErr := make(chan error, 1)
+	go func() { _, err := c.Get(ctx); gotErr <- err }()
+	other := make(chan *Entry, 1)
+	go func() { e, _ := c.Get(context.Background()); other <- e }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-gotErr:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("cancelled caller did not return promptly")
+	}
+	close(f.gate)
+	if e := <-other; e == nil || e.Token.AccessToken != "tok-1" {
+		t.Fatal("the other caller lost the shared fetch")
+	}
+	if _, err := (func() (*Entry, error) { ctx, c2 := context.WithCancel(context.Background()); c2(); return c.Get(ctx) })(); err != nil {
+		t.Fatalf("fresh token must be served even to a cancelled context: %v", err)
+	}
+}
+
+func TestFailedBackgroundRefreshKeepsTokenAndBacksOff(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Hour}
+	c := New(f.fetch, Options{Now: clk.Now})
+	defer c.Close()
+	c.Get(context.Background())
+	f.fail.Store(true)
+	clk.Advance(56 * time.Minute)
+	e, err := c.Get(context.Background())
+	if err != nil || e.Token.AccessToken != "tok-1" {
+		t.Fatalf("%v %v", e, err)
+	}
+	waitIdle(t, c)
+	for i := 0; i < 100; i++ {
+		c.Get(context.Background())
+	}
+	if n := f.calls.Load(); n != 2 {
+		t.Fatalf("fetches = %d: a failed refresh must back off", n)
+	}
+	clk.Advance(11 * time.Second)
+	f.fail.Store(false)
+	c.Get(context.Background())
+	waitIdle(t, c)
+	if got := c.Peek().Token.AccessToken; got != "tok-3" {
+		t.Fatalf("after backoff got %s", got)
+	}
+}
+
+func TestExpiredFailureReturnsErrorThenRecovers(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Minute}
+	c := New(f.fetch, Options{Now: clk.Now})
+	defer c.Close()
+	c.Get(context.Background())
+	clk.Advance(2 * time.Minute)
+	f.fail.Store(true)
+	if _, err := c.Get(context.Background()); !errors.Is(err, autherr.ErrTemporary) {
+		t.Fatalf("err = %v", err)
+	}
+	f.fail.Store(false)
+	if e, err := c.Get(context.Background()); err != nil || e.Token.AccessToken != "tok-3" {
+		t.Fatalf("%v %v", e, err)
+	}
+}
+
+func TestInvalidateIf(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Hour}
+	c := New(f.fetch, Options{Now: clk.Now})
+	defer c.Close()
+	e1, _ := c.Get(context.Background())
+	c.Invalidate()
+	e2, _ := c.Get(context.Background())
+	if e1 == e2 || e2.Token.AccessToken != "tok-2" {
+		t.Fatal("Invalidate did not force a fetch")
+	}
+	if c.InvalidateIf(e1) {
+		t.Fatal("stale entry invalidated the new one")
+	}
+	if !c.InvalidateIf(e2) || c.Peek() != nil {
+		t.Fatal("InvalidateIf on the current entry failed")
+	}
+}
+
+func TestCloseStopsFetchAndRefusesNew(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Hour, gate: make(chan struct{})}
+	c := New(f.fetch, Options{Now: clk.Now})
+	res := make(chan error, 1)
+	go func() { _, err := c.Get(context.Background()); res <- err }()
+	time.Sleep(10 * time.Millisecond)
+	c.Close() // must cancel the held fetch and wait for it
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := c.Get(context.Background()); !errors.Is(err, autherr.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
+
+func TestCachedGetAllocatesNothing(t *testing.T) {
+	f := &fetcher{clk: newClock(), life: time.Hour}
+	c := New(f.fetch, Options{})
+	defer c.Close()
+	f.clk = &clock{}
+	f.clk.t.Store(time.Now().UnixNano())
+	c.Get(context.Background())
+	ctx := context.Background()
+	if a := testing.AllocsPerRun(1000, func() { c.Get(ctx) }); a != 0 {
+		t.Fatalf("allocs per cached Get = %v", a)
+	}
+}
+
+func waitIdle(t *testing.T, c *Cache) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.flight.Load() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("fetch did not finish")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,246 @@
+// Package tokenep performs token-endpoint requests (RFC 6749 §4, §6) for
+// every flow of the SDK: client authentication, retries through
+// internal/httpx, response parsing with sane defaults, and error
+// classification into the autherr sentinels.
+package tokenep
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/httpx"
+	"github.com/erpnetgo/auth/internal/redact"
+	"github.com/erpnetgo/auth/internal/retry"
+)
+
+// AuthStyle says how the client authenticates to the token endpoint.
+type AuthStyle int
+
+const (
+	// AuthAuto picks HTTP Basic unless discovery lists only client_secret_post.
+	AuthAuto AuthStyle = iota
+	// AuthBasic sends client_id and secret in an HTTP Basic header, each
+	// form-urlencoded first (RFC 6749 §2.3.1).
+	AuthBasic
+	// AuthForm sends client_id and client_secret in the form body.
+	AuthForm
+)
+
+// DefaultLifetime is assumed for an access token whose response has no
+// expires_in and which is not a JWT with an exp claim: short, so a token of
+// unknown life is never trusted for long.
+const DefaultLifetime = 5 * time.Minute
+
+// Client is a confidential or public OAuth client talking to one token
+// endpoint.
+type Client struct {
+	HTTPClient   *http.Client
+	ClientID     string
+	ClientSecret string // empty: public client, no secret is ever sent
+	Style        AuthStyle
+	Policy       retry.Policy
+	// Now is the clock used for expiry; nil is time.Now.
+	Now func() time.Time
+}
+
+// Style resolves AuthAuto against the methods discovery advertises.
+func (c *Client) style(methods []string) AuthStyle {
+	if c.Style != AuthAuto {
+		return c.Style
+	}
+	if !discovery.Supports(methods, "client_secret_basic") && discovery.Supports(methods, "client_secret_post") {
+		return AuthForm
+	}
+	return AuthBasic
+}
+
+type tokenJSON struct {
+	AccessToken  string          `json:"access_token"`
+	TokenType    string          `json:"token_type"`
+	RefreshToken string          `json:"refresh_token"`
+	IDToken      string          `json:"id_token"`
+	Scope        string          `json:"scope"`
+	ExpiresIn    json.RawMessage `json:"expires_in"`
+}
+
+type errorJSON struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+	ErrorURI         string `json:"error_uri"`
+}
+
+// Exchange posts form (which must hold grant_type and the grant's
+// parameters) to doc's token endpoint and returns the token. The returned
+// token's Extra carries "id_token" and "scope" when the server sent them.
+func (c *Client) Exchange(ctx context.Context, doc *discovery.Document, form url.Values) (*oauth2.Token, error) {
+	grant := form.Get("grant_type")
+	op := "token request (" + grant + ")"
+	resp, attempts, err := c.post(ctx, doc.TokenEndpoint, doc.TokenEndpointAuthMethods, op, form)
+	if err != nil {
+		return nil, err
+	}
+	var tj tokenJSON
+	if err := json.Unmarshal(resp.Body, &tj); err != nil || tj.AccessToken == "" {
+		what := "is not valid JSON"
+		if err == nil {
+			what = "has no access_token"
+		}
+		return nil, &autherr.Error{Op: op, StatusCode: resp.Status, Attempts: attempts, Kind: autherr.ErrTemporary,
+			Err: fmt.Errorf("token response %s (%d bytes, content type %q)", what, len(resp.Body), resp.Header.Get("Content-Type"))}
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	tok := &oauth2.Token{
+		AccessToken:  tj.AccessToken,
+		TokenType:    tj.TokenType,
+		RefreshToken: tj.RefreshToken,
+	}
+	if tok.TokenType == "" || strings.EqualFold(tok.TokenType, "bearer") {
+		tok.TokenType = "Bearer"
+	}
+	t0 := now()
+	if secs := expiresIn(tj.ExpiresIn); secs > 0 {
+		tok.ExpiresIn = secs
+		tok.Expiry = t0.Add(time.Duration(secs) * time.Second)
+	} else if exp, ok := JWTExpiry(tj.AccessToken); ok && exp.After(t0) {
+		tok.Expiry = exp
+	} else {
+		tok.Expiry = t0.Add(DefaultLifetime)
+	}
+	extra := map[string]any{}
+	if tj.IDToken != "" {
+		extra["id_token"] = tj.IDToken
+	}
+	if tj.Scope != "" {
+		extra["scope"] = tj.Scope
+	}
+	return tok.WithExtra(extra), nil
+}
+
+func (c *Client) errorFrom(op, grant string, resp *httpx.Response, attempts int, form url.Values) error {
+	e := &autherr.Error{Op: op, StatusCode: resp.Status, Attempts: attempts,
+		RetryAfter: retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	var ej errorJSON
+	if json.Unmarshal(resp.Body, &ej) == nil && ej.Error != "" {
+		secrets := []string{c.ClientSecret, form.Get("refresh_token"), form.Get("code"), form.Get("code_verifier")}
+		e.Code = redact.Truncate(redact.Scrub(ej.Error, secrets...), 64)
+		e.Description = redact.Truncate(redact.Scrub(ej.ErrorDescription, secrets...), 256)
+		e.URI = redact.Truncate(ej.ErrorURI, 256)
+		e.Kind = autherr.Classify(ej.Error, grant == "refresh_token")
+	}
+	if e.Kind == nil {
+		switch {
+		case retry.Retryable(resp.Status):
+			e.Kind = autherr.ErrTemporary
+		case resp.Status == http.StatusUnauthorized:
+			e.Kind = autherr.ErrMisconfigured
+		}
+	}
+	return e
+}
+
+func expiresIn(raw json.RawMessage) int64 {
+	s := strings.Trim(string(bytes.TrimSpace(raw)), `"`)
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n <= 0 || n > 1<<31 {
+		return 0
+	}
+	return int64(n)
+}
+
+// JWTExpiry reads the exp claim of a JWT without verifying it. It is used
+// only to decide how long to cache a token whose response omitted
+// expires_in; never to trust it.
+func JWTExpiry(tok string) (time.Time, bool) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 || len(parts[1]) > 64<<10 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return time.Time{}, false
+	}
+	f, err := claims.Exp.Float64()
+	if err != nil || f <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0), true
+}
+
+// Revoke revokes token (RFC 7009) at doc's revocation endpoint. hint is
+// "refresh_token" or "access_token". It returns nil without a request when
+// discovery lists no revocation endpoint.
+func (c *Client) Revoke(ctx context.Context, doc *discovery.Document, token, hint string) error {
+	if doc.RevocationEndpoint == "" {
+		return nil
+	}
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	_, _, err := c.post(ctx, doc.RevocationEndpoint, doc.TokenEndpointAuthMethods, "token revocation", form)
+	return err
+}
+
+// post sends form to endpoint with client authentication and returns the
+// 200 response, or an *autherr.Error for any other outcome.
+func (c *Client) post(ctx context.Context, endpoint string, methods []string, op string, form url.Values) (*httpx.Response, int, error) {
+	body := make(url.Values, len(form)+2)
+	for k, v := range form {
+		body[k] = v
+	}
+	var basic string
+	switch {
+	case c.ClientSecret == "":
+		body.Set("client_id", c.ClientID)
+	case c.style(methods) == AuthForm:
+		body.Set("client_id", c.ClientID)
+		body.Set("client_secret", c.ClientSecret)
+	default:
+		basic = "Basic " + base64.StdEncoding.EncodeToString(
+			[]byte(url.QueryEscape(c.ClientID)+":"+url.QueryEscape(c.ClientSecret)))
+	}
+	encoded := body.Encode()
+	resp, attempts, err := httpx.Send(ctx, httpx.Request{
+		Op: op, Client: c.HTTPClient, Policy: c.Policy,
+		Build: func(ctx context.Context) (*http.Request, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(encoded))
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Accept", "application/json")
+			if basic != "" {
+				req.Header.Set("Authorization", basic)
+			}
+			return req, nil
+		},
+	})
+	if err != nil {
+		return nil, attempts, err
+	}
+	if resp.Status != http.StatusOK {
+		return nil, attempts, c.errorFrom(op, form.Get("grant_type"), resp, attempts, form)
+	}
+	return resp, attempts, nil
+}

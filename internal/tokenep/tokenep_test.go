@@ -1,0 +1,128 @@
+package tokenep
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/discovery"
+)
+
+// serve answers every token request with status and body.
+func serve(t *testing.T, status int, body string) (*discovery.Document, *[]*http.Request) {
+	var reqs []*http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		reqs = append(reqs, r)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return &discovery.Document{TokenEndpoint: srv.URL + "/token", RevocationEndpoint: srv.URL + "/revoke"}, &reqs
+}
+
+func jwtWithExp(exp int64) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(fmt.Sprintf(`{"exp":%d}`, exp))) + ".sig"
+}
+
+func TestDefaultsForSparseResponses(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c := &Client{ClientID: "id", ClientSecret: "secret", Now: func() time.Time { return now }}
+	form := url.Values{"grant_type": {"client_credentials"}}
+
+	doc, _ := serve(t, 200, `{"access_token":"opaque"}`)
+	tok, err := c.Exchange(context.Background(), doc, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.TokenType != "Bearer" || !tok.Expiry.Equal(now.Add(DefaultLifetime)) {
+		t.Fatalf("missing token_type/expires_in: %q %v", tok.TokenType, tok.Expiry)
+	}
+
+	doc, _ = serve(t, 200, fmt.Sprintf(`{"access_token":%q,"token_type":"bearer"}`, jwtWithExp(now.Unix()+600)))
+	tok, _ = c.Exchange(context.Background(), doc, form)
+	if !tok.Expiry.Equal(now.Add(600*time.Second)) || tok.TokenType != "Bearer" {
+		t.Fatalf("JWT exp not used: %v", tok.Expiry)
+	}
+
+	doc, _ = serve(t, 200, `{"access_token":"x","expires_in":"3600","scope":"read update","id_token":"idt","refresh_token":"rt"}`)
+	tok, _ = c.Exchange(context.Background(), doc, form)
+	if !tok.Expiry.Equal(now.Add(time.Hour)) || tok.Extra("scope") != "read update" || tok.Extra("id_token") != "idt" || tok.RefreshToken != "rt" {
+		t.Fatalf("string expires_in or extras: %+v", tok)
+	}
+}
+
+func TestErrorClassificationAndScrubbing(t *testing.T) {
+	c := &Client{ClientID: "id", ClientSecret: "very-secret-value"}
+	for _, tc := range []struct {
+		status int
+		code   string
+		grant  string
+		kind   error
+	}{
+		{401, "invalid_client", "client_credentials", autherr.ErrMisconfigured},
+		{400, "unauthorized_client", "client_credentials", autherr.ErrMisconfigured},
+		{400, "invalid_scope", "client_credentials", autherr.ErrMisconfigured},
+		{400, "invalid_grant", "refresh_token", autherr.ErrReauthRequired},
+		{400, "invalid_grant", "authorization_code", nil},
+		{400, "invalid_request", "client_credentials", nil},
+	} {
+		doc, _ := serve(t, tc.status, fmt.Sprintf(`{"error":%q,"error_description":"bad very-secret-value rt-1234"}`, tc.code))
+		_, err := c.Exchange(context.Background(), doc, url.Values{"grant_type": {tc.grant}, "refresh_token": {"rt-1234"}})
+		var e *autherr.Error
+		if !errors.As(err, &e) || e.Code != tc.code || e.StatusCode != tc.status {
+			t.Fatalf("%s: %v", tc.code, err)
+		}
+		if tc.kind != nil && !errors.Is(err, tc.kind) {
+			t.Fatalf("%s/%s: want %v, got %v", tc.code, tc.grant, tc.kind, err)
+		}
+		if strings.Contains(err.Error(), "very-secret-value") || strings.Contains(err.Error(), "rt-1234") {
+			t.Fatalf("secret echoed: %v", err)
+		}
+	}
+}
+
+func TestPublicClientSendsNoSecretAndRevoke(t *testing.T) {
+	doc, reqs := serve(t, 200, `{"access_token":"a"}`)
+	c := &Client{ClientID: "com.example/cli"}
+	if _, err := c.Exchange(context.Background(), doc, url.Values{"grant_type": {"authorization_code"}}); err != nil {
+		t.Fatal(err)
+	}
+	r := (*reqs)[0]
+	if _, _, ok := r.BasicAuth(); ok || r.PostForm.Has("client_secret") || r.PostForm.Get("client_id") != "com.example/cli" {
+		t.Fatalf("public client auth wrong: %v", r.PostForm)
+	}
+	if err := c.Revoke(context.Background(), doc, "rt", "refresh_token"); err != nil {
+		t.Fatal(err)
+	}
+	if r := (*reqs)[1]; r.URL.Path != "/revoke" || r.PostForm.Get("token") != "rt" {
+		t.Fatalf("revocation request wrong: %v %v", r.URL, r.PostForm)
+	}
+	doc.RevocationEndpoint = ""
+	if err := c.Revoke(context.Background(), doc, "rt", "refresh_token"); err != nil || len(*reqs) != 2 {
+		t.Fatal("revoke without an endpoint must be a no-op")
+	}
+}
+
+func TestBasicEncodesSpecialCharacters(t *testing.T) {
+	doc, reqs := serve(t, 200, `{"access_token":"a"}`)
+	c := &Client{ClientID: "com.example/app", ClientSecret: "a:b%c+d/e= f", Style: AuthBasic}
+	c.Exchange(context.Background(), doc, url.Values{"grant_type": {"client_credentials"}})
+	u, p, _ := (*reqs)[0].BasicAuth()
+	if u != url.QueryEscape("com.example/app") || p != url.QueryEscape("a:b%c+d/e= f") {
+		t.Fatalf("basic credentials not form-urlencoded: %q %q", u, p)
+	}
+	if id, _ := url.QueryUnescape(u); id != "com.example/app" {
+		t.Fatal("round trip")
+	}
+}
