@@ -1,10 +1,16 @@
 // Package tokencache is the SDK's one token cache. It holds one access token
-// and hands it out with an atomic load: no lock and no allocation while the
-// token is fresh. In the token's last part of life exactly one background
+// and hands it out with an atomic load: no lock, no allocation and no clock
+// read while the token is fresh (a timer marks the end of that period). In the token's last part of life exactly one background
 // refresh runs while callers keep the still-valid token; when the cache is
 // cold or the token has expired, exactly one fetch runs however many
 // goroutines ask, and each caller may give up through its own context
 // without cancelling the shared fetch.
+//
+// Ages are measured on the monotonic clock, like Go's timers: a change of
+// the wall clock does not make a token look fresher or older than it is.
+// While a machine is suspended the monotonic clock stops, so just after a
+// resume a token may look younger than it is; the transports (internal/bearer)
+// answer the API's 401 by invalidating it, fetching a new one and retrying.
 package tokencache
 
 import (
@@ -35,22 +41,35 @@ const (
 )
 
 // Entry is one cached token and what is derived from it once. Entries are
-// immutable; never modify one or its Token.
+// immutable apart from their freshness flag; never modify one or its Token.
 type Entry struct {
 	// Token is the token as the fetch returned it.
 	Token *oauth2.Token
 	// Header is the Authorization header value ("Bearer <token>"), built
 	// once per token so requests do not rebuild it.
 	Header []string
-	// refreshAt: start a background refresh; staleAt: stop handing it out.
-	refreshAt, staleAt int64
+
+	// fresh is true until the refresh window opens. With the real clock a
+	// timer clears it, so the hot path reads one atomic flag and no clock.
+	fresh atomic.Bool
+	timer *time.Timer
+	// born is when the entry was made (with a monotonic reading under the
+	// real clock); refreshAfter and staleAfter are measured from it.
+	born                     time.Time
+	refreshAfter, staleAfter time.Duration
 }
 
 // Fresh reports whether the entry is before its refresh window at now.
-func (e *Entry) Fresh(now time.Time) bool { return now.UnixNano() < e.refreshAt }
+func (e *Entry) Fresh(now time.Time) bool { return now.Sub(e.born) < e.refreshAfter }
 
 // Usable reports whether the entry may still be handed out at now.
-func (e *Entry) Usable(now time.Time) bool { return now.UnixNano() < e.staleAt }
+func (e *Entry) Usable(now time.Time) bool { return now.Sub(e.born) < e.staleAfter }
+
+func (e *Entry) stop() {
+	if e != nil && e.timer != nil {
+		e.timer.Stop()
+	}
+}
 
 // Options tune a Cache. The zero value is the documented default.
 type Options struct {
@@ -82,7 +101,8 @@ type Cache struct {
 	now    func() time.Time
 	cur    atomic.Pointer[Entry]
 	flight atomic.Pointer[call]
-	// retryAt holds back background refreshes after one failed.
+	// retryAt (unix nanoseconds) holds back background refreshes after one
+	// failed.
 	retryAt atomic.Int64
 
 	mu     sync.Mutex // guards closed and wg.Add
@@ -111,12 +131,15 @@ func New(fetch Fetch, opts Options) *Cache {
 // fetch or for ctx, whichever ends first.
 func (c *Cache) Get(ctx context.Context) (*Entry, error) {
 	if e := c.cur.Load(); e != nil {
-		now := c.now().UnixNano()
-		if now < e.refreshAt {
+		if e.fresh.Load() {
 			return e, nil
 		}
-		if now < e.staleAt {
-			if c.flight.Load() == nil && now >= c.retryAt.Load() {
+		age := c.age(e)
+		if age < e.refreshAfter {
+			return e, nil
+		}
+		if age < e.staleAfter {
+			if c.flight.Load() == nil && c.now().UnixNano() >= c.retryAt.Load() {
 				c.start()
 			}
 			return e, nil
@@ -134,6 +157,15 @@ func (c *Cache) Get(ctx context.Context) (*Entry, error) {
 	}
 }
 
+// age is how long ago e was made: on the monotonic clock unless a test
+// clock is set.
+func (c *Cache) age(e *Entry) time.Duration {
+	if c.opts.Now == nil {
+		return time.Since(e.born)
+	}
+	return c.now().Sub(e.born)
+}
+
 // Peek returns the cached entry, usable or not, or nil. It never fetches.
 func (c *Cache) Peek() *Entry { return c.cur.Load() }
 
@@ -141,17 +173,23 @@ func (c *Cache) Peek() *Entry { return c.cur.Load() }
 // and returns its entry.
 func (c *Cache) Set(tok *oauth2.Token) *Entry {
 	e := c.entry(tok)
-	c.cur.Store(e)
+	c.cur.Swap(e).stop()
 	c.retryAt.Store(0)
 	return e
 }
 
 // Invalidate drops the cached token so the next Get fetches.
-func (c *Cache) Invalidate() { c.cur.Store(nil) }
+func (c *Cache) Invalidate() { c.cur.Swap(nil).stop() }
 
 // InvalidateIf drops the cached token only if it is still e (so a 401 on an
 // old token does not discard a new one another goroutine just fetched).
-func (c *Cache) InvalidateIf(e *Entry) bool { return c.cur.CompareAndSwap(e, nil) }
+func (c *Cache) InvalidateIf(e *Entry) bool {
+	if c.cur.CompareAndSwap(e, nil) {
+		e.stop()
+		return true
+	}
+	return false
+}
 
 // Close stops any running fetch and waits for it. Get after Close returns a
 // still-usable cached token, or autherr.ErrClosed.
@@ -161,6 +199,7 @@ func (c *Cache) Close() {
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+	c.cur.Load().stop()
 }
 
 var closedDone = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
@@ -172,7 +211,7 @@ func (c *Cache) start() *call {
 	if cl := c.flight.Load(); cl != nil {
 		return cl
 	}
-	if e := c.cur.Load(); e != nil && c.now().UnixNano() < e.refreshAt {
+	if e := c.cur.Load(); e != nil && c.age(e) < e.refreshAfter {
 		// Another fetch completed between the caller's check and now.
 		return &call{done: closedDone, e: e}
 	}
@@ -202,8 +241,9 @@ func (c *Cache) run(cl *call) {
 		backoff := 10 * time.Second
 		if e := c.cur.Load(); e != nil {
 			// Try again within the token's remaining life, not after it.
-			backoff = min(backoff, max(100*time.Millisecond, time.Duration(e.staleAt-now.UnixNano())/4))
-			if c.opts.Logger != nil && e.staleAt > now.UnixNano() {
+			left := e.staleAfter - c.age(e)
+			backoff = min(backoff, max(100*time.Millisecond, left/4))
+			if c.opts.Logger != nil && left > 0 {
 				c.opts.Logger.Warn("background token refresh failed; still using the current token",
 					"error", err.Error(), "retry_in", backoff)
 			}
@@ -222,22 +262,26 @@ func (emptyErr) Error() string { return "fetch returned no access token" }
 
 var errEmpty error = emptyErr{}
 
-// entry computes the refresh and stale points of tok.
+// entry computes the refresh and stale points of tok and, under the real
+// clock, arms the timer that ends its fresh period.
 func (c *Cache) entry(tok *oauth2.Token) *Entry {
 	e := &Entry{Token: tok, Header: []string{tok.Type() + " " + tok.AccessToken},
-		refreshAt: math.MaxInt64, staleAt: math.MaxInt64}
-	if tok.Expiry.IsZero() {
-		return e
+		born: c.now(), refreshAfter: math.MaxInt64, staleAfter: math.MaxInt64}
+	if !tok.Expiry.IsZero() {
+		life := tok.Expiry.Sub(e.born)
+		skew := min(maxSkew, life/10)
+		window := c.opts.Window
+		if window <= 0 {
+			window = min(DefaultWindow, life/5)
+		}
+		e.staleAfter = life - max(skew, 0)
+		e.refreshAfter = min(life-window, e.staleAfter)
 	}
-	now := c.now()
-	life := tok.Expiry.Sub(now)
-	skew := min(maxSkew, life/10)
-	window := c.opts.Window
-	if window <= 0 {
-		window = min(DefaultWindow, life/5)
+	if c.opts.Now == nil && e.refreshAfter > 0 {
+		e.fresh.Store(true)
+		if e.refreshAfter != math.MaxInt64 {
+			e.timer = time.AfterFunc(e.refreshAfter, func() { e.fresh.Store(false) })
+		}
 	}
-	exp := tok.Expiry.UnixNano()
-	e.staleAt = exp - int64(max(skew, 0))
-	e.refreshAt = min(exp-int64(window), e.staleAt)
 	return e
 }

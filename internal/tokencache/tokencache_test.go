@@ -268,3 +268,29 @@ func waitIdle(t *testing.T, c *Cache) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestRealClockTimerEndsFreshPeriod(t *testing.T) {
+	var calls atomic.Int32
+	c := New(func(context.Context) (*oauth2.Token, error) {
+		n := calls.Add(1)
+		return &oauth2.Token{AccessToken: fmt.Sprint("t", n), Expiry: time.Now().Add(time.Second)}, nil
+	}, Options{})
+	defer c.Close()
+	e, err := c.Get(context.Background())
+	if err != nil || !e.fresh.Load() {
+		t.Fatalf("new entry not fresh: %v", err)
+	}
+	// Window is 20% of 1 s: the timer clears the flag after about 800 ms.
+	deadline := time.Now().Add(5 * time.Second)
+	for e.fresh.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("timer never ended the fresh period")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.Get(context.Background()) // in the window: starts one background refresh
+	waitIdle(t, c)
+	if got := c.Peek().Token.AccessToken; got != "t2" || calls.Load() != 2 {
+		t.Fatalf("got %s after %d fetches", got, calls.Load())
+	}
+}

@@ -1,0 +1,456 @@
+package clientcreds_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/clientcreds"
+	"github.com/erpnetgo/auth/internal/devserver"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// fast retries keep the tests quick; the policy itself is tested in internal/retry.
+var fast = clientcreds.RetryPolicy{Base: 5 * time.Millisecond, Cap: 20 * time.Millisecond}
+
+func workerConfig(s *devserver.Server) clientcreds.Config {
+	return clientcreds.Config{
+		Authority:    s.Issuer(),
+		ClientID:     devserver.DemoWorkerID,
+		ClientSecret: devserver.DemoWorkerSecret,
+		Scopes:       []string{"read", "update"},
+		Retry:        fast,
+	}
+}
+
+func newSource(t *testing.T, cfg clientcreds.Config) *clientcreds.Source {
+	t.Helper()
+	src, err := clientcreds.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { src.Close() })
+	return src
+}
+
+func TestConfigValidationNamesFieldAndHidesSecret(t *testing.T) {
+	const secret = "s3cr3t-do-not-print"
+	ok := clientcreds.Config{Authority: "https://demodb.my.erp.net", ClientID: "com.example/x", ClientSecret: secret}
+	require.NoError(t, ok.Validate())
+	cases := []struct {
+		field string
+		edit  func(*clientcreds.Config)
+	}{
+		{"Authority", func(c *clientcreds.Config) { c.Authority = "" }},
+		{"Authority", func(c *clientcreds.Config) { c.Authority = "demodb.my.erp.net" }},
+		{"Authority", func(c *clientcreds.Config) { c.Authority = "http://demodb.my.erp.net" }},
+		{"Authority", func(c *clientcreds.Config) { c.Authority = "https://demodb.my.erp.net/?x=" + secret }},
+		{"ClientID", func(c *clientcreds.Config) { c.ClientID = "" }},
+		{"ClientSecret", func(c *clientcreds.Config) { c.ClientSecret = "" }},
+		{"ClientSecret", func(c *clientcreds.Config) { c.ClientSecret = secret + "\n" }},
+		{"Scopes[1]", func(c *clientcreds.Config) { c.Scopes = []string{"read", "up date"} }},
+		{"RefreshWindow", func(c *clientcreds.Config) { c.RefreshWindow = -time.Second }},
+	}
+	for _, tc := range cases {
+		cfg := ok
+		tc.edit(&cfg)
+		_, err := clientcreds.New(cfg)
+		require.Error(t, err, tc.field)
+		var ce *clientcreds.ConfigError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, tc.field, ce.Field)
+		assert.ErrorIs(t, err, clientcreds.ErrMisconfigured)
+		assert.NotContains(t, err.Error(), secret)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Setenv(clientcreds.EnvAuthority, "https://demodb.my.erp.net/id")
+	t.Setenv(clientcreds.EnvClientID, "com.example/worker")
+	t.Setenv(clientcreds.EnvClientSecret, "")
+	t.Setenv(clientcreds.EnvScopes, "read, update")
+	_, err := clientcreds.ConfigFromEnv()
+	require.ErrorContains(t, err, "ERPNET_CLIENT_SECRET")
+	t.Setenv(clientcreds.EnvClientSecret, "top:secret\n")
+	cfg, err := clientcreds.ConfigFromEnv()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"read", "update"}, cfg.Scopes)
+	assert.Equal(t, "top:secret", cfg.ClientSecret)
+	assert.NoError(t, cfg.Validate())
+}
+
+func TestNewDoesNoNetworkIO(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	newSource(t, workerConfig(s))
+	for _, ep := range []devserver.Endpoint{devserver.Discovery, devserver.AutoDiscovery, devserver.Token} {
+		assert.Zero(t, s.Count(ep))
+	}
+}
+
+// recorder records how client credentials travelled.
+type recorder struct {
+	basic, form atomic.Int32
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/connect/token") {
+		if _, _, ok := req.BasicAuth(); ok {
+			r.basic.Add(1)
+		}
+		if req.Body != nil {
+			b, _ := io.ReadAll(req.Body)
+			if strings.Contains(string(b), "client_secret=") {
+				r.form.Add(1)
+			}
+			req.Body = io.NopCloser(strings.NewReader(string(b)))
+		}
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func TestClientAuthenticationStylesWithSpecialCharacters(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		advertised  []string
+		style       clientcreds.AuthStyle
+		basic, form int32
+	}{
+		{"auto picks basic", nil, clientcreds.AuthAuto, 1, 0},
+		{"auto picks form when only post is listed", []string{"client_secret_post"}, clientcreds.AuthAuto, 0, 1},
+		{"forced basic", []string{"client_secret_post"}, clientcreds.AuthBasic, 1, 0},
+		{"forced form", nil, clientcreds.AuthForm, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := devserver.Demo()
+			cfg.TokenEndpointAuthMethods = tc.advertised
+			s := devserver.StartTest(t, cfg)
+			rec := &recorder{}
+			cc := workerConfig(s)
+			cc.AuthStyle = tc.style
+			cc.HTTPClient = &http.Client{Transport: rec}
+			src := newSource(t, cc)
+			tok, err := src.Token(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, "Bearer", tok.TokenType)
+			assert.Equal(t, tc.basic, rec.basic.Load())
+			assert.Equal(t, tc.form, rec.form.Load())
+			assert.Contains(t, devserver.DemoWorkerSecret, "%")
+			assert.Contains(t, devserver.DemoWorkerID, "/")
+		})
+	}
+}
+
+func TestAuthorityAsInstanceRootUsesAutoDiscovery(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	cfg := workerConfig(s)
+	cfg.Authority = s.URL() + "/"
+	src := newSource(t, cfg)
+	_, err := src.Token(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 1, s.Count(devserver.AutoDiscovery))
+}
+
+func TestColdCacheThousandGoroutinesOneRequest(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	s.InjectFaults(devserver.Token, devserver.Fault{Latency: 200 * time.Millisecond})
+	src := newSource(t, workerConfig(s))
+	var wg sync.WaitGroup
+	tokens := make([]string, 1000)
+	for i := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, err := src.Token(context.Background())
+			if assert.NoError(t, err) {
+				tokens[i] = tok.AccessToken
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, 1, s.GrantCount("client_credentials"))
+	for _, tk := range tokens {
+		require.Equal(t, tokens[0], tk)
+	}
+}
+
+func TestRefreshWindowThousandGoroutinesNobodyWaits(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	cfg := workerConfig(s)
+	// A one-hour token whose refresh window opens 300 ms after it is issued.
+	cfg.RefreshWindow = time.Hour - 300*time.Millisecond
+	src := newSource(t, cfg)
+	first, err := src.Token(context.Background())
+	require.NoError(t, err)
+	time.Sleep(350 * time.Millisecond)
+	// Hold the background refresh on the server so we can see nobody waits.
+	release := 3 * time.Second
+	s.InjectFaults(devserver.Token, devserver.Fault{Latency: release})
+	start := time.Now()
+	var wg sync.WaitGroup
+	var newer atomic.Int32
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 20; j++ {
+				tok, err := src.Token(context.Background())
+				if !assert.NoError(t, err) {
+					return
+				}
+				if tok.AccessToken != first.AccessToken {
+					newer.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if time.Since(start) >= release {
+		t.Skip("machine too slow to tell waiting from not waiting")
+	}
+	// Every call finished while the refresh was still held: none waited on it.
+	assert.Zero(t, newer.Load())
+	// The held refresh reaches the server's counter asynchronously.
+	require.Eventually(t, func() bool { return s.GrantCount("client_credentials") >= 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool {
+		tok, err := src.Token(context.Background())
+		return err == nil && tok.AccessToken != first.AccessToken
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, 2, s.GrantCount("client_credentials"), "one initial and exactly one background refresh")
+}
+
+func TestTransientFailuresRecover(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		faults   []devserver.Fault
+		attempts int
+		minWait  time.Duration
+	}{
+		{"500 then ok", []devserver.Fault{{Status: 500}}, 2, 0},
+		{"503 503 then ok", []devserver.Fault{{Status: 503}, {Status: 503}}, 3, 0},
+		{"429 Retry-After 1", []devserver.Fault{{Status: 429, RetryAfter: "1"}}, 2, time.Second},
+		{"dropped connection", []devserver.Fault{{Drop: true}}, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := devserver.StartTest(t, devserver.Demo())
+			src := newSource(t, workerConfig(s))
+			s.InjectFaults(devserver.Token, tc.faults...)
+			start := time.Now()
+			_, err := src.Token(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, tc.attempts, s.GrantCount("client_credentials"), "the dev server counts every attempt, dropped ones included")
+			assert.GreaterOrEqual(t, time.Since(start), tc.minWait, "Retry-After must be honoured")
+		})
+	}
+}
+
+func TestPersistentOutageIsTemporaryAfterRetries(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	src := newSource(t, workerConfig(s))
+	s.InjectFaults(devserver.Token, devserver.Fault{Status: 503}, devserver.Fault{Status: 503},
+		devserver.Fault{Status: 503}, devserver.Fault{Status: 503}, devserver.Fault{Status: 503})
+	_, err := src.Token(context.Background())
+	require.ErrorIs(t, err, clientcreds.ErrTemporary)
+	var e *clientcreds.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, 503, e.StatusCode)
+	assert.Equal(t, 4, e.Attempts)
+	assert.Equal(t, 4, s.GrantCount("client_credentials"))
+}
+
+func TestMisconfigurationIsNeverRetried(t *testing.T) {
+	cfg := devserver.Demo()
+	cfg.Apps = append(cfg.Apps, devserver.App{ApplicationURI: "com.example/nosystem", SecretHash: devserver.HashSecret("nosystem-secret")})
+	s := devserver.StartTest(t, cfg)
+	for _, tc := range []struct {
+		name, id, secret, code string
+		scopes                 []string
+	}{
+		{"wrong secret", devserver.DemoWorkerID, "wrong-secret-value", "invalid_client", nil},
+		{"unknown client", "com.example/nobody", "whatever-secret", "invalid_client", nil},
+		{"no system user", "com.example/nosystem", "nosystem-secret", "unauthorized_client", nil},
+		{"scope not allowed", devserver.DemoWorkerID, devserver.DemoWorkerSecret, "invalid_scope", []string{"sec"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.ResetCounts()
+			src := newSource(t, clientcreds.Config{Authority: s.Issuer(), ClientID: tc.id, ClientSecret: tc.secret, Scopes: tc.scopes, Retry: fast})
+			_, err := src.Token(context.Background())
+			require.ErrorIs(t, err, clientcreds.ErrMisconfigured)
+			var e *clientcreds.Error
+			require.ErrorAs(t, err, &e)
+			assert.Equal(t, tc.code, e.Code)
+			assert.Equal(t, 1, s.GrantCount("client_credentials"), "must not retry")
+			assert.NotContains(t, err.Error(), tc.secret)
+		})
+	}
+}
+
+func TestGarbageAndOversizedResponses(t *testing.T) {
+	for _, body := range []devserver.FaultBody{devserver.FaultMalformedJSON, devserver.FaultOversizedJSON, devserver.FaultEmpty} {
+		s := devserver.StartTest(t, devserver.Demo())
+		src := newSource(t, workerConfig(s))
+		s.InjectFaults(devserver.Token, devserver.Fault{Body: body})
+		_, err := src.Token(context.Background())
+		require.Error(t, err)
+		assert.ErrorIs(t, err, clientcreds.ErrTemporary)
+		assert.Less(t, len(err.Error()), 400, "error must be short: %s", err)
+		assert.Equal(t, 1, s.GrantCount("client_credentials"))
+		// The next call recovers.
+		_, err = src.Token(context.Background())
+		require.NoError(t, err)
+	}
+}
+
+func TestCancelledContextReturnsPromptly(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	src := newSource(t, workerConfig(s))
+	s.InjectFaults(devserver.Token, devserver.Fault{Latency: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := src.Token(ctx); done <- err }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(3 * time.Second):
+		t.Fatal("Token did not return when its context ended")
+	}
+	// An already-cancelled context never starts a request.
+	s2 := devserver.StartTest(t, devserver.Demo())
+	src2 := newSource(t, workerConfig(s2))
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	_, err := src2.Token(ctx2)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Zero(t, s2.GrantCount("client_credentials"))
+}
+
+func TestInvalidateForcesFetch(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	src := newSource(t, workerConfig(s))
+	a, err := src.Token(context.Background())
+	require.NoError(t, err)
+	b, _ := src.Token(context.Background())
+	assert.Same(t, a, b)
+	src.Invalidate()
+	c, err := src.Token(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, a.AccessToken, c.AccessToken)
+	assert.Equal(t, 2, s.GrantCount("client_credentials"))
+}
+
+func TestClientCallsDomainAPIAndRetries401Once(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	src := newSource(t, workerConfig(s))
+	hc := src.Client(context.Background())
+	api := s.URL() + "/api/domain/odata/Crm_Sales_Customers"
+	resp, err := hc.Get(api)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "system:worker-system", resp.Header.Get("X-Erpnet-Caller"))
+
+	// The server's clock jumps past expiry: the API answers 401 to the
+	// cached token, the transport fetches a new one and retries once.
+	s.Advance(2 * time.Hour)
+	resp, err = hc.Get(api)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, 2, s.GrantCount("client_credentials"))
+
+	// A body that cannot be replayed is not retried: the 401 comes back.
+	s.Advance(2 * time.Hour)
+	req, _ := http.NewRequest(http.MethodPost, api, io.NopCloser(strings.NewReader(`{"Name":"x"}`)))
+	resp, err = hc.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 401, resp.StatusCode)
+	// ...while a replayable one is.
+	req, _ = http.NewRequest(http.MethodPost, api, strings.NewReader(`{"Name":"x"}`))
+	resp, err = hc.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode)
+}
+
+func TestClientNeverRetries403(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	cfg := workerConfig(s)
+	cfg.Scopes = []string{"read"} // no update: writes are forbidden
+	src := newSource(t, cfg)
+	req, _ := http.NewRequest(http.MethodPost, s.URL()+"/api/domain/odata/Crm_Sales_Customers", strings.NewReader(`{}`))
+	resp, err := src.Client(context.Background()).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 403, resp.StatusCode)
+	assert.Equal(t, 1, s.GrantCount("client_credentials"))
+	assert.Equal(t, 1, s.Count(devserver.DomainAPI))
+}
+
+func TestOAuth2TokenSourceInterop(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	src := newSource(t, workerConfig(s))
+	ctx := context.Background()
+	hc := oauth2.NewClient(ctx, src.TokenSource(ctx))
+	resp, err := hc.Get(s.URL() + "/api/domain/odata/Crm_Sales_Customers")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+}
+
+func TestCloseStopsBackgroundWork(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	cfg := workerConfig(s)
+	cfg.RefreshWindow = time.Hour - time.Millisecond
+	src, err := clientcreds.New(cfg)
+	require.NoError(t, err)
+	_, err = src.Token(context.Background())
+	require.NoError(t, err)
+	s.InjectFaults(devserver.Token, devserver.Fault{Latency: 10 * time.Second})
+	time.Sleep(5 * time.Millisecond)
+	src.Token(context.Background()) // starts a background refresh held by the server
+	done := make(chan struct{})
+	go func() { src.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close did not stop the background refresh")
+	}
+	// goleak in TestMain checks that nothing outlived Close.
+}
+
+func TestErrorsNeverContainSecret(t *testing.T) {
+	s := devserver.StartTest(t, devserver.Demo())
+	secret := devserver.DemoWorkerSecret + "-wrong"
+	src := newSource(t, clientcreds.Config{Authority: s.Issuer(), ClientID: devserver.DemoWorkerID, ClientSecret: secret, Retry: fast})
+	_, err := src.Token(context.Background())
+	require.Error(t, err)
+	for _, out := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {
+		assert.NotContains(t, out, secret)
+	}
+	if !errors.Is(err, clientcreds.ErrMisconfigured) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,33 @@
+// Package clientcreds gets service tokens for background workers and
+// integrations that act as an ERP.net Trusted Application's System User,
+// using the OAuth 2.0 Client Credentials grant.
+//
+// A Source caches one token. While it is fresh, Token returns it with one
+// atomic load: no lock, no allocation, no request. In the token's last part
+// of life (by default its last 5 minutes, or its last 20% if it lives less
+// than 25 minutes) exactly one background refresh runs while callers keep
+// receiving the still-valid token, so no caller waits on a refresh it did not
+// need. A cold or expired cache makes exactly one token request however many
+// goroutines ask; each caller can give up through its own context without
+// cancelling the shared request for the others.
+//
+// # Why the cache is per process
+//
+// ERP.net's license terms forbid sharing one token across users, machines or
+// processes: every service process must authenticate on its own. And every
+// new token opens a new ERP.net session (taking a license slot) on its first
+// use, so fetching a token per request, or per short-lived worker, burns
+// sessions until the server answers MaximumLicenseCountExceeded. A Source is
+// therefore deliberately an in-memory, per-process cache with no shared
+// store: create one per process, at start-up, and keep it for the life of
+// the process.
+//
+// # Errors
+//
+// Token-endpoint failures are *Error values; branch on them with errors.Is:
+// ErrMisconfigured (invalid_client, unauthorized_client, invalid_scope, a bad
+// authority or discovery document: never retried), ErrTemporary (5xx, 429,
+// network: already retried with capped exponential backoff and jitter,
+// honouring Retry-After). errors.As gives the RFC 6749 code, description and
+// HTTP status.
+package clientcreds
