@@ -1,0 +1,153 @@
+// Command worker is a background job that acts as a Trusted Application's
+// System User: every few seconds it reads customers from the ERP.net Domain
+// API with a service token from clientcreds, logging with log/slog, until
+// SIGINT or SIGTERM, when it stops cleanly.
+//
+// Against a real instance:
+//
+//	export ERPNET_AUTHORITY=https://demodb.my.erp.net   # instance root or its /id URL
+//	export ERPNET_CLIENT_ID=com.example/worker          # the Trusted Application's ApplicationUri
+//	export ERPNET_CLIENT_SECRET=...
+//	export ERPNET_SCOPES="read"
+//	go run ./examples/worker -every 10s
+//
+// With ERPNET_AUTHORITY unset it starts the dev identity server in-process
+// and uses its demo worker application. -n stops after that many calls.
+//
+// One Source per process, created at start-up and kept: the token is cached
+// and refreshed in the background, so the job makes one token request an
+// hour, not one per call (each new token would open a new ERP.net session).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/erpnetgo/auth/clientcreds"
+	"github.com/erpnetgo/auth/internal/devserver"
+)
+
+func main() {
+	every := flag.Duration("every", 3*time.Second, "time between Domain API calls")
+	n := flag.Int("n", 0, "stop after this many calls (0: run until interrupted)")
+	verbose := flag.Bool("v", false, "debug logging (token fetches; never token values)")
+	flag.Parse()
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log, *every, *n); err != nil {
+		log.Error("worker failed", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) error {
+	cfg, apiRoot, cleanup, err := config(log)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	cfg.Logger = log
+	src, err := clientcreds.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	hc := src.Client(ctx)
+
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for i := 1; ; i++ {
+		if err := call(ctx, hc, apiRoot, log); err != nil {
+			switch {
+			case errors.Is(err, context.Canceled):
+			case errors.Is(err, clientcreds.ErrMisconfigured):
+				return err // retrying cannot help
+			default:
+				log.Warn("call failed; will try again", "error", err) // ErrTemporary and API errors
+			}
+		}
+		if n > 0 && i >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: signal received")
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// config reads ERPNET_* or, when they are absent, starts the dev server.
+func config(log *slog.Logger) (clientcreds.Config, string, func(), error) {
+	if os.Getenv(clientcreds.EnvAuthority) != "" {
+		cfg, err := clientcreds.ConfigFromEnv()
+		root := os.Getenv("ERPNET_ODATA_ROOT") // optional; default: <authority root>/api/domain/odata/
+		if root == "" {
+			root = instanceRoot(cfg.Authority) + "/api/domain/odata/"
+		}
+		return cfg, root, func() {}, err
+	}
+	srv, err := devserver.Start(devserver.Demo())
+	if err != nil {
+		return clientcreds.Config{}, "", nil, err
+	}
+	log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server", "url", srv.URL(), "client_id", devserver.DemoWorkerID)
+	cfg := clientcreds.Config{Authority: srv.URL(), ClientID: devserver.DemoWorkerID,
+		ClientSecret: devserver.DemoWorkerSecret, Scopes: []string{"read"}}
+	return cfg, srv.URL() + "/api/domain/odata/", func() { srv.Close() }, nil
+}
+
+func instanceRoot(authority string) string {
+	for len(authority) > 0 && authority[len(authority)-1] == '/' {
+		authority = authority[:len(authority)-1]
+	}
+	if len(authority) > 3 && authority[len(authority)-3:] == "/id" {
+		return authority[:len(authority)-3]
+	}
+	return authority
+}
+
+func call(ctx context.Context, hc *http.Client, apiRoot string, log *slog.Logger) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiRoot+"Crm_Sales_Customers?$top=3", nil)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("Domain API answered %s", resp.Status)
+	}
+	var page struct {
+		Value []map[string]any `json:"value"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return fmt.Errorf("Domain API response: %w", err)
+	}
+	log.Info("read customers", "count", len(page.Value), "caller", resp.Header.Get("X-Erpnet-Caller"),
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
