@@ -1,0 +1,244 @@
+package authcode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/httpx"
+	"github.com/erpnetgo/auth/internal/seal"
+	"github.com/erpnetgo/auth/internal/tokenep"
+)
+
+// Client signs users in with the Authorization Code flow and PKCE, keeps
+// their sessions in a Store and gives out their tokens. Create it with New;
+// it is safe for concurrent use. Call Close when done to stop background
+// refreshes.
+type Client struct {
+	cfg       Config
+	scope     string // space-separated, ready for the authorize request
+	store     Store
+	locker    RefreshLocker // store's, or nil
+	sealer    *seal.Sealer
+	log       *slog.Logger
+	hc        *http.Client
+	base      http.RoundTripper // for UserClient
+	tep       *tokenep.Client
+	now       func() time.Time
+	secure    bool   // cookies get Secure (the redirect URL is https)
+	cookie    string // session cookie name, prefixed when secure
+	cookieAAD []byte
+	attemptCP string // attempt cookie path (the callback's path)
+
+	verMu    sync.Mutex
+	verifier atomic.Pointer[verifierFor]
+	prefix   atomic.Pointer[string] // store key prefix once the issuer is known
+
+	used usedStates
+
+	liveMu    sync.Mutex
+	live      map[string]*userTokens
+	lastSweep atomic.Int64
+	closed atomic.Bool
+
+	// nonce is a test hook (benchmarks pin the nonce so a pre-signed ID
+	// token can be served); nil means random.
+	nonce func() string
+}
+
+type verifierFor struct {
+	issuer, jwks string
+	v            *oidc.IDTokenVerifier
+}
+
+// New validates cfg and returns a Client. It does no network I/O: the
+// identity server is discovered on first use.
+func New(cfg Config) (*Client, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:   cfg,
+		scope: strings.Join(cfg.Scopes, " "),
+		store: cfg.Store,
+		log:   cfg.Logger,
+		hc:    httpx.Client(cfg.HTTPClient),
+		now:   cfg.Now,
+		live:  map[string]*userTokens{},
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.store == nil {
+		c.store = NewMemoryStore()
+	}
+	c.locker, _ = c.store.(RefreshLocker)
+	if cfg.HTTPClient != nil && cfg.HTTPClient.Transport != nil {
+		c.base = cfg.HTTPClient.Transport
+	} else {
+		c.base = http.DefaultTransport
+	}
+	keys := cfg.CookieKeys
+	if len(keys) == 0 {
+		k := make([]byte, 32)
+		_, _ = rand.Read(k)
+		keys = [][]byte{k}
+		c.log.Warn("authcode: no CookieKeys configured; using a random key for this process: sessions will not survive a restart or span replicas")
+	}
+	if c.sealer, err = seal.New(keys...); err != nil {
+		return nil, &autherr.ConfigError{Field: "CookieKeys", Reason: "are not valid AES keys"}
+	}
+	if cfg.RedirectURL != "" {
+		u, _ := url.Parse(cfg.RedirectURL)
+		c.secure = u.Scheme == "https"
+		c.attemptCP = u.EscapedPath()
+		if c.attemptCP == "" {
+			c.attemptCP = "/"
+		}
+	} else {
+		c.attemptCP = "/"
+	}
+	c.cookie = cfg.CookieName
+	if c.secure {
+		c.cookie = "__Host-" + c.cookie
+	}
+	c.cookieAAD = []byte("erpnetgo/authcode session cookie\x00" + c.cookie + "\x00" + cfg.Authority + "\x00" + cfg.ClientID)
+	c.tep = &tokenep.Client{
+		HTTPClient:   c.hc,
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		Style:        cfg.AuthStyle.internal(),
+		Now:          c.now,
+	}
+	return c, nil
+}
+
+// Close stops every background refresh and waits for it. Sessions stay in
+// the Store. Using the Client after Close returns ErrClosed.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.liveMu.Lock()
+	live := c.live
+	c.live = map[string]*userTokens{}
+	c.liveMu.Unlock()
+	for _, u := range live {
+		u.cache.Close()
+	}
+	return nil
+}
+
+// discover returns the identity server's discovery document.
+func (c *Client) discover(ctx context.Context) (*discovery.Document, error) {
+	if c.closed.Load() {
+		return nil, autherr.ErrClosed
+	}
+	doc, err := discovery.Get(ctx, c.hc, c.cfg.Authority)
+	if err != nil {
+		return nil, err
+	}
+	if c.prefix.Load() == nil {
+		p := storePrefix(doc.Issuer, c.cfg.ClientID)
+		c.prefix.Store(&p)
+	}
+	return doc, nil
+}
+
+// storePrefix namespaces Store keys by issuer and client_id.
+func storePrefix(issuer, clientID string) string {
+	return "erpnetgo/authcode/v1/" + url.PathEscape(issuer) + "/" + url.PathEscape(clientID) + "/"
+}
+
+// keyPrefix returns the Store key prefix, discovering the issuer if needed.
+func (c *Client) keyPrefix(ctx context.Context) (string, error) {
+	if p := c.prefix.Load(); p != nil {
+		return *p, nil
+	}
+	if _, err := c.discover(ctx); err != nil {
+		return "", err
+	}
+	return *c.prefix.Load(), nil
+}
+
+func sessionKey(prefix, id string) string { return prefix + "session/" + id }
+
+// idVerifier returns the ID token verifier for doc, creating it (and its
+// JWKS cache) on first use. go-oidc's remote key set fetches the JWKS once
+// and again only when a token names a key id it does not know.
+func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, error) {
+	if v := c.verifier.Load(); v != nil && v.issuer == doc.Issuer && v.jwks == doc.JWKSURI {
+		return v.v, nil
+	}
+	if doc.JWKSURI == "" {
+		return nil, &autherr.Error{Op: "discovery", Kind: autherr.ErrMisconfigured,
+			Err: errors.New("discovery document has no jwks_uri: ID tokens cannot be verified")}
+	}
+	c.verMu.Lock()
+	defer c.verMu.Unlock()
+	if v := c.verifier.Load(); v != nil && v.issuer == doc.Issuer && v.jwks == doc.JWKSURI {
+		return v.v, nil
+	}
+	ks := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), c.hc), doc.JWKSURI)
+	v := oidc.NewVerifier(doc.Issuer, ks, &oidc.Config{
+		ClientID:             c.cfg.ClientID,
+		SupportedSigningAlgs: c.cfg.IDTokenSigningAlgs,
+		Now:                  c.now,
+	})
+	c.verifier.Store(&verifierFor{issuer: doc.Issuer, jwks: doc.JWKSURI, v: v})
+	return v, nil
+}
+
+// randomString returns n random bytes, base64url-encoded.
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (Go ≥ 1.24)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// usedStates remembers states whose callback was accepted, until their
+// attempt would have expired anyway, so a replayed callback fails even if
+// the attempt cookie is replayed with it.
+type usedStates struct {
+	mu    sync.Mutex
+	m     map[string]time.Time
+	sweep time.Time
+}
+
+// markUsed records h and reports whether it was new.
+func (u *usedStates) markUsed(h string, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[string]time.Time{}
+	}
+	if now.Sub(u.sweep) > time.Minute {
+		for k, exp := range u.m {
+			if now.After(exp) {
+				delete(u.m, k)
+			}
+		}
+		u.sweep = now
+	}
+	if exp, ok := u.m[h]; ok && now.Before(exp) {
+		return false
+	}
+	u.m[h] = now.Add(AttemptTTL + time.Minute)
+	return true
+}

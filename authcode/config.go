@@ -1,0 +1,286 @@
+package authcode
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/tokenep"
+)
+
+// Scopes understood by ERP.net.
+const (
+	ScopeOpenID        = "openid"
+	ScopeProfile       = "profile"
+	ScopeOfflineAccess = "offline_access"
+	ScopeRead          = "read"
+	ScopeUpdate        = "update"
+	// ScopeDomainAPI is the obsolete scope ERP.net v20.1 servers still need;
+	// see Config.LegacyDomainAPIScope.
+	ScopeDomainAPI = "DomainApi"
+)
+
+// DefaultScopes are requested when Config.Scopes is empty.
+var DefaultScopes = []string{ScopeOpenID, ScopeProfile, ScopeOfflineAccess, ScopeRead, ScopeUpdate}
+
+// Defaults for Config.
+const (
+	// DefaultSessionTTL is how long a session lives in the Store and its
+	// cookie in the browser when Config.SessionTTL is zero. Every token
+	// refresh extends the Store entry; the cookie's lifetime is fixed at
+	// sign-in.
+	DefaultSessionTTL = 14 * 24 * time.Hour
+	// AttemptTTL is how long a sign-in attempt (state, nonce, PKCE verifier)
+	// is accepted by the callback.
+	AttemptTTL = 10 * time.Minute
+	// DefaultCookieName is the session cookie's name when Config.CookieName
+	// is empty. Over https it gets the "__Host-" prefix.
+	DefaultCookieName = "erpnet_session"
+	// DefaultSignInPath is where RequireUser sends browsers that are not
+	// signed in, when Config.SignInPath is empty.
+	DefaultSignInPath = "/signin"
+	// DefaultMaxLiveSessions bounds the per-session token caches a Client
+	// keeps in memory when Config.MaxLiveSessions is zero.
+	DefaultMaxLiveSessions = 10000
+)
+
+// AuthStyle says how a confidential client authenticates to the token
+// endpoint. Public clients (no ClientSecret) never send a secret.
+type AuthStyle int
+
+const (
+	// AuthStyleAuto uses HTTP Basic unless discovery lists only
+	// client_secret_post.
+	AuthStyleAuto AuthStyle = iota
+	// AuthStyleBasic sends client_id and secret in an HTTP Basic header,
+	// each form-urlencoded first (RFC 6749 §2.3.1).
+	AuthStyleBasic
+	// AuthStyleForm sends client_id and client_secret in the form body.
+	AuthStyleForm
+)
+
+// Config configures a Client. Only Authority and ClientID are always
+// required; RedirectURL is required to serve the web handlers.
+type Config struct {
+	// Authority is the ERP.net instance root (https://demodb.my.erp.net) or
+	// its identity server (https://demodb.my.erp.net/id). Any OpenID
+	// provider's issuer works too. http is accepted only for loopback hosts.
+	Authority string
+	// ClientID is the Trusted Application's ApplicationUri, e.g.
+	// "com.example/webapp".
+	ClientID string
+	// ClientSecret is the confidential client's secret; leave it empty for
+	// a public client, which then never sends a secret (PKCE protects it).
+	ClientSecret string
+	// RedirectURL is the absolute URL of the Callback handler as registered
+	// with the Trusted Application, e.g. https://app.example.com/callback.
+	// Required for SignIn and Callback; LoopbackSignIn does not use it.
+	RedirectURL string
+	// PostLogoutRedirectURL is where the identity server sends the browser
+	// after sign-out; it must be registered with the Trusted Application.
+	// Empty: the identity server shows its own page (and, without an
+	// end-session endpoint, SignOut redirects to "/").
+	PostLogoutRedirectURL string
+	// Scopes to request; empty means DefaultScopes. "openid" is added when
+	// missing: this package always verifies an ID token.
+	Scopes []string
+	// LegacyDomainAPIScope adds the obsolete "DomainApi" scope, needed by
+	// ERP.net v20.1 servers.
+	LegacyDomainAPIScope bool
+	// PromptLogin sends prompt=login so the identity server always shows
+	// its sign-in screen, even when the user has a session there.
+	PromptLogin bool
+
+	// Store keeps sessions (with their tokens). Nil means a new MemoryStore,
+	// fine for one process; use a shared store (authcode/redisstore) when
+	// several replicas serve the same users.
+	Store Store
+	// SessionTTL is the lifetime of a session in the Store and of its
+	// cookie; zero means DefaultSessionTTL.
+	SessionTTL time.Duration
+	// CookieKeys are AES keys (16, 24 or 32 bytes) that seal the cookies:
+	// the first seals, all open, so keys can be rotated by prepending a new
+	// one. Nil means one random key per process: sessions then do not
+	// survive a restart and cannot span replicas (a warning is logged).
+	CookieKeys [][]byte
+	// CookieName is the session cookie's name; empty means
+	// DefaultCookieName. Sign-in attempt cookies are named after it.
+	CookieName string
+	// SignInPath is the path of the SignIn handler, where RequireUser sends
+	// browsers that are not signed in; empty means DefaultSignInPath.
+	SignInPath string
+	// DefaultReturnPath is where the browser lands after sign-in when the
+	// sign-in request named no (valid) return path; empty means "/".
+	DefaultReturnPath string
+
+	// RefreshWindow is how long before expiry an access token is refreshed
+	// in the background; zero means the token cache's default (5 minutes,
+	// or the last 20% of a short token's life).
+	RefreshWindow time.Duration
+	// AuthStyle selects how the client secret is sent; see AuthStyle.
+	AuthStyle AuthStyle
+	// IDTokenSigningAlgs are the accepted ID token signature algorithms;
+	// empty means RS256 only (what ERP.net uses). "none" and HMAC
+	// algorithms are never accepted.
+	IDTokenSigningAlgs []string
+	// MaxLiveSessions bounds the per-session token caches kept in memory;
+	// zero means DefaultMaxLiveSessions. Idle ones are evicted first; an
+	// evicted session is simply reloaded from the Store when next used.
+	MaxLiveSessions int
+
+	// HTTPClient sends requests to the identity server and, through
+	// UserClient, to APIs (its Transport is the base transport). Nil means
+	// a client with a 30 s timeout over http.DefaultTransport.
+	HTTPClient *http.Client
+	// Logger receives sign-in, refresh and store diagnostics. Nil discards
+	// them. Tokens, codes, verifiers, secrets and cookie values are never
+	// logged.
+	Logger *slog.Logger
+	// ErrorHandler renders errors of the SignIn, Callback and SignOut
+	// handlers; nil means a small built-in HTML page (or JSON for API
+	// callers). err never contains a secret.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// validate checks cfg and fills in defaults. Errors are *ConfigError values
+// naming the field and never its value.
+func (cfg Config) normalize() (Config, error) {
+	if err := discovery.CheckAuthority("Authority", cfg.Authority); err != nil {
+		return cfg, err
+	}
+	cfg.Authority = strings.TrimRight(cfg.Authority, "/")
+	if strings.TrimSpace(cfg.ClientID) == "" {
+		return cfg, &autherr.ConfigError{Field: "ClientID", Reason: "is required (the Trusted Application's ApplicationUri)"}
+	}
+	if strings.ContainsAny(cfg.ClientSecret, "\r\n") {
+		return cfg, &autherr.ConfigError{Field: "ClientSecret", Reason: "must not contain line breaks"}
+	}
+	if cfg.RedirectURL != "" {
+		if err := checkURL("RedirectURL", cfg.RedirectURL); err != nil {
+			return cfg, err
+		}
+	}
+	if cfg.PostLogoutRedirectURL != "" {
+		if err := checkURL("PostLogoutRedirectURL", cfg.PostLogoutRedirectURL); err != nil {
+			return cfg, err
+		}
+	}
+	scopes := cfg.Scopes
+	if len(scopes) == 0 {
+		scopes = DefaultScopes
+	}
+	out := make([]string, 0, len(scopes)+2)
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	add(ScopeOpenID)
+	for _, s := range scopes {
+		if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
+			return cfg, &autherr.ConfigError{Field: "Scopes", Reason: "must be non-empty scope tokens without spaces or quotes"}
+		}
+		add(s)
+	}
+	if cfg.LegacyDomainAPIScope {
+		add(ScopeDomainAPI)
+	}
+	cfg.Scopes = out
+	if cfg.SessionTTL < 0 {
+		return cfg, &autherr.ConfigError{Field: "SessionTTL", Reason: "must not be negative"}
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.RefreshWindow < 0 {
+		return cfg, &autherr.ConfigError{Field: "RefreshWindow", Reason: "must not be negative"}
+	}
+	if cfg.MaxLiveSessions < 0 {
+		return cfg, &autherr.ConfigError{Field: "MaxLiveSessions", Reason: "must not be negative"}
+	}
+	if cfg.MaxLiveSessions == 0 {
+		cfg.MaxLiveSessions = DefaultMaxLiveSessions
+	}
+	for _, k := range cfg.CookieKeys {
+		switch len(k) {
+		case 16, 24, 32:
+		default:
+			return cfg, &autherr.ConfigError{Field: "CookieKeys", Reason: "must be AES keys of 16, 24 or 32 bytes"}
+		}
+	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = DefaultCookieName
+	}
+	if !validCookieName(cfg.CookieName) {
+		return cfg, &autherr.ConfigError{Field: "CookieName", Reason: "must be a cookie name of letters, digits, '_' or '-'"}
+	}
+	if cfg.SignInPath == "" {
+		cfg.SignInPath = DefaultSignInPath
+	}
+	if p, ok := safeReturnPath(cfg.SignInPath); !ok || p != cfg.SignInPath || strings.Contains(p, "?") {
+		return cfg, &autherr.ConfigError{Field: "SignInPath", Reason: "must be a local absolute path such as /signin"}
+	}
+	if cfg.DefaultReturnPath == "" {
+		cfg.DefaultReturnPath = "/"
+	}
+	if _, ok := safeReturnPath(cfg.DefaultReturnPath); !ok {
+		return cfg, &autherr.ConfigError{Field: "DefaultReturnPath", Reason: "must be a local absolute path such as /"}
+	}
+	switch cfg.AuthStyle {
+	case AuthStyleAuto, AuthStyleBasic, AuthStyleForm:
+	default:
+		return cfg, &autherr.ConfigError{Field: "AuthStyle", Reason: "is not a known AuthStyle"}
+	}
+	if len(cfg.IDTokenSigningAlgs) == 0 {
+		cfg.IDTokenSigningAlgs = []string{"RS256"}
+	}
+	for _, a := range cfg.IDTokenSigningAlgs {
+		switch a {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		default:
+			return cfg, &autherr.ConfigError{Field: "IDTokenSigningAlgs", Reason: "may list only asymmetric JWS algorithms (RS256, PS256, ES256, EdDSA, ...)"}
+		}
+	}
+	return cfg, nil
+}
+
+func checkURL(field, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return &autherr.ConfigError{Field: field, Reason: "must be an absolute http(s) URL"}
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil {
+		return &autherr.ConfigError{Field: field, Reason: "must not contain a fragment or user info"}
+	}
+	if u.Scheme == "http" && !discovery.IsLoopback(u.Hostname()) {
+		return &autherr.ConfigError{Field: field, Reason: "must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"}
+	}
+	return nil
+}
+
+func validCookieName(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (s AuthStyle) internal() tokenep.AuthStyle {
+	switch s {
+	case AuthStyleBasic:
+		return tokenep.AuthBasic
+	case AuthStyleForm:
+		return tokenep.AuthForm
+	}
+	return tokenep.AuthAuto
+}

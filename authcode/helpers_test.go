@@ -1,0 +1,444 @@
+package authcode
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/erpnetgo/auth/internal/devserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Trusted Applications registered with the test identity server, besides
+// devserver.Demo()'s.
+const (
+	webID     = "com.example.test/web"
+	webSecret = "web-s3cret:%+/="
+	spaID     = "com.example.test/spa"
+	testUser  = devserver.DemoAlice
+)
+
+// clock is the Client's clock in tests: real time plus an offset that
+// env.advance moves together with the identity server's clock.
+type clock struct{ off atomic.Int64 }
+
+func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
+
+// logBuffer collects everything the Client logs, to check no secret leaks.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// recorder is a RoundTripper that records token-endpoint requests and can
+// rewrite the discovery document.
+type recorder struct {
+	base      http.RoundTripper
+	mu        sync.Mutex
+	tokenReqs []recordedReq
+	// rewriteDiscovery, if set, edits the discovery document.
+	rewriteDiscovery func(map[string]any)
+}
+
+type recordedReq struct {
+	URL    string
+	Header http.Header
+	Form   url.Values
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost && req.Body != nil && (strings.HasSuffix(req.URL.Path, "/token") || strings.Contains(req.URL.Path, "revoc")) {
+		b, _ := io.ReadAll(req.Body)
+		req.Body.Close()
+		form, _ := url.ParseQuery(string(b))
+		r.mu.Lock()
+		r.tokenReqs = append(r.tokenReqs, recordedReq{URL: req.URL.String(), Header: req.Header.Clone(), Form: form})
+		r.mu.Unlock()
+		req.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	resp, err := r.base.RoundTrip(req)
+	if err == nil && r.rewriteDiscovery != nil && strings.HasSuffix(req.URL.Path, "/.well-known/openid-configuration") {
+		var doc map[string]any
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if json.Unmarshal(b, &doc) == nil {
+			r.rewriteDiscovery(doc)
+			b, _ = json.Marshal(doc)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Del("Content-Length")
+	}
+	return resp, err
+}
+
+func (r *recorder) requests() []recordedReq {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]recordedReq(nil), r.tokenReqs...)
+}
+
+// env is one identity server, one app (a Client mounted on a test server)
+// and the knobs tests turn.
+type env struct {
+	t     testing.TB
+	idp   *devserver.Server
+	app   *httptest.Server
+	c     *Client
+	cfg   Config
+	store Store
+	mem   *MemoryStore
+	clk   *clock
+	rec   *recorder
+	tr    *http.Transport
+	logs  *logBuffer
+	// api, when set, replaces the Domain API URL the /api route calls.
+	api string
+}
+
+type envOption func(*envSetup)
+
+type envSetup struct {
+	idp    func(*devserver.Config)
+	client func(*Config)
+	public bool
+	store  func(*MemoryStore) Store
+	rewrite func(map[string]any)
+}
+
+func withIDP(f func(*devserver.Config)) envOption { return func(s *envSetup) { s.idp = f } }
+func withClient(f func(*Config)) envOption     { return func(s *envSetup) { s.client = f } }
+func withPublicClient() envOption               { return func(s *envSetup) { s.public = true } }
+func withStore(f func(*MemoryStore) Store) envOption {
+	return func(s *envSetup) { s.store = f }
+}
+func withDiscoveryRewrite(f func(map[string]any)) envOption {
+	return func(s *envSetup) { s.rewrite = f }
+}
+
+// newEnv starts an identity server and an app on 127.0.0.1.
+func newEnv(t testing.TB, opts ...envOption) *env {
+	t.Helper()
+	var setup envSetup
+	for _, o := range opts {
+		o(&setup)
+	}
+	e := &env{t: t, clk: &clock{}, logs: &logBuffer{}}
+	var handler atomic.Pointer[http.Handler]
+	e.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*handler.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.app.Close)
+
+	dcfg := devserver.Demo()
+	dcfg.Apps = append(dcfg.Apps,
+		devserver.App{ApplicationURI: webID, ClientType: devserver.Confidential, SecretHash: devserver.HashSecret(webSecret),
+			RedirectURIs: []string{e.app.URL + "/callback"}, PostLogoutRedirectURIs: []string{e.app.URL + "/bye"}},
+		devserver.App{ApplicationURI: spaID, ClientType: devserver.Public,
+			RedirectURIs: []string{e.app.URL + "/callback"}, PostLogoutRedirectURIs: []string{e.app.URL + "/bye"}},
+	)
+	if setup.idp != nil {
+		setup.idp(&dcfg)
+	}
+	e.idp = devserver.StartTest(t, dcfg)
+	e.idp.SetAutoSignIn(testUser)
+
+	e.tr = &http.Transport{}
+	e.rec = &recorder{base: e.tr, rewriteDiscovery: setup.rewrite}
+	e.mem = NewMemoryStore()
+	e.store = e.mem
+	if setup.store != nil {
+		e.store = setup.store(e.mem)
+	}
+	e.cfg = Config{
+		Authority:             e.idp.URL(),
+		ClientID:              webID,
+		ClientSecret:          webSecret,
+		RedirectURL:           e.app.URL + "/callback",
+		PostLogoutRedirectURL: e.app.URL + "/bye",
+		Store:                 e.store,
+		CookieKeys:            [][]byte{bytes.Repeat([]byte{7}, 32)},
+		HTTPClient:            &http.Client{Transport: e.rec, Timeout: 20 * time.Second},
+		Logger:                slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:                   e.clk.Now,
+	}
+	if setup.public {
+		e.cfg.ClientID, e.cfg.ClientSecret = spaID, ""
+	}
+	if setup.client != nil {
+		setup.client(&e.cfg)
+	}
+	c, err := New(e.cfg)
+	require.NoError(t, err)
+	e.c = c
+	t.Cleanup(func() {
+		require.NoError(t, c.Close())
+		e.tr.CloseIdleConnections()
+	})
+	h := e.routes(c)
+	handler.Store(&h)
+	return e
+}
+
+// routes is the test app.
+func (e *env) routes(c *Client) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/signin", c.SignIn())
+	mux.Handle("/callback", c.Callback())
+	mux.Handle("/signout", c.SignOut())
+	mux.HandleFunc("/bye", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "bye") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "home") })
+	mux.Handle("/me", c.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := SessionFromContext(r.Context())
+		_ = json.NewEncoder(w).Encode(map[string]any{"sub": s.Subject, "name": s.Name, "email": s.Email, "path": r.URL.RequestURI()})
+	})))
+	mux.Handle("/api", c.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := SessionFromContext(r.Context())
+		target := e.idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=2"
+		if e.api != "" {
+			target = e.api
+		}
+		resp, err := c.UserClient(r.Context(), s).Get(target)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		w.Header().Set("X-Caller", resp.Header.Get("X-Erpnet-Caller"))
+		w.WriteHeader(resp.StatusCode)
+	})))
+	return mux
+}
+
+// advance moves the Client's and the identity server's clocks together.
+func (e *env) advance(d time.Duration) {
+	e.clk.off.Add(int64(d))
+	e.idp.Advance(d)
+}
+
+// browser is a user agent with its own cookie jar that does not follow
+// redirects.
+type browser struct {
+	t   testing.TB
+	jar *cookiejar.Jar
+	hc  *http.Client
+}
+
+func (e *env) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &browser{t: e.t, jar: jar, hc: &http.Client{Jar: jar, Transport: tr, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+type response struct {
+	*http.Response
+	body string
+}
+
+func (b *browser) do(method, u string, hdr http.Header) *response {
+	b.t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	require.NoError(b.t, err)
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	}
+	resp, err := b.hc.Do(req)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(b.t, err)
+	return &response{Response: resp, body: string(body)}
+}
+
+func (b *browser) get(u string) *response { b.t.Helper(); return b.do(http.MethodGet, u, nil) }
+
+// startSignIn asks the app to sign in and returns the authorize URL.
+func (e *env) startSignIn(b *browser, returnTo string) string {
+	e.t.Helper()
+	u := e.app.URL + "/signin"
+	if returnTo != "" {
+		u += "?" + url.Values{"return_to": {returnTo}}.Encode()
+	}
+	r := b.get(u)
+	require.Equal(e.t, http.StatusFound, r.StatusCode, r.body)
+	loc := r.Header.Get("Location")
+	require.True(e.t, strings.HasPrefix(loc, e.idp.Issuer()+"/connect/authorize?"), loc)
+	return loc
+}
+
+// authorize sends the browser to the identity server (auto sign-in) and
+// returns the callback URL it redirects to.
+func (e *env) authorize(b *browser, authURL string) string {
+	e.t.Helper()
+	r := b.get(authURL)
+	require.Equal(e.t, http.StatusFound, r.StatusCode, r.body)
+	loc := r.Header.Get("Location")
+	require.True(e.t, strings.HasPrefix(loc, e.app.URL+"/callback?"), loc)
+	return loc
+}
+
+// signIn runs the whole flow and returns the callback's response.
+func (e *env) signIn(b *browser, returnTo string) *response {
+	e.t.Helper()
+	return b.get(e.authorize(b, e.startSignIn(b, returnTo)))
+}
+
+// mustSignIn signs in and checks the redirect back to returnTo.
+func (e *env) mustSignIn(b *browser, returnTo string) {
+	e.t.Helper()
+	r := e.signIn(b, returnTo)
+	require.Equal(e.t, http.StatusSeeOther, r.StatusCode, r.body)
+	want := returnTo
+	if want == "" {
+		want = "/"
+	}
+	require.Equal(e.t, want, r.Header.Get("Location"))
+}
+
+// session returns the browser's Session as the Client sees it.
+func (e *env) session(b *browser) *Session {
+	e.t.Helper()
+	s, err := e.sessionErr(b)
+	require.NoError(e.t, err)
+	return s
+}
+
+func (e *env) sessionErr(b *browser) (*Session, error) {
+	return e.sessionWith(e.c, b)
+}
+
+func (e *env) sessionWith(c *Client, b *browser) (*Session, error) {
+	req := httptest.NewRequest(http.MethodGet, e.app.URL+"/", nil)
+	u, _ := url.Parse(e.app.URL + "/")
+	for _, ck := range b.jar.Cookies(u) {
+		req.AddCookie(ck)
+	}
+	return c.UserSession(req)
+}
+
+// record loads the session's record from the store.
+func (e *env) record(s *Session) *record {
+	e.t.Helper()
+	b, err := e.mem.Load(context.Background(), s.key)
+	require.NoError(e.t, err)
+	rec, err := decodeRecord(b)
+	require.NoError(e.t, err)
+	return rec
+}
+
+// sessionsInStore counts stored sessions.
+func (e *env) sessionsInStore() int {
+	e.mem.mu.Lock()
+	defer e.mem.mu.Unlock()
+	n := 0
+	for k := range e.mem.m {
+		if strings.Contains(k, "/session/") {
+			n++
+		}
+	}
+	return n
+}
+
+// cookie returns the browser's cookie named name for the app's path.
+func (b *browser) cookie(u, name string) *http.Cookie {
+	pu, _ := url.Parse(u)
+	for _, c := range b.jar.Cookies(pu) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// flakyStore wraps a MemoryStore with switchable failures and an optional
+// hook in Save.
+type flakyStore struct {
+	*MemoryStore
+	failLoad atomic.Bool
+	failSave atomic.Bool
+	saves    atomic.Int32
+	onSave   func(key string)
+}
+
+var errStoreDown = errors.New("store is down (test)")
+
+func (f *flakyStore) Load(ctx context.Context, key string) ([]byte, error) {
+	if f.failLoad.Load() {
+		return nil, errStoreDown
+	}
+	return f.MemoryStore.Load(ctx, key)
+}
+
+func (f *flakyStore) Save(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	if f.onSave != nil {
+		f.onSave(key)
+	}
+	if f.failSave.Load() {
+		return errStoreDown
+	}
+	f.saves.Add(1)
+	return f.MemoryStore.Save(ctx, key, v, ttl)
+}
+
+// lockingStore is a MemoryStore shared between "replicas" that implements
+// RefreshLocker with one mutex per key.
+type lockingStore struct {
+	*MemoryStore
+	mu    sync.Mutex
+	locks map[string]chan struct{}
+	taken atomic.Int32
+}
+
+func (l *lockingStore) LockRefresh(ctx context.Context, key string) (func(), error) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[string]chan struct{}{}
+	}
+	ch := l.locks[key]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		l.locks[key] = ch
+	}
+	l.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		l.taken.Add(1)
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

@@ -1,0 +1,571 @@
+// Package redisstore keeps authcode sessions in Redis, so that several
+// replicas of a web backend share their users' sign-ins, and serialises
+// refresh-token redemption between those replicas.
+//
+// ERP.net's identity server issues one-time refresh tokens: redeeming one
+// revokes it, and replaying a rotated one ends the whole sign-in. When two
+// replicas behind a load balancer refresh the same user's session at the
+// same moment, one of them would redeem a dead token and throw the user out.
+// Store implements authcode.RefreshLocker: before redeeming, the authcode
+// Client takes a per-session lock in Redis (SET NX PX with a random owner
+// token, released by a compare-and-delete script), reloads the session and
+// redeems only if no other replica already did.
+//
+// Values are sealed with AES-GCM (internal/seal) under a ring of keys: the
+// first key seals, every key opens, so keys can be rotated. The associated
+// data binds each value to its Redis key, so a value copied under another
+// key does not open. Redis never holds a token in clear.
+//
+// # Choices
+//
+//   - TTL: every Save sets an expiry in the same SET command (SET ... PX), so
+//     a session is never half written and never outlives its refresh token.
+//     A ttl of zero or less (no expiry requested) and a ttl above
+//     Config.MaxTTL are clamped to MaxTTL (default 30 days, the longest
+//     refresh-token lifetime ERP.net issues); Redis never keeps a session
+//     forever.
+//   - A stored value that cannot be opened (tampered with, or sealed under a
+//     key that was removed from Config.Keys) reads as "signed out": Load
+//     returns an error matching both authcode.ErrSessionNotFound and
+//     ErrUndecryptable, and logs a warning with a fingerprint of the key
+//     (never the key or the value). The user signs in again; the value is
+//     left in place (a replica with the right key ring can still read it)
+//     and expires with its TTL.
+//   - Redis failures return errors matching ErrUnavailable (which also
+//     matches the SDK's temporary-failure sentinel), naming the operation,
+//     never the value or the session key. authcode.ErrSessionNotFound is
+//     returned only when Redis answers that the key does not exist.
+//   - Session durability across a Redis restart needs Redis persistence
+//     (appendonly yes). Without it a restarted Redis has forgotten every
+//     session and all users must sign in again.
+//   - Within one process, waiters for the same session's lock queue on an
+//     in-process gate first, so only one goroutine per process polls Redis.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/seal"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	// DefaultPrefix is prepended to every Redis key the Store writes.
+	DefaultPrefix = "erpnet:authcode:"
+	// DefaultLockTTL is how long a refresh lock lives if its holder never
+	// releases it (for example because its process died).
+	DefaultLockTTL = 10 * time.Second
+	// DefaultMaxTTL caps how long a session is kept: 30 days, the lifetime
+	// of a confidential client's refresh token on ERP.net.
+	DefaultMaxTTL = 30 * 24 * time.Hour
+)
+
+// lockInfix separates lock keys from session keys: a session is stored at
+// Prefix+key, its refresh lock at Prefix+"lock:"+key. Session keys that
+// begin with "lock:" are refused so the two can never collide.
+const lockInfix = "lock:"
+
+// aadLabel starts the associated data that binds a sealed value to its key.
+const aadLabel = "erpnetgo/redisstore/v1\x00"
+
+// releaseTimeout bounds the unlock script when the caller's context is gone.
+const releaseTimeout = 2 * time.Second
+
+// Lock polling: a waiter sleeps a random time in [0, backoff) between
+// attempts, the backoff growing from pollMin to pollMax.
+const (
+	pollMin = 4 * time.Millisecond
+	pollMax = 64 * time.Millisecond
+)
+
+// kindError is a sentinel with its own message that also matches a broader
+// SDK sentinel through errors.Is.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+var (
+	// ErrUnavailable is matched (errors.Is) by every error caused by Redis
+	// failing to answer: connection refused, timeout, a server error. Such
+	// errors also match the SDK's temporary-failure sentinel
+	// (autherr.ErrTemporary), so callers may retry later.
+	ErrUnavailable error = &kindError{"redis unavailable", autherr.ErrTemporary}
+	// ErrLockTimeout is returned by LockRefresh when Config.LockWait passes
+	// before the lock could be taken (another replica holds it for too
+	// long). It also matches the SDK's temporary-failure sentinel.
+	ErrLockTimeout error = &kindError{"timed out waiting for the session's refresh lock", autherr.ErrTemporary}
+	// ErrUndecryptable is matched, together with authcode.ErrSessionNotFound,
+	// by Load's error for a value that cannot be opened with any configured
+	// key (tampered, truncated, copied from another key, or sealed with a
+	// key no longer in Config.Keys).
+	ErrUndecryptable = errors.New("stored session cannot be decrypted (tampered, or sealed with a key no longer configured)")
+)
+
+// Config configures a Store. Client or Addr is required, and Keys.
+type Config struct {
+	// Client is the Redis client to use: a *redis.Client, *redis.ClusterClient
+	// or anything implementing redis.UniversalClient. The Store does not
+	// close it. Set either Client or Addr.
+	Client redis.UniversalClient
+	// Addr is a Redis address, "host:port" or a "redis://" / "rediss://"
+	// URL (with user, password and database). The Store makes its own client
+	// with short timeouts (dial 2s, read/write 2s, one retry) and closes it
+	// in Close.
+	Addr string
+	// Keys are AES keys of 16, 24 or 32 bytes. The first seals new values;
+	// all of them open existing ones. To rotate: add the new key at the
+	// front, keep the old one until every session sealed with it has been
+	// re-saved or has expired, then drop it.
+	Keys [][]byte
+	// Prefix is prepended to every key; default DefaultPrefix.
+	Prefix string
+	// LockTTL is how long a refresh lock lives unless released, default
+	// DefaultLockTTL. It must exceed the longest refresh (token request with
+	// its retries plus the Save): a holder slower than LockTTL loses the
+	// lock to the next replica.
+	LockTTL time.Duration
+	// LockWait is how long LockRefresh waits for a lock held by someone
+	// else; default LockTTL + 2s, so a lock left by a dead holder expires
+	// and is taken before the waiter gives up.
+	LockWait time.Duration
+	// MaxTTL caps the expiry of a saved session and replaces a ttl of zero
+	// or less; default DefaultMaxTTL.
+	MaxTTL time.Duration
+	// Logger receives warnings (undecryptable values, failed or late lock
+	// releases). It never receives a value, a token or a session key, only
+	// a short fingerprint of the key. Nil discards.
+	Logger *slog.Logger
+}
+
+// Store is an authcode.Store and authcode.RefreshLocker backed by Redis. It
+// is safe for concurrent use. Make one with New.
+type Store struct {
+	rdb      redis.UniversalClient
+	owned    bool
+	sealer   *seal.Sealer
+	prefix   string
+	lockTTL  time.Duration
+	lockWait time.Duration
+	maxTTL   time.Duration
+	log      *slog.Logger
+	gates    gates
+}
+
+var (
+	_ authcode.Store         = (*Store)(nil)
+	_ authcode.RefreshLocker = (*Store)(nil)
+)
+
+// New checks cfg and returns a Store. It does no network I/O: an unreachable
+// Redis shows up on first use (or call Ping). Configuration errors are
+// *autherr.ConfigError values (authcode.ConfigError, matching
+// authcode.ErrMisconfigured) that name the Config field at fault and never
+// contain key bytes or passwords.
+func New(cfg Config) (*Store, error) {
+	if cfg.Client != nil && cfg.Addr != "" {
+		return nil, cfgErr("Addr", "must be empty when Config.Client is set (set only one)")
+	}
+	if cfg.Client == nil && cfg.Addr == "" {
+		return nil, cfgErr("Client", "or Config.Addr is required")
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, cfgErr("Keys", "must hold at least one AES key")
+	}
+	for i, k := range cfg.Keys {
+		switch len(k) {
+		case 16, 24, 32:
+		default:
+			return nil, cfgErr(fmt.Sprintf("Keys[%d]", i), fmt.Sprintf("is %d bytes; AES keys are 16, 24 or 32 bytes", len(k)))
+		}
+	}
+	sealer, err := seal.New(cfg.Keys...)
+	if err != nil { // unreachable after the checks above; seal's errors hold no key bytes
+		return nil, cfgErr("Keys", "cannot be used: "+err.Error())
+	}
+	s := &Store{
+		sealer:   sealer,
+		prefix:   cfg.Prefix,
+		lockTTL:  cfg.LockTTL,
+		lockWait: cfg.LockWait,
+		maxTTL:   cfg.MaxTTL,
+		log:      cfg.Logger,
+	}
+	if s.prefix == "" {
+		s.prefix = DefaultPrefix
+	}
+	switch {
+	case s.lockTTL < 0:
+		return nil, cfgErr("LockTTL", "must not be negative")
+	case s.lockTTL == 0:
+		s.lockTTL = DefaultLockTTL
+	case s.lockTTL < time.Millisecond:
+		return nil, cfgErr("LockTTL", "must be at least 1ms")
+	}
+	switch {
+	case s.lockWait < 0:
+		return nil, cfgErr("LockWait", "must not be negative")
+	case s.lockWait == 0:
+		s.lockWait = s.lockTTL + 2*time.Second
+	}
+	switch {
+	case s.maxTTL < 0:
+		return nil, cfgErr("MaxTTL", "must not be negative")
+	case s.maxTTL == 0:
+		s.maxTTL = DefaultMaxTTL
+	case s.maxTTL < time.Millisecond:
+		return nil, cfgErr("MaxTTL", "must be at least 1ms")
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Client != nil {
+		s.rdb = cfg.Client
+		return s, nil
+	}
+	opt, err := clientOptions(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s.rdb = redis.NewClient(opt)
+	s.owned = true
+	return s, nil
+}
+
+// cfgErr reports an invalid Config field; it matches the SDK's
+// ErrMisconfigured and never contains the field's value.
+func cfgErr(field, reason string) error {
+	return &autherr.ConfigError{Field: "redisstore.Config." + field, Reason: reason}
+}
+
+// clientOptions builds the options of the Store's own client for Addr.
+func clientOptions(addr string) (*redis.Options, error) {
+	opt := &redis.Options{Addr: addr}
+	if strings.Contains(addr, "://") {
+		var err error
+		opt, err = redis.ParseURL(addr)
+		if err != nil {
+			// The URL may carry a password: never echo it.
+			msg := strings.ReplaceAll(err.Error(), addr, "<Config.Addr>")
+			return nil, cfgErr("Addr", "is not a valid Redis URL: "+msg)
+		}
+	}
+	if opt.DialTimeout == 0 {
+		opt.DialTimeout = 2 * time.Second
+	}
+	if opt.ReadTimeout == 0 {
+		opt.ReadTimeout = 2 * time.Second
+	}
+	if opt.WriteTimeout == 0 {
+		opt.WriteTimeout = 2 * time.Second
+	}
+	if opt.PoolTimeout == 0 {
+		opt.PoolTimeout = 3 * time.Second
+	}
+	if opt.MaxRetries == 0 {
+		opt.MaxRetries = 1
+	}
+	opt.DialerRetries = 1
+	opt.ContextTimeoutEnabled = true
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	return opt, nil
+}
+
+// Close closes the Redis client if the Store made it (Config.Addr); a
+// Config.Client is left to its owner.
+func (s *Store) Close() error {
+	if !s.owned {
+		return nil
+	}
+	return s.rdb.Close()
+}
+
+// Ping checks that Redis answers, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return s.fail(ctx, "ping", err)
+	}
+	return nil
+}
+
+// Load implements authcode.Store. It makes one Redis round trip (GET).
+func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	rk := s.prefix + key
+	b, err := s.rdb.Get(ctx, rk).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, authcode.ErrSessionNotFound
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "load session", err)
+	}
+	pt, err := s.sealer.Open(b, aad(rk))
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: stored session cannot be decrypted; treating it as signed out",
+			slog.String("key_fingerprint", fingerprint(rk)))
+		return nil, fmt.Errorf("redisstore: load session: %w: %w", authcode.ErrSessionNotFound, ErrUndecryptable)
+	}
+	return pt, nil
+}
+
+// Save implements authcode.Store: one SET with PX, so the value and its
+// expiry are written together or not at all. A ttl of zero or less, or above
+// Config.MaxTTL, becomes MaxTTL; a ttl under a millisecond becomes one.
+func (s *Store) Save(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if ttl <= 0 || ttl > s.maxTTL {
+		ttl = s.maxTTL
+	}
+	ttl = max(ttl.Round(time.Millisecond), time.Millisecond)
+	rk := s.prefix + key
+	sealed := s.sealer.Seal(value, aad(rk))
+	if err := s.rdb.Set(ctx, rk, sealed, ttl).Err(); err != nil {
+		return s.fail(ctx, "save session", err)
+	}
+	return nil
+}
+
+// Delete implements authcode.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := s.rdb.Del(ctx, s.prefix+key).Err(); err != nil {
+		return s.fail(ctx, "delete session", err)
+	}
+	return nil
+}
+
+// releaseScript deletes the lock only if it still holds the caller's owner
+// token, so a holder whose lock expired never releases its successor's.
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// LockRefresh implements authcode.RefreshLocker. It takes key's refresh lock
+// with SET NX PX (Config.LockTTL) and a random owner token, polling with
+// short jittered sleeps while someone else holds it, until it succeeds, ctx
+// ends (ctx's error is returned) or Config.LockWait passes (ErrLockTimeout).
+// A Redis failure returns an ErrUnavailable error at once.
+//
+// unlock releases the lock only if this caller still owns it (a Lua
+// compare-and-delete), is safe to call more than once and from any
+// goroutine, and does not depend on ctx still being live. If the holder dies
+// without calling it, the lock expires after LockTTL.
+func (s *Store) LockRefresh(ctx context.Context, key string) (unlock func(), err error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	lk := s.prefix + lockInfix + key
+	wctx, cancel := context.WithTimeoutCause(ctx, s.lockWait, ErrLockTimeout)
+	defer cancel()
+
+	// Queue behind this process's other waiters for the key, so that only
+	// one goroutine per process polls Redis. The gate only spares Redis:
+	// Redis alone decides who holds the lock, and a gate held for longer
+	// than LockTTL (an unlock func that was dropped) is retired, just as its
+	// Redis lock expires.
+	leave, err := s.gates.enter(wctx, lk, s.lockTTL, func() {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: a refresh lock of this process was not released within LockTTL; was an unlock func dropped?",
+			slog.String("key_fingerprint", fingerprint(lk)))
+	})
+	if err != nil {
+		return nil, s.lockWaitErr(ctx, wctx)
+	}
+	token := ownerToken()
+	backoff := pollMin
+	var timer *time.Timer
+	for {
+		ok, err := s.rdb.SetNX(wctx, lk, token, s.lockTTL).Result()
+		if err == nil && ok {
+			return s.unlocker(lk, token, leave), nil
+		}
+		if err != nil {
+			leave()
+			s.abandon(lk, token)
+			if wctx.Err() != nil {
+				return nil, s.lockWaitErr(ctx, wctx)
+			}
+			return nil, s.fail(ctx, "take refresh lock", err)
+		}
+		d := mrand.N(backoff) + time.Millisecond
+		backoff = min(backoff*2, pollMax)
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-timer.C:
+		case <-wctx.Done():
+			leave()
+			return nil, s.lockWaitErr(ctx, wctx)
+		}
+	}
+}
+
+// lockWaitErr explains why waiting for a lock ended: the caller's context,
+// or LockWait.
+func (s *Store) lockWaitErr(ctx, wctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redisstore: take refresh lock: %w", err)
+	}
+	return fmt.Errorf("redisstore: take refresh lock: %w (after %v)", ErrLockTimeout, s.lockWait)
+}
+
+// abandon removes the lock if a SET whose reply was lost did take it for
+// token, so that others need not wait for it to expire. Best effort, with a
+// short deadline of its own.
+func (s *Store) abandon(lk, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_ = releaseScript.Run(ctx, s.rdb, []string{lk}, token).Err()
+}
+
+// unlocker returns the idempotent release function for a held lock.
+func (s *Store) unlocker(lk, token string, leave func()) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			defer leave()
+			ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+			defer cancel()
+			n, err := releaseScript.Run(ctx, s.rdb, []string{lk}, token).Int()
+			switch {
+			case err != nil:
+				s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: refresh lock release failed; it will expire by itself",
+					slog.String("key_fingerprint", fingerprint(lk)), slog.Duration("lock_ttl", s.lockTTL), slog.String("error", err.Error()))
+			case n == 0:
+				s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: refresh lock had expired before release; raise Config.LockTTL above the longest refresh",
+					slog.String("key_fingerprint", fingerprint(lk)), slog.Duration("lock_ttl", s.lockTTL))
+			}
+		})
+	}
+}
+
+// fail wraps a Redis error for op. When the caller's context has ended, its
+// error is returned (wrapped); anything else matches ErrUnavailable.
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		// The caller's context ended: that is the cause, not an outage.
+		if errors.Is(err, cerr) {
+			return fmt.Errorf("redisstore: %s: %w", op, cerr)
+		}
+		return fmt.Errorf("redisstore: %s: %w (%v)", op, cerr, err)
+	}
+	return fmt.Errorf("redisstore: %s: %w: %w", op, ErrUnavailable, err)
+}
+
+// checkKey refuses keys that could collide with lock keys.
+func checkKey(key string) error {
+	if key == "" {
+		return errors.New("redisstore: empty session key")
+	}
+	if strings.HasPrefix(key, lockInfix) {
+		return errors.New(`redisstore: session keys must not begin with "lock:"`)
+	}
+	return nil
+}
+
+// aad is the associated data binding a sealed value to its Redis key.
+func aad(redisKey string) []byte {
+	b := make([]byte, 0, len(aadLabel)+len(redisKey))
+	return append(append(b, aadLabel...), redisKey...)
+}
+
+// fingerprint identifies a key in logs without revealing it (session keys
+// may contain session ids).
+func fingerprint(k string) string {
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:6])
+}
+
+// ownerToken returns a random lock owner token.
+func ownerToken() string {
+	return rand.Text()
+}
+
+// gates is an in-process lock per Redis lock key, so that goroutines of one
+// process wait in memory and only one of them polls Redis.
+type gates struct {
+	mu sync.Mutex
+	m  map[string]*gate
+}
+
+type gate struct {
+	ch   chan struct{}
+	refs int
+}
+
+// enter waits for key's gate; leave must be called exactly once after. A
+// gate this caller has waited stale for is retired (onStale is called) and
+// the caller moves on to a fresh one.
+func (g *gates) enter(ctx context.Context, key string, stale time.Duration, onStale func()) (leave func(), err error) {
+	for {
+		gt := g.get(key)
+		t := time.NewTimer(stale)
+		select {
+		case gt.ch <- struct{}{}:
+			t.Stop()
+			return func() { <-gt.ch; g.put(key, gt) }, nil
+		case <-ctx.Done():
+			t.Stop()
+			g.put(key, gt)
+			return nil, ctx.Err()
+		case <-t.C:
+			g.mu.Lock()
+			if g.m[key] == gt {
+				delete(g.m, key)
+			}
+			g.mu.Unlock()
+			g.put(key, gt)
+			onStale()
+		}
+	}
+}
+
+// get returns key's current gate, counting the caller in.
+func (g *gates) get(key string) *gate {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = map[string]*gate{}
+	}
+	gt := g.m[key]
+	if gt == nil {
+		gt = &gate{ch: make(chan struct{}, 1)}
+		g.m[key] = gt
+	}
+	gt.refs++
+	return gt
+}
+
+// put counts a caller out of gt, dropping it from the map when unused.
+func (g *gates) put(key string, gt *gate) {
+	g.mu.Lock()
+	if gt.refs--; gt.refs == 0 && g.m[key] == gt {
+		delete(g.m, key)
+	}
+	g.mu.Unlock()
+}

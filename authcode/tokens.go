@@ -1,0 +1,539 @@
+package authcode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/redact"
+	"github.com/erpnetgo/auth/internal/tokencache"
+)
+
+// Eviction of in-memory per-session token caches.
+const (
+	liveIdle       = time.Hour        // caches unused this long are dropped
+	liveSweepEvery = time.Minute      // how often inserts look for idle ones
+	forcedRefresh  = 30 * time.Second // at most one 401-triggered refresh per session per this
+)
+
+// userTokens is this process's state for one session: the token cache that
+// hands out its access token and refreshes it (once, however many requests
+// race), and the latest session record known here.
+type userTokens struct {
+	c     *Client
+	id    string
+	key   string
+	cache *tokencache.Cache
+
+	lastUsed   atomic.Int64 // unix nanoseconds
+	lastForced atomic.Int64 // last 401-triggered invalidation
+
+	mu      sync.Mutex
+	rec     *record // latest record saved to the Store
+	unsaved *record // refreshed tokens whose Save failed: saved before any new redemption
+	dead    error   // set once the refresh token is known dead
+	// onSave is called after each Store save of a refreshed record (the
+	// loopback sign-in keeps its refresh token file up to date); an error
+	// counts as a failed save.
+	onSave func(*record) error
+}
+
+func (u *userTokens) current() *record {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.rec
+}
+
+// observe takes a record just loaded from the Store: if another process
+// refreshed the session, its tokens replace ours.
+func (u *userTokens) observe(rec *record) {
+	u.mu.Lock()
+	newer := rec.Ver > u.rec.Ver
+	if newer {
+		u.rec = rec
+		u.dead = nil
+		if u.unsaved != nil && u.unsaved.Ver <= rec.Ver {
+			u.unsaved = nil
+		}
+	}
+	u.mu.Unlock()
+	if newer {
+		if e := u.cache.Peek(); e == nil || e.Token.AccessToken != rec.AccessToken {
+			u.cache.Set(rec.token())
+		}
+	}
+}
+
+func (u *userTokens) commit(rec *record) {
+	u.mu.Lock()
+	if rec.Ver > u.rec.Ver {
+		u.rec = rec
+	}
+	if u.unsaved != nil && u.unsaved.Ver <= rec.Ver {
+		u.unsaved = nil
+	}
+	u.mu.Unlock()
+}
+
+func (u *userTokens) kill(err error) {
+	u.mu.Lock()
+	u.dead = err
+	u.mu.Unlock()
+	u.cache.Invalidate()
+}
+
+// usable reports whether rec's access token can be handed out for a while.
+func (u *userTokens) usable(rec *record) bool {
+	return rec.Expiry.IsZero() || rec.Expiry.Sub(u.c.now()) > time.Minute
+}
+
+func (u *userTokens) save(ctx context.Context, rec *record) error {
+	b, err := rec.encode()
+	if err == nil {
+		err = u.c.store.Save(ctx, u.key, b, u.c.cfg.SessionTTL)
+	}
+	if err == nil && u.onSave != nil {
+		err = u.onSave(rec)
+	}
+	if err != nil {
+		return &autherr.Error{Op: "session store save", Kind: autherr.ErrTemporary, Err: err}
+	}
+	return nil
+}
+
+// refresh is the token cache's fetch: it redeems the session's refresh
+// token, writes the rotated tokens to the Store, and only then returns the
+// new access token. With a RefreshLocker store it holds the session's
+// refresh lock and first reloads the session, so that when another replica
+// has already refreshed, its tokens are used without a token request.
+func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
+	c := u.c
+	u.mu.Lock()
+	dead, cur := u.dead, u.rec
+	u.mu.Unlock()
+	if dead != nil {
+		return nil, dead
+	}
+	if c.locker != nil {
+		unlock, err := c.locker.LockRefresh(ctx, u.key)
+		if err != nil {
+			return nil, &autherr.Error{Op: "session refresh lock", Kind: autherr.ErrTemporary, Err: err}
+		}
+		defer unlock()
+	}
+	u.mu.Lock()
+	unsaved := u.unsaved
+	u.mu.Unlock()
+	if unsaved != nil {
+		// An earlier refresh rotated the refresh token but could not save
+		// it: save it now rather than redeem the old (now dead) one.
+		if err := u.save(ctx, unsaved); err != nil {
+			return nil, err
+		}
+		u.commit(unsaved)
+		c.log.Info("authcode: saved refreshed session after an earlier store failure", "subject", unsaved.Subject)
+		if u.usable(unsaved) {
+			return unsaved.token(), nil
+		}
+		cur = unsaved
+	}
+	latest, err := u.load(ctx)
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
+		err = &autherr.Error{Op: "token refresh", Kind: autherr.ErrReauthRequired, Err: errors.New("the session no longer exists (signed out or expired)")}
+		u.kill(err)
+		return nil, err
+	case err != nil && c.locker != nil:
+		return nil, &autherr.Error{Op: "session store load", Kind: autherr.ErrTemporary, Err: err}
+	case err != nil:
+		c.log.Warn("authcode: cannot reload the session before refreshing; using this process's copy", "error", err.Error())
+	case latest.Ver > cur.Ver:
+		u.commit(latest)
+		cur = latest
+		if u.usable(latest) {
+			// Another process refreshed already.
+			return latest.token(), nil
+		}
+	}
+	if cur.RefreshToken == "" {
+		err := &autherr.Error{Op: "token refresh", Kind: autherr.ErrReauthRequired, Err: errors.New("the access token expired and the session has no refresh token (offline_access not granted)")}
+		u.kill(err)
+		return nil, err
+	}
+	doc, err := c.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := c.tep.Exchange(ctx, doc, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cur.RefreshToken}})
+	if err != nil {
+		if errors.Is(err, ErrReauthRequired) {
+			u.kill(err)
+			c.log.Info("authcode: refresh token rejected; the user must sign in again", "subject", cur.Subject)
+			if derr := c.store.Delete(context.WithoutCancel(ctx), u.key); derr != nil {
+				c.log.Warn("authcode: cannot delete the dead session", "error", derr.Error())
+			}
+		}
+		return nil, err
+	}
+	idToken := ""
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		if idToken, err = c.checkRefreshedIDToken(ctx, doc, raw, cur); err != nil {
+			u.kill(err)
+			return nil, err
+		}
+	}
+	next := cur.withTokens(tok, idToken)
+	if err := u.save(ctx, next); err != nil {
+		u.mu.Lock()
+		u.unsaved = next
+		u.mu.Unlock()
+		c.log.Error("authcode: refreshed tokens could not be saved; keeping the previous session", "error", err.Error())
+		return nil, err
+	}
+	u.commit(next)
+	return next.token(), nil
+}
+
+// checkRefreshedIDToken verifies an ID token from a refresh (OpenID Connect
+// Core §12.2: same iss, aud and sub; signature and expiry as at sign-in;
+// no nonce to check). It returns the token to keep ("" keeps the previous
+// one when this one does not verify) or an error when it names another user.
+func (c *Client) checkRefreshedIDToken(ctx context.Context, doc *discovery.Document, raw string, cur *record) (string, error) {
+	v, err := c.idVerifier(doc)
+	if err != nil {
+		c.log.Warn("authcode: cannot verify the refreshed ID token; keeping the previous one", "error", err.Error())
+		return "", nil
+	}
+	idt, err := v.Verify(ctx, raw)
+	if err != nil {
+		c.log.Warn("authcode: refreshed ID token rejected; keeping the previous one", "error", redact.Scrub(err.Error(), raw))
+		return "", nil
+	}
+	if idt.Subject != cur.Subject {
+		return "", &autherr.Error{Op: "token refresh", Kind: autherr.ErrReauthRequired,
+			Err: fmt.Errorf("%w: the refreshed ID token names another subject", ErrInvalidIDToken)}
+	}
+	return raw, nil
+}
+
+func (u *userTokens) load(ctx context.Context) (*record, error) {
+	b, err := u.c.store.Load(ctx, u.key)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(b)
+}
+
+// adopt starts tracking a session this process just created.
+func (c *Client) adopt(id, key string, rec *record) *userTokens {
+	u, _ := c.tokensFor(id, key, rec)
+	return u
+}
+
+// tokensFor returns this process's state for session id, creating it from
+// rec, or updating it when rec is newer.
+func (c *Client) tokensFor(id, key string, rec *record) (*userTokens, error) {
+	now := c.now()
+	c.liveMu.Lock()
+	if c.closed.Load() {
+		c.liveMu.Unlock()
+		return nil, autherr.ErrClosed
+	}
+	u := c.live[id]
+	var evicted []*userTokens
+	if u == nil {
+		u = &userTokens{c: c, id: id, key: key, rec: rec}
+		u.cache = tokencache.New(u.refresh, tokencache.Options{
+			Window: c.cfg.RefreshWindow,
+			Now:    c.now,
+			Logger: c.log,
+		})
+		u.cache.Set(rec.token())
+		u.lastUsed.Store(now.UnixNano())
+		c.live[id] = u
+		evicted = c.evictLocked(now)
+		c.liveMu.Unlock()
+	} else {
+		c.liveMu.Unlock()
+		u.lastUsed.Store(now.UnixNano())
+		u.observe(rec)
+	}
+	for _, e := range evicted {
+		e.cache.Close()
+	}
+	return u, nil
+}
+
+// evictLocked drops idle caches and, over the limit, the least recently
+// used ones. Called with liveMu held; the caller closes what it returns.
+func (c *Client) evictLocked(now time.Time) []*userTokens {
+	var out []*userTokens
+	over := len(c.live) > c.cfg.MaxLiveSessions
+	if !over && now.UnixNano()-c.lastSweep.Load() < int64(liveSweepEvery) {
+		return nil
+	}
+	c.lastSweep.Store(now.UnixNano())
+	cutoff := now.Add(-liveIdle).UnixNano()
+	for id, u := range c.live {
+		if u.lastUsed.Load() < cutoff {
+			delete(c.live, id)
+			out = append(out, u)
+		}
+	}
+	for len(c.live) > c.cfg.MaxLiveSessions {
+		var oldest *userTokens
+		for _, u := range c.live {
+			if oldest == nil || u.lastUsed.Load() < oldest.lastUsed.Load() {
+				oldest = u
+			}
+		}
+		delete(c.live, oldest.id)
+		out = append(out, oldest)
+	}
+	return out
+}
+
+func (c *Client) liveGet(id string) *userTokens {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
+	return c.live[id]
+}
+
+// dropSession deletes a session from the Store and from memory.
+func (c *Client) dropSession(ctx context.Context, key, id string) {
+	if err := c.store.Delete(ctx, key); err != nil {
+		c.log.Warn("authcode: cannot delete the session from the store", "error", err.Error())
+	}
+	c.forget(id)
+}
+
+// forget stops tracking session id in memory.
+func (c *Client) forget(id string) {
+	c.liveMu.Lock()
+	u := c.live[id]
+	delete(c.live, id)
+	c.liveMu.Unlock()
+	if u != nil {
+		u.cache.Close()
+	}
+}
+
+// UserSession returns the session of the user who sent r, or ErrNoSession
+// when r carries none (no cookie, a cookie that does not open, a session
+// the Store no longer holds). It costs one Store round trip. If the Store
+// fails but this process holds the session with a still-valid access token,
+// that copy is returned (a shared store being down does not sign users
+// out); otherwise the Store's error is returned, classified ErrTemporary.
+func (c *Client) UserSession(r *http.Request) (*Session, error) {
+	if c.closed.Load() {
+		return nil, autherr.ErrClosed
+	}
+	id, ok := c.sessionID(r)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	ctx := r.Context()
+	prefix, err := c.keyPrefix(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := sessionKey(prefix, id)
+	b, err := c.store.Load(ctx, key)
+	if errors.Is(err, ErrSessionNotFound) {
+		c.forget(id)
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		if u := c.liveGet(id); u != nil {
+			if rec := u.current(); u.usable(rec) {
+				c.log.Warn("authcode: session store failed; using this process's copy of the session", "error", err.Error())
+				return rec.session(id, key), nil
+			}
+		}
+		return nil, &autherr.Error{Op: "session store load", Kind: autherr.ErrTemporary, Err: err}
+	}
+	rec, err := decodeRecord(b)
+	if err != nil {
+		c.log.Error("authcode: unreadable session in the store; treating as signed out", "error", err.Error())
+		return nil, ErrNoSession
+	}
+	if rec.ClientID != c.cfg.ClientID {
+		return nil, ErrNoSession
+	}
+	if u := c.liveGet(id); u != nil {
+		u.lastUsed.Store(c.now().UnixNano())
+		u.observe(rec)
+	}
+	return rec.session(id, key), nil
+}
+
+// tokensOf returns the in-memory state for s.
+func (c *Client) tokensOf(s *Session) (*userTokens, error) {
+	if s == nil || s.rec == nil {
+		return nil, ErrNoSession
+	}
+	return c.tokensFor(s.ID, s.key, s.rec)
+}
+
+// sessionEntry returns s's current token entry, refreshing if needed.
+func (c *Client) sessionEntry(ctx context.Context, s *Session) (*tokencache.Entry, error) {
+	u, err := c.tokensOf(s)
+	if err != nil {
+		return nil, err
+	}
+	return u.entry(ctx)
+}
+
+// entry gets the cached token; if the cache was evicted and closed under
+// us, it looks the session up again.
+func (u *userTokens) entry(ctx context.Context) (*tokencache.Entry, error) {
+	e, err := u.cache.Get(ctx)
+	if err != nil && errors.Is(err, autherr.ErrClosed) && !u.c.closed.Load() {
+		nu, err2 := u.c.tokensFor(u.id, u.key, u.current())
+		if err2 != nil {
+			return nil, err2
+		}
+		return nu.cache.Get(ctx)
+	}
+	return e, err
+}
+
+// TokenSource returns s's access tokens. They come from one cache per
+// session in this process: refreshed ahead of expiry, one refresh however
+// many callers race, the rotated refresh token saved to the Store before
+// the new access token is handed out. Tokens it returns carry no refresh
+// token. Token fails with ErrReauthRequired when the user must sign in
+// again. ctx bounds each Token call.
+func (c *Client) TokenSource(ctx context.Context, s *Session) oauth2.TokenSource {
+	return &tokenSource{c: c, ctx: ctx, s: s}
+}
+
+type tokenSource struct {
+	c   *Client
+	ctx context.Context
+	s   *Session
+	u   atomic.Pointer[userTokens]
+}
+
+func (ts *tokenSource) tokens() (*userTokens, error) {
+	if u := ts.u.Load(); u != nil {
+		return u, nil
+	}
+	u, err := ts.c.tokensOf(ts.s)
+	if err != nil {
+		return nil, err
+	}
+	ts.u.Store(u)
+	return u, nil
+}
+
+// Token implements oauth2.TokenSource.
+func (ts *tokenSource) Token() (*oauth2.Token, error) {
+	u, err := ts.tokens()
+	if err != nil {
+		return nil, err
+	}
+	e, err := u.entry(ts.ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.Token, nil
+}
+
+// UserClient returns an HTTP client that calls APIs as the user of s: its
+// transport adds "Authorization: Bearer <access token>" to every request
+// (from the session's token cache, without rebuilding the header), and on a
+// 401 answer refreshes the token and retries once when the request body can
+// be replayed (GetBody set, or no body). It never retries a 403. The base
+// transport is Config.HTTPClient's, or that of an *http.Client stored in
+// ctx under oauth2.HTTPClient.
+func (c *Client) UserClient(ctx context.Context, s *Session) *http.Client {
+	base := c.base
+	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil && hc.Transport != nil {
+		base = hc.Transport
+	}
+	return &http.Client{Transport: &userTransport{src: &tokenSource{c: c, ctx: ctx, s: s}, base: base}}
+}
+
+type userTransport struct {
+	src  *tokenSource
+	base http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *userTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	u, err := t.src.tokens()
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	e, err := u.entry(req.Context())
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(withAuth(req, e.Header, req.Body))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	// 401: the token may have been revoked or expired early. Refresh and
+	// retry once, if the body can be sent again.
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !replayable {
+		return resp, nil
+	}
+	now := u.c.now().UnixNano()
+	if u.cache.Peek() == e {
+		if now-u.lastForced.Load() < int64(forcedRefresh) {
+			return resp, nil // refreshed moments ago: the API refuses fresh tokens too
+		}
+		if u.cache.InvalidateIf(e) {
+			u.lastForced.Store(now)
+		}
+	}
+	e2, err := u.entry(req.Context())
+	if err != nil || e2 == e {
+		return resp, nil
+	}
+	body := req.Body
+	if req.GetBody != nil {
+		if body, err = req.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+	return t.base.RoundTrip(withAuth(req, e2.Header, body))
+}
+
+// withAuth returns a shallow copy of req with its own header map holding
+// the Authorization value h (shared, never modified) and the given body.
+// It avoids req.Clone, which deep-copies every header value.
+func withAuth(req *http.Request, h []string, body io.ReadCloser) *http.Request {
+	r2 := new(http.Request)
+	*r2 = *req
+	hdr := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		hdr[k] = v
+	}
+	hdr["Authorization"] = h
+	r2.Header = hdr
+	r2.Body = body
+	return r2
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}

@@ -1,0 +1,333 @@
+// Command quickstart walks through every flow of the SDK against the
+// ERP.net-shaped dev identity server, started in-process: service tokens
+// (clientcreds), reference tokens (reftoken), a web sign-in with refresh
+// and sign-out (authcode), a CLI loopback sign-in, and an app that does both
+// kinds of work without mixing them (hybrid). It prints each step in a few
+// lines and exits non-zero if any step fails.
+//
+//	go run ./examples/quickstart
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/clientcreds"
+	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/reftoken"
+)
+
+func main() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := run(ctx, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "\nquickstart FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+// step is one part of the walk-through.
+type step struct {
+	title string
+	fn    func(context.Context) error
+}
+
+// qs is the state shared by the steps.
+type qs struct {
+	out io.Writer
+	idp *devserver.Server
+	app *httptest.Server // the web app's listener, registered as a redirect URI
+	mux *http.ServeMux
+}
+
+func run(ctx context.Context, out io.Writer) error {
+	q := &qs{out: out, mux: http.NewServeMux()}
+	q.app = httptest.NewServer(q.mux)
+	defer q.app.Close()
+	cfg := devserver.Demo()
+	for i := range cfg.Apps {
+		if cfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
+			cfg.Apps[i].RedirectURIs = append(cfg.Apps[i].RedirectURIs, q.app.URL+"/callback")
+			cfg.Apps[i].PostLogoutRedirectURIs = append(cfg.Apps[i].PostLogoutRedirectURIs, q.app.URL+"/")
+		}
+	}
+	idp, err := devserver.Start(cfg)
+	if err != nil {
+		return err
+	}
+	defer idp.Close()
+	q.idp = idp
+	q.say("1. Dev identity server", "issuer %s (ERP.net shape: /id, /sys/auto-discovery, Domain API stand-in)", idp.Issuer())
+
+	steps := []step{
+		{"2. Service token (clientcreds)", q.serviceToken},
+		{"3. Reference tokens (reftoken)", q.referenceTokens},
+		{"4. CLI sign-in on a loopback port (authcode)", q.loopback},
+	}
+	steps = append(steps, moreSteps(q)...)
+	// Last, because it moves the identity server's clock forward an hour.
+	steps = append(steps, step{fmt.Sprintf("%d. Web sign-in, refresh and sign-out (authcode)", len(steps)+2), q.webSignIn})
+	for _, s := range steps {
+		fmt.Fprintf(out, "\n%s\n", s.title)
+		if err := s.fn(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.title, err)
+		}
+	}
+	fmt.Fprintln(out, "\nAll steps passed.")
+	return nil
+}
+
+func (q *qs) say(title, format string, args ...any) {
+	if title != "" {
+		fmt.Fprintf(q.out, "%s\n", title)
+	}
+	fmt.Fprintf(q.out, "   "+format+"\n", args...)
+}
+
+func (q *qs) odata(set string) string { return q.idp.URL() + "/api/domain/odata/" + set }
+
+// get calls url with hc and returns the caller the Domain API saw and how
+// many records came back.
+func get(ctx context.Context, hc *http.Client, url string) (caller string, n int, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return "", 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var page struct {
+		Value []json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return "", 0, err
+	}
+	return resp.Header.Get("X-Erpnet-Caller"), len(page.Value), nil
+}
+
+func (q *qs) serviceToken(ctx context.Context) error {
+	src, err := clientcreds.New(clientcreds.Config{
+		Authority: q.idp.URL(), // the instance root: resolved through /sys/auto-discovery
+		ClientID:  devserver.DemoWorkerID, ClientSecret: devserver.DemoWorkerSecret,
+		Scopes: []string{"read"},
+	})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	hc := src.Client(ctx)
+	for i := 0; i < 3; i++ {
+		caller, n, err := get(ctx, hc, q.odata("Crm_Sales_Customers?$top=5"))
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			q.say("", "read %d customers as %s", n, caller)
+		}
+	}
+	if got := q.idp.GrantCount("client_credentials"); got != 1 {
+		return fmt.Errorf("expected 1 token request for 3 calls, saw %d", got)
+	}
+	q.say("", "3 API calls, 1 token request: the token is cached and refreshed in the background")
+	return nil
+}
+
+func (q *qs) referenceTokens(ctx context.Context) error {
+	for _, c := range []struct {
+		kind    devserver.RefTokenKind
+		subject string
+		header  reftoken.Header
+	}{
+		{devserver.PAT, devserver.DemoAlice, reftoken.Bearer},
+		{devserver.SAT, devserver.DemoWorkerID, reftoken.APIKey},
+	} {
+		raw, err := q.idp.IssueReferenceToken(devserver.RefTokenRequest{Kind: c.kind, Subject: c.subject, Scopes: []string{"read"}})
+		if err != nil {
+			return err
+		}
+		tok, err := reftoken.Parse(raw)
+		if err != nil {
+			return err
+		}
+		hc, err := tok.Client(q.idp.URL(), c.header)
+		if err != nil {
+			return err
+		}
+		caller, n, err := get(ctx, hc, q.odata("Crm_Sales_Customers?$top=5"))
+		if err != nil {
+			return err
+		}
+		q.say("", "%v sent as %s: read %d customers as %s (printed token: %v)", kindName(c.kind), c.header, n, caller, tok)
+		if c.kind == devserver.PAT {
+			q.idp.RevokeReferenceToken(raw)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, q.odata("Crm_Sales_Customers"), nil)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if err := reftoken.CheckResponse(resp); !errors.Is(err, reftoken.ErrTokenRejected) {
+				return fmt.Errorf("revoked PAT: want ErrTokenRejected, got %v", err)
+			}
+			q.say("", "after revocation the same PAT gives ErrTokenRejected (no retry: it cannot be refreshed)")
+		}
+	}
+	return nil
+}
+
+func kindName(k devserver.RefTokenKind) string {
+	if k == devserver.PAT {
+		return "PAT (user alice)"
+	}
+	return "SAT (System User)"
+}
+
+// browser is a cookie-keeping HTTP client that stops at redirects back to the app.
+func (q *qs) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 20 * time.Second}
+}
+
+func (q *qs) webSignIn(ctx context.Context) error {
+	key := make([]byte, 32)
+	rand.Read(key)
+	store := authcode.NewMemoryStore()
+	ac, err := authcode.New(authcode.Config{
+		Authority: q.idp.URL(), ClientID: devserver.DemoWebAppID, ClientSecret: devserver.DemoWebAppSecret,
+		RedirectURL: q.app.URL + "/callback", PostLogoutRedirectURL: q.app.URL + "/",
+		Store: store, CookieKeys: [][]byte{key},
+	})
+	if err != nil {
+		return err
+	}
+	defer ac.Close()
+	q.mux.Handle("/signin", ac.SignIn())
+	q.mux.Handle("/callback", ac.Callback())
+	q.mux.Handle("/signout", ac.SignOut())
+	q.mux.Handle("/customers", ac.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sess := authcode.SessionFromContext(r.Context())
+		caller, n, err := get(r.Context(), ac.UserClient(r.Context(), sess), q.odata("Crm_Sales_Customers?$top=5"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintf(w, "%s read %d customers", caller, n)
+	})))
+	q.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "home") })
+
+	b := q.browser()
+	// Not signed in: the protected page sends the browser to sign in. The dev
+	// server's sign-in form is filled in by its auto sign-in switch here.
+	q.idp.SetAutoSignIn(devserver.DemoAlice)
+	defer q.idp.SetAutoSignIn("")
+	page, err := fetch(ctx, b, http.MethodGet, q.app.URL+"/customers")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(page, "user:alice") {
+		return fmt.Errorf("protected page after sign-in: %q", page)
+	}
+	q.say("", "GET /customers -> /signin -> identity server -> /callback (state, PKCE, nonce, ID token checked) -> /customers")
+	q.say("", "page says: %q", page)
+	for _, c := range b.Jar.Cookies(mustURL(q.app.URL)) {
+		q.say("", "cookie %s holds a sealed session id (%d bytes), never a token", c.Name, len(c.Value))
+	}
+
+	// An hour later the access token has expired; the refresh token is
+	// redeemed once, the rotated one saved before use.
+	q.idp.Advance(61 * time.Minute)
+	before := q.idp.GrantCount("refresh_token")
+	page, err = fetch(ctx, b, http.MethodGet, q.app.URL+"/customers")
+	if err != nil {
+		return err
+	}
+	q.say("", "an hour later (server clock advanced): %d refresh, page still says %q", q.idp.GrantCount("refresh_token")-before, page)
+
+	if _, err := fetch(ctx, b, http.MethodPost, q.app.URL+"/signout"); err != nil {
+		return err
+	}
+	// The same browser is now signed out: an API-style request gets 401.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, q.app.URL+"/customers", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := b.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		return fmt.Errorf("after sign-out /customers answered %s, want 401", resp.Status)
+	}
+	q.say("", "POST /signout: refresh token revoked (%d revocation call), session deleted, end_session visited; /customers now answers 401",
+		q.idp.Count(devserver.Revocation))
+	return nil
+}
+
+func (q *qs) loopback(ctx context.Context) error {
+	ac, err := authcode.New(authcode.Config{Authority: q.idp.URL(), ClientID: devserver.DemoCLIID})
+	if err != nil {
+		return err
+	}
+	defer ac.Close()
+	q.idp.SetAutoSignIn(devserver.DemoBob)
+	defer q.idp.SetAutoSignIn("")
+	res, err := ac.LoopbackSignIn(ctx, authcode.LoopbackOptions{
+		// A real CLI opens the system browser (the default); here an HTTP
+		// client plays the browser.
+		OpenBrowser: func(u string) error {
+			go func() {
+				resp, err := q.browser().Get(u)
+				if err == nil {
+					resp.Body.Close()
+				}
+			}()
+			return nil
+		},
+		Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	caller, n, err := get(ctx, ac.UserClient(ctx, res.Session), q.odata("General_Contacts"))
+	if err != nil {
+		return err
+	}
+	q.say("", "public client %s, redirect to 127.0.0.1 on a random port, PKCE, no secret", devserver.DemoCLIID)
+	q.say("", "read %d contacts as %s", n, caller)
+	return nil
+}
+
+func fetch(ctx context.Context, hc *http.Client, method, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "text/html")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 400 {
+		return "", fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(body))
+	}
+	return string(body), nil
+}

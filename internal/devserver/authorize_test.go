@@ -1,0 +1,434 @@
+package devserver
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var hiddenRe = regexp.MustCompile(`name="(request|csrf)" value="([^"]*)"`)
+
+// formFields extracts the hidden fields of the sign-in form.
+func formFields(t *testing.T, page []byte) url.Values {
+	t.Helper()
+	v := url.Values{}
+	for _, m := range hiddenRe.FindAllStringSubmatch(string(page), -1) {
+		v.Set(m[1], m[2])
+	}
+	require.NotEmpty(t, v.Get("request"), "no sign-in form in %s", page)
+	require.NotEmpty(t, v.Get("csrf"))
+	return v
+}
+
+// submitLogin posts the sign-in form with client c.
+func (e *env) submitLogin(c *http.Client, fields url.Values, user, password string) (*http.Response, []byte) {
+	e.t.Helper()
+	f := url.Values{"request": {fields.Get("request")}, "csrf": {fields.Get("csrf")},
+		"username": {user}, "password": {password}, "action": {"login"}}
+	resp, err := c.PostForm(e.s.URL()+pathSignIn, f)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+func TestPKCEEnforced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.s.SetAutoSignIn(DemoAlice)
+	cases := map[string]func(url.Values){
+		"plain":           func(q url.Values) { q.Set("code_challenge_method", "plain") },
+		"method missing":  func(q url.Values) { q.Del("code_challenge_method") },
+		"no challenge":    func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") },
+		"short challenge": func(q url.Values) { q.Set("code_challenge", "abc") },
+	}
+	for name, mut := range cases {
+		for _, client := range []struct{ id, redirect string }{{DemoWebAppID, DemoWebAppRedirectURI}, {DemoCLIID, "http://127.0.0.1:5000/callback"}} {
+			a := e.newAuthz(client.id, client.redirect, "openid")
+			q := a.query()
+			mut(q)
+			resp, _ := e.authorizeWith(e.c, q)
+			p := redirectParams(t, resp, client.redirect)
+			assert.Equal(t, "invalid_request", p.Get("error"), "%s/%s", name, client.id)
+			assert.Equal(t, a.state, p.Get("state"))
+			assert.Empty(t, p.Get("code"))
+		}
+	}
+
+	// A wrong verifier fails the exchange; a missing one too.
+	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	code := e.codeFor(a, DemoAlice)
+	resp, body := e.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {a.redirectURI}}, DemoWebAppID, DemoWebAppSecret)
+	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_request")
+	wrong, _ := pkcePair()
+	resp, body = e.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {a.redirectURI}, "code_verifier": {wrong}}, DemoWebAppID, DemoWebAppSecret)
+	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+	// The failed attempt consumed the code.
+	resp, body = e.exchange(a, code, DemoWebAppSecret)
+	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+}
+
+func TestCodeReplayRevokesTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid profile read offline_access")
+	code := e.codeFor(a, DemoAlice)
+	resp, tokens := e.exchange(a, code, DemoWebAppSecret)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	at := tokens["access_token"].(string)
+	rt := tokens["refresh_token"].(string)
+	r, _ := e.api("GET", customers, bearer(at), "")
+	require.Equal(t, http.StatusOK, r.StatusCode)
+
+	resp, body := e.exchange(a, code, DemoWebAppSecret)
+	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+
+	// Everything issued from the code is dead.
+	r, _ = e.api("GET", customers, bearer(at), "")
+	assert.Equal(t, http.StatusUnauthorized, r.StatusCode)
+	resp, body = e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, DemoWebAppID, DemoWebAppSecret)
+	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+}
+
+func TestCodeExpiry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.CodeLifetime = 30 * time.Second })
+	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	code := e.codeFor(a, DemoAlice)
+	e.s.Advance(31 * time.Second)
+	resp, body := e.exchange(a, code, DemoWebAppSecret)
+	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+	assert.Contains(t, body["error_description"], "expired")
+
+	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	code = e.codeFor(a, DemoAlice)
+	e.s.Advance(29 * time.Second)
+	resp, _ = e.exchange(a, code, DemoWebAppSecret)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+func TestCodeBoundToClientAndRedirectURI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	code := e.codeFor(a, DemoAlice)
+	// Another client cannot redeem it (and does not burn it).
+	resp, body := e.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {a.redirectURI}, "code_verifier": {a.verifier}}, DemoWorkerID, DemoWorkerSecret)
+	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+	// A different redirect_uri (even one registered for the client) fails.
+	resp, body = e.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {DemoWebAppRedirectURILocalhost}, "code_verifier": {a.verifier}}, DemoWebAppID, DemoWebAppSecret)
+	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+
+	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	code = e.codeFor(a, DemoAlice)
+	resp, body = e.exchange(a, code, DemoWebAppSecret)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %v", body)
+}
+
+func TestRedirectURIExactMatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.s.SetAutoSignIn(DemoAlice)
+	for _, uri := range []string{
+		"http://127.0.0.1:8080/Callback",  // case
+		"http://127.0.0.1:8080/callback/", // trailing slash
+		"http://127.0.0.1:8081/callback",  // other port: the registration has a port, so no loopback rule
+		"HTTP://127.0.0.1:8080/callback",
+		"http://127.0.0.1:8080/callback?x=1",
+		"http://127.0.0.1:8080/callback#frag",
+		"http://localhost:9999/callback", // localhost is not a loopback IP literal
+		"https://evil.example/callback",
+		"",
+	} {
+		a := e.newAuthz(DemoWebAppID, uri, "openid")
+		resp, page := e.authorizeWith(e.c, a.query())
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, uri)
+		assert.Empty(t, resp.Header.Get("Location"), "must never redirect to %q", uri)
+		assert.Contains(t, string(page), "invalid_request", uri)
+	}
+	// Unknown client: error page too.
+	a := e.newAuthz("com.example/unknown", DemoWebAppRedirectURI, "openid")
+	resp, _ := e.authorizeWith(e.c, a.query())
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Location"))
+	// Both registered URIs work.
+	for _, uri := range []string{DemoWebAppRedirectURI, DemoWebAppRedirectURILocalhost} {
+		a := e.newAuthz(DemoWebAppID, uri, "openid")
+		resp, _ := e.authorizeWith(e.c, a.query())
+		assert.NotEmpty(t, redirectParams(t, resp, uri).Get("code"))
+	}
+}
+
+func TestLoopbackRedirectAnyPort(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.s.SetAutoSignIn(DemoBob)
+	for _, uri := range []string{"http://127.0.0.1:53124/callback", "http://127.0.0.1:1/callback", "http://127.0.0.1/callback"} {
+		a := e.newAuthz(DemoCLIID, uri, "openid")
+		resp, _ := e.authorizeWith(e.c, a.query())
+		assert.NotEmpty(t, redirectParams(t, resp, uri).Get("code"), uri)
+	}
+	a := e.newAuthz(testIPv6ID, "http://[::1]:40000/cb", "")
+	resp, _ := e.authorizeWith(e.c, a.query())
+	assert.NotEmpty(t, redirectParams(t, resp, "http://[::1]:40000/cb").Get("code"))
+	for _, uri := range []string{
+		"http://127.0.0.1:53124/other", "http://127.0.0.1:0/callback", "http://127.0.0.1:99999/callback",
+		"http://127.0.0.1:80x/callback", "https://127.0.0.1:53124/callback", "http://localhost:53124/callback",
+		"http://127.0.0.1:53124/callback/", "http://127.0.0.1:53124@evil.example/callback",
+	} {
+		a := e.newAuthz(DemoCLIID, uri, "openid")
+		resp, _ := e.authorizeWith(e.c, a.query())
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, uri)
+		assert.Empty(t, resp.Header.Get("Location"), uri)
+	}
+}
+
+func TestStateEchoedAndIssParameter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.s.SetAutoSignIn(DemoAlice)
+	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a.state = "a b&c=d/é+%"
+	resp, _ := e.authorizeWith(e.c, a.query())
+	q := redirectParams(t, resp, DemoWebAppRedirectURI)
+	assert.Equal(t, a.state, q.Get("state"))
+	assert.Empty(t, q.Get("iss"))
+
+	e2 := newEnv(t, func(c *Config) { c.AuthorizationResponseIss = true })
+	e2.s.SetAutoSignIn(DemoAlice)
+	a = e2.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	resp, _ = e2.authorizeWith(e2.c, a.query())
+	assert.Equal(t, e2.s.Issuer(), redirectParams(t, resp, DemoWebAppRedirectURI).Get("iss"))
+	// Errors carry iss too.
+	q2 := a.query()
+	q2.Set("response_type", "token")
+	resp, _ = e2.authorizeWith(e2.c, q2)
+	p := redirectParams(t, resp, DemoWebAppRedirectURI)
+	assert.Equal(t, "unsupported_response_type", p.Get("error"))
+	assert.Equal(t, e2.s.Issuer(), p.Get("iss"))
+	assert.Equal(t, a.state, p.Get("state"))
+}
+
+func TestAuthorizeErrorsRedirectBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.s.SetAutoSignIn(DemoAlice)
+	cases := []struct {
+		mut  func(url.Values)
+		want string
+	}{
+		{func(q url.Values) { q.Set("response_type", "code id_token") }, "unsupported_response_type"},
+		{func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type"},
+		{func(q url.Values) { q.Del("response_type") }, "invalid_request"},
+		{func(q url.Values) { q.Set("scope", "openid sec") }, "invalid_scope"},
+		{func(q url.Values) { q.Set("response_mode", "form_post") }, "invalid_request"},
+		{func(q url.Values) { q["nonce"] = []string{"a", "b"} }, "invalid_request"},
+		{func(q url.Values) { q.Set("request", "eyJ...") }, "request_not_supported"},
+		{func(q url.Values) { q.Set("max_age", "-5") }, "invalid_request"},
+		{func(q url.Values) { q.Set("prompt", "none login") }, "invalid_request"},
+	}
+	for _, tc := range cases {
+		a := e.newAuthz(DemoCLIID, "http://127.0.0.1:6000/callback", "openid")
+		q := a.query()
+		tc.mut(q)
+		resp, _ := e.authorizeWith(e.c, q)
+		p := redirectParams(t, resp, "http://127.0.0.1:6000/callback")
+		assert.Equal(t, tc.want, p.Get("error"), "query %v", q)
+		assert.Equal(t, a.state, p.Get("state"))
+	}
+}
+
+func TestIDTokenClaims(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid profile read offline_access")
+	code := e.codeFor(a, DemoAlice)
+	resp, body := e.exchange(a, code, DemoWebAppSecret)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "openid profile read offline_access", body["scope"])
+	assert.NotEmpty(t, body["refresh_token"])
+	at := body["access_token"].(string)
+
+	typ, idc := e.verify(body["id_token"].(string))
+	assert.Equal(t, "JWT", typ)
+	assert.Equal(t, a.nonce, idc["nonce"])
+	assert.Equal(t, DemoAlice, idc["sub"])
+	assert.Equal(t, DemoWebAppID, idc["aud"])
+	assert.Equal(t, e.s.Issuer(), idc["iss"])
+	assert.Equal(t, atHash(at), idc["at_hash"])
+	assert.Equal(t, DemoAliceName, idc["name"])
+	assert.Equal(t, DemoAliceEmail, idc["email"])
+	assert.NotEmpty(t, idc["sid"])
+	assert.NotEmpty(t, idc["auth_time"])
+	assert.InDelta(t, 300, idc["exp"].(float64)-idc["iat"].(float64), 1)
+
+	_, atc := e.verify(at)
+	assert.Equal(t, idc["sid"], atc["sid"])
+	assert.Equal(t, "user", atc["erp_user_type"])
+	assert.Equal(t, DemoAliceName, atc["name"])
+	assert.Equal(t, idc["auth_time"], atc["auth_time"])
+	assert.Equal(t, []any{"openid", "profile", "read", "offline_access"}, atc["scope"])
+	assert.Contains(t, atc["aud"], "DomainAPI")
+
+	// Without profile: no name/email in the ID token; without offline_access: no refresh token.
+	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid read")
+	resp, body = e.exchange(a, e.codeFor(a, DemoBob), DemoWebAppSecret)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.NotContains(t, body, "refresh_token")
+	_, idc = e.verify(body["id_token"].(string))
+	assert.NotContains(t, idc, "name")
+	assert.NotContains(t, idc, "email")
+	// Without openid: no ID token.
+	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "read")
+	resp, body = e.exchange(a, e.codeFor(a, DemoBob), DemoWebAppSecret)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.NotContains(t, body, "id_token")
+	// No scope requested: every allowed scope.
+	a = e.newAuthz(DemoCLIID, "http://127.0.0.1:7000/callback", "")
+	resp, body = e.exchange(a, e.codeFor(a, DemoBob), "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "openid profile read update offline_access", body["scope"])
+}
+
+func TestSignInForm(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid profile")
+	resp, page := e.authorizeWith(e.c, a.query())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("Content-Type"), "text/html")
+	assert.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"))
+	assert.Contains(t, string(page), `type="password"`)
+	assert.Contains(t, string(page), DemoWebAppName)
+	assert.NotContains(t, string(page), DemoAlicePassword)
+	fields := formFields(t, page)
+
+	// Wrong password: the form again, with an error, no redirect.
+	resp, page = e.submitLogin(e.c, fields, DemoAlice, "wrong")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(page), "Invalid user name or password")
+	assert.Contains(t, string(page), `type="password"`)
+	// Unknown user: same.
+	resp, page = e.submitLogin(e.c, fields, "mallory", "x")
+	assert.Contains(t, string(page), "Invalid user name or password")
+	// Missing/forged CSRF token: refused.
+	forged := url.Values{"request": {fields.Get("request")}, "csrf": {"forged"}}
+	resp, _ = e.submitLogin(e.c, forged, DemoAlice, DemoAlicePassword)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	// Another browser (no CSRF cookie) cannot use this form.
+	resp, _ = e.submitLogin(e.newBrowser(), fields, DemoAlice, DemoAlicePassword)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	// Right password: redirect with code and state.
+	resp, _ = e.submitLogin(e.c, fields, DemoAlice, DemoAlicePassword)
+	q := redirectParams(t, resp, DemoWebAppRedirectURI)
+	assert.Equal(t, a.state, q.Get("state"))
+	resp2, tokens := e.exchange(a, q.Get("code"), DemoWebAppSecret)
+	require.Equal(t, http.StatusOK, resp2.StatusCode)
+	_, idc := e.verify(tokens["id_token"].(string))
+	sid := idc["sid"]
+	// The form cannot be replayed.
+	resp, _ = e.submitLogin(e.c, fields, DemoAlice, DemoAlicePassword)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	// A second authorize skips the form (cookie-backed sign-in session), same sid.
+	a2 := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	resp, _ = e.authorizeWith(e.c, a2.query())
+	q = redirectParams(t, resp, DemoWebAppRedirectURI)
+	_, tokens = e.exchange(a2, q.Get("code"), DemoWebAppSecret)
+	_, idc = e.verify(tokens["id_token"].(string))
+	assert.Equal(t, sid, idc["sid"])
+
+	// prompt=login forces the form even with a session.
+	a3 := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a3.extra = url.Values{"prompt": {"login"}}
+	resp, page = e.authorizeWith(e.c, a3.query())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	fields = formFields(t, page)
+	e.s.Advance(time.Minute)
+	resp, _ = e.submitLogin(e.c, fields, DemoBob, DemoBobPassword)
+	q = redirectParams(t, resp, DemoWebAppRedirectURI)
+	_, tokens = e.exchange(a3, q.Get("code"), DemoWebAppSecret)
+	_, idc2 := e.verify(tokens["id_token"].(string))
+	assert.Equal(t, DemoBob, idc2["sub"])
+	assert.NotEqual(t, sid, idc2["sid"], "a fresh sign-in")
+	assert.Greater(t, idc2["auth_time"].(float64), idc["auth_time"].(float64))
+
+	// Cancel sends access_denied back.
+	a4 := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a4.extra = url.Values{"prompt": {"login"}}
+	_, page = e.authorizeWith(e.c, a4.query())
+	fields = formFields(t, page)
+	r, err := e.c.PostForm(e.s.URL()+pathSignIn, url.Values{"request": {fields.Get("request")}, "csrf": {fields.Get("csrf")}, "action": {"cancel"}})
+	require.NoError(t, err)
+	r.Body.Close()
+	p := redirectParams(t, r, DemoWebAppRedirectURI)
+	assert.Equal(t, "access_denied", p.Get("error"))
+	assert.Equal(t, a4.state, p.Get("state"))
+}
+
+func TestPromptNoneAndMaxAge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a.extra = url.Values{"prompt": {"none"}}
+	resp, _ := e.authorizeWith(e.c, a.query())
+	assert.Equal(t, "login_required", redirectParams(t, resp, DemoWebAppRedirectURI).Get("error"))
+
+	// Sign in through the form, then prompt=none succeeds.
+	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	_, page := e.authorizeWith(e.c, a.query())
+	resp, _ = e.submitLogin(e.c, formFields(t, page), DemoAlice, DemoAlicePassword)
+	redirectParams(t, resp, DemoWebAppRedirectURI)
+	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a.extra = url.Values{"prompt": {"none"}}
+	resp, _ = e.authorizeWith(e.c, a.query())
+	assert.NotEmpty(t, redirectParams(t, resp, DemoWebAppRedirectURI).Get("code"))
+
+	// max_age exceeded forces the form again.
+	e.s.Advance(10 * time.Minute)
+	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a.extra = url.Values{"max_age": {"60"}}
+	resp, page = e.authorizeWith(e.c, a.query())
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	formFields(t, page)
+}
+
+func TestAutoSignIn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.s.SetAutoSignIn(DemoBob)
+	a := e.newAuthz(DemoCLIID, "http://127.0.0.1:5555/callback", "openid profile")
+	resp, _ := e.authorizeWith(e.c, a.query())
+	code := redirectParams(t, resp, a.redirectURI).Get("code")
+	_, body := e.exchange(a, code, "")
+	_, idc := e.verify(body["id_token"].(string))
+	assert.Equal(t, DemoBob, idc["sub"])
+
+	// prompt=login with auto sign-in: no form, but a fresh sign-in (new sid).
+	a2 := e.newAuthz(DemoCLIID, "http://127.0.0.1:5555/callback", "openid")
+	a2.extra = url.Values{"prompt": {"login"}}
+	resp, _ = e.authorizeWith(e.c, a2.query())
+	_, body = e.exchange(a2, redirectParams(t, resp, a2.redirectURI).Get("code"), "")
+	_, idc2 := e.verify(body["id_token"].(string))
+	assert.NotEqual(t, idc["sid"], idc2["sid"])
+
+	// Cleared: a new browser gets the form.
+	e.s.SetAutoSignIn("")
+	a3 := e.newAuthz(DemoCLIID, "http://127.0.0.1:5555/callback", "openid")
+	resp, page := e.authorizeWith(e.newBrowser(), a3.query())
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.True(t, strings.Contains(string(page), "<form"))
+	assert.GreaterOrEqual(t, e.s.Count(Authorize), 3)
+}

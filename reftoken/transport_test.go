@@ -1,0 +1,627 @@
+package reftoken_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/reftoken"
+)
+
+const customersPath = "/api/domain/odata/Crm_Sales_Customers"
+
+// env is a dev server with a client for one token.
+type env struct {
+	srv *devserver.Server
+	raw string
+	tok reftoken.Token
+}
+
+func newEnv(t *testing.T, kind devserver.RefTokenKind, subject string, scopes ...string) *env {
+	t.Helper()
+	srv := devserver.StartTest(t, devserver.Demo())
+	return &env{srv: srv, raw: mint(t, srv, kind, subject, scopes...)}
+}
+
+func mint(t *testing.T, srv *devserver.Server, kind devserver.RefTokenKind, subject string, scopes ...string) string {
+	t.Helper()
+	if len(scopes) == 0 {
+		scopes = []string{"read"}
+	}
+	raw, err := srv.IssueReferenceToken(devserver.RefTokenRequest{Kind: kind, Subject: subject, Scopes: scopes})
+	require.NoError(t, err)
+	return raw
+}
+
+func (e *env) client(t *testing.T, h reftoken.Header, opts ...reftoken.Option) (*http.Client, *recorder) {
+	t.Helper()
+	rec := newRecorder(t)
+	tok := reftoken.MustParse(e.raw)
+	c, err := tok.Client(e.srv.URL(), h, append([]reftoken.Option{reftoken.WithBase(rec)}, opts...)...)
+	require.NoError(t, err)
+	return c, rec
+}
+
+func get(t *testing.T, c *http.Client, rawURL string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, rawURL, nil)
+	require.NoError(t, err)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestDomainAPIAcceptsPATAndSATInBothHeaders(t *testing.T) {
+	srv := devserver.StartTest(t, devserver.Demo())
+	for _, kc := range []struct {
+		kind    devserver.RefTokenKind
+		subject string
+		caller  string
+	}{
+		{devserver.PAT, devserver.DemoAlice, "pat:alice"},
+		{devserver.SAT, devserver.DemoWorkerID, "sat:worker-system"},
+	} {
+		raw := mint(t, srv, kc.kind, kc.subject)
+		e := &env{srv: srv, raw: raw}
+		for _, hc := range []struct {
+			h   reftoken.Header
+			via string
+		}{{reftoken.Bearer, "bearer"}, {reftoken.APIKey, "x-api-key"}} {
+			t.Run(kc.kind.String()+"/"+hc.h.String(), func(t *testing.T) {
+				srv.ResetAPICalls()
+				c, rec := e.client(t, hc.h)
+				resp := get(t, c, srv.URL()+customersPath+"?$top=10")
+				require.Equal(t, http.StatusOK, resp.StatusCode)
+				require.NoError(t, reftoken.CheckResponse(resp))
+				assert.Equal(t, kc.caller, resp.Header.Get("X-Erpnet-Caller"))
+
+				calls := srv.APICalls()
+				require.Len(t, calls, 1)
+				assert.Equal(t, hc.via, calls[0].Via)
+				assert.Equal(t, strings.ToLower(kc.kind.String()), calls[0].Kind)
+				assert.Equal(t, strings.SplitN(kc.caller, ":", 2)[1], calls[0].Subject)
+
+				s := rec.last()
+				switch hc.h {
+				case reftoken.Bearer:
+					assert.Equal(t, "Bearer "+raw, s.Header.Get("Authorization"))
+					assert.Empty(t, s.Header.Values("X-Api-Key"))
+				case reftoken.APIKey:
+					assert.Equal(t, raw, s.Header.Get("X-Api-Key"))
+					assert.Empty(t, s.Header.Values("Authorization"))
+				}
+			})
+		}
+	}
+}
+
+func TestCallerCredentialsStripped(t *testing.T) {
+	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
+	other := mint(t, e.srv, devserver.SAT, devserver.DemoWorkerID)
+	for _, h := range []reftoken.Header{reftoken.Bearer, reftoken.APIKey} {
+		t.Run(h.String(), func(t *testing.T) {
+			e.srv.ResetAPICalls()
+			c, rec := e.client(t, h)
+			u, err := url.Parse(e.srv.URL() + customersPath)
+			require.NoError(t, err)
+			u.User = url.UserPassword("mallory", "pw") // would become Authorization: Basic
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u.String(), nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+other)
+			req.Header["x-api-key"] = []string{other} // non-canonical keys, set directly
+			req.Header["X-API-KEY"] = []string{other}
+			req.Header.Set("Api-Key", other)
+			req.Header.Set("Cookie", "session=abc")
+			req.Header.Set("Accept", "application/json")
+			before := req.Header.Clone()
+
+			resp, err := c.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode, "the server got both headers or the wrong token")
+			assert.Equal(t, "pat:alice", resp.Header.Get("X-Erpnet-Caller"))
+
+			s := rec.last()
+			assert.False(t, s.UserInfo, "URL user info must be removed")
+			assert.Empty(t, s.Header.Values("Cookie"))
+			assert.Equal(t, "application/json", s.Header.Get("Accept"))
+			n := 0
+			for k := range s.Header {
+				switch strings.ToLower(k) {
+				case "authorization", "x-api-key", "api-key":
+					n++
+				}
+			}
+			assert.Equal(t, 1, n, "exactly one credential header: %v", s.Header)
+
+			// The caller's request is untouched, and the response points back to it.
+			assert.Equal(t, before, req.Header)
+			assert.NotNil(t, req.URL.User)
+			assert.Same(t, req, resp.Request)
+			assert.NotContains(t, resp.Request.Header.Get("Authorization"), e.raw)
+			assert.NotContains(t, resp.Request.Header.Get("X-Api-Key"), e.raw)
+		})
+	}
+}
+
+func TestRejectedTokens(t *testing.T) {
+	srv := devserver.StartTest(t, devserver.Demo())
+	check := func(t *testing.T, raw string) {
+		t.Helper()
+		srv.ResetCounts()
+		c, _ := (&env{srv: srv, raw: raw}).client(t, reftoken.Bearer)
+		resp := get(t, c, srv.URL()+customersPath)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.Equal(t, 1, srv.Count(devserver.DomainAPI), "a rejected reference token is not retried")
+		err := reftoken.CheckResponse(resp)
+		require.ErrorIs(t, err, reftoken.ErrTokenRejected)
+		var re *reftoken.ResponseError
+		require.ErrorAs(t, err, &re)
+		assert.Equal(t, http.StatusUnauthorized, re.StatusCode)
+		assert.Equal(t, "invalid_token", re.Code)
+		assert.Equal(t, http.MethodGet, re.Method)
+		assert.Equal(t, srv.URL()+customersPath, re.URL)
+		assertNoSecret(t, "401 error", err.Error(), raw)
+		t.Log(err)
+	}
+	t.Run("revoked", func(t *testing.T) {
+		raw := mint(t, srv, devserver.PAT, devserver.DemoAlice)
+		srv.RevokeReferenceToken(raw)
+		check(t, raw)
+	})
+	t.Run("expired", func(t *testing.T) {
+		raw, err := srv.IssueReferenceToken(devserver.RefTokenRequest{Kind: devserver.SAT, Subject: devserver.DemoWorkerID,
+			Scopes: []string{"read"}, ExpiresAt: time.Now().Add(time.Hour)})
+		require.NoError(t, err)
+		c, _ := (&env{srv: srv, raw: raw}).client(t, reftoken.APIKey)
+		require.Equal(t, http.StatusOK, get(t, c, srv.URL()+customersPath).StatusCode)
+		srv.Advance(2 * time.Hour)
+		check(t, raw)
+	})
+	t.Run("unknown", func(t *testing.T) {
+		check(t, "enrt_"+strings.Repeat("AB", 32))
+	})
+}
+
+func TestNotPermitted(t *testing.T) {
+	e := newEnv(t, devserver.PAT, devserver.DemoAlice, "update")
+	c, _ := e.client(t, reftoken.Bearer)
+	resp := get(t, c, e.srv.URL()+customersPath)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	err := reftoken.CheckResponse(resp)
+	require.ErrorIs(t, err, reftoken.ErrNotPermitted)
+	assert.NotErrorIs(t, err, reftoken.ErrTokenRejected)
+	var re *reftoken.ResponseError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "insufficient_scope", re.Code)
+	assert.Equal(t, 1, e.srv.Count(devserver.DomainAPI))
+}
+
+func TestRateLimitedThenSuccess(t *testing.T) {
+	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
+	e.srv.InjectFaults(devserver.DomainAPI, devserver.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1"})
+	c, rec := e.client(t, reftoken.APIKey)
+	start := time.Now()
+	resp := get(t, c, e.srv.URL()+customersPath)
+	elapsed := time.Since(start)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, 2, e.srv.Count(devserver.DomainAPI))
+	assert.Len(t, rec.sent(), 2)
+	assert.GreaterOrEqual(t, elapsed, 900*time.Millisecond, "Retry-After: 1 was not honoured")
+	calls := e.srv.APICalls()
+	require.Len(t, calls, 1)
+	assert.Equal(t, "x-api-key", calls[0].Via)
+}
+
+func TestRateLimitedGivesUp(t *testing.T) {
+	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
+	f := devserver.Fault{Status: http.StatusTooManyRequests}
+	e.srv.InjectFaults(devserver.DomainAPI, f, f, f, f)
+	c, _ := e.client(t, reftoken.Bearer, reftoken.WithMaxAttempts(3))
+	resp := get(t, c, e.srv.URL()+customersPath)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, 3, e.srv.Count(devserver.DomainAPI))
+	err := reftoken.CheckResponse(resp)
+	assert.ErrorIs(t, err, reftoken.ErrTemporary)
+
+	// A Retry-After beyond the limit ends the retries at once.
+	e.srv.ClearFaults()
+	e.srv.ResetCounts()
+	e.srv.InjectFaults(devserver.DomainAPI, devserver.Fault{Status: http.StatusTooManyRequests, RetryAfter: "3600"})
+	resp = get(t, c, e.srv.URL()+customersPath)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, 1, e.srv.Count(devserver.DomainAPI))
+	var re *reftoken.ResponseError
+	require.ErrorAs(t, reftoken.CheckResponse(resp), &re)
+	assert.Equal(t, time.Hour, re.RetryAfter)
+}
+
+func TestRateLimitedHonoursContext(t *testing.T) {
+	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
+	e.srv.InjectFaults(devserver.DomainAPI, devserver.Fault{Status: http.StatusTooManyRequests, RetryAfter: "5"})
+	c, _ := e.client(t, reftoken.Bearer)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL()+customersPath, nil)
+	start := time.Now()
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Less(t, time.Since(start), time.Second, "must not sleep past the context's deadline")
+}
+
+// bodyServer answers 429 to the first n requests, then echoes the body it got.
+func bodyServer(t *testing.T, n int32) (*httptest.Server, *atomic.Int32) {
+	var hits atomic.Int32
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if hits.Add(1) <= n {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(s.Close)
+	return s, &hits
+}
+
+func TestRateLimitedReplaysBodies(t *testing.T) {
+	tok := reftoken.MustParse(hexToken)
+	t.Run("GetBody", func(t *testing.T) {
+		s, hits := bodyServer(t, 1)
+		c, err := tok.Client(s.URL, reftoken.Bearer, reftoken.WithBase(newRecorder(t)))
+		require.NoError(t, err)
+		resp, err := c.Post(s.URL+"/x", "text/plain", strings.NewReader("payload"))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "payload", string(b))
+		assert.EqualValues(t, 2, hits.Load())
+	})
+	t.Run("no GetBody", func(t *testing.T) {
+		s, hits := bodyServer(t, 1)
+		c, err := tok.Client(s.URL, reftoken.Bearer, reftoken.WithBase(newRecorder(t)))
+		require.NoError(t, err)
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, s.URL+"/x", io.NopCloser(strings.NewReader("payload")))
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "a body that cannot be replayed is not retried")
+		assert.EqualValues(t, 1, hits.Load())
+	})
+}
+
+// headerLog is a server that records the credential headers of every request.
+type headerLog struct {
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func (l *headerLog) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.seen = append(l.seen, r.Header.Clone())
+		l.mu.Unlock()
+		if next != nil {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func (l *headerLog) all() []http.Header {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]http.Header(nil), l.seen...)
+}
+
+func hasCredential(h http.Header) bool {
+	for k := range h {
+		switch strings.ToLower(k) {
+		case "authorization", "x-api-key", "api-key", "cookie":
+			return true
+		}
+	}
+	return false
+}
+
+func TestCrossHostRedirectDropsToken(t *testing.T) {
+	// The "other host": a second server on another loopback address (another port when that
+	// address is not available).
+	var otherLog headerLog
+	other := httptest.NewUnstartedServer(otherLog.handler(nil))
+	if ln, err := net.Listen("tcp", "127.0.0.2:0"); err == nil {
+		other.Listener.Close()
+		other.Listener = ln
+	}
+	other.Start()
+	defer other.Close()
+
+	var instLog headerLog
+	mux := http.NewServeMux()
+	mux.HandleFunc("/to-other", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/landed", http.StatusFound)
+	})
+	mux.HandleFunc("/to-other-307", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/landed", http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("/to-self", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/landed", http.StatusFound)
+	})
+	mux.HandleFunc("/landed", func(w http.ResponseWriter, r *http.Request) {})
+	inst := httptest.NewServer(instLog.handler(mux))
+	defer inst.Close()
+	// The same server under another host name: same port, different origin.
+	_, port, _ := net.SplitHostPort(inst.Listener.Addr().String())
+	mux.HandleFunc("/to-localhost", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://localhost:"+port+"/landed", http.StatusFound)
+	})
+
+	tok := reftoken.MustParse(hexToken)
+	for _, h := range []reftoken.Header{reftoken.Bearer, reftoken.APIKey} {
+		t.Run(h.String(), func(t *testing.T) {
+			rec := newRecorder(t)
+			c, err := tok.Client(inst.URL, h, reftoken.WithBase(rec))
+			require.NoError(t, err)
+
+			for _, path := range []string{"/to-other", "/to-other-307"} {
+				req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, inst.URL+path, nil)
+				req.Header.Set("Cookie", "a=b")
+				resp, err := c.Do(req)
+				require.NoError(t, err)
+				resp.Body.Close()
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				assert.Equal(t, "/landed", resp.Request.URL.Path)
+			}
+			seen := otherLog.all()
+			require.NotEmpty(t, seen)
+			for _, hd := range seen {
+				assert.False(t, hasCredential(hd), "the other host got a credential: %v", hd)
+			}
+
+			// Same host, other name: also another origin.
+			n := len(instLog.all())
+			get(t, c, inst.URL+"/to-localhost")
+			landed := instLog.all()[n+1]
+			assert.False(t, hasCredential(landed), "localhost got a credential: %v", landed)
+
+			// A redirect within the instance keeps the token.
+			n = len(instLog.all())
+			get(t, c, inst.URL+"/to-self")
+			landed = instLog.all()[n+1]
+			assert.True(t, hasCredential(landed))
+		})
+	}
+
+	// The transport alone (any http.Client, no CheckRedirect) drops it too.
+	tr := tok.Transport(newRecorder(t), reftoken.Bearer) // bound by the first request
+	c := &http.Client{Transport: tr}
+	n := len(otherLog.all())
+	get(t, c, inst.URL+"/to-other")
+	assert.Equal(t, "http://"+inst.Listener.Addr().String(), tr.Instance())
+	for _, hd := range otherLog.all()[n:] {
+		assert.False(t, hasCredential(hd), "the other host got a credential: %v", hd)
+	}
+}
+
+func TestForeignHostRefused(t *testing.T) {
+	tok := reftoken.MustParse(hexToken)
+	rec := newRecorder(t)
+	tr := tok.Transport(rec, reftoken.Bearer, reftoken.WithInstance("https://demodb.my.erp.net"))
+	assert.Equal(t, "https://demodb.my.erp.net:443", tr.Instance())
+
+	body := &closeTracker{Reader: strings.NewReader("x")}
+	for _, raw := range []string{
+		"https://evil.example/api", "http://demodb.my.erp.net/api", "https://demodb.my.erp.net:8443/api",
+		"https://demodb.my.erp.net.evil.example/api", "https://sub.demodb.my.erp.net/api",
+	} {
+		req, _ := http.NewRequest(http.MethodPost, raw, body)
+		_, err := tr.RoundTrip(req)
+		require.ErrorIs(t, err, reftoken.ErrForeignHost, raw)
+		assert.Contains(t, err.Error(), "https://demodb.my.erp.net:443")
+	}
+	assert.Empty(t, rec.sent(), "nothing may leave for a foreign host")
+	assert.True(t, body.closed, "RoundTrip must close the body on error")
+
+	// Same origin, spelled differently, is accepted (the request fails later, offline).
+	req, _ := http.NewRequest(http.MethodGet, "HTTPS://DemoDB.My.ERP.net:443/api", nil)
+	tr2 := tok.Transport(failing{}, reftoken.Bearer, reftoken.WithInstance("https://demodb.my.erp.net/"))
+	_, err := tr2.RoundTrip(req)
+	assert.ErrorIs(t, err, errOffline)
+
+	// A Host header naming another virtual host is refused.
+	req, _ = http.NewRequest(http.MethodGet, "https://demodb.my.erp.net/api", nil)
+	req.Host = "otherdb.my.erp.net"
+	_, err = tr2.RoundTrip(req)
+	assert.ErrorIs(t, err, reftoken.ErrForeignHost)
+}
+
+func TestFirstUsePinning(t *testing.T) {
+	tok := reftoken.MustParse(hexToken)
+	tr := tok.Transport(failing{}, reftoken.APIKey)
+	assert.Equal(t, "", tr.Instance())
+
+	// Plain http to a remote host is never bound.
+	req, _ := http.NewRequest(http.MethodGet, "http://erp.example.com/api", nil)
+	_, err := tr.RoundTrip(req)
+	assert.ErrorIs(t, err, reftoken.ErrMisconfigured)
+	assert.Equal(t, "", tr.Instance())
+
+	req, _ = http.NewRequest(http.MethodGet, "https://a.example.com/api", nil)
+	_, err = tr.RoundTrip(req)
+	assert.ErrorIs(t, err, errOffline)
+	assert.Equal(t, "https://a.example.com:443", tr.Instance())
+
+	req, _ = http.NewRequest(http.MethodGet, "https://b.example.com/api", nil)
+	_, err = tr.RoundTrip(req)
+	assert.ErrorIs(t, err, reftoken.ErrForeignHost)
+}
+
+func TestMisconfigured(t *testing.T) {
+	tok := reftoken.MustParse(hexToken)
+	for name, f := range map[string]func() (*http.Client, error){
+		"zero token":      func() (*http.Client, error) { return reftoken.Token{}.Client("https://x.example", reftoken.Bearer) },
+		"zero header":     func() (*http.Client, error) { return tok.Client("https://x.example", reftoken.Header(0)) },
+		"empty instance":  func() (*http.Client, error) { return tok.Client("", reftoken.Bearer) },
+		"relative":        func() (*http.Client, error) { return tok.Client("/api", reftoken.Bearer) },
+		"ftp":             func() (*http.Client, error) { return tok.Client("ftp://x.example", reftoken.Bearer) },
+		"remote http":     func() (*http.Client, error) { return tok.Client("http://x.example", reftoken.Bearer) },
+		"user info":       func() (*http.Client, error) { return tok.Client("https://u:p@x.example", reftoken.Bearer) },
+		"unparsable":      func() (*http.Client, error) { return tok.Client("https://x.example:port", reftoken.Bearer) },
+		"control char in": func() (*http.Client, error) { return tok.Client("https://x.example/\x00", reftoken.Bearer) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := f()
+			assert.Nil(t, c)
+			assert.ErrorIs(t, err, reftoken.ErrMisconfigured)
+		})
+	}
+	for _, ok := range []string{"http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:2", "https://x.example/id/"} {
+		_, err := tok.Client(ok, reftoken.Bearer)
+		assert.NoError(t, err, ok)
+	}
+
+	// Transport cannot return an error, so it refuses every request instead.
+	body := &closeTracker{Reader: strings.NewReader("x")}
+	req, _ := http.NewRequest(http.MethodPost, "https://x.example", body)
+	_, err := reftoken.Token{}.Transport(failing{}, reftoken.Bearer).RoundTrip(req)
+	assert.ErrorIs(t, err, reftoken.ErrMisconfigured)
+	assert.True(t, body.closed)
+	_, err = tok.Transport(failing{}, reftoken.Bearer, reftoken.WithInstance("::")).RoundTrip(req)
+	assert.ErrorIs(t, err, reftoken.ErrMisconfigured)
+}
+
+func TestTokenSource(t *testing.T) {
+	e := newEnv(t, devserver.SAT, devserver.DemoWorkerID)
+	ts := reftoken.MustParse(e.raw).TokenSource()
+	ot, err := ts.Token()
+	require.NoError(t, err)
+	assert.Equal(t, "Bearer", ot.Type())
+	assert.True(t, ot.Expiry.IsZero())
+	assert.True(t, ot.Valid())
+	ot.AccessToken = "changed"
+	ot2, _ := ts.Token()
+	assert.Equal(t, e.raw, ot2.AccessToken, "each call returns a fresh token")
+
+	c := oauth2.NewClient(t.Context(), oauth2.ReuseTokenSource(nil, ts))
+	resp := get(t, c, e.srv.URL()+customersPath)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "sat:worker-system", resp.Header.Get("X-Erpnet-Caller"))
+	assert.Equal(t, "bearer", e.srv.APICalls()[0].Via)
+}
+
+func TestConcurrentRequests(t *testing.T) {
+	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
+	c, rec := e.client(t, reftoken.Bearer)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.srv.URL()+customersPath, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				errs <- errors.New(resp.Status)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	assert.Len(t, rec.sent(), 16)
+}
+
+func TestCheckResponse(t *testing.T) {
+	mk := func(status int, hdr ...string) *http.Response {
+		h := http.Header{}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			h.Add(hdr[i], hdr[i+1])
+		}
+		req, _ := http.NewRequest(http.MethodPost, "https://u:p@x.example/api/x?secret=1#frag", nil)
+		return &http.Response{StatusCode: status, Header: h, Request: req, Body: http.NoBody}
+	}
+	assert.NoError(t, reftoken.CheckResponse(nil))
+	for _, s := range []int{200, 201, 204, 302, 304} {
+		assert.NoError(t, reftoken.CheckResponse(mk(s)))
+	}
+	for s, kind := range map[int]error{401: reftoken.ErrTokenRejected, 403: reftoken.ErrNotPermitted,
+		429: reftoken.ErrTemporary, 502: reftoken.ErrTemporary, 503: reftoken.ErrTemporary, 504: reftoken.ErrTemporary} {
+		assert.ErrorIs(t, reftoken.CheckResponse(mk(s)), kind, s)
+	}
+	for _, s := range []int{400, 404, 500} {
+		err := reftoken.CheckResponse(mk(s))
+		var re *reftoken.ResponseError
+		require.ErrorAs(t, err, &re)
+		assert.Nil(t, re.Kind)
+		assert.Nil(t, errors.Unwrap(err))
+	}
+
+	err := reftoken.CheckResponse(mk(401, "WWW-Authenticate", `Basic realm="x"`,
+		"WWW-Authenticate", `Bearer realm="ERP.net", error="invalid_token", error_description="The token \"expired\"`+"\x01\x1b"+`X-Forged: 1"`))
+	var re *reftoken.ResponseError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "invalid_token", re.Code)
+	assert.Equal(t, `The token "expired"  X-Forged: 1`, re.Description)
+	assert.Equal(t, "https://x.example/api/x", re.URL, "no user info, query or fragment")
+	assert.Equal(t, `reftoken: POST https://x.example/api/x: HTTP 401 Unauthorized: invalid_token (The token "expired"  X-Forged: 1) `+
+		`[reference token rejected (expired, revoked or unknown): issue a new token]`, err.Error())
+
+	err = reftoken.CheckResponse(mk(429, "Retry-After", "7"))
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, 7*time.Second, re.RetryAfter)
+	assert.Contains(t, err.Error(), "retry after 7s [temporary failure]")
+
+	err = reftoken.CheckResponse(mk(401, "WWW-Authenticate", `Bearer error=invalid_token, error_description=`+strings.Repeat("x", 500)))
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, "invalid_token", re.Code)
+	assert.LessOrEqual(t, len(re.Description), 210)
+}
+
+func TestHeaderString(t *testing.T) {
+	assert.Equal(t, "Bearer", reftoken.Bearer.String())
+	assert.Equal(t, "X-Api-Key", reftoken.APIKey.String())
+	assert.Equal(t, "reftoken.Header(0)", reftoken.Header(0).String())
+}
+
+var errOffline = errors.New("offline")
+
+// failing is a base RoundTripper that never reaches the network.
+type failing struct{}
+
+func (failing) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return nil, errOffline
+}
+
+type closeTracker struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeTracker) Close() error { c.closed = true; return nil }
