@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,6 +73,9 @@ func (c *Client) authURL(doc *discovery.Document, a *attempt, redirectURI string
 			Err: errors.New("authorization_endpoint is not a valid URL")}
 	}
 	q := u.Query()
+	for k, v := range c.cfg.AuthParams {
+		q[k] = append([]string(nil), v...)
+	}
 	q.Set("response_type", "code")
 	q.Set("client_id", c.cfg.ClientID)
 	q.Set("redirect_uri", redirectURI)
@@ -81,7 +85,11 @@ func (c *Client) authURL(doc *discovery.Document, a *attempt, redirectURI string
 	q.Set("code_challenge", a.challenge())
 	q.Set("code_challenge_method", "S256")
 	if c.cfg.PromptLogin {
-		q.Set("prompt", "login")
+		prompt := strings.Fields(strings.Join(q["prompt"], " "))
+		if !slices.Contains(prompt, "login") {
+			prompt = append([]string{"login"}, prompt...)
+		}
+		q.Set("prompt", strings.Join(prompt, " "))
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil

@@ -51,7 +51,9 @@ type Client struct {
 	liveMu    sync.Mutex
 	live      map[string]*userTokens
 	lastSweep atomic.Int64
-	closed atomic.Bool
+	// tokenFiles maps a loopback session id to its refresh token file.
+	tokenFiles sync.Map
+	closed     atomic.Bool
 
 	// nonce is a test hook (benchmarks pin the nonce so a pre-signed ID
 	// token can be served); nil means random.
@@ -99,7 +101,9 @@ func New(cfg Config) (*Client, error) {
 		k := make([]byte, 32)
 		_, _ = rand.Read(k)
 		keys = [][]byte{k}
-		c.log.Warn("authcode: no CookieKeys configured; using a random key for this process: sessions will not survive a restart or span replicas")
+		if cfg.RedirectURL != "" { // only the web handlers use cookies
+			c.log.Warn("authcode: no CookieKeys configured; using a random key for this process: sessions will not survive a restart or span replicas")
+		}
 	}
 	if c.sealer, err = seal.New(keys...); err != nil {
 		return nil, &autherr.ConfigError{Field: "CookieKeys", Reason: "are not valid AES keys"}

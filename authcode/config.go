@@ -14,11 +14,16 @@ import (
 
 // Scopes understood by ERP.net.
 const (
-	ScopeOpenID        = "openid"
-	ScopeProfile       = "profile"
+	// ScopeOpenID asks for an ID token; always requested.
+	ScopeOpenID = "openid"
+	// ScopeProfile adds name, preferred_username and email to the ID token.
+	ScopeProfile = "profile"
+	// ScopeOfflineAccess asks for a refresh token.
 	ScopeOfflineAccess = "offline_access"
-	ScopeRead          = "read"
-	ScopeUpdate        = "update"
+	// ScopeRead allows reading through the Domain API.
+	ScopeRead = "read"
+	// ScopeUpdate allows writing through the Domain API.
+	ScopeUpdate = "update"
 	// ScopeDomainAPI is the obsolete scope ERP.net v20.1 servers still need;
 	// see Config.LegacyDomainAPIScope.
 	ScopeDomainAPI = "DomainApi"
@@ -94,6 +99,13 @@ type Config struct {
 	// PromptLogin sends prompt=login so the identity server always shows
 	// its sign-in screen, even when the user has a session there.
 	PromptLogin bool
+	// AuthParams are extra authorization request parameters, e.g.
+	// login_hint, ui_locales, or prompt=consent (which some OpenID
+	// providers require before they issue a refresh token). The parameters
+	// this package sets itself (response_type, client_id, redirect_uri,
+	// scope, state, nonce, code_challenge, code_challenge_method) cannot be
+	// overridden; a prompt given here is combined with PromptLogin.
+	AuthParams url.Values
 
 	// Store keeps sessions (with their tokens). Nil means a new MemoryStore,
 	// fine for one process; use a shared store (authcode/redisstore) when
@@ -233,6 +245,12 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if _, ok := safeReturnPath(cfg.DefaultReturnPath); !ok {
 		return cfg, &autherr.ConfigError{Field: "DefaultReturnPath", Reason: "must be a local absolute path such as /"}
+	}
+	for k := range cfg.AuthParams {
+		switch k {
+		case "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "response_mode", "request", "request_uri":
+			return cfg, &autherr.ConfigError{Field: "AuthParams", Reason: "must not set " + k + " (the Client sets it)"}
+		}
 	}
 	switch cfg.AuthStyle {
 	case AuthStyleAuto, AuthStyleBasic, AuthStyleForm:

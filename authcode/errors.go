@@ -44,7 +44,7 @@ var (
 	// ErrInvalidState means a callback did not match a sign-in attempt of
 	// this browser: the state parameter is missing, unknown or mismatched,
 	// the attempt cookie is missing or tampered, or the callback was replayed.
-	ErrInvalidState = errors.New("authcode: callback does not match a sign-in attempt of this browser (missing, unknown, mismatched or already used state)")
+	ErrInvalidState = errors.New("authcode: invalid sign-in state")
 	// ErrAttemptExpired means the sign-in attempt is older than AttemptTTL.
 	ErrAttemptExpired = errors.New("authcode: sign-in attempt expired; please sign in again")
 	// ErrIssuerMismatch means the callback's RFC 9207 "iss" parameter is

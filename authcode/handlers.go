@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/redact"
 )
 
 // ReturnParam is the query (or form) parameter of the SignIn handler that
@@ -113,7 +114,7 @@ func (c *Client) Callback() http.Handler {
 		if err != nil {
 			if code := q.Get("error"); code != "" && !errors.Is(err, ErrAttemptExpired) {
 				// The identity server's error is what the user needs to see.
-				err = &autherr.Error{Op: "authorization", Code: truncate(code, 64), Description: truncate(q.Get("error_description"), 256)}
+				err = &autherr.Error{Op: "authorization", Code: redact.Truncate(code, 64), Description: redact.Truncate(q.Get("error_description"), 256)}
 			}
 			c.log.Warn("authcode: callback refused", "error", err.Error())
 			c.fail(w, r, statusFor(err), err)
@@ -161,13 +162,6 @@ func (c *Client) Callback() http.Handler {
 		w.Header().Set("Location", ret)
 		w.WriteHeader(http.StatusSeeOther)
 	})
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 // setSessionCookie sets the cookie holding the sealed session id.
@@ -253,7 +247,9 @@ func (c *Client) SignOut() http.Handler {
 					q.Set("id_token_hint", idToken)
 				}
 				q.Set("client_id", c.cfg.ClientID)
-				if c.cfg.PostLogoutRedirectURL != "" {
+				// Identity servers (IdentityServer, so ERP.net) honour
+				// post_logout_redirect_uri only with an id_token_hint.
+				if c.cfg.PostLogoutRedirectURL != "" && idToken != "" {
 					q.Set("post_logout_redirect_uri", c.cfg.PostLogoutRedirectURL)
 					q.Set("state", randomString(16))
 				}

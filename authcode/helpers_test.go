@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/discovery"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -127,16 +128,16 @@ type env struct {
 type envOption func(*envSetup)
 
 type envSetup struct {
-	idp    func(*devserver.Config)
-	client func(*Config)
-	public bool
-	store  func(*MemoryStore) Store
+	idp     func(*devserver.Config)
+	client  func(*Config)
+	public  bool
+	store   func(*MemoryStore) Store
 	rewrite func(map[string]any)
 }
 
 func withIDP(f func(*devserver.Config)) envOption { return func(s *envSetup) { s.idp = f } }
-func withClient(f func(*Config)) envOption     { return func(s *envSetup) { s.client = f } }
-func withPublicClient() envOption               { return func(s *envSetup) { s.public = true } }
+func withClient(f func(*Config)) envOption        { return func(s *envSetup) { s.client = f } }
+func withPublicClient() envOption                 { return func(s *envSetup) { s.public = true } }
 func withStore(f func(*MemoryStore) Store) envOption {
 	return func(s *envSetup) { s.store = f }
 }
@@ -170,6 +171,11 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	e.idp = devserver.StartTest(t, dcfg)
 	e.idp.SetAutoSignIn(testUser)
+	// Discovery documents are cached per authority for the process; a port
+	// reused by a later test must not see this server's (or an earlier
+	// one's) document.
+	discovery.Forget(e.idp.URL())
+	t.Cleanup(func() { discovery.Forget(e.idp.URL()) })
 
 	e.tr = &http.Transport{}
 	e.rec = &recorder{base: e.tr, rewriteDiscovery: setup.rewrite}

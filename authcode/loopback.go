@@ -219,12 +219,10 @@ func (c *Client) saveNewSession(ctx context.Context, rec *record, file string) (
 			return "", err
 		}
 	}
-	u := c.adopt(id, key, rec)
-	if file != "" && u != nil {
-		u.mu.Lock()
-		u.onSave = func(r *record) error { return writeTokenFile(file, r) }
-		u.mu.Unlock()
+	if file != "" {
+		c.tokenFiles.Store(id, file)
 	}
+	c.adopt(id, key, rec)
 	return id, nil
 }
 

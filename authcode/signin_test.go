@@ -118,6 +118,39 @@ func TestSignInOptions(t *testing.T) {
 	assert.Equal(t, "login", u.Query().Get("prompt"))
 	assert.Equal(t, "openid read offline_access DomainApi", u.Query().Get("scope"))
 	e.mustSignIn(e.browser(), "")
+
+	// Extra parameters; prompt combines with PromptLogin; ours cannot be overridden.
+	cfg := e.cfg
+	cfg.PromptLogin = true
+	cfg.AuthParams = url.Values{"prompt": {"consent"}, "login_hint": {"alice"}}
+	c, err := New(cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	w := newRecorder()
+	c.SignIn().ServeHTTP(w, newRequest(http.MethodGet, "/signin", nil))
+	q := mustQuery(t, w.Header().Get("Location"))
+	assert.Equal(t, "login consent", q.Get("prompt"))
+	assert.Equal(t, "alice", q.Get("login_hint"))
+	cfg.AuthParams = url.Values{"state": {"fixed"}}
+	_, err = New(cfg)
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "AuthParams", ce.Field)
+}
+
+func TestErrorHandler(t *testing.T) {
+	var got error
+	var status int
+	e := newEnv(t, withClient(func(c *Config) {
+		c.ErrorHandler = func(w http.ResponseWriter, r *http.Request, st int, err error) {
+			got, status = err, st
+			w.WriteHeader(418)
+		}
+	}))
+	r := e.browser().get(e.app.URL + "/callback?state=nope&code=x")
+	assert.Equal(t, 418, r.StatusCode)
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.ErrorIs(t, got, ErrInvalidState)
 }
 
 func TestSecureCookiesForHTTPSRedirect(t *testing.T) {

@@ -1,12 +1,14 @@
 package authcode
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,10 +44,6 @@ type userTokens struct {
 	rec     *record // latest record saved to the Store
 	unsaved *record // refreshed tokens whose Save failed: saved before any new redemption
 	dead    error   // set once the refresh token is known dead
-	// onSave is called after each Store save of a refreshed record (the
-	// loopback sign-in keeps its refresh token file up to date); an error
-	// counts as a failed save.
-	onSave func(*record) error
 }
 
 func (u *userTokens) current() *record {
@@ -102,8 +100,10 @@ func (u *userTokens) save(ctx context.Context, rec *record) error {
 	if err == nil {
 		err = u.c.store.Save(ctx, u.key, b, u.c.cfg.SessionTTL)
 	}
-	if err == nil && u.onSave != nil {
-		err = u.onSave(rec)
+	if file, ok := u.c.tokenFiles.Load(u.id); ok && err == nil {
+		// The loopback sign-in keeps its refresh token file up to date; a
+		// failed write counts as a failed save.
+		err = writeTokenFile(file.(string), rec)
 	}
 	if err != nil {
 		return &autherr.Error{Op: "session store save", Kind: autherr.ErrTemporary, Err: err}
@@ -290,15 +290,19 @@ func (c *Client) evictLocked(now time.Time) []*userTokens {
 			out = append(out, u)
 		}
 	}
-	for len(c.live) > c.cfg.MaxLiveSessions {
-		var oldest *userTokens
+	if n := len(c.live) - c.cfg.MaxLiveSessions; n > 0 {
+		// Evict the least recently used, plus a tenth of the limit so the
+		// next inserts do not each pay for a scan.
+		n = min(len(c.live), n+c.cfg.MaxLiveSessions/10)
+		all := make([]*userTokens, 0, len(c.live))
 		for _, u := range c.live {
-			if oldest == nil || u.lastUsed.Load() < oldest.lastUsed.Load() {
-				oldest = u
-			}
+			all = append(all, u)
 		}
-		delete(c.live, oldest.id)
-		out = append(out, oldest)
+		slices.SortFunc(all, func(a, b *userTokens) int { return cmp.Compare(a.lastUsed.Load(), b.lastUsed.Load()) })
+		for _, u := range all[:n] {
+			delete(c.live, u.id)
+			out = append(out, u)
+		}
 	}
 	return out
 }
@@ -319,6 +323,7 @@ func (c *Client) dropSession(ctx context.Context, key, id string) {
 
 // forget stops tracking session id in memory.
 func (c *Client) forget(id string) {
+	c.tokenFiles.Delete(id)
 	c.liveMu.Lock()
 	u := c.live[id]
 	delete(c.live, id)

@@ -420,10 +420,16 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 		lockKey = keys
 		return w.ds.GrantCount("refresh_token") == 1
 	}, 20*time.Second, 5*time.Millisecond)
+	// While it lives, its lock outlasts LockTTL (renewed): a slow token
+	// request does not let another replica in.
+	time.Sleep(lockTTL + 500*time.Millisecond)
+	v, err := w.redis.Do("EXISTS", lockKey)
+	require.NoError(t, err)
+	require.Equal(t, "1", v, "a live holder lost its lock")
 	require.NoError(t, doomed.cmd.Process.Kill())
 	<-doomed.done
 	killedAt := time.Now()
-	v, err := w.redis.Do("EXISTS", lockKey)
+	v, err = w.redis.Do("EXISTS", lockKey)
 	require.NoError(t, err)
 	require.Equal(t, "1", v, "the dead holder's lock is still there")
 

@@ -8,8 +8,9 @@
 // same moment, one of them would redeem a dead token and throw the user out.
 // Store implements authcode.RefreshLocker: before redeeming, the authcode
 // Client takes a per-session lock in Redis (SET NX PX with a random owner
-// token, released by a compare-and-delete script), reloads the session and
-// redeems only if no other replica already did.
+// token, renewed while its holder lives, released by a compare-and-delete
+// script), reloads the session and redeems only if no other replica already
+// did.
 //
 // Values are sealed with AES-GCM (internal/seal) under a ring of keys: the
 // first key seals, every key opens, so keys can be rotated. The associated
@@ -40,6 +41,26 @@
 //     session and all users must sign in again.
 //   - Within one process, waiters for the same session's lock queue on an
 //     in-process gate first, so only one goroutine per process polls Redis.
+//
+// # Operating it
+//
+// A session lives at Prefix+key (key as the authcode Client gives it), its
+// refresh lock at Prefix+"lock:"+key. Every operation touches one key, so a
+// Redis Cluster (Config.Client a *redis.ClusterClient) works.
+//
+// Give every replica the same Keys, Prefix and Redis. A refresh lock is
+// renewed while its holder lives (up to LockMaxHold, which must exceed the
+// longest refresh: token request with retries, plus the Save; a holder
+// slower than that loses the lock and a second replica may redeem the same
+// refresh token). If a holder dies, its session waits at most LockTTL.
+//
+// Run Redis with persistence (appendonly yes; appendfsync always, or
+// everysec if losing the last second of refreshes on a crash is
+// acceptable: a rotated refresh token that was not persisted signs that
+// user out). Without persistence a Redis restart signs everyone out.
+//
+// go-redis writes its own diagnostics (such as failed dials while Redis is
+// down) through redis.SetLogger; this package does not change that global.
 package redisstore
 
 import (
@@ -73,6 +94,10 @@ const (
 	// DefaultMaxTTL caps how long a session is kept: 30 days, the lifetime
 	// of a confidential client's refresh token on ERP.net.
 	DefaultMaxTTL = 30 * 24 * time.Hour
+	// DefaultLockMaxHold is how long a live holder keeps renewing its
+	// refresh lock: a little more than the authcode Client's longest refresh
+	// (two minutes, retries included).
+	DefaultLockMaxHold = 3 * time.Minute
 )
 
 // lockInfix separates lock keys from session keys: a session is stored at
@@ -106,12 +131,11 @@ func (e *kindError) Unwrap() error { return e.kind }
 var (
 	// ErrUnavailable is matched (errors.Is) by every error caused by Redis
 	// failing to answer: connection refused, timeout, a server error. Such
-	// errors also match the SDK's temporary-failure sentinel
-	// (autherr.ErrTemporary), so callers may retry later.
+	// errors also match authcode.ErrTemporary, so callers may retry later.
 	ErrUnavailable error = &kindError{"redis unavailable", autherr.ErrTemporary}
 	// ErrLockTimeout is returned by LockRefresh when Config.LockWait passes
 	// before the lock could be taken (another replica holds it for too
-	// long). It also matches the SDK's temporary-failure sentinel.
+	// long). It also matches authcode.ErrTemporary.
 	ErrLockTimeout error = &kindError{"timed out waiting for the session's refresh lock", autherr.ErrTemporary}
 	// ErrUndecryptable is matched, together with authcode.ErrSessionNotFound,
 	// by Load's error for a value that cannot be opened with any configured
@@ -138,15 +162,23 @@ type Config struct {
 	Keys [][]byte
 	// Prefix is prepended to every key; default DefaultPrefix.
 	Prefix string
-	// LockTTL is how long a refresh lock lives unless released, default
-	// DefaultLockTTL. It must exceed the longest refresh (token request with
-	// its retries plus the Save): a holder slower than LockTTL loses the
-	// lock to the next replica.
+	// LockTTL is how long a refresh lock outlives its holder's last sign of
+	// life, default DefaultLockTTL: a live holder renews it (see
+	// LockMaxHold); a holder that dies leaves it to expire within LockTTL,
+	// and the next replica carries on.
 	LockTTL time.Duration
 	// LockWait is how long LockRefresh waits for a lock held by someone
 	// else; default LockTTL + 2s, so a lock left by a dead holder expires
 	// and is taken before the waiter gives up.
 	LockWait time.Duration
+	// LockMaxHold is how long a holder that is alive but has not yet
+	// unlocked keeps its lock: while held, the lock is renewed every
+	// LockTTL/3 (compare-and-PEXPIRE), so a slow refresh (a token endpoint
+	// answering 503 with Retry-After, say) never loses its lock to another
+	// replica, while a holder that dies stops renewing and its lock expires
+	// within LockTTL. Default DefaultLockMaxHold; negative disables renewal
+	// (the lock then lives exactly LockTTL).
+	LockMaxHold time.Duration
 	// MaxTTL caps the expiry of a saved session and replaces a ttl of zero
 	// or less; default DefaultMaxTTL.
 	MaxTTL time.Duration
@@ -165,9 +197,15 @@ type Store struct {
 	prefix   string
 	lockTTL  time.Duration
 	lockWait time.Duration
+	maxHold  time.Duration // 0: no renewal
 	maxTTL   time.Duration
 	log      *slog.Logger
 	gates    gates
+
+	// Lock renewals in flight; Close stops and waits for them.
+	renewCtx    context.Context
+	renewCancel context.CancelFunc
+	renewers    sync.WaitGroup
 }
 
 var (
@@ -206,6 +244,7 @@ func New(cfg Config) (*Store, error) {
 		prefix:   cfg.Prefix,
 		lockTTL:  cfg.LockTTL,
 		lockWait: cfg.LockWait,
+		maxHold:  cfg.LockMaxHold,
 		maxTTL:   cfg.MaxTTL,
 		log:      cfg.Logger,
 	}
@@ -227,6 +266,12 @@ func New(cfg Config) (*Store, error) {
 		s.lockWait = s.lockTTL + 2*time.Second
 	}
 	switch {
+	case s.maxHold < 0:
+		s.maxHold = 0
+	case s.maxHold == 0:
+		s.maxHold = DefaultLockMaxHold
+	}
+	switch {
 	case s.maxTTL < 0:
 		return nil, cfgErr("MaxTTL", "must not be negative")
 	case s.maxTTL == 0:
@@ -237,6 +282,7 @@ func New(cfg Config) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.renewCtx, s.renewCancel = context.WithCancel(context.Background())
 	if cfg.Client != nil {
 		s.rdb = cfg.Client
 		return s, nil
@@ -289,9 +335,12 @@ func clientOptions(addr string) (*redis.Options, error) {
 	return opt, nil
 }
 
-// Close closes the Redis client if the Store made it (Config.Addr); a
-// Config.Client is left to its owner.
+// Close stops renewing the refresh locks still held (they then expire
+// within LockTTL) and closes the Redis client if the Store made it
+// (Config.Addr); a Config.Client is left to its owner.
 func (s *Store) Close() error {
+	s.renewCancel()
+	s.renewers.Wait()
 	if !s.owned {
 		return nil
 	}
@@ -368,10 +417,12 @@ var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] th
 // ends (ctx's error is returned) or Config.LockWait passes (ErrLockTimeout).
 // A Redis failure returns an ErrUnavailable error at once.
 //
-// unlock releases the lock only if this caller still owns it (a Lua
-// compare-and-delete), is safe to call more than once and from any
-// goroutine, and does not depend on ctx still being live. If the holder dies
-// without calling it, the lock expires after LockTTL.
+// While held, the lock is renewed every LockTTL/3 (a compare-and-PEXPIRE
+// script), for at most Config.LockMaxHold. unlock stops the renewal and
+// releases the lock only if this caller still owns it (a Lua
+// compare-and-delete); it is safe to call more than once and from any
+// goroutine, and does not depend on ctx still being live. If the holder's
+// process dies, renewal stops with it and the lock expires within LockTTL.
 func (s *Store) LockRefresh(ctx context.Context, key string) (unlock func(), err error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
@@ -383,10 +434,10 @@ func (s *Store) LockRefresh(ctx context.Context, key string) (unlock func(), err
 	// Queue behind this process's other waiters for the key, so that only
 	// one goroutine per process polls Redis. The gate only spares Redis:
 	// Redis alone decides who holds the lock, and a gate held for longer
-	// than LockTTL (an unlock func that was dropped) is retired, just as its
-	// Redis lock expires.
-	leave, err := s.gates.enter(wctx, lk, s.lockTTL, func() {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: a refresh lock of this process was not released within LockTTL; was an unlock func dropped?",
+	// than LockMaxHold+LockTTL (an unlock func that was dropped) is retired,
+	// just as its Redis lock expires.
+	leave, err := s.gates.enter(wctx, lk, s.maxHold+s.lockTTL, func() {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: a refresh lock of this process was not released within LockMaxHold+LockTTL; was an unlock func dropped?",
 			slog.String("key_fingerprint", fingerprint(lk)))
 	})
 	if err != nil {
@@ -443,11 +494,21 @@ func (s *Store) abandon(lk, token string) {
 	_ = releaseScript.Run(ctx, s.rdb, []string{lk}, token).Err()
 }
 
-// unlocker returns the idempotent release function for a held lock.
+// extendScript renews the lock only if it still holds the caller's token.
+var extendScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+
+// unlocker starts renewing a held lock and returns its idempotent release
+// function.
 func (s *Store) unlocker(lk, token string, leave func()) func() {
+	stop := make(chan struct{})
+	if s.maxHold > 0 {
+		s.renewers.Add(1)
+		go s.renew(lk, token, stop)
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			close(stop)
 			defer leave()
 			ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 			defer cancel()
@@ -457,10 +518,47 @@ func (s *Store) unlocker(lk, token string, leave func()) func() {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: refresh lock release failed; it will expire by itself",
 					slog.String("key_fingerprint", fingerprint(lk)), slog.Duration("lock_ttl", s.lockTTL), slog.String("error", err.Error()))
 			case n == 0:
-				s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: refresh lock had expired before release; raise Config.LockTTL above the longest refresh",
+				s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: refresh lock was lost before release (held past LockMaxHold, or not renewed while Redis was unreachable)",
 					slog.String("key_fingerprint", fingerprint(lk)), slog.Duration("lock_ttl", s.lockTTL))
 			}
 		})
+	}
+}
+
+// renew keeps the lock alive every LockTTL/3 until stop closes, the lock is
+// lost, LockMaxHold passes, renewals have failed for a whole LockTTL (the
+// lock is gone anyway), or the Store closes.
+func (s *Store) renew(lk, token string, stop <-chan struct{}) {
+	defer s.renewers.Done()
+	every := max(s.lockTTL/3, time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	start, lastOK := time.Now(), time.Now()
+	ttl := s.lockTTL.Milliseconds()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-s.renewCtx.Done():
+			return
+		case now := <-t.C:
+			if now.Sub(start) >= s.maxHold {
+				s.log.LogAttrs(s.renewCtx, slog.LevelWarn, "redisstore: refresh lock held past LockMaxHold; no longer renewed",
+					slog.String("key_fingerprint", fingerprint(lk)), slog.Duration("lock_max_hold", s.maxHold))
+				return
+			}
+			ctx, cancel := context.WithTimeout(s.renewCtx, every)
+			n, err := extendScript.Run(ctx, s.rdb, []string{lk}, token, ttl).Int()
+			cancel()
+			switch {
+			case err == nil && n == 0:
+				return // released, or lost
+			case err == nil:
+				lastOK = now
+			case now.Sub(lastOK) >= s.lockTTL:
+				return
+			}
+		}
 	}
 }
 

@@ -372,7 +372,11 @@ func TestLockOwnerOnlyRelease(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	logs := &logBuffer{}
-	a := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 100 * time.Millisecond; c.Logger = logs.logger() })
+	a := newStore(t, srv.Addr(), func(c *redisstore.Config) {
+		c.LockTTL = 100 * time.Millisecond
+		c.LockMaxHold = -1 // no renewal: A's lock expires while A still "works"
+		c.Logger = logs.logger()
+	})
 	b := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 10 * time.Second })
 	c := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockWait = 200 * time.Millisecond })
 	lk := redisstore.DefaultPrefix + "lock:k"
@@ -392,7 +396,7 @@ func TestLockOwnerOnlyRelease(t *testing.T) {
 	got, err := srv.Do("GET", lk)
 	require.NoError(t, err)
 	require.Equal(t, ownerB, got, "A's unlock released B's lock")
-	assert.Contains(t, logs.String(), "had expired before release")
+	assert.Contains(t, logs.String(), "was lost before release")
 
 	// C cannot get it while B holds it.
 	_, err = c.LockRefresh(ctx, "k")
@@ -414,20 +418,29 @@ func TestLockExpiresWhenHolderDies(t *testing.T) {
 	dead := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 300 * time.Millisecond })
 	next := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 300 * time.Millisecond })
 
-	_, err := dead.LockRefresh(ctx, "k") // never unlocked: its holder "died"
+	_, err := dead.LockRefresh(ctx, "k") // never unlocked
 	require.NoError(t, err)
+	time.Sleep(400 * time.Millisecond)
+	v, err := srv.Do("EXISTS", redisstore.DefaultPrefix+"lock:k")
+	require.NoError(t, err)
+	require.Equal(t, "1", v, "a live holder's lock was not renewed past LockTTL")
+	require.NoError(t, dead.Close()) // the holder "dies": renewal stops
 	t0 := time.Now()
 	unlock, err := next.LockRefresh(ctx, "k")
 	require.NoError(t, err)
 	waited := time.Since(t0)
 	unlock()
-	assert.Greater(t, waited, 150*time.Millisecond, "took a lock that was still held")
-	assert.Less(t, waited, 300*time.Millisecond+500*time.Millisecond, "waited far past the lock's expiry")
+	assert.Less(t, waited, 300*time.Millisecond+300*time.Millisecond, "waited far past the lock's expiry")
 
-	// The same within one process: a goroutine that never unlocks does not
-	// block the process's other goroutines past the lock's expiry.
+	// The same within one process: a goroutine that never unlocks holds the
+	// lock for LockMaxHold at most, and does not block the process's other
+	// goroutines beyond that.
 	logs := &logBuffer{}
-	same := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 300 * time.Millisecond; c.Logger = logs.logger() })
+	same := newStore(t, srv.Addr(), func(c *redisstore.Config) {
+		c.LockTTL = 300 * time.Millisecond
+		c.LockMaxHold = 200 * time.Millisecond
+		c.Logger = logs.logger()
+	})
 	_, err = same.LockRefresh(ctx, "k2") // dropped
 	require.NoError(t, err)
 	t0 = time.Now()
@@ -435,15 +448,36 @@ func TestLockExpiresWhenHolderDies(t *testing.T) {
 	require.NoError(t, err)
 	waited = time.Since(t0)
 	unlock()
-	assert.Greater(t, waited, 150*time.Millisecond)
-	assert.Less(t, waited, 800*time.Millisecond)
-	assert.Contains(t, logs.String(), "not released within LockTTL")
+	assert.Greater(t, waited, 300*time.Millisecond)
+	assert.Less(t, waited, 1200*time.Millisecond)
+	assert.Contains(t, logs.String(), "held past LockMaxHold")
+	assert.Contains(t, logs.String(), "was not released within")
 	// ... and only once: the next caller is not held up again.
 	t0 = time.Now()
 	unlock, err = same.LockRefresh(ctx, "k2")
 	require.NoError(t, err)
 	unlock()
 	assert.Less(t, time.Since(t0), 100*time.Millisecond)
+}
+
+func TestLockRenewedWhileHeld(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	holder := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 150 * time.Millisecond })
+	other := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockWait = 600 * time.Millisecond })
+	unlock, err := holder.LockRefresh(ctx, "k")
+	require.NoError(t, err)
+	// A slow refresh, four times LockTTL: nobody else gets the lock.
+	_, err = other.LockRefresh(ctx, "k")
+	require.ErrorIs(t, err, redisstore.ErrLockTimeout)
+	unlock()
+	unlock2, err := other.LockRefresh(ctx, "k")
+	require.NoError(t, err, "not released by unlock")
+	unlock2()
+	time.Sleep(200 * time.Millisecond) // a stopped renewal must not recreate the lock
+	v, err := srv.Do("EXISTS", redisstore.DefaultPrefix+"lock:k")
+	require.NoError(t, err)
+	assert.Equal(t, "0", v)
 }
 
 func TestLockWaitEnds(t *testing.T) {

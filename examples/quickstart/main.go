@@ -50,17 +50,24 @@ type qs struct {
 	idp *devserver.Server
 	app *httptest.Server // the web app's listener, registered as a redirect URI
 	mux *http.ServeMux
+	// portal is the hybrid app's listener, also registered.
+	portal    *httptest.Server
+	portalMux *http.ServeMux
 }
 
 func run(ctx context.Context, out io.Writer) error {
-	q := &qs{out: out, mux: http.NewServeMux()}
+	q := &qs{out: out, mux: http.NewServeMux(), portalMux: http.NewServeMux()}
 	q.app = httptest.NewServer(q.mux)
 	defer q.app.Close()
+	q.portal = httptest.NewServer(q.portalMux)
+	defer q.portal.Close()
 	cfg := devserver.Demo()
 	for i := range cfg.Apps {
 		if cfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
-			cfg.Apps[i].RedirectURIs = append(cfg.Apps[i].RedirectURIs, q.app.URL+"/callback")
-			cfg.Apps[i].PostLogoutRedirectURIs = append(cfg.Apps[i].PostLogoutRedirectURIs, q.app.URL+"/")
+			for _, base := range []string{q.app.URL, q.portal.URL} {
+				cfg.Apps[i].RedirectURIs = append(cfg.Apps[i].RedirectURIs, base+"/callback")
+				cfg.Apps[i].PostLogoutRedirectURIs = append(cfg.Apps[i].PostLogoutRedirectURIs, base+"/")
+			}
 		}
 	}
 	idp, err := devserver.Start(cfg)

@@ -16,7 +16,7 @@ func TestQuickstart(t *testing.T) {
 	if err := run(ctx, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	for _, want := range []string{"system:worker-system", "pat:alice", "sat:worker-system", "user:bob", "user:alice", "All steps passed."} {
+	for _, want := range []string{"system:worker-system", "pat:alice", "sat:worker-system", "user:bob", "user:alice", "system:portal-system", "All steps passed."} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -2,13 +2,15 @@
 // access token to API requests, used by clientcreds and authcode. It sets
 // the Authorization header from a value built once per token, allocating
 // less than req.Clone, and on a 401 invalidates that token, fetches a fresh
-// one and retries once when the body can be replayed. It never retries 403.
+// one and retries once when the body can be replayed. It never retries 403,
+// and never sends the token on a redirect to another scheme or host.
 package bearer
 
 import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/erpnetgo/auth/internal/tokencache"
 )
@@ -32,6 +34,13 @@ func (t *Transport) base() http.RoundTripper {
 
 // RoundTrip implements http.RoundTripper. It does not modify req.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !sameOriginAsFirst(req) {
+		// A redirect the http.Client follows to another host: the token
+		// stays home. Any Authorization the client copied is dropped too.
+		r2 := withAuth(req, nil, nil)
+		delete(r2.Header, "Authorization")
+		return t.base().RoundTrip(r2)
+	}
 	e, err := t.Get(req.Context())
 	if err != nil {
 		if req.Body != nil {
@@ -67,6 +76,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base().RoundTrip(withAuth(req, e2.Header, body))
 }
 
+// sameOriginAsFirst reports whether req goes to the scheme and host of the
+// first request of its redirect chain (http.Client sets req.Response on
+// every hop after the first).
+func sameOriginAsFirst(req *http.Request) bool {
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	return first == req || (strings.EqualFold(first.URL.Scheme, req.URL.Scheme) && strings.EqualFold(first.URL.Host, req.URL.Host))
+}
+
 // withAuth returns a shallow copy of req with its own header map holding
 // auth. The header values themselves are shared, read-only.
 func withAuth(req *http.Request, auth []string, body io.ReadCloser) *http.Request {
@@ -76,7 +96,9 @@ func withAuth(req *http.Request, auth []string, body io.ReadCloser) *http.Reques
 	for k, v := range req.Header {
 		h[k] = v
 	}
-	h["Authorization"] = auth
+	if auth != nil {
+		h["Authorization"] = auth
+	}
 	r2.Header = h
 	if body != nil {
 		r2.Body = body

@@ -66,7 +66,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oerr)
 		return
 	}
-	s.log.Info("devserver: tokens issued", "client_id", client.app.ApplicationURI, "grant_type", gt, "scope", resp.Scope,
+	s.log.Info("devserver: tokens issued", "client_id", client.app.ApplicationURI, "auth_method", client.method, "grant_type", gt, "scope", resp.Scope,
 		"id_token", resp.IDToken != "", "refresh_token", resp.RefreshToken != "")
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -225,7 +225,7 @@ func (s *Server) redeemRefreshToken(c *authedClient, rt, scope string, now time.
 	rec.status = rtRotated
 	return grant{
 		app: c.app, secret: c.secret, subject: f.username, userType: "user", sid: f.sid,
-		authTime: f.authTime, scopes: scopes, family: f, refreshing: true,
+		authTime: f.authTime, scopes: scopes, family: f,
 	}, nil
 }
 
@@ -257,17 +257,16 @@ func (s *Server) grantClientCredentials(r *http.Request, c *authedClient, form m
 
 // grant is what the token endpoint decided to issue.
 type grant struct {
-	app        *App
-	secret     string // presented client secret, only for IDTokenTamper HS256
-	subject    string
-	userType   string // "user" or "system"
-	sid        string
-	authTime   time.Time
-	scopes     []string
-	nonce      string
-	code       *codeRecord // set for authorization_code
-	family     *family     // set when a refresh token is issued
-	refreshing bool
+	app      *App
+	secret   string // presented client secret, only for IDTokenTamper HS256
+	subject  string
+	userType string // "user" or "system"
+	sid      string
+	authTime time.Time
+	scopes   []string
+	nonce    string
+	code     *codeRecord // set for authorization_code
+	family   *family     // set when a refresh token is issued
 }
 
 // issue signs the tokens of g and records them.

@@ -1,0 +1,188 @@
+package authcode
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/oidctest"
+)
+
+// interopApp is one Client mounted on its own test server, talking to
+// oidc-provider.
+type interopApp struct {
+	srv     *httptest.Server
+	handler atomic.Pointer[http.Handler]
+	c       *Client
+	rec     *recorder
+	mem     *MemoryStore
+	client  oidctest.Client
+}
+
+// TestInteropOIDCProvider runs the whole flow against the OpenID Certified
+// oidc-provider: confidential clients authenticating with HTTP Basic and
+// with the form body, and a public client; sign-in through its own forms,
+// refresh with rotation, revocation and RP-initiated logout.
+func TestInteropOIDCProvider(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("Node.js is not installed")
+	}
+	specs := []oidctest.Client{
+		{ID: "com.example.interop/basic", Secret: "b:a%s+i/c=", AuthMethod: "client_secret_basic"},
+		{ID: "com.example.interop/post", Secret: "p:o%s+t/=", AuthMethod: "client_secret_post"},
+		{ID: "com.example.interop/public", AuthMethod: "none"},
+	}
+	apps := make([]*interopApp, len(specs))
+	for i, spec := range specs {
+		a := &interopApp{}
+		a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*a.handler.Load()).ServeHTTP(w, r)
+		}))
+		t.Cleanup(a.srv.Close)
+		spec.GrantTypes = []string{"authorization_code", "refresh_token"}
+		spec.RedirectURIs = []string{a.srv.URL + "/callback"}
+		spec.PostLogoutRedirectURIs = []string{a.srv.URL + "/bye"}
+		a.client = spec
+		apps[i] = a
+		specs[i] = spec
+	}
+	p := oidctest.Start(t, oidctest.Config{Clients: specs})
+	discovery.Forget(p.Issuer())
+	t.Cleanup(func() { discovery.Forget(p.Issuer()) })
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+
+	for _, a := range apps {
+		style := AuthStyleBasic
+		if a.client.AuthMethod == "client_secret_post" {
+			style = AuthStyleForm
+		}
+		a.rec = &recorder{base: tr}
+		a.mem = NewMemoryStore()
+		c, err := New(Config{
+			Authority:             p.Issuer(),
+			ClientID:              a.client.ID,
+			ClientSecret:          a.client.Secret,
+			RedirectURL:           a.srv.URL + "/callback",
+			PostLogoutRedirectURL: a.srv.URL + "/bye",
+			Store:                 a.mem,
+			CookieKeys:            [][]byte{bytes.Repeat([]byte{3}, 32)},
+			AuthStyle:             style,
+			// oidc-provider drops offline_access without prompt=consent
+			// (ERP.net does not need it).
+			AuthParams: url.Values{"prompt": {"consent"}},
+			HTTPClient: &http.Client{Transport: a.rec, Timeout: 20 * time.Second},
+			Logger:     slog.New(slog.DiscardHandler),
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		a.c = c
+		mux := http.NewServeMux()
+		mux.Handle("/signin", c.SignIn())
+		mux.Handle("/callback", c.Callback())
+		mux.Handle("/signout", c.SignOut())
+		mux.HandleFunc("/bye", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "bye") })
+		var h http.Handler = mux
+		a.handler.Store(&h)
+	}
+
+	for _, a := range apps {
+		t.Run(a.client.AuthMethod, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			e := &env{t: t, app: a.srv, c: a.c, mem: a.mem}
+			b := e.browser()
+
+			// Sign in through oidc-provider's own forms.
+			r := b.get(a.srv.URL + "/signin?return_to=/after")
+			require.Equal(t, http.StatusFound, r.StatusCode, r.body)
+			authURL := r.Header.Get("Location")
+			require.True(t, strings.HasPrefix(authURL, p.Issuer()), authURL)
+			cb, err := p.Login(ctx, authURL, "alice")
+			require.NoError(t, err)
+			assert.Equal(t, p.Issuer(), cb.Query().Get("iss"), "RFC 9207 iss")
+			r = b.get(cb.String())
+			require.Equal(t, http.StatusSeeOther, r.StatusCode, r.body)
+			assert.Equal(t, "/after", r.Header.Get("Location"))
+			s := e.session(b)
+			assert.Equal(t, "alice", s.Subject)
+			assert.Equal(t, p.Issuer(), s.Issuer)
+			rec0 := e.record(s)
+			require.NotEmpty(t, rec0.RefreshToken, "offline_access granted")
+
+			// Client authentication as configured; never a secret for the public client.
+			reqs := a.rec.requests()
+			require.Len(t, reqs, 1)
+			code := reqs[0]
+			assert.NotEmpty(t, code.Form.Get("code_verifier"))
+			switch a.client.AuthMethod {
+			case "client_secret_basic":
+				assert.True(t, strings.HasPrefix(code.Header.Get("Authorization"), "Basic "))
+				assert.False(t, code.Form.Has("client_secret"))
+			case "client_secret_post":
+				assert.Equal(t, a.client.Secret, code.Form.Get("client_secret"))
+				assert.Empty(t, code.Header.Get("Authorization"))
+			default:
+				assert.Empty(t, code.Header.Get("Authorization"))
+				assert.False(t, code.Form.Has("client_secret"))
+				assert.Equal(t, a.client.ID, code.Form.Get("client_id"))
+			}
+
+			// Refresh with rotation.
+			ts := a.c.TokenSource(ctx, s)
+			tok0, err := ts.Token()
+			require.NoError(t, err)
+			u := a.c.liveGet(s.ID)
+			require.NotNil(t, u)
+			u.cache.Invalidate()
+			tok1, err := ts.Token()
+			require.NoError(t, err)
+			assert.NotEqual(t, tok0.AccessToken, tok1.AccessToken)
+			rec1 := e.record(s)
+			assert.Equal(t, rec0.Ver+1, rec1.Ver)
+			assert.NotEqual(t, rec0.RefreshToken, rec1.RefreshToken, "rotated")
+			assert.Equal(t, tok1.AccessToken, rec1.AccessToken)
+
+			// Sign-out revokes the refresh token and ends the provider's session.
+			r = b.do(http.MethodPost, a.srv.URL+"/signout", nil)
+			require.Equal(t, http.StatusSeeOther, r.StatusCode, r.body)
+			endURL := r.Header.Get("Location")
+			var revoked bool
+			for _, rq := range a.rec.requests() {
+				if strings.Contains(rq.URL, "revocation") {
+					revoked = rq.Form.Get("token") == rec1.RefreshToken
+				}
+			}
+			assert.True(t, revoked, "refresh token revoked")
+			doc, err := a.c.discover(ctx)
+			require.NoError(t, err)
+			_, err = a.c.tep.Exchange(ctx, doc, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rec1.RefreshToken}})
+			assert.ErrorIs(t, err, ErrReauthRequired, "the revoked refresh token is dead")
+			_, err = a.c.tep.Exchange(ctx, doc, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rec0.RefreshToken}})
+			assert.ErrorIs(t, err, ErrReauthRequired, "the rotated-away refresh token is dead")
+
+			eu := mustURL(endURL)
+			assert.Equal(t, rec1.IDToken, eu.Query().Get("id_token_hint"))
+			back, err := p.EndSession(ctx, endURL)
+			require.NoError(t, err)
+			require.NotNil(t, back)
+			assert.Equal(t, a.srv.URL+"/bye", back.Scheme+"://"+back.Host+back.Path)
+			assert.Equal(t, eu.Query().Get("state"), back.Query().Get("state"))
+			_, err = e.sessionErr(b)
+			assert.ErrorIs(t, err, ErrNoSession)
+		})
+	}
+}

@@ -1,0 +1,104 @@
+package authcode
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/erpnetgo/auth/internal/devserver"
+)
+
+func TestSignOut(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	e.mustSignIn(b, "")
+	s := e.session(b)
+	// Refresh once, so the latest ID token differs from the sign-in one.
+	e.advance(time.Hour + time.Minute)
+	_, err := e.c.TokenSource(context.Background(), s).Token()
+	require.NoError(t, err)
+	rec := e.record(s)
+
+	r := b.do(http.MethodPost, e.app.URL+"/signout", nil)
+	require.Equal(t, http.StatusSeeOther, r.StatusCode, r.body)
+	loc, err := url.Parse(r.Header.Get("Location"))
+	require.NoError(t, err)
+	assert.Equal(t, e.idp.Issuer()+"/connect/endsession", loc.Scheme+"://"+loc.Host+loc.Path)
+	q := loc.Query()
+	assert.Equal(t, rec.IDToken, q.Get("id_token_hint"), "the latest ID token")
+	assert.Equal(t, e.app.URL+"/bye", q.Get("post_logout_redirect_uri"))
+	assert.NotEmpty(t, q.Get("state"))
+	assert.Equal(t, webID, q.Get("client_id"))
+
+	assert.Equal(t, 1, e.idp.Count(devserver.Revocation), "the refresh token is revoked")
+	for _, tr := range e.idp.TokenRecords() {
+		if tr.Kind == "refresh_token" {
+			assert.True(t, tr.Revoked)
+		}
+	}
+	assert.Equal(t, 0, e.sessionsInStore(), "the session is deleted")
+	var cleared bool
+	for _, c := range r.Cookies() {
+		if c.Name == DefaultCookieName && c.MaxAge < 0 {
+			cleared = true
+		}
+	}
+	assert.True(t, cleared, "the session cookie is cleared")
+	_, err = e.sessionErr(b)
+	assert.ErrorIs(t, err, ErrNoSession)
+
+	// The identity server ends its session and comes back with our state.
+	r = b.get(loc.String())
+	require.Equal(t, http.StatusFound, r.StatusCode, r.body)
+	back := mustURL(r.Header.Get("Location"))
+	assert.Equal(t, e.app.URL+"/bye", back.Scheme+"://"+back.Host+back.Path)
+	assert.Equal(t, q.Get("state"), back.Query().Get("state"))
+
+	// Signed out for good.
+	r = b.get(e.app.URL + "/me")
+	assert.Equal(t, http.StatusFound, r.StatusCode)
+	_, err = e.c.TokenSource(context.Background(), s).Token()
+	assert.Error(t, err)
+}
+
+func TestSignOutVariants(t *testing.T) {
+	t.Run("GET, without revocation endpoint", func(t *testing.T) {
+		e := newEnv(t, withIDP(func(c *devserver.Config) { c.DisableRevocation = true }))
+		b := e.browser()
+		e.mustSignIn(b, "")
+		r := b.get(e.app.URL + "/signout")
+		require.Equal(t, http.StatusSeeOther, r.StatusCode)
+		assert.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Issuer()+"/connect/endsession?"))
+		assert.Zero(t, e.idp.Count(devserver.Revocation))
+		assert.Equal(t, 0, e.sessionsInStore())
+	})
+	t.Run("without end-session endpoint", func(t *testing.T) {
+		e := newEnv(t, withDiscoveryRewrite(func(d map[string]any) { delete(d, "end_session_endpoint") }))
+		b := e.browser()
+		e.mustSignIn(b, "")
+		r := b.do(http.MethodPost, e.app.URL+"/signout", nil)
+		require.Equal(t, http.StatusSeeOther, r.StatusCode)
+		assert.Equal(t, e.app.URL+"/bye", r.Header.Get("Location"))
+		assert.Equal(t, 1, e.idp.Count(devserver.Revocation))
+	})
+	t.Run("not signed in", func(t *testing.T) {
+		e := newEnv(t)
+		r := e.browser().do(http.MethodPost, e.app.URL+"/signout", nil)
+		require.Equal(t, http.StatusSeeOther, r.StatusCode)
+		loc := mustURL(r.Header.Get("Location"))
+		assert.False(t, loc.Query().Has("id_token_hint"))
+		assert.False(t, loc.Query().Has("post_logout_redirect_uri"), "only honoured with a hint")
+		assert.Zero(t, e.idp.Count(devserver.Revocation))
+	})
+	t.Run("other methods", func(t *testing.T) {
+		e := newEnv(t)
+		r := e.browser().do(http.MethodDelete, e.app.URL+"/signout", nil)
+		assert.Equal(t, http.StatusMethodNotAllowed, r.StatusCode)
+	})
+}

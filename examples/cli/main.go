@@ -1,0 +1,161 @@
+// Command cli signs a user in from the command line through the system
+// browser (a loopback redirect to 127.0.0.1, public client, PKCE) and calls
+// the ERP.net Domain API once as that user, printing the caller and a few
+// customers.
+//
+//	go run ./examples/cli -auto     # unattended, against the in-process dev server
+//	go run ./examples/cli           # opens your browser; sign in as alice / alice-password
+//
+// Against a real instance (the Trusted Application must be a Public client
+// with the redirect URI http://127.0.0.1/callback):
+//
+//	export ERPNET_AUTHORITY=https://demodb.my.erp.net
+//	export ERPNET_CLIENT_ID=com.example/cli
+//	go run ./examples/cli -token-file ~/.config/erpnet-cli/token.json
+//
+// With -token-file the refresh token is kept in that file (mode 0600) and the
+// next run signs in without the browser while it is still valid.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/internal/devserver"
+)
+
+func main() {
+	auto := flag.Bool("auto", false, "dev server only: sign alice in without a browser (for unattended runs)")
+	tokenFile := flag.String("token-file", "", "keep the refresh token in this file (0600) and reuse it")
+	timeout := flag.Duration("timeout", 5*time.Minute, "how long to wait for the browser sign-in")
+	verbose := flag.Bool("v", false, "debug logging (never token values)")
+	flag.Parse()
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdout, log, options{auto: *auto, tokenFile: *tokenFile, timeout: *timeout}); err != nil {
+		fmt.Fprintln(os.Stderr, "cli:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	auto      bool
+	tokenFile string
+	timeout   time.Duration
+}
+
+func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) error {
+	cfg := authcode.Config{Logger: log}
+	var odataRoot string
+	var openBrowser func(string) error // nil: the system browser
+	if authority := os.Getenv("ERPNET_AUTHORITY"); authority != "" {
+		if opts.auto {
+			return errors.New("-auto only works with the in-process dev server (unset ERPNET_AUTHORITY)")
+		}
+		cfg.Authority = authority
+		cfg.ClientID = os.Getenv("ERPNET_CLIENT_ID")
+		odataRoot = os.Getenv("ERPNET_ODATA_ROOT")
+		if odataRoot == "" {
+			odataRoot = strings.TrimSuffix(strings.TrimRight(authority, "/"), "/id") + "/api/domain/odata"
+		}
+	} else {
+		idp, err := devserver.Start(devserver.Demo())
+		if err != nil {
+			return err
+		}
+		defer idp.Close()
+		fmt.Fprintf(out, "Using the in-process dev identity server at %s (users alice/alice-password, bob/bob-password)\n", idp.URL())
+		cfg.Authority, cfg.ClientID = idp.URL(), devserver.DemoCLIID // a public client: no secret
+		odataRoot = idp.URL() + "/api/domain/odata"
+		if opts.auto {
+			// Nobody is at the keyboard: the dev server signs alice in
+			// without its form, and an HTTP client plays the browser.
+			idp.SetAutoSignIn(devserver.DemoAlice)
+			openBrowser = fakeBrowser
+		}
+	}
+	c, err := authcode.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	if openBrowser == nil {
+		fmt.Fprintln(out, "Opening your browser to sign in...")
+	}
+	res, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{
+		OpenBrowser:      openBrowser,
+		Timeout:          opts.timeout,
+		RefreshTokenFile: opts.tokenFile,
+	})
+	if err != nil {
+		return err
+	}
+	how := "through the browser"
+	if res.Reused {
+		how = "with the saved refresh token"
+	}
+	fmt.Fprintf(out, "Signed in as %s (%s) %s\n", res.Session.Subject, res.Session.Name, how)
+
+	resp, err := c.UserClient(ctx, res.Session).Get(odataRoot + "/Crm_Sales_Customers?$top=3")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return fmt.Errorf("Domain API: %s: %s", resp.Status, b)
+	}
+	var body struct {
+		Value []struct {
+			Number, Name string
+		} `json:"value"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&body); err != nil {
+		return fmt.Errorf("Domain API: unexpected response: %w", err)
+	}
+	caller := resp.Header.Get("X-Erpnet-Caller")
+	if caller == "" {
+		caller = res.Session.Subject
+	}
+	fmt.Fprintf(out, "Domain API caller: %s\n", caller)
+	for _, cust := range body.Value {
+		fmt.Fprintf(out, "  %-8s %s\n", cust.Number, cust.Name)
+	}
+	return nil
+}
+
+// fakeBrowser follows the authorization URL with a plain HTTP client: the
+// dev server signs the user in and redirects to the loopback listener.
+func fakeBrowser(u string) error {
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Jar: jar, Transport: tr, Timeout: 30 * time.Second}).Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("sign-in page: %s", resp.Status)
+	}
+	return nil
+}

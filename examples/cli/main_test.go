@@ -1,0 +1,34 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCLIAutoSignIn(t *testing.T) {
+	t.Setenv("ERPNET_AUTHORITY", "")
+	file := filepath.Join(t.TempDir(), "token.json")
+	var out bytes.Buffer
+	err := run(context.Background(), &out, slog.New(slog.DiscardHandler), options{auto: true, tokenFile: file, timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Signed in as alice", "Domain API caller: user:alice", "C-0001"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v", st.Mode().Perm())
+	}
+}

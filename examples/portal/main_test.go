@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/erpnetgo/auth/internal/devserver"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func readPage(t *testing.T, resp *http.Response, err error) string {
+	t.Helper()
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+	return string(b)
+}
+
+// TestPortalShowsBothIdentities runs the portal's handler in-process
+// against the dev identity server: alice signs in and reads her customers
+// with her token; the import she triggers, and the scheduled one, run as
+// the System User; the page and the audit log say so.
+func TestPortalShowsBothIdentities(t *testing.T) {
+	var handler atomic.Pointer[http.Handler]
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*handler.Load()).ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	idp := devserver.StartTest(t, devConfig(ts.URL))
+	idp.SetAutoSignIn(devserver.DemoAlice)
+
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	cfg := devAppConfig(idp, ts.URL)
+	cfg.HTTPClient = &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	p, err := newPortal(cfg, idp.URL()+"/api/domain/odata/", log)
+	require.NoError(t, err)
+	defer p.Close()
+	h := p.Handler()
+	handler.Store(&h)
+
+	read := func(resp *http.Response, err error) string { t.Helper(); return readPage(t, resp, err) }
+	jar, _ := cookiejar.New(nil)
+	btr := &http.Transport{}
+	defer btr.CloseIdleConnections()
+	browser := &http.Client{Jar: jar, Transport: asBrowser{btr}, Timeout: 20 * time.Second}
+
+	// Sign in (following the redirects through the identity server) and
+	// see the customers, read as alice.
+	page := read(browser.Get(ts.URL + "/"))
+	assert.Contains(t, page, "Signed in as <strong>"+devserver.DemoAliceName+"</strong> (alice)")
+	assert.Contains(t, page, "read as user:alice")
+	assert.Contains(t, page, "Acme Manufacturing Ltd")
+	assert.Contains(t, page, "no import yet")
+
+	// alice triggers the import: it runs as the System User.
+	page = read(browser.Post(ts.URL+"/import", "application/x-www-form-urlencoded", nil))
+	assert.Regexp(t, `import ran as system:portal-system \(triggered by alice at \d\d:\d\d:\d\d\): 3 customers`, page)
+	assert.Contains(t, page, "read as user:alice", "the user's own reads are still hers")
+
+	// The background import runs as the System User too.
+	ctx, cancel := context.WithCancel(t.Context())
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		p.importLoop(ctx, 20*time.Millisecond)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(page, "(scheduled, at ") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		page = read(browser.Get(ts.URL + "/"))
+	}
+	cancel()
+	select {
+	case <-loopDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the import loop did not stop")
+	}
+	assert.Regexp(t, `import ran as system:portal-system \(scheduled, at \d\d:\d\d:\d\d\): 3 customers`, page)
+
+	// The Domain API saw exactly two identities, each where intended.
+	seen := map[string]bool{}
+	for _, c := range idp.APICalls() {
+		seen[c.Kind+":"+c.Subject] = true
+		assert.Equal(t, devserver.DemoWebAppID, c.ClientID)
+	}
+	assert.Equal(t, map[string]bool{"user:alice": true, "system:portal-system": true}, seen)
+
+	// The audit log tells who did what, and never shows a token.
+	audit := logs.String()
+	assert.Contains(t, audit, `msg="hybrid: service job finished" job=import`)
+	assert.Regexp(t, `job=import run=\w+ trigger=user triggered_by=alice issuer=\S+ acting_as=system_user client_id=com.example/webapp .*outcome=ok`, audit)
+	assert.Regexp(t, `job=import run=\w+ trigger=background acting_as=system_user client_id=com.example/webapp .*outcome=ok`, audit)
+	assert.NotContains(t, audit, "eyJ", "no JWT in the log")
+
+	// Cross-site POSTs are refused.
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/import", nil)
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := browser.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	// Sign out: back on the signed-out page, and the home page asks to sign in.
+	page = read(browser.Post(ts.URL+"/signout", "application/x-www-form-urlencoded", nil))
+	assert.Contains(t, page, "You are signed out")
+	idp.SetAutoSignIn("")
+	page = read(browser.Get(ts.URL + "/"))
+	assert.Contains(t, page, `action="/id/account/login"`, "the identity server's sign-in form")
+}
+
+// asBrowser sends what a browser sends when it loads a page.
+type asBrowser struct{ base http.RoundTripper }
+
+func (b asBrowser) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Accept") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	}
+	return b.base.RoundTrip(r)
+}
+
+var hiddenInput = regexp.MustCompile(`name="(request|csrf)" value="([^"]+)"`)
+
+// TestRunSignInFormAndCleanShutdown runs the program as `go run` would
+// (dev identity server in-process, listening on a free port), signs bob
+// in through the HTML form, and stops it as SIGINT would.
+func TestRunSignInFormAndCleanShutdown(t *testing.T) {
+	t.Setenv("ERPNET_AUTHORITY", "")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	baseCh := make(chan string, 1)
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() {
+		done <- run(ctx, slog.New(slog.NewTextHandler(logs, nil)), "127.0.0.1:0", time.Hour, func(b string) { baseCh <- b })
+	}()
+	var base string
+	select {
+	case base = <-baseCh:
+	case err := <-done:
+		t.Fatal("run ended:", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the portal did not start")
+	}
+
+	read := func(resp *http.Response, err error) string { t.Helper(); return readPage(t, resp, err) }
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	browser := &http.Client{Jar: jar, Transport: asBrowser{tr}, Timeout: 20 * time.Second}
+	// Unsigned, the home page leads to the identity server's sign-in form.
+	resp, err := browser.Get(base + "/")
+	formURL := *resp.Request.URL // where the redirects ended
+	form := readPage(t, resp, err)
+	m := hiddenInput.FindAllStringSubmatch(form, -1)
+	require.Len(t, m, 2, form)
+	vals := url.Values{"username": {devserver.DemoBob}, "password": {devserver.DemoBobPassword}, "action": {"login"}}
+	for _, kv := range m {
+		vals.Set(kv[1], kv[2])
+	}
+	formURL.Path, formURL.RawQuery = "/id/account/login", ""
+	formAction := formURL.String()
+	page := read(browser.PostForm(formAction, vals))
+	assert.Contains(t, page, "read as user:bob")
+	page = read(browser.Post(base+"/import", "application/x-www-form-urlencoded", nil))
+	assert.Regexp(t, `import ran as system:portal-system \(triggered by bob at `, page)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	assert.Contains(t, logs.String(), "stopping: signal received")
+	assert.Regexp(t, `job=import .*trigger=background .*outcome=ok`, logs.String(), "the first scheduled import ran at start")
+}

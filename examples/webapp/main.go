@@ -1,0 +1,285 @@
+// Command webapp is a small web site whose users sign in with their ERP.net
+// account (Authorization Code + PKCE, package authcode) and see customers
+// read from the Domain API as themselves.
+//
+//	go run ./examples/webapp            # then open http://127.0.0.1:8080
+//
+// With no ERPNET_* variables it starts the dev identity server in-process
+// (sign in as alice / alice-password or bob / bob-password on its form) and
+// uses the demo web application. Against a real instance:
+//
+//	export ERPNET_AUTHORITY=https://demodb.my.erp.net     # instance root or its /id URL
+//	export ERPNET_CLIENT_ID=com.example/webapp            # the Trusted Application's ApplicationUri
+//	export ERPNET_CLIENT_SECRET=...
+//	export ERPNET_REDIRECT_URL=http://127.0.0.1:8080/callback   # registered with the application
+//	export ERPNET_POST_LOGOUT_URL=http://127.0.0.1:8080/        # optional, registered too
+//	export ERPNET_COOKIE_KEY=$(openssl rand -base64 32)         # optional: sessions survive restarts
+//	go run ./examples/webapp
+//
+// Routes: / (home), /signin, /callback, POST /signout, /customers (signed-in
+// users only).
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/internal/devserver"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	verbose := flag.Bool("v", false, "debug logging (never token values)")
+	flag.Parse()
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *addr, log, nil); err != nil {
+		log.Error("webapp failed", "error", err)
+		os.Exit(1)
+	}
+}
+
+// run serves the site on addr until ctx ends. ready, if not nil, is called
+// with the site's URL and the dev identity server (nil against a real
+// instance) once it listens.
+func run(ctx context.Context, addr string, log *slog.Logger, ready func(siteURL string, idp *devserver.Server)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	siteURL := "http://" + ln.Addr().String()
+	cfg, odataRoot, idp, err := config(siteURL, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if idp != nil {
+		defer idp.Close()
+	}
+	cfg.Logger = log
+
+	// ---- Session store: swap it here (e.g. a shared Redis store for replicas). ----
+	store, closeStore, err := newStore(ctx, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeStore()
+	cfg.Store = store
+	// --------------------------------------------------------------------------------
+
+	auth, err := authcode.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer auth.Close()
+
+	srv := &http.Server{Handler: (&site{auth: auth, odataRoot: odataRoot, log: log}).routes(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("webapp listening", "url", siteURL)
+	if ready != nil {
+		ready(siteURL, idp)
+	}
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// newStore returns the session store and a function that releases it. The
+// default MemoryStore keeps sessions in this process only; replicas behind a
+// load balancer need a shared store (see authcode/redisstore).
+func newStore(ctx context.Context, log *slog.Logger) (authcode.Store, func(), error) {
+	if *redisAddr != "" { // -redis, see redis.go
+		return newRedisStore(ctx, log, *redisAddr)
+	}
+	return authcode.NewMemoryStore(), func() {}, nil
+}
+
+// config reads ERPNET_* or, when ERPNET_AUTHORITY is absent, starts the dev
+// identity server with the demo web application registered for siteURL.
+func config(siteURL string, log *slog.Logger) (authcode.Config, string, *devserver.Server, error) {
+	keys, err := cookieKeys()
+	if err != nil {
+		return authcode.Config{}, "", nil, err
+	}
+	if authority := os.Getenv("ERPNET_AUTHORITY"); authority != "" {
+		cfg := authcode.Config{
+			Authority:             authority,
+			ClientID:              os.Getenv("ERPNET_CLIENT_ID"),
+			ClientSecret:          os.Getenv("ERPNET_CLIENT_SECRET"),
+			RedirectURL:           os.Getenv("ERPNET_REDIRECT_URL"),
+			PostLogoutRedirectURL: os.Getenv("ERPNET_POST_LOGOUT_URL"),
+			CookieKeys:            keys,
+		}
+		if cfg.RedirectURL == "" {
+			cfg.RedirectURL = siteURL + "/callback"
+		}
+		root := os.Getenv("ERPNET_ODATA_ROOT")
+		if root == "" {
+			root = strings.TrimSuffix(strings.TrimRight(authority, "/"), "/id") + "/api/domain/odata"
+		}
+		return cfg, strings.TrimRight(root, "/"), nil, nil
+	}
+	dcfg := devserver.Demo()
+	for i := range dcfg.Apps {
+		if dcfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
+			dcfg.Apps[i].RedirectURIs = append(dcfg.Apps[i].RedirectURIs, siteURL+"/callback")
+			dcfg.Apps[i].PostLogoutRedirectURIs = append(dcfg.Apps[i].PostLogoutRedirectURIs, siteURL+"/")
+		}
+	}
+	idp, err := devserver.Start(dcfg)
+	if err != nil {
+		return authcode.Config{}, "", nil, err
+	}
+	log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server",
+		"url", idp.URL(), "client_id", devserver.DemoWebAppID, "users", "alice/alice-password, bob/bob-password")
+	return authcode.Config{
+		Authority:             idp.URL(),
+		ClientID:              devserver.DemoWebAppID,
+		ClientSecret:          devserver.DemoWebAppSecret,
+		RedirectURL:           siteURL + "/callback",
+		PostLogoutRedirectURL: siteURL + "/",
+		CookieKeys:            keys,
+	}, idp.URL() + "/api/domain/odata", idp, nil
+}
+
+// cookieKeys reads ERPNET_COOKIE_KEY (base64 of 16, 24 or 32 bytes); none
+// means a random key per process (authcode logs a warning).
+func cookieKeys() ([][]byte, error) {
+	v := os.Getenv("ERPNET_COOKIE_KEY")
+	if v == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, errors.New("ERPNET_COOKIE_KEY must be base64 (e.g. openssl rand -base64 32)")
+	}
+	return [][]byte{k}, nil
+}
+
+type site struct {
+	auth      *authcode.Client
+	odataRoot string
+	log       *slog.Logger
+}
+
+func (s *site) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/signin", s.auth.SignIn())
+	mux.Handle("/callback", s.auth.Callback())
+	// POST only: a GET sign-out link could be triggered by any site (logout CSRF).
+	mux.Handle("POST /signout", s.auth.SignOut())
+	mux.Handle("GET /customers", s.auth.RequireUser(http.HandlerFunc(s.customers)))
+	mux.HandleFunc("GET /{$}", s.home)
+	return mux
+}
+
+var pages = template.Must(template.New("layout").Parse(`{{define "top"}}<!doctype html>
+<html><head><meta charset="utf-8"><title>ERP.net sign-in example</title>
+<style>body{font-family:sans-serif;max-width:46em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}</style>
+</head><body><h1>ERP.net sign-in example</h1>
+{{if .User}}<form method="post" action="/signout">Signed in as <b>{{.User}}</b> <button>Sign out</button></form>{{end}}
+{{end}}
+{{define "home"}}{{template "top" .}}
+{{if .User}}<p><a href="/customers">Customers</a></p>
+{{else}}<p><a href="/signin?return_to=%2Fcustomers">Sign in</a> to see the customers.</p>{{end}}
+</body></html>{{end}}
+{{define "customers"}}{{template "top" .}}
+<h2>Customers</h2>
+{{if .Error}}<p>{{.Error}}</p>{{else}}
+<table><tr><th>Number</th><th>Name</th><th>Active</th></tr>
+{{range .Customers}}<tr><td>{{.Number}}</td><td>{{.Name}}</td><td>{{.Active}}</td></tr>{{end}}
+</table><p>Read from the Domain API as <code>{{.Caller}}</code>.</p>{{end}}
+<p><a href="/">Home</a></p></body></html>{{end}}`))
+
+func (s *site) home(w http.ResponseWriter, r *http.Request) {
+	data := map[string]any{}
+	sess, err := s.auth.UserSession(r)
+	switch {
+	case err == nil:
+		data["User"] = displayName(sess)
+	case !errors.Is(err, authcode.ErrNoSession):
+		s.log.Warn("cannot read the session", "error", err)
+	}
+	render(w, "home", data)
+}
+
+type customer struct {
+	Number string
+	Name   string
+	Active bool
+}
+
+func (s *site) customers(w http.ResponseWriter, r *http.Request) {
+	sess := authcode.SessionFromContext(r.Context())
+	data := map[string]any{"User": displayName(sess)}
+	resp, err := s.auth.UserClient(r.Context(), sess).Get(s.odataRoot + "/Crm_Sales_Customers?$top=10")
+	if errors.Is(err, authcode.ErrReauthRequired) {
+		http.Redirect(w, r, "/signin?return_to=%2Fcustomers", http.StatusFound)
+		return
+	}
+	if err != nil {
+		s.log.Warn("Domain API call failed", "error", err)
+		data["Error"] = "The Domain API cannot be reached right now."
+		render(w, "customers", data)
+		return
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Value []customer `json:"value"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		data["Error"] = fmt.Sprintf("The Domain API answered %s: %s", resp.Status, b)
+	} else if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&body); err != nil {
+		data["Error"] = "The Domain API sent an unexpected response."
+	}
+	data["Customers"] = body.Value
+	data["Caller"] = resp.Header.Get("X-Erpnet-Caller")
+	if data["Caller"] == "" {
+		data["Caller"] = sess.Subject
+	}
+	render(w, "customers", data)
+}
+
+func displayName(s *authcode.Session) string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return s.Subject
+}
+
+func render(w http.ResponseWriter, name string, data any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := pages.ExecuteTemplate(w, name, data); err != nil {
+		http.Error(w, "template error", http.StatusInternalServerError)
+	}
+}

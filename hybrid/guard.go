@@ -1,0 +1,296 @@
+package hybrid
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// ErrIdentityMix matches (errors.Is) every *IdentityMixError: user and
+// service identities were about to mix, and the SDK refused.
+var ErrIdentityMix = errors.New("hybrid: user and service identities must not mix")
+
+// IdentityMixError reports what was refused and why. It names the header,
+// never its value.
+type IdentityMixError struct {
+	// Client is "user" or "service": the client that refused a request
+	// which already carried credentials; or "response" when a service
+	// token was about to be sent to a browser.
+	Client string
+	// Found is what was found: a header name ("Authorization",
+	// "X-Api-Key", "Api-Key"), "URL user info", or "service token".
+	Found string
+}
+
+// Error implements error.
+func (e *IdentityMixError) Error() string {
+	if e.Client == sideResponse {
+		return "hybrid: refused to send a service token to a browser (" + e.Found + " in the response): service tokens must stay on the server"
+	}
+	other := "service"
+	if e.Client == sideService {
+		other = "user"
+	}
+	return "hybrid: the " + e.Client + " client refused a request that already carries credentials (" + e.Found +
+		"): it adds its own token, and a " + other + " credential must never be sent through it"
+}
+
+// Is makes every IdentityMixError match ErrIdentityMix.
+func (e *IdentityMixError) Is(target error) bool { return target == ErrIdentityMix }
+
+const (
+	sideUser     = "user"
+	sideService  = "service"
+	sideResponse = "response"
+)
+
+// guardTransport refuses requests that already carry a credential, then
+// hands the others to next (the transport that adds this side's token).
+type guardTransport struct {
+	app  *App
+	side string
+	next http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper. A refused request is not sent and
+// its body is closed.
+func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if g.app.closed.Load() {
+		closeBody(req)
+		return nil, ErrClosed
+	}
+	if found := presetCredential(req); found != "" {
+		closeBody(req)
+		return nil, &IdentityMixError{Client: g.side, Found: found}
+	}
+	return g.next.RoundTrip(req)
+}
+
+// presetCredential names the credential req already carries, or "".
+// Header names are compared case-insensitively, since a header map may be
+// filled without canonicalisation.
+func presetCredential(req *http.Request) string {
+	if req.URL != nil && req.URL.User != nil {
+		return "URL user info"
+	}
+	for k, v := range req.Header {
+		if len(v) == 0 {
+			continue
+		}
+		switch {
+		case strings.EqualFold(k, "Authorization"):
+			return "Authorization"
+		case strings.EqualFold(k, "X-Api-Key"):
+			return "X-Api-Key"
+		case strings.EqualFold(k, "Api-Key"):
+			return "Api-Key"
+		}
+	}
+	return ""
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// seenTokens are the service access tokens this App has used lately (the
+// current one and the one before a refresh, which may still be valid).
+type seenTokens struct {
+	cur, prev   string
+	curB, prevB []byte
+}
+
+// noteServiceToken remembers tok as the current service token.
+func (a *App) noteServiceToken(tok string) {
+	for {
+		old := a.seen.Load()
+		if tok == "" || (old != nil && old.cur == tok) {
+			return
+		}
+		n := &seenTokens{cur: tok, curB: []byte(tok)}
+		if old != nil {
+			n.prev, n.prevB = old.cur, old.curB
+		}
+		if a.seen.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// observer sits between the service token transport and the network: it
+// sees the Authorization header the service transport added and remembers
+// the token, so the response guard knows what to look for. It allocates
+// nothing while the token stays the same.
+type observer struct {
+	app  *App
+	base http.RoundTripper
+}
+
+func (o *observer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if h := req.Header["Authorization"]; len(h) == 1 {
+		if tok, ok := strings.CutPrefix(h[0], "Bearer "); ok {
+			if s := o.app.seen.Load(); s == nil || s.cur != tok {
+				o.app.noteServiceToken(tok)
+			}
+		}
+	}
+	return o.base.RoundTrip(req)
+}
+
+// GuardResponses is middleware that keeps this App's service tokens out of
+// responses: a response whose headers (Set-Cookie included) or body contain
+// the service token the App is using (or used before its last refresh) is
+// not delivered. If the headers have not been sent yet the browser gets a
+// 500 instead; if they have, the response is aborted (panic with
+// http.ErrAbortHandler, which net/http turns into a broken connection), and
+// the token is not sent, though the bytes written before it (possibly the
+// beginning of a token split across writes) may have been. Either way an
+// error is logged, without the token.
+//
+// It is a safety net, not a licence: it only knows tokens this App has used
+// in this process, and it cannot recognise a token that was transformed
+// (encoded, encrypted, cut into pieces that are not written back to back).
+// WithUser and RequireUser apply it; use it on other routes that might echo
+// service data to browsers.
+func (a *App) GuardResponses(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&guardWriter{ResponseWriter: w, app: a, r: r}, r)
+	})
+}
+
+// guardWriter is the ResponseWriter of GuardResponses.
+type guardWriter struct {
+	http.ResponseWriter
+	app     *App
+	r       *http.Request
+	sent    bool   // headers sent
+	blocked bool   // a leak was found: drop everything else
+	tail    []byte // the end of the body written so far, to catch a token split across writes
+}
+
+// leakIn reports whether b contains a known service token.
+func leakIn(s *seenTokens, b []byte) bool {
+	return s != nil && ((len(s.curB) > 0 && bytes.Contains(b, s.curB)) ||
+		(len(s.prevB) > 0 && bytes.Contains(b, s.prevB)))
+}
+
+func leakInHeader(s *seenTokens, h http.Header) bool {
+	if s == nil {
+		return false
+	}
+	for _, vs := range h {
+		for _, v := range vs {
+			if (s.cur != "" && strings.Contains(v, s.cur)) || (s.prev != "" && strings.Contains(v, s.prev)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (g *guardWriter) refuse(where string) {
+	g.blocked = true
+	g.app.log.Error("hybrid: refused to send a service token to a browser", "where", where,
+		"method", g.r.Method, "path", g.r.URL.Path, "error", (&IdentityMixError{Client: sideResponse, Found: "service token"}).Error())
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (g *guardWriter) WriteHeader(code int) {
+	if g.sent || g.blocked {
+		return
+	}
+	if leakInHeader(g.app.seen.Load(), g.Header()) {
+		g.refuse("header")
+		g.fail()
+		return
+	}
+	g.sent = true
+	g.ResponseWriter.WriteHeader(code)
+}
+
+// fail replaces the response (headers not yet sent) with a plain 500.
+func (g *guardWriter) fail() {
+	h := g.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	g.sent = true
+	g.ResponseWriter.WriteHeader(http.StatusInternalServerError)
+	_, _ = g.ResponseWriter.Write([]byte("internal server error\n"))
+}
+
+// Write implements http.ResponseWriter.
+func (g *guardWriter) Write(p []byte) (int, error) {
+	if g.blocked {
+		return 0, &IdentityMixError{Client: sideResponse, Found: "service token"}
+	}
+	s := g.app.seen.Load()
+	if s != nil && (leakIn(s, p) || g.leakAcross(s, p)) {
+		g.refuse("body")
+		if !g.sent {
+			g.fail()
+			return 0, &IdentityMixError{Client: sideResponse, Found: "service token"}
+		}
+		panic(http.ErrAbortHandler)
+	}
+	if !g.sent {
+		g.WriteHeader(http.StatusOK)
+		if g.blocked {
+			return 0, &IdentityMixError{Client: sideResponse, Found: "service token"}
+		}
+	}
+	if s != nil {
+		g.keepTail(s, p)
+	}
+	return g.ResponseWriter.Write(p)
+}
+
+// leakAcross checks for a token that starts in an earlier write and ends
+// in p.
+func (g *guardWriter) leakAcross(s *seenTokens, p []byte) bool {
+	if len(g.tail) == 0 {
+		return false
+	}
+	n := min(len(p), max(len(s.cur), len(s.prev)))
+	buf := make([]byte, 0, len(g.tail)+n)
+	buf = append(append(buf, g.tail...), p[:n]...)
+	return leakIn(s, buf)
+}
+
+// keepTail remembers the last bytes written, up to a token's length less one.
+func (g *guardWriter) keepTail(s *seenTokens, p []byte) {
+	keep := max(len(s.cur), len(s.prev)) - 1
+	if keep <= 0 {
+		return
+	}
+	if len(p) >= keep {
+		g.tail = append(g.tail[:0], p[len(p)-keep:]...)
+		return
+	}
+	g.tail = append(g.tail, p...)
+	if len(g.tail) > keep {
+		g.tail = append(g.tail[:0], g.tail[len(g.tail)-keep:]...)
+	}
+}
+
+// Flush implements http.Flusher when the underlying writer does.
+func (g *guardWriter) Flush() {
+	if g.blocked {
+		return
+	}
+	if !g.sent {
+		g.WriteHeader(http.StatusOK)
+		if g.blocked {
+			return
+		}
+	}
+	_ = http.NewResponseController(g.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (g *guardWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }

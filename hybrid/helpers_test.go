@@ -1,0 +1,402 @@
+package hybrid_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/hybrid"
+	"github.com/erpnetgo/auth/internal/devserver"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	// Examples use http.DefaultTransport, as applications do.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// recStore is authcode's MemoryStore with a record of every operation, to
+// prove what does (and does not) reach the user Store.
+type recStore struct {
+	*authcode.MemoryStore
+	mu    sync.Mutex
+	saves []savedRecord
+	ops   atomic.Int64
+}
+
+type savedRecord struct {
+	key   string
+	value []byte
+}
+
+func (s *recStore) Load(ctx context.Context, key string) ([]byte, error) {
+	s.ops.Add(1)
+	return s.MemoryStore.Load(ctx, key)
+}
+
+func (s *recStore) Save(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	s.ops.Add(1)
+	s.mu.Lock()
+	s.saves = append(s.saves, savedRecord{key, append([]byte(nil), v...)})
+	s.mu.Unlock()
+	return s.MemoryStore.Save(ctx, key, v, ttl)
+}
+
+func (s *recStore) Delete(ctx context.Context, key string) error {
+	s.ops.Add(1)
+	return s.MemoryStore.Delete(ctx, key)
+}
+
+func (s *recStore) saved() []savedRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]savedRecord(nil), s.saves...)
+}
+
+// env is one dev identity server with the demo Trusted Application (one
+// app, both flows) and one hybrid App mounted on a test server.
+type env struct {
+	t      *testing.T
+	idp    *devserver.Server
+	srv    *httptest.Server
+	app    *hybrid.App
+	cfg    hybrid.Config
+	store  *recStore
+	tr     *http.Transport
+	logs   *syncBuffer
+	audit  *syncBuffer
+	signMu sync.Mutex // SetAutoSignIn is server-wide: one sign-in at a time
+}
+
+// newEnv starts everything on 127.0.0.1; mod may edit the App's Config.
+func newEnv(t *testing.T, mod func(*hybrid.Config)) *env {
+	t.Helper()
+	e := &env{t: t, logs: &syncBuffer{}, audit: &syncBuffer{}}
+	var handler atomic.Pointer[http.Handler]
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*handler.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.srv.Close)
+
+	dcfg := devserver.Demo()
+	for i := range dcfg.Apps {
+		if dcfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
+			dcfg.Apps[i].RedirectURIs = append(dcfg.Apps[i].RedirectURIs, e.srv.URL+"/callback")
+			dcfg.Apps[i].PostLogoutRedirectURIs = append(dcfg.Apps[i].PostLogoutRedirectURIs, e.srv.URL+"/bye")
+		}
+	}
+	e.idp = devserver.StartTest(t, dcfg)
+
+	e.tr = &http.Transport{MaxIdleConnsPerHost: 64}
+	e.store = &recStore{MemoryStore: authcode.NewMemoryStore()}
+	e.cfg = hybrid.Config{
+		Authority:             e.idp.URL(),
+		ClientID:              devserver.DemoWebAppID,
+		ClientSecret:          devserver.DemoWebAppSecret,
+		RedirectURL:           e.srv.URL + "/callback",
+		PostLogoutRedirectURL: e.srv.URL + "/bye",
+		ServiceScopes:         []string{"read"},
+		Store:                 e.store,
+		CookieKeys:            [][]byte{bytes.Repeat([]byte{9}, 32)},
+		HTTPClient:            &http.Client{Transport: e.tr, Timeout: 20 * time.Second},
+		Logger:                slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		AuditLogger:           slog.New(slog.NewJSONHandler(e.audit, nil)),
+	}
+	if mod != nil {
+		mod(&e.cfg)
+	}
+	app, err := hybrid.New(e.cfg)
+	require.NoError(t, err)
+	e.app = app
+	t.Cleanup(func() {
+		require.NoError(t, app.Close())
+		e.tr.CloseIdleConnections()
+	})
+	h := e.routes()
+	handler.Store(&h)
+	return e
+}
+
+func (e *env) apiURL() string { return e.idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=1" }
+
+// callAPI sends a GET through hc and returns the caller the Domain API saw.
+func callAPI(ctx context.Context, hc *http.Client, u string) (string, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Header.Get("X-Erpnet-Caller"), resp.StatusCode, nil
+}
+
+// routes is the test portal.
+func (e *env) routes() http.Handler {
+	app := e.app
+	mux := http.NewServeMux()
+	mux.Handle("/signin", app.SignIn())
+	mux.Handle("/callback", app.Callback())
+	mux.Handle("/signout", app.SignOut())
+	mux.HandleFunc("/bye", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "bye") })
+	mux.Handle("/me", app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, ok := hybrid.UserFrom(r.Context())
+		if !ok {
+			http.Error(w, "no user in context", http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, u.Subject())
+	})))
+	// /rq and /rq0 are behind RequireUser; /rq also resolves the UserAPI.
+	mux.Handle("/rq", app.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := app.User(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		caller, _, err := callAPI(r.Context(), u.UserClient(), e.apiURL())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		_, _ = io.WriteString(w, u.Subject()+" "+caller)
+	})))
+	mux.Handle("/rq0", app.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, authcode.SessionFromContext(r.Context()).Subject)
+	})))
+	// /customers reads as the signed-in user.
+	mux.Handle("/customers", app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := hybrid.UserFrom(r.Context())
+		caller, status, err := callAPI(r.Context(), u.UserClient(), e.apiURL())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("X-Caller", caller)
+		w.WriteHeader(status)
+	})))
+	// /import runs as the System User on behalf of the signed-in user.
+	mux.Handle("POST /import", app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var caller string
+		var status int
+		err := app.RunAsService(r.Context(), r, "import", func(ctx context.Context, svc hybrid.ServiceAPI) error {
+			var err error
+			caller, status, err = callAPI(ctx, svc.ServiceClient(), e.apiURL())
+			return err
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("X-Caller", caller)
+		w.WriteHeader(status)
+	})))
+	// /leak/... try to send the service token to the browser.
+	serviceToken := func(r *http.Request) string {
+		tok, err := app.Service().ServiceTokenSource().Token()
+		if err != nil {
+			panic(err)
+		}
+		return tok.AccessToken
+	}
+	mux.Handle("/leak/cookie", app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "oops", Value: serviceToken(r), Path: "/"})
+		_, _ = io.WriteString(w, "hello")
+	})))
+	mux.Handle("/leak/body", app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "<p>token: "+serviceToken(r)+"</p>")
+	})))
+	mux.Handle("/leak/split", app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := serviceToken(r)
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, strings.Repeat("x", 5000)+"<script>var t='"+tok[:len(tok)/2])
+		http.NewResponseController(w).Flush()
+		_, _ = io.WriteString(w, tok[len(tok)/2:]+"';</script>")
+	})))
+	mux.Handle("/leak/redirect", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/x?t="+serviceToken(r), http.StatusFound)
+	})))
+	mux.Handle("/plain", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, strings.Repeat("fine ", 1000))
+	})))
+	return mux
+}
+
+// browser is a user agent with its own cookie jar; it does not follow
+// redirects, and it records every Set-Cookie it receives.
+type browser struct {
+	e          *env
+	jar        *cookiejar.Jar
+	hc         *http.Client
+	mu         sync.Mutex
+	setCookies []string
+}
+
+func (e *env) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &browser{e: e, jar: jar, hc: &http.Client{Jar: jar, Transport: tr, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+	err    error
+}
+
+// do sends a request; errors are returned in the response (for use from
+// goroutines).
+func (b *browser) do(method, u string, hdr http.Header) response {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return response{err: err}
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "text/html,*/*;q=0.8")
+	}
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		return response{err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	b.mu.Lock()
+	b.setCookies = append(b.setCookies, resp.Header.Values("Set-Cookie")...)
+	b.mu.Unlock()
+	return response{status: resp.StatusCode, header: resp.Header, body: string(body), err: err}
+}
+
+func (b *browser) get(u string) response {
+	b.e.t.Helper()
+	r := b.do(http.MethodGet, u, nil)
+	require.NoError(b.e.t, r.err)
+	return r
+}
+
+// signIn signs user in through the App's handlers and the identity server
+// (auto sign-in), following each redirect by hand.
+func (b *browser) signIn(user string) {
+	e, t := b.e, b.e.t
+	t.Helper()
+	e.signMu.Lock()
+	defer e.signMu.Unlock()
+	e.idp.SetAutoSignIn(user)
+	defer e.idp.SetAutoSignIn("")
+	r := b.get(e.srv.URL + "/signin")
+	require.Equal(t, http.StatusFound, r.status, r.body)
+	r = b.get(r.header.Get("Location")) // authorize
+	require.Equal(t, http.StatusFound, r.status, r.body)
+	loc := r.header.Get("Location")
+	require.True(t, strings.HasPrefix(loc, e.srv.URL+"/callback?"), loc)
+	r = b.get(loc)
+	require.Equal(t, http.StatusSeeOther, r.status, r.body)
+	require.Equal(t, user, b.get(e.srv.URL+"/me").body)
+}
+
+// cookieValues returns every cookie value the browser holds or received.
+func (b *browser) cookieValues() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, base := range []string{b.e.srv.URL, b.e.idp.URL()} {
+		for _, path := range []string{"/", "/callback", "/id/", "/id/account/"} {
+			u, _ := url.Parse(base + path)
+			for _, c := range b.jar.Cookies(u) {
+				if kv := c.Name + "=" + c.Value; !seen[kv] {
+					seen[kv] = true
+					out = append(out, kv)
+				}
+			}
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append(out, b.setCookies...)
+}
+
+// userToken returns the access token of the browser's user, through the
+// App (as a handler would).
+func (b *browser) userToken() string {
+	b.e.t.Helper()
+	ua, err := b.e.app.User(httpRequestFor(b))
+	require.NoError(b.e.t, err)
+	tok, err := ua.UserTokenSource().Token()
+	require.NoError(b.e.t, err)
+	return tok.AccessToken
+}
+
+// serviceToken returns the App's current service token.
+func (e *env) serviceToken() string {
+	e.t.Helper()
+	tok, err := e.app.Service().ServiceTokenSource().Token()
+	require.NoError(e.t, err)
+	return tok.AccessToken
+}
+
+// httpRequestFor returns a request carrying the browser's cookies for the
+// App, as a handler would receive it.
+func httpRequestFor(b *browser) *http.Request {
+	req := httptest.NewRequest(http.MethodGet, b.e.srv.URL+"/", nil)
+	u, _ := url.Parse(b.e.srv.URL + "/")
+	for _, c := range b.jar.Cookies(u) {
+		req.AddCookie(c)
+	}
+	return req
+}
+
+// closeRecorder is a request body that records Close.
+type closeRecorder struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (c *closeRecorder) Close() error { c.closed.Store(true); return nil }
