@@ -176,6 +176,16 @@ func (c *Client) markStateUsed(ctx context.Context, a *attempt) error {
 		return err
 	}
 	key := prefix + "state/" + h
+	if as, ok := c.store.(AddStore); ok {
+		added, err := as.Add(ctx, key, []byte{1}, AttemptTTL+time.Minute)
+		switch {
+		case err != nil:
+			return &autherr.Error{Op: "session store save", Kind: autherr.ErrTemporary, Err: err}
+		case !added:
+			return fmt.Errorf("%w: this callback was already used", ErrInvalidState)
+		}
+		return nil
+	}
 	switch _, err := c.store.Load(ctx, key); {
 	case err == nil:
 		return fmt.Errorf("%w: this callback was already used", ErrInvalidState)

@@ -21,7 +21,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/erpnetgo/auth/internal/devserver"
-	"github.com/erpnetgo/auth/internal/discovery"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -174,8 +173,6 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	// Discovery documents are cached per authority for the process; a port
 	// reused by a later test must not see this server's (or an earlier
 	// one's) document.
-	discovery.Forget(e.idp.URL())
-	t.Cleanup(func() { discovery.Forget(e.idp.URL()) })
 
 	e.tr = &http.Transport{}
 	e.rec = &recorder{base: e.tr, rewriteDiscovery: setup.rewrite}

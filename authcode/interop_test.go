@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/oidctest"
 )
 
@@ -60,8 +59,6 @@ func TestInteropOIDCProvider(t *testing.T) {
 		specs[i] = spec
 	}
 	p := oidctest.Start(t, oidctest.Config{Clients: specs})
-	discovery.Forget(p.Issuer())
-	t.Cleanup(func() { discovery.Forget(p.Issuer()) })
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 

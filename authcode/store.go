@@ -41,6 +41,17 @@ type RefreshLocker interface {
 	LockRefresh(ctx context.Context, key string) (unlock func(), err error)
 }
 
+// AddStore is implemented by stores that can save a key only if it is
+// absent, atomically (Redis SET NX). The Client uses it to make each
+// sign-in state usable once even when a replayed callback reaches two
+// replicas at the same moment; with a plain Store it falls back to a Load
+// followed by a Save.
+type AddStore interface {
+	// Add saves value under key for ttl if key is absent and reports
+	// whether it did.
+	Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
+}
+
 // MemoryStore is the default Store: sessions live in this process's memory
 // and are lost when it exits. Use a shared store (authcode/redisstore) when
 // several replicas serve the same users.
@@ -115,6 +126,27 @@ func (s *MemoryStore) sweep() {
 			delete(s.m, k)
 		}
 	}
+}
+
+// Add implements AddStore.
+func (s *MemoryStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if it, ok := s.m[key]; ok && (it.exp.IsZero() || s.now().Before(it.exp)) {
+		return false, nil
+	}
+	if s.m == nil {
+		s.m = map[string]memItem{}
+	}
+	it := memItem{v: append([]byte(nil), value...)}
+	if ttl > 0 {
+		it.exp = s.now().Add(ttl)
+	}
+	s.m[key] = it
+	return true, nil
 }
 
 // Delete implements Store.

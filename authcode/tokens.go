@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/bearer"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/redact"
 	"github.com/erpnetgo/auth/internal/tokencache"
@@ -90,9 +90,15 @@ func (u *userTokens) kill(err error) {
 	u.cache.Invalidate()
 }
 
-// usable reports whether rec's access token can be handed out for a while.
+// minUsable is the least life an access token must have left to be handed
+// out or adopted from another replica. It is deliberately short: a token
+// another replica has just refreshed is adopted even when tokens live only
+// a minute (the cache then times its next refresh from the remaining life).
+const minUsable = 5 * time.Second
+
+// usable reports whether rec's access token can still be handed out.
 func (u *userTokens) usable(rec *record) bool {
-	return rec.Expiry.IsZero() || rec.Expiry.Sub(u.c.now()) > time.Minute
+	return rec.Expiry.IsZero() || rec.Expiry.Sub(u.c.now()) > minUsable
 }
 
 func (u *userTokens) save(ctx context.Context, rec *record) error {
@@ -136,16 +142,33 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 	u.mu.Unlock()
 	if unsaved != nil {
 		// An earlier refresh rotated the refresh token but could not save
-		// it: save it now rather than redeem the old (now dead) one.
-		if err := u.save(ctx, unsaved); err != nil {
+		// it. Save it now rather than redeem the old (now dead) one, unless
+		// the Store shows the session is gone (signed out, or killed by a
+		// replica that redeemed the dead token) or was refreshed since:
+		// then the unsaved copy must never be resurrected.
+		switch latest, err := u.load(ctx); {
+		case errors.Is(err, ErrSessionNotFound):
+			err = &autherr.Error{Op: "token refresh", Kind: autherr.ErrReauthRequired, Err: errors.New("the session no longer exists (signed out or expired)")}
+			u.kill(err)
 			return nil, err
+		case err != nil:
+			return nil, &autherr.Error{Op: "session store load", Kind: autherr.ErrTemporary, Err: err}
+		case latest.Ver >= unsaved.Ver:
+			u.mu.Lock()
+			u.unsaved = nil
+			u.mu.Unlock()
+			cur = latest
+		default:
+			if err := u.save(ctx, unsaved); err != nil {
+				return nil, err
+			}
+			u.commit(unsaved)
+			c.log.Info("authcode: saved refreshed session after an earlier store failure", "subject", unsaved.Subject)
+			if u.usable(unsaved) {
+				return unsaved.token(), nil
+			}
+			cur = unsaved
 		}
-		u.commit(unsaved)
-		c.log.Info("authcode: saved refreshed session after an earlier store failure", "subject", unsaved.Subject)
-		if u.usable(unsaved) {
-			return unsaved.token(), nil
-		}
-		cur = unsaved
 	}
 	latest, err := u.load(ctx)
 	switch {
@@ -444,11 +467,7 @@ func (ts *tokenSource) tokens() (*userTokens, error) {
 
 // Token implements oauth2.TokenSource.
 func (ts *tokenSource) Token() (*oauth2.Token, error) {
-	u, err := ts.tokens()
-	if err != nil {
-		return nil, err
-	}
-	e, err := u.entry(ts.ctx)
+	e, err := ts.entry(ts.ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -456,89 +475,47 @@ func (ts *tokenSource) Token() (*oauth2.Token, error) {
 }
 
 // UserClient returns an HTTP client that calls APIs as the user of s: its
-// transport adds "Authorization: Bearer <access token>" to every request
-// (from the session's token cache, without rebuilding the header), and on a
-// 401 answer refreshes the token and retries once when the request body can
-// be replayed (GetBody set, or no body). It never retries a 403. The base
-// transport is Config.HTTPClient's, or that of an *http.Client stored in
-// ctx under oauth2.HTTPClient.
+// transport (internal/bearer, shared with clientcreds) adds
+// "Authorization: Bearer <access token>" to every request from the
+// session's token cache, without rebuilding the header; on a 401 answer it
+// refreshes the token and retries once when the request body can be
+// replayed (GetBody set, or no body), at most once per session every 30
+// seconds; it never retries a 403 and never sends the token on a redirect
+// to another host. The base transport is Config.HTTPClient's, or that of an
+// *http.Client stored in ctx under oauth2.HTTPClient.
 func (c *Client) UserClient(ctx context.Context, s *Session) *http.Client {
 	base := c.base
 	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil && hc.Transport != nil {
 		base = hc.Transport
 	}
-	return &http.Client{Transport: &userTransport{src: &tokenSource{c: c, ctx: ctx, s: s}, base: base}}
+	src := &tokenSource{c: c, ctx: ctx, s: s}
+	return &http.Client{Transport: &bearer.Transport{Get: src.entry, InvalidateIf: src.invalidateIf, Base: base}}
 }
 
-type userTransport struct {
-	src  *tokenSource
-	base http.RoundTripper
+// entry is the bearer transport's token getter.
+func (ts *tokenSource) entry(ctx context.Context) (*tokencache.Entry, error) {
+	u, err := ts.tokens()
+	if err != nil {
+		return nil, err
+	}
+	return u.entry(ctx)
 }
 
-// RoundTrip implements http.RoundTripper.
-func (t *userTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	u, err := t.src.tokens()
-	if err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	e, err := u.entry(req.Context())
-	if err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	resp, err := t.base.RoundTrip(withAuth(req, e.Header, req.Body))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
-	}
-	// 401: the token may have been revoked or expired early. Refresh and
-	// retry once, if the body can be sent again.
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	if !replayable {
-		return resp, nil
+// invalidateIf drops e after the API answered 401 to it, unless a
+// 401-triggered refresh of this session happened moments ago (then the API
+// refuses fresh tokens too, and refreshing again would only spin).
+func (ts *tokenSource) invalidateIf(e *tokencache.Entry) bool {
+	u := ts.u.Load()
+	if u == nil || u.cache.Peek() != e {
+		return false // already replaced: the next entry call returns the new one
 	}
 	now := u.c.now().UnixNano()
-	if u.cache.Peek() == e {
-		if now-u.lastForced.Load() < int64(forcedRefresh) {
-			return resp, nil // refreshed moments ago: the API refuses fresh tokens too
-		}
-		if u.cache.InvalidateIf(e) {
-			u.lastForced.Store(now)
-		}
+	if now-u.lastForced.Load() < int64(forcedRefresh) {
+		return false
 	}
-	e2, err := u.entry(req.Context())
-	if err != nil || e2 == e {
-		return resp, nil
+	if u.cache.InvalidateIf(e) {
+		u.lastForced.Store(now)
+		return true
 	}
-	body := req.Body
-	if req.GetBody != nil {
-		if body, err = req.GetBody(); err != nil {
-			return resp, nil
-		}
-	}
-	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-	resp.Body.Close()
-	return t.base.RoundTrip(withAuth(req, e2.Header, body))
-}
-
-// withAuth returns a shallow copy of req with its own header map holding
-// the Authorization value h (shared, never modified) and the given body.
-// It avoids req.Clone, which deep-copies every header value.
-func withAuth(req *http.Request, h []string, body io.ReadCloser) *http.Request {
-	r2 := new(http.Request)
-	*r2 = *req
-	hdr := make(http.Header, len(req.Header)+1)
-	for k, v := range req.Header {
-		hdr[k] = v
-	}
-	hdr["Authorization"] = h
-	r2.Header = hdr
-	r2.Body = body
-	return r2
-}
-
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		req.Body.Close()
-	}
+	return false
 }

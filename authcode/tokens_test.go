@@ -472,9 +472,9 @@ func TestRequireUser(t *testing.T) {
 		require.NotNil(t, ck)
 		bad := e.browser()
 		val := []byte(ck.Value)
-		val[10] ^= 0x01
-		if val[10] == ck.Value[10] || !isB64URL(val[10]) {
-			val[10] = 'A'
+		val[10] = 'A'
+		if ck.Value[10] == 'A' {
+			val[10] = 'B'
 		}
 		bad.jar.SetCookies(mustURL(e.app.URL+"/"), []*http.Cookie{{Name: DefaultCookieName, Value: string(val), Path: "/"}})
 		r := bad.get(e.app.URL + "/me")
@@ -499,10 +499,6 @@ func TestRequireUser(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "alice", s.Subject)
 	})
-}
-
-func isB64URL(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 func TestLiveSessionEviction(t *testing.T) {

@@ -211,6 +211,7 @@ type Store struct {
 var (
 	_ authcode.Store         = (*Store)(nil)
 	_ authcode.RefreshLocker = (*Store)(nil)
+	_ authcode.AddStore      = (*Store)(nil)
 )
 
 // New checks cfg and returns a Store. It does no network I/O: an unreachable
@@ -381,19 +382,41 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 // expiry are written together or not at all. A ttl of zero or less, or above
 // Config.MaxTTL, becomes MaxTTL; a ttl under a millisecond becomes one.
 func (s *Store) Save(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := checkKey(key); err != nil {
+	rk, sealed, ttl, err := s.prepare(key, value, ttl)
+	if err != nil {
 		return err
+	}
+	if err := s.rdb.Set(ctx, rk, sealed, ttl).Err(); err != nil {
+		return s.fail(ctx, "save session", err)
+	}
+	return nil
+}
+
+// Add implements authcode.AddStore with one SET NX PX: of several replicas
+// adding the same key at once, exactly one succeeds.
+func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	rk, sealed, ttl, err := s.prepare(key, value, ttl)
+	if err != nil {
+		return false, err
+	}
+	ok, err := s.rdb.SetNX(ctx, rk, sealed, ttl).Result()
+	if err != nil {
+		return false, s.fail(ctx, "add key", err)
+	}
+	return ok, nil
+}
+
+// prepare checks key, clamps ttl and seals value bound to its Redis key.
+func (s *Store) prepare(key string, value []byte, ttl time.Duration) (string, []byte, time.Duration, error) {
+	if err := checkKey(key); err != nil {
+		return "", nil, 0, err
 	}
 	if ttl <= 0 || ttl > s.maxTTL {
 		ttl = s.maxTTL
 	}
 	ttl = max(ttl.Round(time.Millisecond), time.Millisecond)
 	rk := s.prefix + key
-	sealed := s.sealer.Seal(value, aad(rk))
-	if err := s.rdb.Set(ctx, rk, sealed, ttl).Err(); err != nil {
-		return s.fail(ctx, "save session", err)
-	}
-	return nil
+	return rk, s.sealer.Seal(value, aad(rk)), ttl, nil
 }
 
 // Delete implements authcode.Store.

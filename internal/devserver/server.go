@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/erpnetgo/auth/internal/discovery"
 	"io"
 	"log/slog"
 	"net"
@@ -278,6 +279,12 @@ func (s *Server) Close() error {
 		s.closed = true
 		s.lifeMu.Unlock()
 		s.inflight.Wait()
+		// A later server on the same port must not inherit this one's
+		// cached discovery document (its configuration may differ).
+		if s.baseURL != "" {
+			discovery.Forget(s.baseURL)
+			discovery.Forget(s.Issuer())
+		}
 	})
 	return s.closeErr
 }

@@ -43,6 +43,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/erpnetgo/auth/internal/discovery"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -196,6 +197,7 @@ func Start(tb testing.TB, cfg Config) *Provider {
 	tb.Cleanup(func() {
 		p.transport.CloseIdleConnections()
 		stop()
+		discovery.Forget(issuer) // a later provider may reuse the port
 		if tb.Failed() {
 			tb.Logf("oidctest: oidc-provider at %s output:\n%s", issuer, out.String())
 		}
