@@ -1,0 +1,80 @@
+package httpx
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth/internal/retry"
+)
+
+func get(url string) func(ctx context.Context) (*http.Request, error) {
+	return func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	}
+}
+
+var fast = retry.Policy{Base: time.Millisecond, Cap: 2 * time.Millisecond}
+
+func TestSendRetriesTransientStatusesAndReturnsFinal(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) {
+		case 1:
+			w.WriteHeader(503)
+		case 2:
+			w.WriteHeader(429)
+		default:
+			w.WriteHeader(400)
+			w.Write([]byte("final"))
+		}
+	}))
+	defer srv.Close()
+	resp, attempts, err := Send(context.Background(), Request{Op: "t", Policy: fast, Build: get(srv.URL)})
+	if err != nil || attempts != 3 || resp.Status != 400 || string(resp.Body) != "final" {
+		t.Fatalf("attempts=%d err=%v resp=%+v", attempts, err, resp)
+	}
+}
+
+func TestSendLimitsBodyAndDoesNotRetryIt(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Write([]byte(strings.Repeat("x", 2048)))
+	}))
+	defer srv.Close()
+	_, _, err := Send(context.Background(), Request{Op: "t", Policy: fast, Limit: 1024, Build: get(srv.URL)})
+	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, autherr.ErrTemporary) || n.Load() != 1 {
+		t.Fatalf("err=%v requests=%d", err, n.Load())
+	}
+}
+
+func TestSendNetworkErrorIsTemporaryAfterRetries(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	_, attempts, err := Send(context.Background(), Request{Op: "t", Policy: fast, Build: get(url)})
+	var ae *autherr.Error
+	if !errors.Is(err, autherr.ErrTemporary) || !errors.As(err, &ae) || ae.Attempts != 4 || attempts != 4 {
+		t.Fatalf("attempts=%d err=%v", attempts, err)
+	}
+}
+
+func TestSendHonoursContext(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, attempts, err := Send(ctx, Request{Op: "t", Policy: fast, Build: get(srv.URL)})
+	if !errors.Is(err, context.DeadlineExceeded) || attempts != 1 {
+		t.Fatalf("attempts=%d err=%v", attempts, err)
+	}
+}
