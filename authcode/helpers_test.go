@@ -18,12 +18,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 // Trusted Applications registered with the test identity server, besides
 // devserver.Demo()'s.
@@ -39,24 +39,6 @@ const (
 type clock struct{ off atomic.Int64 }
 
 func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
-
-// logBuffer collects everything the Client logs, to check no secret leaks.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // recorder is a RoundTripper that records token-endpoint requests and can
 // rewrite the discovery document.
@@ -119,7 +101,7 @@ type env struct {
 	clk   *clock
 	rec   *recorder
 	tr    *http.Transport
-	logs  *logBuffer
+	logs  *testutil.SyncBuffer
 	// api, when set, replaces the Domain API URL the /api route calls.
 	api string
 }
@@ -151,7 +133,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&setup)
 	}
-	e := &env{t: t, clk: &clock{}, logs: &logBuffer{}}
+	e := &env{t: t, clk: &clock{}, logs: &testutil.SyncBuffer{}}
 	var handler atomic.Pointer[http.Handler]
 	e.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*handler.Load()).ServeHTTP(w, r)

@@ -3,14 +3,12 @@ package hybrid_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,43 +16,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/hybrid"
 	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	// Examples use http.DefaultTransport, as applications do.
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 // recStore is authcode's MemoryStore with a record of every operation, to
 // prove what does (and does not) reach the user Store.
@@ -104,15 +73,15 @@ type env struct {
 	cfg    hybrid.Config
 	store  *recStore
 	tr     *http.Transport
-	logs   *syncBuffer
-	audit  *syncBuffer
+	logs   *testutil.SyncBuffer
+	audit  *testutil.SyncBuffer
 	signMu sync.Mutex // SetAutoSignIn is server-wide: one sign-in at a time
 }
 
 // newEnv starts everything on 127.0.0.1; mod may edit the App's Config.
 func newEnv(t *testing.T, mod func(*hybrid.Config)) *env {
 	t.Helper()
-	e := &env{t: t, logs: &syncBuffer{}, audit: &syncBuffer{}}
+	e := &env{t: t, logs: &testutil.SyncBuffer{}, audit: &testutil.SyncBuffer{}}
 	var handler atomic.Pointer[http.Handler]
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*handler.Load()).ServeHTTP(w, r)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/erpnetgo/auth/hybrid"
 	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 const systemCaller = "system:" + devserver.DemoWebAppSystemUser
@@ -353,7 +354,7 @@ func TestZeroValuesAndPrinting(t *testing.T) {
 		assert.NotContains(t, out, userTok)
 		assert.NotContains(t, out, svcTok)
 	}
-	var logged syncBuffer
+	var logged testutil.SyncBuffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("both", "user", u, "service", s)
 	assert.Contains(t, logged.String(), `"user":{"kind":"user","subject":"alice"}`)
 	assert.Contains(t, logged.String(), `"service":{"kind":"system","client_id":"`+devserver.DemoWebAppID+`"}`)

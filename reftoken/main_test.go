@@ -1,29 +1,15 @@
 package reftoken_test
 
 import (
-	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	// Idle keep-alive connections of the shared default transport (used by the examples and
-	// by oauth2.Transport) are not leaks; close them before looking.
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 // sent is one request as it left the reftoken Transport.
 type sent struct {

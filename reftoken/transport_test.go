@@ -28,7 +28,6 @@ const customersPath = "/api/domain/odata/Crm_Sales_Customers"
 type env struct {
 	srv *devserver.Server
 	raw string
-	tok reftoken.Token
 }
 
 func newEnv(t *testing.T, kind devserver.RefTokenKind, subject string, scopes ...string) *env {

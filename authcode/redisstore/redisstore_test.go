@@ -22,6 +22,7 @@ import (
 	"github.com/erpnetgo/auth/authcode/redisstore"
 	"github.com/erpnetgo/auth/internal/autherr"
 	"github.com/erpnetgo/auth/internal/redistest"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 var (
@@ -42,25 +43,8 @@ func newStore(t testing.TB, addr string, mod func(*redisstore.Config)) *redissto
 	return s
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+// logger logs to l.
+func logger(l *testutil.SyncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 func TestNewValidatesConfig(t *testing.T) {
 	secretKey := []byte("THIS-IS-SECRET-KEY-MATERIAL-31b")
@@ -227,12 +211,12 @@ func TestEncryptedAtRest(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	logs := &logBuffer{}
+	logs := &testutil.SyncBuffer{}
 	old := newStore(t, srv.Addr(), nil)                                                              // key1 only
 	rotated := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.Keys = [][]byte{key2, key1} }) // key2 seals
 	newOnly := newStore(t, srv.Addr(), func(c *redisstore.Config) {
 		c.Keys = [][]byte{key2}
-		c.Logger = logs.logger()
+		c.Logger = logger(logs)
 	})
 
 	require.NoError(t, old.Save(ctx, "s", []byte("sealed with key1"), time.Minute))
@@ -261,8 +245,8 @@ func TestKeyRotation(t *testing.T) {
 func TestTamperedValue(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	logs := &logBuffer{}
-	s := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.Logger = logs.logger() })
+	logs := &testutil.SyncBuffer{}
+	s := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.Logger = logger(logs) })
 	require.NoError(t, s.Save(ctx, "s", []byte("precious session"), time.Minute))
 	rk := redisstore.DefaultPrefix + "s"
 	raw, err := srv.Do("GET", rk)
@@ -371,11 +355,11 @@ func TestLockExclusive(t *testing.T) {
 func TestLockOwnerOnlyRelease(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	logs := &logBuffer{}
+	logs := &testutil.SyncBuffer{}
 	a := newStore(t, srv.Addr(), func(c *redisstore.Config) {
 		c.LockTTL = 100 * time.Millisecond
 		c.LockMaxHold = -1 // no renewal: A's lock expires while A still "works"
-		c.Logger = logs.logger()
+		c.Logger = logger(logs)
 	})
 	b := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 10 * time.Second })
 	c := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockWait = 200 * time.Millisecond })
@@ -435,11 +419,11 @@ func TestLockExpiresWhenHolderDies(t *testing.T) {
 	// The same within one process: a goroutine that never unlocks holds the
 	// lock for LockMaxHold at most, and does not block the process's other
 	// goroutines beyond that.
-	logs := &logBuffer{}
+	logs := &testutil.SyncBuffer{}
 	same := newStore(t, srv.Addr(), func(c *redisstore.Config) {
 		c.LockTTL = 300 * time.Millisecond
 		c.LockMaxHold = 200 * time.Millisecond
-		c.Logger = logs.logger()
+		c.Logger = logger(logs)
 	})
 	_, err = same.LockRefresh(ctx, "k2") // dropped
 	require.NoError(t, err)

@@ -121,7 +121,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return fmt.Errorf("Domain API: %s: %s", resp.Status, b)
+		return fmt.Errorf("the Domain API answered %s: %s", resp.Status, b)
 	}
 	var body struct {
 		Value []struct {
@@ -129,7 +129,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 		} `json:"value"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&body); err != nil {
-		return fmt.Errorf("Domain API: unexpected response: %w", err)
+		return fmt.Errorf("unexpected Domain API response: %w", err)
 	}
 	caller := resp.Header.Get("X-Erpnet-Caller")
 	if caller == "" {

@@ -1,58 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 func readPage(t *testing.T, resp *http.Response, err error) string {
 	t.Helper()
@@ -77,7 +46,7 @@ func TestPortalShowsBothIdentities(t *testing.T) {
 	idp := devserver.StartTest(t, devConfig(ts.URL))
 	idp.SetAutoSignIn(devserver.DemoAlice)
 
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -181,7 +150,7 @@ func TestRunSignInFormAndCleanShutdown(t *testing.T) {
 	defer cancel()
 	baseCh := make(chan string, 1)
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	go func() {
 		done <- run(ctx, slog.New(slog.NewTextHandler(logs, nil)), "127.0.0.1:0", time.Hour, func(b string) { baseCh <- b })
 	}()

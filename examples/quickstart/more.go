@@ -43,7 +43,7 @@ func (q *qs) hybrid(ctx context.Context) error {
 		// The user's own data, read with the user's token.
 		mine, _, err := get(r.Context(), user.UserClient(), q.odata("Crm_Sales_Customers?$top=2"))
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		// A job the user triggers, run as the System User and audited.
@@ -53,7 +53,7 @@ func (q *qs) hybrid(ctx context.Context) error {
 			return err
 		})
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		fmt.Fprintf(w, "read as %s; import ran as %s", mine, job)

@@ -139,13 +139,13 @@ func call(ctx context.Context, hc *http.Client, apiRoot string, log *slog.Logger
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("Domain API answered %s", resp.Status)
+		return fmt.Errorf("the Domain API answered %s", resp.Status)
 	}
 	var page struct {
 		Value []map[string]any `json:"value"`
 	}
 	if err := json.Unmarshal(body, &page); err != nil {
-		return fmt.Errorf("Domain API response: %w", err)
+		return fmt.Errorf("the Domain API response: %w", err)
 	}
 	log.Info("read customers", "count", len(page.Value), "caller", resp.Header.Get("X-Erpnet-Caller"),
 		"took", time.Since(start).Round(time.Millisecond))

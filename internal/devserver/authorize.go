@@ -111,22 +111,31 @@ func appendQuery(uri string, params url.Values) string {
 	return uri + sep + params.Encode()
 }
 
-func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
-	noStore(w)
-	var params url.Values
+// requestParams reads a browser endpoint's parameters from the query (GET)
+// or the form (POST); on any other method or a bad form it answers with an
+// error page and reports false.
+func (s *Server) requestParams(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	switch r.Method {
 	case http.MethodGet:
-		params = r.URL.Query()
+		return r.URL.Query(), true
 	case http.MethodPost:
 		f, err := parseForm(w, r)
 		if err != nil {
 			s.errorPage(w, http.StatusBadRequest, "invalid_request", err.Error())
-			return
+			return nil, false
 		}
-		params = f
+		return f, true
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		s.errorPage(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
+		return nil, false
+	}
+}
+
+func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	params, ok := s.requestParams(w, r)
+	if !ok {
 		return
 	}
 	if len(params["client_id"]) > 1 || len(params["redirect_uri"]) > 1 {

@@ -321,6 +321,7 @@ func TestSignInForm(t *testing.T) {
 	assert.Contains(t, string(page), `type="password"`)
 	// Unknown user: same.
 	resp, page = e.submitLogin(e.c, fields, "mallory", "x")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, string(page), "Invalid user name or password")
 	// Missing/forged CSRF token: refused.
 	forged := url.Values{"request": {fields.Get("request")}, "csrf": {"forged"}}

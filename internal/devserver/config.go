@@ -330,11 +330,11 @@ func normalize(cfg Config) (Config, map[string]*App, map[string]*User, error) {
 		a.PostLogoutRedirectURIs = append([]string(nil), a.PostLogoutRedirectURIs...)
 		a.Scopes = append([]string(nil), a.Scopes...)
 		if err := validateApp(&a); err != nil {
-			errs = append(errs, fmt.Errorf("Apps[%d]: %w", i, err))
+			errs = append(errs, fmt.Errorf("config: Apps[%d]: %w", i, err))
 			continue
 		}
 		if _, dup := apps[a.ApplicationURI]; dup {
-			errs = append(errs, fmt.Errorf("Apps[%d]: duplicate ApplicationURI %q", i, a.ApplicationURI))
+			errs = append(errs, fmt.Errorf("config: Apps[%d]: duplicate ApplicationURI %q", i, a.ApplicationURI))
 			continue
 		}
 		appsCopy = append(appsCopy, a)
@@ -350,11 +350,11 @@ func normalize(cfg Config) (Config, map[string]*App, map[string]*User, error) {
 	usersCopy := make([]User, 0, len(cfg.Users))
 	for i, u := range cfg.Users {
 		if u.Username == "" || strings.TrimSpace(u.Username) != u.Username {
-			errs = append(errs, fmt.Errorf("Users[%d]: invalid Username %q", i, u.Username))
+			errs = append(errs, fmt.Errorf("config: Users[%d]: invalid Username %q", i, u.Username))
 			continue
 		}
 		if _, dup := users[u.Username]; dup {
-			errs = append(errs, fmt.Errorf("Users[%d]: duplicate Username %q", i, u.Username))
+			errs = append(errs, fmt.Errorf("config: Users[%d]: duplicate Username %q", i, u.Username))
 			continue
 		}
 		usersCopy = append(usersCopy, u)

@@ -14,12 +14,11 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 // Extra Trusted Applications used by the tests (besides Demo()).
 const (
@@ -295,7 +294,7 @@ func (e *env) verify(tok string) (string, map[string]any) {
 }
 
 func (e *env) tryVerify(tok string) (string, map[string]any, error) {
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		return "", nil, err
 	}
@@ -321,18 +320,6 @@ var errNoKey = errString("kid not in JWKS")
 type errString string
 
 func (e errString) Error() string { return string(e) }
-
-// decodeClaims decodes a JWT payload without verifying it.
-func decodeClaims(t *testing.T, tok string) map[string]any {
-	t.Helper()
-	parts := strings.Split(tok, ".")
-	require.Len(t, parts, 3)
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	require.NoError(t, err)
-	var m map[string]any
-	require.NoError(t, json.Unmarshal(b, &m))
-	return m
-}
 
 func decodeHeader(t *testing.T, tok string) map[string]any {
 	t.Helper()

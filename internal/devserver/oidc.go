@@ -249,20 +249,8 @@ var errBadHint = errors.New("invalid id_token_hint")
 // to an exactly registered post_logout_redirect_uri with state, or shows a signed-out page.
 func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
-	var params url.Values
-	switch r.Method {
-	case http.MethodGet:
-		params = r.URL.Query()
-	case http.MethodPost:
-		f, err := parseForm(w, r)
-		if err != nil {
-			s.errorPage(w, http.StatusBadRequest, "invalid_request", err.Error())
-			return
-		}
-		params = f
-	default:
-		w.Header().Set("Allow", "GET, POST")
-		s.errorPage(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
+	params, ok := s.requestParams(w, r)
+	if !ok {
 		return
 	}
 	if d := firstDuplicate(params); d != "" {

@@ -24,7 +24,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/erpnetgo/auth/internal/discovery"
 	"io"
 	"log/slog"
 	"net"
@@ -35,6 +34,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/erpnetgo/auth/internal/discovery"
 )
 
 // Endpoint identifies one of the server's endpoints for Count and InjectFaults.

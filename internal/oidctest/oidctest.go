@@ -43,7 +43,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/erpnetgo/auth/internal/discovery"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -55,6 +54,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/erpnetgo/auth/internal/discovery"
 )
 
 // Client is an OAuth 2.0 client registered with the provider at start-up.
