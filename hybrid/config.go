@@ -1,6 +1,7 @@
 package hybrid
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -104,21 +105,11 @@ func (c Config) userConfig() (authcode.Config, map[string]bool) {
 			explicit[f] = true // only settable in Users
 		}
 	}
-	if u.Authority == "" {
-		u.Authority = c.Authority
-	}
-	if u.ClientID == "" {
-		u.ClientID = c.ClientID
-	}
-	if u.ClientSecret == "" {
-		u.ClientSecret = c.ClientSecret
-	}
-	if u.RedirectURL == "" {
-		u.RedirectURL = c.RedirectURL
-	}
-	if u.PostLogoutRedirectURL == "" {
-		u.PostLogoutRedirectURL = c.PostLogoutRedirectURL
-	}
+	u.Authority = cmp.Or(u.Authority, c.Authority)
+	u.ClientID = cmp.Or(u.ClientID, c.ClientID)
+	u.ClientSecret = cmp.Or(u.ClientSecret, c.ClientSecret)
+	u.RedirectURL = cmp.Or(u.RedirectURL, c.RedirectURL)
+	u.PostLogoutRedirectURL = cmp.Or(u.PostLogoutRedirectURL, c.PostLogoutRedirectURL)
 	if len(u.Scopes) == 0 {
 		u.Scopes = c.UserScopes
 	}
@@ -151,15 +142,9 @@ func (c Config) serviceConfig() (clientcreds.Config, map[string]bool) {
 		explicit["AuthStyle"] = true
 		explicit["RefreshWindow"] = true
 	}
-	if s.Authority == "" {
-		s.Authority = c.Authority
-	}
-	if s.ClientID == "" {
-		s.ClientID = c.ClientID
-	}
-	if s.ClientSecret == "" {
-		s.ClientSecret = c.ClientSecret
-	}
+	s.Authority = cmp.Or(s.Authority, c.Authority)
+	s.ClientID = cmp.Or(s.ClientID, c.ClientID)
+	s.ClientSecret = cmp.Or(s.ClientSecret, c.ClientSecret)
 	if len(s.Scopes) == 0 {
 		s.Scopes = c.ServiceScopes
 	}
