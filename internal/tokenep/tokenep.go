@@ -55,7 +55,7 @@ type Client struct {
 	Now func() time.Time
 }
 
-// Style resolves AuthAuto against the methods discovery advertises.
+// style resolves AuthAuto against the methods discovery advertises.
 func (c *Client) style(methods []string) AuthStyle {
 	if c.Style != AuthAuto {
 		return c.Style
