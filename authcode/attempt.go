@@ -2,6 +2,7 @@ package authcode
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -15,7 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/redact"
 )
@@ -30,13 +33,13 @@ type attempt struct {
 	Created  int64  `json:"t"` // unix seconds
 }
 
-// newAttempt makes an attempt with 256-bit state, nonce and PKCE verifier
-// from crypto/rand.
+// newAttempt makes an attempt with state and nonce from crypto/rand.Text
+// (130 bits each) and a 256-bit PKCE verifier.
 func (c *Client) newAttempt(returnPath string) *attempt {
 	a := &attempt{
-		State:    randomString(32),
-		Nonce:    randomString(32),
-		Verifier: randomString(32), // 43 characters, as RFC 7636 §4.1 requires at least
+		State:    rand.Text(), // 26 base32 characters: 130 bits
+		Nonce:    rand.Text(),
+		Verifier: oauth2.GenerateVerifier(), // 256 bits, RFC 7636 §4.1
 		Return:   returnPath,
 		Created:  c.now().Unix(),
 	}
@@ -48,28 +51,25 @@ func (c *Client) newAttempt(returnPath string) *attempt {
 
 func (a *attempt) expired(now time.Time) bool {
 	age := now.Sub(time.Unix(a.Created, 0))
-	return age > AttemptTTL || age < -time.Minute
+	return age > attemptTTL || age < -time.Minute
 }
 
 // challenge is the PKCE S256 code_challenge of the verifier.
-func (a *attempt) challenge() string {
-	sum := sha256.Sum256([]byte(a.Verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
+func (a *attempt) challenge() string { return oauth2.S256ChallengeFromVerifier(a.Verifier) }
 
 // authURL builds the authorization request for a.
 func (c *Client) authURL(doc *discovery.Document, a *attempt, redirectURI string) (string, error) {
 	if doc.AuthorizationEndpoint == "" {
-		return "", &autherr.Error{Op: "discovery", Kind: autherr.ErrMisconfigured,
+		return "", &auth.Error{Op: "discovery", Kind: auth.ErrMisconfigured,
 			Err: errors.New("discovery document has no authorization_endpoint")}
 	}
 	if len(doc.CodeChallengeMethodsSupported) > 0 && !discovery.Supports(doc.CodeChallengeMethodsSupported, "S256") {
-		return "", &autherr.Error{Op: "discovery", Kind: autherr.ErrMisconfigured,
+		return "", &auth.Error{Op: "discovery", Kind: auth.ErrMisconfigured,
 			Err: errors.New("the identity server does not support PKCE with S256")}
 	}
 	u, err := url.Parse(doc.AuthorizationEndpoint)
 	if err != nil {
-		return "", &autherr.Error{Op: "discovery", Kind: autherr.ErrMisconfigured,
+		return "", &auth.Error{Op: "discovery", Kind: auth.ErrMisconfigured,
 			Err: errors.New("authorization_endpoint is not a valid URL")}
 	}
 	q := u.Query()
@@ -117,7 +117,7 @@ func (c *Client) setAttemptCookie(w http.ResponseWriter, a *attempt) {
 		Name:     name,
 		Value:    base64.RawURLEncoding.EncodeToString(c.sealer.Seal(pt, attemptAAD(name))),
 		Path:     c.attemptCP,
-		MaxAge:   int(AttemptTTL / time.Second),
+		MaxAge:   int(attemptTTL / time.Second),
 		HttpOnly: true,
 		Secure:   c.secure,
 		SameSite: http.SameSiteLaxMode,
@@ -177,10 +177,10 @@ func (c *Client) markStateUsed(ctx context.Context, a *attempt) error {
 	}
 	key := prefix + "state/" + h
 	if as, ok := c.store.(AddStore); ok {
-		added, err := as.Add(ctx, key, []byte{1}, AttemptTTL+time.Minute)
+		added, err := as.Add(ctx, key, []byte{1}, attemptTTL+time.Minute)
 		switch {
 		case err != nil:
-			return &autherr.Error{Op: "session store save", Kind: autherr.ErrTemporary, Err: err}
+			return &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
 		case !added:
 			return fmt.Errorf("%w: this callback was already used", ErrInvalidState)
 		}
@@ -190,10 +190,10 @@ func (c *Client) markStateUsed(ctx context.Context, a *attempt) error {
 	case err == nil:
 		return fmt.Errorf("%w: this callback was already used", ErrInvalidState)
 	case !errors.Is(err, ErrSessionNotFound):
-		return &autherr.Error{Op: "session store load", Kind: autherr.ErrTemporary, Err: err}
+		return &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
 	}
-	if err := c.store.Save(ctx, key, []byte{1}, AttemptTTL+time.Minute); err != nil {
-		return &autherr.Error{Op: "session store save", Kind: autherr.ErrTemporary, Err: err}
+	if err := c.store.Save(ctx, key, []byte{1}, attemptTTL+time.Minute); err != nil {
+		return &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
 	}
 	return nil
 }
@@ -204,7 +204,7 @@ func (c *Client) markStateUsed(ctx context.Context, a *attempt) error {
 // sign-in share.
 func (c *Client) complete(ctx context.Context, doc *discovery.Document, a *attempt, q url.Values, redirectURI string) (*record, error) {
 	if code := q.Get("error"); code != "" {
-		return nil, &autherr.Error{Op: "authorization", Code: redact.Truncate(code, 64),
+		return nil, &auth.Error{Op: "authorization", Code: redact.Truncate(code, 64),
 			Description: redact.Truncate(q.Get("error_description"), 256)}
 	}
 	iss, hasIss := q["iss"]

@@ -110,7 +110,7 @@ func BenchmarkCallback(b *testing.B) {
 	stub := newStubIDP(b, "com.example/bench")
 	c, err := New(Config{
 		Authority: benchIssuer, ClientID: "com.example/bench", ClientSecret: "bench-secret",
-		RedirectURL: "https://app.bench.example/callback", CookieKeys: [][]byte{bytes.Repeat([]byte{1}, 32)},
+		RedirectURL: "https://app.bench.example/callback", Keys: [][]byte{bytes.Repeat([]byte{1}, 32)},
 		HTTPClient: &http.Client{Transport: stub}, Logger: slog.New(slog.DiscardHandler),
 		MaxLiveSessions: 1 << 20,
 	})
@@ -189,7 +189,7 @@ func BenchmarkUserClientRequest(b *testing.B) {
 	tr := &http.Transport{MaxIdleConnsPerHost: 4}
 	defer tr.CloseIdleConnections()
 	c, err := New(Config{Authority: benchIssuer, ClientID: "com.example/bench",
-		CookieKeys: [][]byte{bytes.Repeat([]byte{1}, 32)}, HTTPClient: &http.Client{Transport: tr},
+		Keys: [][]byte{bytes.Repeat([]byte{1}, 32)}, HTTPClient: &http.Client{Transport: tr},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)

@@ -3,7 +3,6 @@ package authcode
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -15,7 +14,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/seal"
@@ -30,12 +29,14 @@ type Client struct {
 	cfg       Config
 	scope     string // space-separated, ready for the authorize request
 	store     Store
-	locker    RefreshLocker // store's, or nil
+	locker    RefreshLocker // the store's, or one for this process
 	sealer    *seal.Sealer
 	log       *slog.Logger
 	hc        *http.Client
-	base      http.RoundTripper // for UserClient
+	disco     *discovery.Cache
 	tep       *tokenep.Client
+	ctx       context.Context // ends at Close: bounds JWKS fetches
+	cancel    context.CancelFunc
 	now       func() time.Time
 	secure    bool   // cookies get Secure (the redirect URL is https)
 	cookie    string // session cookie name, prefixed when secure
@@ -51,9 +52,7 @@ type Client struct {
 	liveMu    sync.Mutex
 	live      map[string]*userTokens
 	lastSweep atomic.Int64
-	// tokenFiles maps a loopback session id to its refresh token file.
-	tokenFiles sync.Map
-	closed     atomic.Bool
+	closed    atomic.Bool
 
 	// nonce is a test hook (benchmarks pin the nonce so a pre-signed ID
 	// token can be served); nil means random.
@@ -88,25 +87,26 @@ func New(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	if c.store == nil {
-		c.store = NewMemoryStore()
+		c.store = newMemoryStore(cfg.Now)
 	}
-	c.locker, _ = c.store.(RefreshLocker)
-	if cfg.HTTPClient != nil && cfg.HTTPClient.Transport != nil {
-		c.base = cfg.HTTPClient.Transport
+	if l, ok := c.store.(RefreshLocker); ok {
+		c.locker = l
 	} else {
-		c.base = http.DefaultTransport
+		c.locker = new(locks)
 	}
-	keys := cfg.CookieKeys
+	c.disco = discovery.New(c.hc, cfg.Authority, cfg.DomainAPI)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	keys := cfg.Keys
 	if len(keys) == 0 {
 		k := make([]byte, 32)
 		_, _ = rand.Read(k)
 		keys = [][]byte{k}
 		if cfg.RedirectURL != "" { // only the web handlers use cookies
-			c.log.Warn("authcode: no CookieKeys configured; using a random key for this process: sessions will not survive a restart or span replicas")
+			c.log.Warn("authcode: no Keys configured; using a random key for this process: sessions will not survive a restart or span replicas")
 		}
 	}
 	if c.sealer, err = seal.New(keys...); err != nil {
-		return nil, &autherr.ConfigError{Field: "CookieKeys", Reason: "are not valid AES keys"}
+		return nil, &auth.ConfigError{Field: "Keys", Reason: "are not valid AES keys"}
 	}
 	if cfg.RedirectURL != "" {
 		u, _ := url.Parse(cfg.RedirectURL)
@@ -127,8 +127,9 @@ func New(cfg Config) (*Client, error) {
 		HTTPClient:   c.hc,
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
-		Style:        cfg.AuthStyle.internal(),
-		Now:          c.now,
+		Style:        cfg.AuthStyle,
+		Policy:       cfg.Retry,
+		Now:          cfg.Now,
 	}
 	return c, nil
 }
@@ -139,6 +140,7 @@ func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.cancel()
 	c.liveMu.Lock()
 	live := c.live
 	c.live = map[string]*userTokens{}
@@ -152,9 +154,9 @@ func (c *Client) Close() error {
 // discover returns the identity server's discovery document.
 func (c *Client) discover(ctx context.Context) (*discovery.Document, error) {
 	if c.closed.Load() {
-		return nil, autherr.ErrClosed
+		return nil, auth.ErrClosed
 	}
-	doc, err := discovery.Get(ctx, c.hc, c.cfg.Authority)
+	doc, err := c.disco.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +193,7 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 		return v.v, nil
 	}
 	if doc.JWKSURI == "" {
-		return nil, &autherr.Error{Op: "discovery", Kind: autherr.ErrMisconfigured,
+		return nil, &auth.Error{Op: "discovery", Kind: auth.ErrMisconfigured,
 			Err: errors.New("discovery document has no jwks_uri: ID tokens cannot be verified")}
 	}
 	c.verMu.Lock()
@@ -199,7 +201,8 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 	if v := c.verifier.Load(); v != nil && v.issuer == doc.Issuer && v.jwks == doc.JWKSURI {
 		return v.v, nil
 	}
-	ks := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), c.hc), doc.JWKSURI)
+	// The key set's fetches end when the Client is closed.
+	ks := oidc.NewRemoteKeySet(oidc.ClientContext(c.ctx, c.hc), doc.JWKSURI)
 	v := oidc.NewVerifier(doc.Issuer, ks, &oidc.Config{
 		ClientID:             c.cfg.ClientID,
 		SupportedSigningAlgs: c.cfg.IDTokenSigningAlgs,
@@ -209,11 +212,12 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 	return v, nil
 }
 
-// randomString returns n random bytes, base64url-encoded.
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails (Go ≥ 1.24)
-	return base64.RawURLEncoding.EncodeToString(b)
+// DomainAPI returns the Domain API (OData) root, ending in "/", e.g.
+// https://demodb.my.erp.net/api/domain/odata/: Config.DomainAPI, or the
+// one ERP.net auto-discovery names, or one derived from the Authority.
+// Append an entity set: DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
+func (c *Client) DomainAPI(ctx context.Context) (string, error) {
+	return c.disco.DomainAPI(ctx)
 }
 
 // usedStates remembers states whose callback was accepted, until their
@@ -243,6 +247,6 @@ func (u *usedStates) markUsed(h string, now time.Time) bool {
 	if exp, ok := u.m[h]; ok && now.Before(exp) {
 		return false
 	}
-	u.m[h] = now.Add(AttemptTTL + time.Minute)
+	u.m[h] = now.Add(attemptTTL + time.Minute)
 	return true
 }

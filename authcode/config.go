@@ -1,71 +1,37 @@
 package authcode
 
 import (
+	"fmt"
+
+	"golang.org/x/oauth2"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
-	"github.com/erpnetgo/auth/internal/tokenep"
 )
 
 // Scopes understood by ERP.net.
 const (
-	// ScopeOpenID asks for an ID token; always requested.
-	ScopeOpenID = "openid"
-	// ScopeProfile adds name, preferred_username and email to the ID token.
-	ScopeProfile = "profile"
-	// ScopeOfflineAccess asks for a refresh token.
-	ScopeOfflineAccess = "offline_access"
-	// ScopeRead allows reading through the Domain API.
-	ScopeRead = "read"
-	// ScopeUpdate allows writing through the Domain API.
-	ScopeUpdate = "update"
-	// ScopeDomainAPI is the obsolete scope ERP.net v20.1 servers still need;
-	// see Config.LegacyDomainAPIScope.
-	ScopeDomainAPI = "DomainApi"
+	scopeOpenID        = "openid"
+	scopeProfile       = "profile"
+	scopeOfflineAccess = "offline_access"
+	scopeDomainAPI     = "DomainApi" // obsolete; ERP.net v20.1 servers still need it
 )
 
-// DefaultScopes are requested when Config.Scopes is empty.
-var DefaultScopes = []string{ScopeOpenID, ScopeProfile, ScopeOfflineAccess, ScopeRead, ScopeUpdate}
+// defaultScopes are requested when Config.Scopes is empty.
+var defaultScopes = []string{scopeOpenID, scopeProfile, scopeOfflineAccess, "read", "update"}
 
 // Defaults for Config.
 const (
-	// DefaultSessionTTL is how long a session lives in the Store and its
-	// cookie in the browser when Config.SessionTTL is zero. Every token
-	// refresh extends the Store entry; the cookie's lifetime is fixed at
-	// sign-in.
-	DefaultSessionTTL = 14 * 24 * time.Hour
-	// AttemptTTL is how long a sign-in attempt (state, nonce, PKCE verifier)
-	// is accepted by the callback.
-	AttemptTTL = 10 * time.Minute
-	// DefaultCookieName is the session cookie's name when Config.CookieName
-	// is empty. Over https it gets the "__Host-" prefix.
-	DefaultCookieName = "erpnet_session"
-	// DefaultSignInPath is where RequireUser sends browsers that are not
-	// signed in, when Config.SignInPath is empty.
-	DefaultSignInPath = "/signin"
-	// DefaultMaxLiveSessions bounds the per-session token caches a Client
-	// keeps in memory when Config.MaxLiveSessions is zero.
-	DefaultMaxLiveSessions = 10000
-)
-
-// AuthStyle says how a confidential client authenticates to the token
-// endpoint. Public clients (no ClientSecret) never send a secret.
-type AuthStyle int
-
-const (
-	// AuthStyleAuto uses HTTP Basic unless discovery lists only
-	// client_secret_post.
-	AuthStyleAuto AuthStyle = iota
-	// AuthStyleBasic sends client_id and secret in an HTTP Basic header,
-	// each form-urlencoded first (RFC 6749 §2.3.1).
-	AuthStyleBasic
-	// AuthStyleForm sends client_id and client_secret in the form body.
-	AuthStyleForm
+	defaultSessionTTL      = 14 * 24 * time.Hour
+	attemptTTL             = 10 * time.Minute // how long a sign-in attempt is accepted
+	defaultCookieName      = "erpnet_session"
+	defaultSignInPath      = "/signin"
+	defaultMaxLiveSessions = 10000
 )
 
 // Config configures a Client. Only Authority and ClientID are always
@@ -90,9 +56,16 @@ type Config struct {
 	// Empty: the identity server shows its own page (and, without an
 	// end-session endpoint, SignOut redirects to "/").
 	PostLogoutRedirectURL string
-	// Scopes to request; empty means DefaultScopes. "openid" is added when
-	// missing: this package always verifies an ID token.
+	// Scopes to request; empty means openid, profile, offline_access, read
+	// and update. "openid" is added when missing: this package always
+	// verifies an ID token.
 	Scopes []string
+	// DomainAPI is the Domain API root, e.g.
+	// https://demodb.my.erp.net/api/domain/odata/. Empty means the one
+	// ERP.net auto-discovery names, else <instance root>/api/domain/odata/.
+	// User tokens are sent only to the origins of the Authority, the
+	// identity server and this root.
+	DomainAPI string
 	// LegacyDomainAPIScope adds the obsolete "DomainApi" scope, needed by
 	// ERP.net v20.1 servers.
 	LegacyDomainAPIScope bool
@@ -112,18 +85,20 @@ type Config struct {
 	// several replicas serve the same users.
 	Store Store
 	// SessionTTL is the lifetime of a session in the Store and of its
-	// cookie; zero means DefaultSessionTTL.
+	// cookie; zero means 14 days. Every token refresh extends the Store
+	// entry; the cookie's lifetime is fixed at sign-in.
 	SessionTTL time.Duration
-	// CookieKeys are AES keys (16, 24 or 32 bytes) that seal the cookies:
-	// the first seals, all open, so keys can be rotated by prepending a new
+	// Keys are AES keys (16, 24 or 32 bytes) that seal the cookies: the
+	// first seals, all open, so keys can be rotated by prepending a new
 	// one. Nil means one random key per process: sessions then do not
 	// survive a restart and cannot span replicas (a warning is logged).
-	CookieKeys [][]byte
+	Keys [][]byte
 	// CookieName is the session cookie's name; empty means
-	// DefaultCookieName. Sign-in attempt cookies are named after it.
+	// "erpnet_session", with the "__Host-" prefix over https. Sign-in
+	// attempt cookies are named after it.
 	CookieName string
 	// SignInPath is the path of the SignIn handler, where RequireUser sends
-	// browsers that are not signed in; empty means DefaultSignInPath.
+	// browsers that are not signed in; empty means "/signin".
 	SignInPath string
 	// DefaultReturnPath is where the browser lands after sign-in when the
 	// sign-in request named no (valid) return path; empty means "/".
@@ -133,21 +108,30 @@ type Config struct {
 	// in the background; zero means the token cache's default (5 minutes,
 	// or the last 20% of a short token's life).
 	RefreshWindow time.Duration
-	// AuthStyle selects how the client secret is sent; see AuthStyle.
-	AuthStyle AuthStyle
+	// AuthStyle is how the client secret is sent to the token endpoint;
+	// the zero value, oauth2.AuthStyleAutoDetect, uses HTTP Basic unless
+	// discovery lists only client_secret_post. Public clients (no
+	// ClientSecret) never send a secret.
+	AuthStyle oauth2.AuthStyle
 	// IDTokenSigningAlgs are the accepted ID token signature algorithms;
 	// empty means RS256 only (what ERP.net uses). "none" and HMAC
 	// algorithms are never accepted.
 	IDTokenSigningAlgs []string
 	// MaxLiveSessions bounds the per-session token caches kept in memory;
-	// zero means DefaultMaxLiveSessions. Idle ones are evicted first; an
+	// zero means 10,000. Idle ones are evicted first; an
 	// evicted session is simply reloaded from the Store when next used.
 	MaxLiveSessions int
 
-	// HTTPClient sends requests to the identity server and, through
-	// UserClient, to APIs (its Transport is the base transport). Nil means
-	// a client with a 30 s timeout over http.DefaultTransport.
+	// HTTPClient sends the requests to the identity server (discovery,
+	// JWKS, token, revocation); nil means a client with a 30 s timeout. It
+	// is not used for API calls (see Transport).
 	HTTPClient *http.Client
+	// Transport is the base transport of API calls made through
+	// UserClient; nil means http.DefaultTransport.
+	Transport http.RoundTripper
+	// Retry tunes retries of the token endpoint and of idempotent API
+	// calls answered 429 or 503; the zero value is sensible.
+	Retry auth.Retry
 	// Logger receives sign-in, refresh and store diagnostics. Nil discards
 	// them. Tokens, codes, verifiers, secrets and cookie values are never
 	// logged.
@@ -156,7 +140,7 @@ type Config struct {
 	// handlers; nil means a small built-in HTML page (or JSON for API
 	// callers). err never contains a secret.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
-	// Now is the clock (tests); nil means time.Now.
+	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -168,10 +152,10 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	cfg.Authority = strings.TrimRight(cfg.Authority, "/")
 	if strings.TrimSpace(cfg.ClientID) == "" {
-		return cfg, &autherr.ConfigError{Field: "ClientID", Reason: "is required (the Trusted Application's ApplicationUri)"}
+		return cfg, &auth.ConfigError{Field: "ClientID", Reason: "is required (the Trusted Application's ApplicationUri)"}
 	}
 	if strings.ContainsAny(cfg.ClientSecret, "\r\n") {
-		return cfg, &autherr.ConfigError{Field: "ClientSecret", Reason: "must not contain line breaks"}
+		return cfg, &auth.ConfigError{Field: "ClientSecret", Reason: "must not contain line breaks"}
 	}
 	if cfg.RedirectURL != "" {
 		if err := checkURL("RedirectURL", cfg.RedirectURL); err != nil {
@@ -185,7 +169,7 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	scopes := cfg.Scopes
 	if len(scopes) == 0 {
-		scopes = DefaultScopes
+		scopes = defaultScopes
 	}
 	out := make([]string, 0, len(scopes)+2)
 	seen := map[string]bool{}
@@ -195,67 +179,74 @@ func (cfg Config) normalize() (Config, error) {
 			out = append(out, s)
 		}
 	}
-	add(ScopeOpenID)
-	for _, s := range scopes {
+	add(scopeOpenID)
+	for i, s := range cfg.Scopes {
 		if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
-			return cfg, &autherr.ConfigError{Field: "Scopes", Reason: "must be non-empty scope tokens without spaces or quotes"}
+			return cfg, &auth.ConfigError{Field: fmt.Sprintf("Scopes[%d]", i), Reason: "must be a non-empty scope token without spaces, quotes or control characters"}
 		}
+	}
+	for _, s := range scopes {
 		add(s)
 	}
 	if cfg.LegacyDomainAPIScope {
-		add(ScopeDomainAPI)
+		add(scopeDomainAPI)
 	}
 	cfg.Scopes = out
 	if cfg.SessionTTL < 0 {
-		return cfg, &autherr.ConfigError{Field: "SessionTTL", Reason: "must not be negative"}
+		return cfg, &auth.ConfigError{Field: "SessionTTL", Reason: "must not be negative"}
 	}
 	if cfg.SessionTTL == 0 {
-		cfg.SessionTTL = DefaultSessionTTL
+		cfg.SessionTTL = defaultSessionTTL
 	}
 	if cfg.RefreshWindow < 0 {
-		return cfg, &autherr.ConfigError{Field: "RefreshWindow", Reason: "must not be negative"}
+		return cfg, &auth.ConfigError{Field: "RefreshWindow", Reason: "must not be negative"}
 	}
 	if cfg.MaxLiveSessions < 0 {
-		return cfg, &autherr.ConfigError{Field: "MaxLiveSessions", Reason: "must not be negative"}
+		return cfg, &auth.ConfigError{Field: "MaxLiveSessions", Reason: "must not be negative"}
 	}
 	if cfg.MaxLiveSessions == 0 {
-		cfg.MaxLiveSessions = DefaultMaxLiveSessions
+		cfg.MaxLiveSessions = defaultMaxLiveSessions
 	}
-	for _, k := range cfg.CookieKeys {
+	for i, k := range cfg.Keys {
 		switch len(k) {
 		case 16, 24, 32:
 		default:
-			return cfg, &autherr.ConfigError{Field: "CookieKeys", Reason: "must be AES keys of 16, 24 or 32 bytes"}
+			return cfg, &auth.ConfigError{Field: fmt.Sprintf("Keys[%d]", i), Reason: "must be an AES key of 16, 24 or 32 bytes"}
+		}
+	}
+	if cfg.DomainAPI != "" {
+		if err := discovery.CheckAuthority("DomainAPI", cfg.DomainAPI); err != nil {
+			return cfg, err
 		}
 	}
 	if cfg.CookieName == "" {
-		cfg.CookieName = DefaultCookieName
+		cfg.CookieName = defaultCookieName
 	}
 	if !validCookieName(cfg.CookieName) {
-		return cfg, &autherr.ConfigError{Field: "CookieName", Reason: "must be a cookie name of letters, digits, '_' or '-'"}
+		return cfg, &auth.ConfigError{Field: "CookieName", Reason: "must be a cookie name of letters, digits, '_' or '-'"}
 	}
 	if cfg.SignInPath == "" {
-		cfg.SignInPath = DefaultSignInPath
+		cfg.SignInPath = defaultSignInPath
 	}
 	if p, ok := safeReturnPath(cfg.SignInPath); !ok || p != cfg.SignInPath || strings.Contains(p, "?") {
-		return cfg, &autherr.ConfigError{Field: "SignInPath", Reason: "must be a local absolute path such as /signin"}
+		return cfg, &auth.ConfigError{Field: "SignInPath", Reason: "must be a local absolute path such as /signin"}
 	}
 	if cfg.DefaultReturnPath == "" {
 		cfg.DefaultReturnPath = "/"
 	}
 	if _, ok := safeReturnPath(cfg.DefaultReturnPath); !ok {
-		return cfg, &autherr.ConfigError{Field: "DefaultReturnPath", Reason: "must be a local absolute path such as /"}
+		return cfg, &auth.ConfigError{Field: "DefaultReturnPath", Reason: "must be a local absolute path such as /"}
 	}
 	for k := range cfg.AuthParams {
 		switch k {
 		case "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "response_mode", "request", "request_uri":
-			return cfg, &autherr.ConfigError{Field: "AuthParams", Reason: "must not set " + k + " (the Client sets it)"}
+			return cfg, &auth.ConfigError{Field: "AuthParams", Reason: "must not set " + k + " (the Client sets it)"}
 		}
 	}
 	switch cfg.AuthStyle {
-	case AuthStyleAuto, AuthStyleBasic, AuthStyleForm:
+	case oauth2.AuthStyleAutoDetect, oauth2.AuthStyleInParams, oauth2.AuthStyleInHeader:
 	default:
-		return cfg, &autherr.ConfigError{Field: "AuthStyle", Reason: "is not a known AuthStyle"}
+		return cfg, &auth.ConfigError{Field: "AuthStyle", Reason: "is not an oauth2.AuthStyle"}
 	}
 	if len(cfg.IDTokenSigningAlgs) == 0 {
 		cfg.IDTokenSigningAlgs = []string{"RS256"}
@@ -264,7 +255,7 @@ func (cfg Config) normalize() (Config, error) {
 		switch a {
 		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
 		default:
-			return cfg, &autherr.ConfigError{Field: "IDTokenSigningAlgs", Reason: "may list only asymmetric JWS algorithms (RS256, PS256, ES256, EdDSA, ...)"}
+			return cfg, &auth.ConfigError{Field: "IDTokenSigningAlgs", Reason: "may list only asymmetric JWS algorithms (RS256, PS256, ES256, EdDSA, ...)"}
 		}
 	}
 	return cfg, nil
@@ -273,13 +264,13 @@ func (cfg Config) normalize() (Config, error) {
 func checkURL(field, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return &autherr.ConfigError{Field: field, Reason: "must be an absolute http(s) URL"}
+		return &auth.ConfigError{Field: field, Reason: "must be an absolute http(s) URL"}
 	}
 	if u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil {
-		return &autherr.ConfigError{Field: field, Reason: "must not contain a fragment or user info"}
+		return &auth.ConfigError{Field: field, Reason: "must not contain a fragment or user info"}
 	}
 	if u.Scheme == "http" && !discovery.IsLoopback(u.Hostname()) {
-		return &autherr.ConfigError{Field: field, Reason: "must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"}
+		return &auth.ConfigError{Field: field, Reason: "must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"}
 	}
 	return nil
 }
@@ -291,14 +282,4 @@ func validCookieName(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-func (s AuthStyle) internal() tokenep.AuthStyle {
-	switch s {
-	case AuthStyleBasic:
-		return tokenep.AuthBasic
-	case AuthStyleForm:
-		return tokenep.AuthForm
-	}
-	return tokenep.AuthAuto
 }

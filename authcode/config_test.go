@@ -10,13 +10,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/erpnetgo/auth"
 )
 
 func TestNewValidation(t *testing.T) {
 	const secret = "super-secret-value-123"
 	valid := func() Config {
 		return Config{Authority: "https://demodb.my.erp.net", ClientID: "com.example/app", ClientSecret: secret,
-			RedirectURL: "https://app.example.com/callback", CookieKeys: [][]byte{make([]byte, 32)}}
+			RedirectURL: "https://app.example.com/callback", Keys: [][]byte{make([]byte, 32)}}
 	}
 	cases := []struct {
 		field string
@@ -32,11 +34,11 @@ func TestNewValidation(t *testing.T) {
 		{"RedirectURL", func(c *Config) { c.RedirectURL = "http://app.example.com/callback" }},
 		{"RedirectURL", func(c *Config) { c.RedirectURL = "https://app.example.com/callback#" + secret }},
 		{"PostLogoutRedirectURL", func(c *Config) { c.PostLogoutRedirectURL = "app.example.com" }},
-		{"Scopes", func(c *Config) { c.Scopes = []string{"openid read"} }},
+		{"Scopes[1]", func(c *Config) { c.Scopes = []string{"read", "openid read"} }},
 		{"SessionTTL", func(c *Config) { c.SessionTTL = -time.Second }},
 		{"RefreshWindow", func(c *Config) { c.RefreshWindow = -time.Second }},
 		{"MaxLiveSessions", func(c *Config) { c.MaxLiveSessions = -1 }},
-		{"CookieKeys", func(c *Config) { c.CookieKeys = [][]byte{[]byte(secret)} }},
+		{"Keys[0]", func(c *Config) { c.Keys = [][]byte{[]byte(secret)} }},
 		{"CookieName", func(c *Config) { c.CookieName = "bad name;" }},
 		{"SignInPath", func(c *Config) { c.SignInPath = "//evil.example" }},
 		{"DefaultReturnPath", func(c *Config) { c.DefaultReturnPath = "https://evil.example" }},
@@ -50,10 +52,10 @@ func TestNewValidation(t *testing.T) {
 		c, err := New(cfg)
 		require.Error(t, err, tc.field)
 		assert.Nil(t, c)
-		var ce *ConfigError
+		var ce *auth.ConfigError
 		require.True(t, errors.As(err, &ce), "%s: %T", tc.field, err)
 		assert.Equal(t, tc.field, ce.Field)
-		assert.ErrorIs(t, err, ErrMisconfigured)
+		assert.ErrorIs(t, err, auth.ErrMisconfigured)
 		assert.NotContains(t, err.Error(), secret)
 	}
 	c, err := New(valid())
@@ -69,11 +71,11 @@ func TestNewDefaultsAndNoIO(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	assert.Equal(t, "openid profile offline_access read update", c.scope)
-	assert.Equal(t, DefaultSessionTTL, c.cfg.SessionTTL)
+	assert.Equal(t, defaultSessionTTL, c.cfg.SessionTTL)
 	assert.Equal(t, []string{"RS256"}, c.cfg.IDTokenSigningAlgs)
-	assert.IsType(t, &MemoryStore{}, c.store)
-	assert.Contains(t, logs.String(), "no CookieKeys configured")
-	assert.Equal(t, DefaultSignInPath, c.cfg.SignInPath)
+	assert.IsType(t, &memoryStore{}, c.store)
+	assert.Contains(t, logs.String(), "no Keys configured")
+	assert.Equal(t, defaultSignInPath, c.cfg.SignInPath)
 
 	// Without RedirectURL (a native app) no cookie is used, so no warning,
 	// and the web handlers explain themselves.
@@ -87,7 +89,14 @@ func TestNewDefaultsAndNoIO(t *testing.T) {
 	w := newRecorder()
 	c2.SignIn().ServeHTTP(w, newRequest(http.MethodGet, "/signin", nil))
 	assert.Equal(t, http.StatusInternalServerError, w.Code)
-	assert.Contains(t, w.Body.String(), "RedirectURL")
+	// The page says what happened in plain words, with a reference; the
+	// technical cause (naming the field) goes to the log under the same
+	// reference.
+	assert.Contains(t, w.Body.String(), "Sign-in is not set up correctly")
+	ref := pageReference(t, w.Body.String())
+	assert.NotContains(t, w.Body.String(), "RedirectURL")
+	assert.Contains(t, logs.String(), "RedirectURL")
+	assert.Contains(t, logs.String(), ref)
 }
 
 func TestSafeReturnPath(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"path/filepath"
 
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/internal/devserver"
@@ -27,10 +28,19 @@ func Example() {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 
+	dir, err := os.MkdirTemp("", "example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
 	c, err := authcode.New(authcode.Config{
 		Authority:  idp.URL(),
 		ClientID:   devserver.DemoCLIID, // a public client: no secret
 		HTTPClient: hc,
+		// The session is kept in a file (mode 0600): the next run reuses
+		// it instead of opening the browser.
+		Store: &authcode.FileStore{Path: filepath.Join(dir, "session.json")},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -38,7 +48,7 @@ func Example() {
 	defer c.Close()
 
 	ctx := context.Background()
-	res, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{
+	s, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{
 		OpenBrowser: func(u string) error {
 			resp, err := hc.Get(u) // follows the redirect to the loopback listener
 			if err == nil {
@@ -46,13 +56,14 @@ func Example() {
 			}
 			return err
 		},
+		Output: io.Discard, // where "open this address" is printed; nil means os.Stderr
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("signed in as", res.Session.Subject)
+	fmt.Println("signed in as", s.Subject)
 
-	resp, err := c.UserClient(ctx, res.Session).Get(idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=1")
+	resp, err := c.UserClient(ctx, s).Get(idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=1")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -71,7 +82,7 @@ func ExampleClient_RequireUser() {
 		ClientID:     "com.example/webapp",
 		ClientSecret: os.Getenv("ERPNET_CLIENT_SECRET"),
 		RedirectURL:  "https://app.example.com/callback",
-		// CookieKeys: [][]byte{key}, // the same 32 random bytes on every replica
+		// Keys: [][]byte{key}, // the same 32 random bytes on every replica
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -81,7 +92,7 @@ func ExampleClient_RequireUser() {
 	mux := http.NewServeMux()
 	mux.Handle("/signin", c.SignIn())
 	mux.Handle("/callback", c.Callback())
-	mux.Handle("POST /signout", c.SignOut())
+	mux.Handle("/signout", c.SignOut()) // a POST form; a cross-site GET asks to confirm
 	mux.Handle("/customers", c.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := authcode.SessionFromContext(r.Context())
 		resp, err := c.UserClient(r.Context(), s).Get("https://demodb.my.erp.net/api/domain/odata/Crm_Sales_Customers?$top=10")

@@ -2,21 +2,23 @@ package authcode
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"html"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/redact"
 )
 
-// ReturnParam is the query (or form) parameter of the SignIn handler that
+// returnParam is the query (or form) parameter of the SignIn handler that
 // names the local path to return to after sign-in.
-const ReturnParam = "return_to"
+const returnParam = "return_to"
 
 // SignIn returns the handler that starts a sign-in: it creates an attempt
 // (state, nonce and PKCE verifier, 256 bits each from crypto/rand), keeps it
@@ -29,11 +31,11 @@ func (c *Client) SignIn() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
 			w.Header().Set("Allow", "GET, HEAD, POST")
-			c.fail(w, r, http.StatusMethodNotAllowed, errors.New("authcode: method not allowed"))
+			c.fail(w, r, http.StatusMethodNotAllowed, errMethod)
 			return
 		}
 		if c.cfg.RedirectURL == "" {
-			c.fail(w, r, http.StatusInternalServerError, &autherr.ConfigError{Field: "RedirectURL", Reason: "is required to serve SignIn and Callback"})
+			c.fail(w, r, http.StatusInternalServerError, &auth.ConfigError{Field: "RedirectURL", Reason: "is required to serve SignIn and Callback"})
 			return
 		}
 		doc, err := c.discover(r.Context())
@@ -42,9 +44,9 @@ func (c *Client) SignIn() http.Handler {
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
-		ret := r.URL.Query().Get(ReturnParam)
+		ret := r.URL.Query().Get(returnParam)
 		if r.Method == http.MethodPost && ret == "" {
-			ret = r.PostFormValue(ReturnParam)
+			ret = r.PostFormValue(returnParam)
 		}
 		ret = c.returnPath(ret)
 		a := c.newAttempt(ret)
@@ -95,11 +97,11 @@ func (c *Client) Callback() http.Handler {
 		noCache(w)
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")
-			c.fail(w, r, http.StatusMethodNotAllowed, errors.New("authcode: method not allowed"))
+			c.fail(w, r, http.StatusMethodNotAllowed, errMethod)
 			return
 		}
 		if c.cfg.RedirectURL == "" {
-			c.fail(w, r, http.StatusInternalServerError, &autherr.ConfigError{Field: "RedirectURL", Reason: "is required to serve SignIn and Callback"})
+			c.fail(w, r, http.StatusInternalServerError, &auth.ConfigError{Field: "RedirectURL", Reason: "is required to serve SignIn and Callback"})
 			return
 		}
 		q := r.URL.Query()
@@ -111,12 +113,22 @@ func (c *Client) Callback() http.Handler {
 		if err == nil && q.Get("error") == "" {
 			err = c.markStateUsed(r.Context(), a)
 		}
+		if err == nil && q.Get("error") != "" {
+			// The identity server's answer to a live attempt of this
+			// browser: its error is what the user needs to see. For any
+			// other callback the URL's text is never shown (anyone can
+			// craft such a link).
+			err = &auth.Error{Op: "authorization", Code: redact.Truncate(q.Get("error"), 64), Description: redact.Truncate(q.Get("error_description"), 256)}
+		}
 		if err != nil {
-			if code := q.Get("error"); code != "" && !errors.Is(err, ErrAttemptExpired) {
-				// The identity server's error is what the user needs to see.
-				err = &autherr.Error{Op: "authorization", Code: redact.Truncate(code, 64), Description: redact.Truncate(q.Get("error_description"), 256)}
+			if errors.Is(err, ErrInvalidState) && !found {
+				// A replayed, bookmarked or reloaded callback whose attempt
+				// is gone: a browser that is signed in just goes on.
+				if s, serr := c.UserSession(r); serr == nil && s != nil {
+					http.Redirect(w, r, c.cfg.DefaultReturnPath, http.StatusSeeOther)
+					return
+				}
 			}
-			c.log.Warn("authcode: callback refused", "error", err.Error())
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
@@ -127,7 +139,6 @@ func (c *Client) Callback() http.Handler {
 		}
 		rec, err := c.complete(r.Context(), doc, a, q, c.cfg.RedirectURL)
 		if err != nil {
-			c.log.Warn("authcode: sign-in failed", "error", err.Error())
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
@@ -140,21 +151,20 @@ func (c *Client) Callback() http.Handler {
 		if old, ok := c.sessionID(r); ok {
 			c.dropSession(r.Context(), sessionKey(prefix, old), old)
 		}
-		id := randomString(32)
+		id := rand.Text() + rand.Text() // 260 bits
 		key := sessionKey(prefix, id)
 		b, err := rec.encode()
 		if err == nil {
 			err = c.store.Save(r.Context(), key, b, c.cfg.SessionTTL)
 		}
 		if err != nil {
-			err = &autherr.Error{Op: "session store save", Kind: autherr.ErrTemporary, Err: err}
-			c.log.Error("authcode: cannot save the new session", "error", err.Error())
+			err = &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
 			c.fail(w, r, http.StatusServiceUnavailable, err)
 			return
 		}
 		c.adopt(id, key, rec)
 		c.setSessionCookie(w, id)
-		c.log.Info("authcode: signed in", "subject", rec.Subject, "issuer", rec.Issuer)
+		c.log.Info("authcode: signed in")
 		ret := a.Return
 		if _, ok := safeReturnPath(ret); !ok {
 			ret = c.cfg.DefaultReturnPath
@@ -197,49 +207,53 @@ func (c *Client) sessionID(r *http.Request) (string, bool) {
 
 // SignOut returns the handler that signs the user out: it revokes the
 // refresh token (when discovery lists a revocation endpoint), deletes the
-// session from the Store, clears the session cookie, and redirects the
+// session from the Store (waiting for a refresh of it in flight, so no
+// replica can bring it back), clears the session cookie, and redirects the
 // browser to the identity server's end-session endpoint with id_token_hint
-// (the latest ID token), post_logout_redirect_uri and state, which ends the
-// ERP.net session and frees its license. Without an end-session endpoint
-// it redirects to Config.PostLogoutRedirectURL (or "/").
+// (the latest ID token) and post_logout_redirect_uri, which ends the
+// ERP.net session and frees its license; the identity server then sends
+// the browser to Config.PostLogoutRedirectURL with nothing added to it.
+// Without an end-session endpoint it redirects to PostLogoutRedirectURL
+// (or DefaultReturnPath).
 //
-// Use a POST form (a "Sign out" button). GET is accepted too, for links,
-// but any site can then sign your users out by embedding the URL
-// (logout CSRF); reject GET in front of this handler if that matters, or
-// check a CSRF token. SameSite=Lax cookies are not sent with a cross-site
-// POST, so a forged POST finds no session to end.
+// Use a POST form (a "Sign out" button). A GET signs out only when it
+// comes from the app's own pages or a typed address (Sec-Fetch-Site
+// same-origin or none, and no foreign Origin); a cross-site GET (a link on
+// another site, which SameSite=Lax cookies follow) gets a page asking the
+// user to confirm with a button instead, so no other site can sign your
+// users out. A cross-site POST carries no SameSite=Lax cookie and is
+// refused the same way.
 func (c *Client) SignOut() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		noCache(w)
 		if r.Method != http.MethodPost && r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET, POST")
-			c.fail(w, r, http.StatusMethodNotAllowed, errors.New("authcode: method not allowed"))
+			c.fail(w, r, http.StatusMethodNotAllowed, errMethod)
+			return
+		}
+		if crossSite(r) {
+			c.confirmSignOut(w, r)
 			return
 		}
 		ctx := r.Context()
 		var idToken string
-		doc, derr := c.discover(ctx)
 		if id, ok := c.sessionID(r); ok {
 			c.clearCookie(w, c.cookie, "/")
 			if prefix, err := c.keyPrefix(ctx); err == nil {
-				key := sessionKey(prefix, id)
-				rec := c.loadForSignOut(ctx, key, id)
+				rec, err := c.endSession(ctx, sessionKey(prefix, id), id)
+				if err != nil {
+					c.log.Warn("authcode: sign-out incomplete", "error", err.Error())
+				}
 				if rec != nil {
 					idToken = rec.IDToken
-					if rec.RefreshToken != "" && doc != nil && doc.RevocationEndpoint != "" {
-						if err := c.tep.Revoke(ctx, doc, rec.RefreshToken, "refresh_token"); err != nil {
-							c.log.Warn("authcode: sign-out: refresh token revocation failed", "error", err.Error())
-						}
-					}
-					c.log.Info("authcode: signed out", "subject", rec.Subject)
 				}
-				c.dropSession(ctx, key, id)
 			}
 		}
 		target := c.cfg.PostLogoutRedirectURL
 		if target == "" {
 			target = c.cfg.DefaultReturnPath
 		}
+		doc, derr := c.discover(ctx)
 		if derr == nil && doc.EndSessionEndpoint != "" {
 			if u, err := url.Parse(doc.EndSessionEndpoint); err == nil {
 				q := u.Query()
@@ -248,10 +262,10 @@ func (c *Client) SignOut() http.Handler {
 				}
 				q.Set("client_id", c.cfg.ClientID)
 				// Identity servers (IdentityServer, so ERP.net) honour
-				// post_logout_redirect_uri only with an id_token_hint.
+				// post_logout_redirect_uri only with an id_token_hint. No
+				// state is sent: nothing is left in the address bar.
 				if c.cfg.PostLogoutRedirectURL != "" && idToken != "" {
 					q.Set("post_logout_redirect_uri", c.cfg.PostLogoutRedirectURL)
-					q.Set("state", randomString(16))
 				}
 				u.RawQuery = q.Encode()
 				target = u.String()
@@ -261,6 +275,31 @@ func (c *Client) SignOut() http.Handler {
 		}
 		http.Redirect(w, r, target, http.StatusSeeOther)
 	})
+}
+
+// crossSite reports whether r was sent by another site's page: the fetch
+// metadata says so, or an Origin header names another origin.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return false
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return true // "null" (an opaque origin) or garbage
+	}
+	return !strings.EqualFold(u.Host, r.Host)
+}
+
+// confirmSignOut asks the user to confirm a sign-out another site started.
+func (c *Client) confirmSignOut(w http.ResponseWriter, r *http.Request) {
+	page(w, http.StatusOK, "Sign out?", "Another site asked to sign you out of this application.",
+		`<form method="post" action="`+html.EscapeString(r.URL.Path)+`"><button type="submit">Sign out</button></form>`+
+			`<p><a href="`+html.EscapeString(c.cfg.DefaultReturnPath)+`">Stay signed in</a></p>`, "")
 }
 
 // loadForSignOut returns the session's latest record from the Store, or
@@ -291,7 +330,9 @@ func (c *Client) RequireUser(next http.Handler) http.Handler {
 		s, err := c.UserSession(r)
 		if err == nil {
 			if _, terr := c.sessionEntry(r.Context(), s); terr != nil {
-				if errors.Is(terr, ErrReauthRequired) {
+				if errors.Is(terr, auth.ErrReauthRequired) {
+					// The refresh token is dead: never forward a request
+					// with it; the user signs in again.
 					err = ErrNoSession
 				} else {
 					// The identity server may be down: the handler's own
@@ -303,7 +344,7 @@ func (c *Client) RequireUser(next http.Handler) http.Handler {
 		}
 		switch {
 		case err == nil:
-			next.ServeHTTP(w, r.WithContext(ContextWithSession(r.Context(), s)))
+			next.ServeHTTP(w, r.WithContext(contextWithSession(r.Context(), s)))
 		case errors.Is(err, ErrNoSession):
 			c.challenge(w, r)
 		default:
@@ -318,7 +359,7 @@ func (c *Client) challenge(w http.ResponseWriter, r *http.Request) {
 	noCache(w)
 	if isBrowserNavigation(r) {
 		ret := c.returnPath(r.URL.RequestURI())
-		target := c.cfg.SignInPath + "?" + url.Values{ReturnParam: {ret}}.Encode()
+		target := c.cfg.SignInPath + "?" + url.Values{returnParam: {ret}}.Encode()
 		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
@@ -372,31 +413,96 @@ func writeError(w http.ResponseWriter, _ *http.Request, status int, code, desc s
 	_, _ = w.Write(b)
 }
 
+var errMethod = errors.New("authcode: method not allowed")
+
 // fail renders a handler error with Config.ErrorHandler or the default
-// page. err never holds a secret.
+// page. The technical cause goes to the log with a short reference that
+// the page shows; the page itself says in plain words what happened and
+// what to do, and never shows Go error text.
 func (c *Client) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
+	ref := strings.ToLower(rand.Text()[:8])
+	level := slog.LevelWarn
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	c.log.Log(r.Context(), level, "authcode: "+r.URL.Path+" failed", "ref", ref, "status", status, "error", err.Error())
 	if c.cfg.ErrorHandler != nil {
 		c.cfg.ErrorHandler(w, r, status, err)
 		return
 	}
 	noCache(w)
+	title, msg := explain(err)
 	if wantsJSON(r) && !isBrowserNavigation(r) {
-		writeError(w, r, status, errorCode(err), err.Error())
+		writeError(w, r, status, errorCode(err), msg+" (reference "+ref+")")
 		return
 	}
+	var idp string
+	var ae *auth.Error
+	if errors.As(err, &ae) && ae.Op == "authorization" && ae.Description != "" {
+		idp = `<p class="idp">The identity server said: ` + html.EscapeString(ae.Description) + `</p>`
+	}
+	page(w, status, title, msg, idp+
+		`<p><a class="button" href="`+html.EscapeString(c.cfg.SignInPath)+`">Sign in again</a> `+
+		`<a href="`+html.EscapeString(c.cfg.DefaultReturnPath)+`">Back to the application</a></p>`, ref)
+}
+
+// explain says what happened, in words for a person.
+func explain(err error) (title, msg string) {
+	var ae *auth.Error
+	switch {
+	case errors.As(err, &ae) && ae.Op == "authorization" && ae.Code == "access_denied":
+		return "Sign-in cancelled", "The sign-in was cancelled, or the identity server did not allow it. You are not signed in."
+	case errors.As(err, &ae) && ae.Op == "authorization" && ae.Code == "login_required":
+		return "Sign-in needed", "The identity server needs you to sign in again."
+	case errors.As(err, &ae) && ae.Op == "authorization":
+		return "Sign-in failed", "The identity server could not sign you in."
+	case errors.Is(err, ErrAttemptExpired):
+		return "Sign-in took too long", "This sign-in was started too long ago. Please sign in again."
+	case errors.Is(err, ErrInvalidState):
+		return "Sign-in link no longer valid", "This sign-in was already completed, started in another browser, or has expired. Please sign in again."
+	case errors.Is(err, ErrIssuerMismatch), errors.Is(err, ErrInvalidIDToken):
+		return "Sign-in could not be verified", "The answer from the identity server could not be verified, so you were not signed in. Please sign in again."
+	case errors.Is(err, auth.ErrTemporary):
+		return "Sign-in is unavailable right now", "The sign-in service did not answer in time. Please try again in a few minutes."
+	case errors.Is(err, auth.ErrMisconfigured):
+		return "Sign-in is not set up correctly", "This application's sign-in is misconfigured. Please tell its administrator, quoting the reference below."
+	case errors.Is(err, errMethod):
+		return "Not allowed", "This address cannot be used that way."
+	case errors.As(err, &ae):
+		return "Sign-in failed", "The identity server refused to complete the sign-in. Please sign in again."
+	}
+	return "Something went wrong", "The sign-in could not be completed. Please try again."
+}
+
+// page writes a small, self-contained HTML page: inline style, no
+// external assets, no scripts.
+func page(w http.ResponseWriter, status int, title, msg, extraHTML, ref string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	w.WriteHeader(status)
-	signIn := html.EscapeString(c.cfg.SignInPath)
-	_, _ = w.Write([]byte(`<!doctype html><meta charset="utf-8"><title>Sign-in problem</title>` +
-		`<h1>Sign-in problem</h1><p>` + html.EscapeString(err.Error()) + `</p>` +
-		`<p><a href="` + signIn + `">Sign in again</a></p>`))
+	var b strings.Builder
+	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>`)
+	b.WriteString(html.EscapeString(title))
+	b.WriteString(`</title><style>body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f5f6f8;color:#1d2330;margin:0}` +
+		`main{max-width:34rem;margin:12vh auto;background:#fff;border-radius:10px;padding:2rem 2.25rem;box-shadow:0 2px 12px rgba(0,0,0,.08)}` +
+		`h1{font-size:1.4rem;margin:0 0 .75rem}a{color:#0b5cad}.button,button{display:inline-block;background:#0b5cad;color:#fff;border:0;border-radius:6px;padding:.5rem 1rem;font:inherit;text-decoration:none;margin-right:1rem;cursor:pointer}` +
+		`.idp{background:#f5f6f8;border-left:3px solid #c9ced8;padding:.5rem .75rem}.ref{color:#6b7280;font-size:.85rem;margin-top:1.5rem}</style></head><body><main><h1>`)
+	b.WriteString(html.EscapeString(title))
+	b.WriteString(`</h1><p>`)
+	b.WriteString(html.EscapeString(msg))
+	b.WriteString(`</p>`)
+	b.WriteString(extraHTML)
+	if ref != "" {
+		b.WriteString(`<p class="ref">Reference: ` + html.EscapeString(ref) + `</p>`)
+	}
+	b.WriteString(`</main></body></html>`)
+	_, _ = w.Write([]byte(b.String()))
 }
 
 // errorCode is a short machine-readable code for err.
 func errorCode(err error) string {
-	var ae *autherr.Error
+	var ae *auth.Error
 	switch {
 	case errors.As(err, &ae) && ae.Code != "":
 		return ae.Code
@@ -406,9 +512,9 @@ func errorCode(err error) string {
 		return "issuer_mismatch"
 	case errors.Is(err, ErrInvalidIDToken):
 		return "invalid_id_token"
-	case errors.Is(err, ErrTemporary):
+	case errors.Is(err, auth.ErrTemporary):
 		return "temporarily_unavailable"
-	case errors.Is(err, ErrMisconfigured):
+	case errors.Is(err, auth.ErrMisconfigured):
 		return "server_misconfigured"
 	}
 	return "error"
@@ -416,7 +522,7 @@ func errorCode(err error) string {
 
 // statusFor maps a handler error to an HTTP status.
 func statusFor(err error) int {
-	var ae *autherr.Error
+	var ae *auth.Error
 	switch {
 	case errors.As(err, &ae) && ae.Op == "authorization":
 		if ae.Code == "access_denied" {
@@ -427,9 +533,9 @@ func statusFor(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrInvalidIDToken):
 		return http.StatusBadGateway
-	case errors.Is(err, ErrTemporary):
+	case errors.Is(err, auth.ErrTemporary):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, ErrMisconfigured):
+	case errors.Is(err, auth.ErrMisconfigured):
 		return http.StatusInternalServerError
 	case errors.As(err, &ae):
 		// e.g. invalid_grant: a replayed or expired code.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth/internal/devserver"
@@ -97,7 +98,7 @@ type env struct {
 	c     *Client
 	cfg   Config
 	store Store
-	mem   *MemoryStore
+	mem   *memoryStore
 	clk   *clock
 	rec   *recorder
 	tr    *http.Transport
@@ -112,14 +113,14 @@ type envSetup struct {
 	idp     func(*devserver.Config)
 	client  func(*Config)
 	public  bool
-	store   func(*MemoryStore) Store
+	store   func(*memoryStore) Store
 	rewrite func(map[string]any)
 }
 
 func withIDP(f func(*devserver.Config)) envOption { return func(s *envSetup) { s.idp = f } }
 func withClient(f func(*Config)) envOption        { return func(s *envSetup) { s.client = f } }
 func withPublicClient() envOption                 { return func(s *envSetup) { s.public = true } }
-func withStore(f func(*MemoryStore) Store) envOption {
+func withStore(f func(*memoryStore) Store) envOption {
 	return func(s *envSetup) { s.store = f }
 }
 func withDiscoveryRewrite(f func(map[string]any)) envOption {
@@ -158,7 +159,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 
 	e.tr = &http.Transport{}
 	e.rec = &recorder{base: e.tr, rewriteDiscovery: setup.rewrite}
-	e.mem = NewMemoryStore()
+	e.mem = newMemoryStore(nil)
 	e.store = e.mem
 	if setup.store != nil {
 		e.store = setup.store(e.mem)
@@ -170,7 +171,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		RedirectURL:           e.app.URL + "/callback",
 		PostLogoutRedirectURL: e.app.URL + "/bye",
 		Store:                 e.store,
-		CookieKeys:            [][]byte{bytes.Repeat([]byte{7}, 32)},
+		Keys:            [][]byte{bytes.Repeat([]byte{7}, 32)},
 		HTTPClient:            &http.Client{Transport: e.rec, Timeout: 20 * time.Second},
 		Logger:                slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:                   e.clk.Now,
@@ -372,7 +373,7 @@ func (b *browser) cookie(u, name string) *http.Cookie {
 // flakyStore wraps a MemoryStore with switchable failures and an optional
 // hook in Save.
 type flakyStore struct {
-	*MemoryStore
+	*memoryStore
 	failLoad atomic.Bool
 	failSave atomic.Bool
 	saves    atomic.Int32
@@ -385,7 +386,7 @@ func (f *flakyStore) Load(ctx context.Context, key string) ([]byte, error) {
 	if f.failLoad.Load() {
 		return nil, errStoreDown
 	}
-	return f.MemoryStore.Load(ctx, key)
+	return f.memoryStore.Load(ctx, key)
 }
 
 func (f *flakyStore) Save(ctx context.Context, key string, v []byte, ttl time.Duration) error {
@@ -396,13 +397,13 @@ func (f *flakyStore) Save(ctx context.Context, key string, v []byte, ttl time.Du
 		return errStoreDown
 	}
 	f.saves.Add(1)
-	return f.MemoryStore.Save(ctx, key, v, ttl)
+	return f.memoryStore.Save(ctx, key, v, ttl)
 }
 
 // lockingStore is a MemoryStore shared between "replicas" that implements
 // RefreshLocker with one mutex per key.
 type lockingStore struct {
-	*MemoryStore
+	*memoryStore
 	mu    sync.Mutex
 	locks map[string]chan struct{}
 	taken atomic.Int32
@@ -426,4 +427,24 @@ func (l *lockingStore) LockRefresh(ctx context.Context, key string) (func(), err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// logLine returns the log records that mention ref (an error page's
+// reference), or "" when there are none.
+func (e *env) logLine(ref string) string {
+	var out []string
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(l, `"ref":"`+ref+`"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// assertNoGoErrorText checks that a page shows none of the SDK's error
+// strings (they start with "authcode:" or "erpnet auth:").
+func assertNoGoErrorText(t testing.TB, body string) {
+	t.Helper()
+	assert.NotContains(t, body, "authcode:")
+	assert.NotContains(t, body, "erpnet auth:")
 }

@@ -16,6 +16,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth"
 
 	"github.com/erpnetgo/auth/internal/oidctest"
 )
@@ -27,7 +30,7 @@ type interopApp struct {
 	handler atomic.Pointer[http.Handler]
 	c       *Client
 	rec     *recorder
-	mem     *MemoryStore
+	mem     *memoryStore
 	client  oidctest.Client
 }
 
@@ -63,12 +66,12 @@ func TestInteropOIDCProvider(t *testing.T) {
 	t.Cleanup(tr.CloseIdleConnections)
 
 	for _, a := range apps {
-		style := AuthStyleBasic
+		style := oauth2.AuthStyleInHeader
 		if a.client.AuthMethod == "client_secret_post" {
-			style = AuthStyleForm
+			style = oauth2.AuthStyleInParams
 		}
 		a.rec = &recorder{base: tr}
-		a.mem = NewMemoryStore()
+		a.mem = newMemoryStore(nil)
 		c, err := New(Config{
 			Authority:             p.Issuer(),
 			ClientID:              a.client.ID,
@@ -76,7 +79,7 @@ func TestInteropOIDCProvider(t *testing.T) {
 			RedirectURL:           a.srv.URL + "/callback",
 			PostLogoutRedirectURL: a.srv.URL + "/bye",
 			Store:                 a.mem,
-			CookieKeys:            [][]byte{bytes.Repeat([]byte{3}, 32)},
+			Keys:            [][]byte{bytes.Repeat([]byte{3}, 32)},
 			AuthStyle:             style,
 			// oidc-provider drops offline_access without prompt=consent
 			// (ERP.net does not need it).
@@ -138,16 +141,20 @@ func TestInteropOIDCProvider(t *testing.T) {
 				assert.Equal(t, a.client.ID, code.Form.Get("client_id"))
 			}
 
-			// Refresh with rotation.
+			// Refresh with rotation: Invalidate makes the next Token
+			// redeem the refresh token, once.
 			ts := a.c.TokenSource(ctx, s)
 			tok0, err := ts.Token()
 			require.NoError(t, err)
-			u := a.c.liveGet(s.ID)
-			require.NotNil(t, u)
-			u.cache.Invalidate()
+			require.Zero(t, refreshGrants(a.rec))
+			a.c.Invalidate(s)
 			tok1, err := ts.Token()
 			require.NoError(t, err)
+			assert.Equal(t, 1, refreshGrants(a.rec))
 			assert.NotEqual(t, tok0.AccessToken, tok1.AccessToken)
+			_, err = ts.Token()
+			require.NoError(t, err)
+			assert.Equal(t, 1, refreshGrants(a.rec))
 			rec1 := e.record(s)
 			assert.Equal(t, rec0.Ver+1, rec1.Ver)
 			assert.NotEqual(t, rec0.RefreshToken, rec1.RefreshToken, "rotated")
@@ -167,9 +174,9 @@ func TestInteropOIDCProvider(t *testing.T) {
 			doc, err := a.c.discover(ctx)
 			require.NoError(t, err)
 			_, err = a.c.tep.Exchange(ctx, doc, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rec1.RefreshToken}})
-			assert.ErrorIs(t, err, ErrReauthRequired, "the revoked refresh token is dead")
+			assert.ErrorIs(t, err, auth.ErrReauthRequired, "the revoked refresh token is dead")
 			_, err = a.c.tep.Exchange(ctx, doc, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rec0.RefreshToken}})
-			assert.ErrorIs(t, err, ErrReauthRequired, "the rotated-away refresh token is dead")
+			assert.ErrorIs(t, err, auth.ErrReauthRequired, "the rotated-away refresh token is dead")
 
 			eu := mustURL(endURL)
 			assert.Equal(t, rec1.IDToken, eu.Query().Get("id_token_hint"))
@@ -177,9 +184,45 @@ func TestInteropOIDCProvider(t *testing.T) {
 			require.NoError(t, err)
 			require.NotNil(t, back)
 			assert.Equal(t, a.srv.URL+"/bye", back.Scheme+"://"+back.Host+back.Path)
-			assert.Equal(t, eu.Query().Get("state"), back.Query().Get("state"))
+			assert.False(t, eu.Query().Has("state"), "no state is sent to end-session")
+			assert.False(t, back.Query().Has("state"))
 			_, err = e.sessionErr(b)
 			assert.ErrorIs(t, err, ErrNoSession)
+
+			// SignOutSession, without the browser: a new session's refresh
+			// token is revoked at the provider and the session is gone.
+			b = e.browser()
+			r = b.get(a.srv.URL + "/signin")
+			require.Equal(t, http.StatusFound, r.StatusCode, r.body)
+			cb, err = p.Login(ctx, r.Header.Get("Location"), "alice")
+			require.NoError(t, err)
+			r = b.get(cb.String())
+			require.Equal(t, http.StatusSeeOther, r.StatusCode, r.body)
+			s2 := e.session(b)
+			rec2 := e.record(s2)
+			require.NotEmpty(t, rec2.RefreshToken)
+			require.NoError(t, a.c.SignOutSession(ctx, s2))
+			reqs = a.rec.requests()
+			last := reqs[len(reqs)-1]
+			assert.Contains(t, last.URL, "revocation")
+			assert.Equal(t, rec2.RefreshToken, last.Form.Get("token"))
+			_, err = a.c.tep.Exchange(ctx, doc, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rec2.RefreshToken}})
+			assert.ErrorIs(t, err, auth.ErrReauthRequired, "the provider refuses the revoked refresh token")
+			_, err = e.sessionErr(b)
+			assert.ErrorIs(t, err, ErrNoSession)
+			_, err = a.c.TokenSource(ctx, s2).Token()
+			assert.ErrorIs(t, err, auth.ErrReauthRequired)
 		})
 	}
+}
+
+// refreshGrants counts the refresh_token grants rec saw.
+func refreshGrants(rec *recorder) int {
+	n := 0
+	for _, r := range rec.requests() {
+		if r.Form.Get("grant_type") == "refresh_token" {
+			n++
+		}
+	}
+	return n
 }

@@ -3,99 +3,75 @@ package authcode
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/oauth2"
-
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/redact"
 )
 
-// DefaultLoopbackTimeout bounds a loopback sign-in when
+// defaultLoopbackTimeout bounds a loopback sign-in when
 // LoopbackOptions.Timeout is zero.
-const DefaultLoopbackTimeout = 5 * time.Minute
+const defaultLoopbackTimeout = 5 * time.Minute
+
+// loopbackID is the session id of the loopback sign-in: a command-line
+// tool has one user, and the next run finds the session under it.
+const loopbackID = "loopback"
 
 // LoopbackOptions configure Client.LoopbackSignIn.
 type LoopbackOptions struct {
 	// OpenBrowser opens the authorization URL; nil means the system browser
-	// (xdg-open, open or rundll32). If it fails, the URL is printed to
-	// standard error for the user to open, and the sign-in keeps waiting.
+	// (xdg-open, open or rundll32).
 	OpenBrowser func(url string) error
-	// Timeout bounds the whole sign-in; zero means DefaultLoopbackTimeout.
+	// Output receives the line that tells the user where to sign in: the
+	// URL is printed at once when the browser cannot be opened, and as a
+	// fallback line otherwise. Nil means os.Stderr.
+	Output io.Writer
+	// Timeout bounds the whole sign-in; zero means 5 minutes.
 	Timeout time.Duration
 	// Path is the redirect URI's path; empty means "/callback". The
 	// Trusted Application must list http://127.0.0.1<Path> (any port).
 	Path string
-	// RefreshTokenFile, if set, keeps the refresh token in this file (mode
-	// 0600, written atomically, updated on every rotation) and reuses it on
-	// the next run instead of opening the browser, as long as the identity
-	// server still accepts it. A file readable or writable by group or
-	// others is refused with ErrTokenFileInsecure.
-	RefreshTokenFile string
 }
-
-// LoopbackResult is a completed loopback sign-in.
-type LoopbackResult struct {
-	// Session is the signed-in user, saved in the Client's Store; use it
-	// with Client.UserClient and Client.TokenSource.
-	Session *Session
-	// Token holds the tokens as received: access token, refresh token (if
-	// offline_access was granted) and, in Extra("id_token"), the ID token.
-	Token *oauth2.Token
-	// TokenSource returns fresh access tokens, refreshing (and saving the
-	// rotated refresh token) as needed.
-	TokenSource oauth2.TokenSource
-	// Reused reports that the refresh token file was used and no browser
-	// was opened.
-	Reused bool
-}
-
-// String describes the result without any token.
-func (r *LoopbackResult) String() string {
-	if r == nil {
-		return "authcode.LoopbackResult(nil)"
-	}
-	return "authcode.LoopbackResult{Session: " + r.Session.String() + ", Reused: " + strconv.FormatBool(r.Reused) + "}"
-}
-
-// GoString is String.
-func (r *LoopbackResult) GoString() string { return r.String() }
-
-// Format makes every fmt verb print String.
-func (r *LoopbackResult) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(r.String())) }
 
 // LoopbackSignIn signs a user in from a native or command-line app (RFC
-// 8252): it listens on 127.0.0.1 on a random port, opens the browser at the
-// authorization URL with redirect_uri http://127.0.0.1:<port><Path>, waits
-// for the callback (at most Timeout), checks state, PKCE and the ID token
-// exactly as the web Callback does, shows a short page, stops listening and
-// returns the tokens. Callbacks with a wrong state are refused and the wait
-// goes on. The session is saved in the Client's Store.
-func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*LoopbackResult, error) {
+// 8252) and returns the session, saved in the Client's Store; use it with
+// UserClient and TokenSource.
+//
+// If the Store already holds this tool's session (with a FileStore, from
+// an earlier run), it is reused, refreshed through the same path as every
+// other session, and no browser is opened. Otherwise, or when the session
+// is dead (its refresh token refused), it listens on 127.0.0.1 on a random
+// port, opens the browser at the authorization URL with redirect_uri
+// http://127.0.0.1:<port><Path>, waits for the callback (at most Timeout),
+// checks state, PKCE and the ID token exactly as the web Callback does,
+// shows a short page, stops listening and returns. Callbacks with a wrong
+// state are refused and the wait goes on.
+func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*Session, error) {
 	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultLoopbackTimeout
+		opts.Timeout = defaultLoopbackTimeout
 	}
 	if opts.Path == "" {
 		opts.Path = "/callback"
 	}
 	if !strings.HasPrefix(opts.Path, "/") || strings.ContainsAny(opts.Path, "?#") {
-		return nil, &autherr.ConfigError{Field: "LoopbackOptions.Path", Reason: "must be an absolute path such as /callback"}
+		return nil, &auth.ConfigError{Field: "LoopbackOptions.Path", Reason: "must be an absolute path such as /callback"}
 	}
 	if opts.OpenBrowser == nil {
 		opts.OpenBrowser = openSystemBrowser
+	}
+	if opts.Output == nil {
+		opts.Output = os.Stderr
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
@@ -103,22 +79,55 @@ func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*Loo
 	if err != nil {
 		return nil, err
 	}
-	if opts.RefreshTokenFile != "" {
-		res, err := c.reuseTokenFile(ctx, doc, opts.RefreshTokenFile)
-		if res != nil || err != nil {
-			return res, err
-		}
+	if s, err := c.reuseLoopback(ctx); s != nil || err != nil {
+		return s, err
 	}
 	return c.loopbackBrowser(ctx, doc, opts)
 }
 
+// reuseLoopback returns the saved loopback session with a usable access
+// token (refreshing it if needed), or nil, nil when the browser is needed.
+func (c *Client) reuseLoopback(ctx context.Context) (*Session, error) {
+	prefix, err := c.keyPrefix(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := sessionKey(prefix, loopbackID)
+	b, err := c.store.Load(ctx, key)
+	if errors.Is(err, ErrSessionNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
+	}
+	rec, err := decodeRecord(b)
+	if err != nil || rec.ClientID != c.cfg.ClientID {
+		return nil, nil
+	}
+	u, err := c.tokensFor(loopbackID, key, rec)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := u.entry(ctx); err != nil {
+		if errors.Is(err, auth.ErrReauthRequired) {
+			c.log.Info("authcode: the saved session is no longer accepted; signing in again")
+			c.forget(loopbackID)
+			return nil, nil
+		}
+		return nil, err
+	}
+	s := u.current().session(loopbackID, key)
+	s.u = u
+	return s, nil
+}
+
 type loopbackOutcome struct {
-	id  string
+	s   *Session
 	rec *record
 	err error
 }
 
-func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, opts LoopbackOptions) (*LoopbackResult, error) {
+func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, opts LoopbackOptions) (*Session, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("authcode: loopback sign-in: cannot listen on 127.0.0.1: %w", err)
@@ -138,25 +147,30 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 		q := r.URL.Query()
 		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(a.State)) != 1 {
 			// Not our sign-in (or a forged request): refuse it and keep waiting.
-			loopbackPage(w, http.StatusBadRequest, "Sign-in failed", ErrInvalidState.Error())
+			page(w, http.StatusBadRequest, "Sign-in link no longer valid", "This is not the sign-in the application is waiting for. Start again from the application.", "", "")
 			return
 		}
 		first := false
 		once.Do(func() { first = true })
 		if !first {
-			loopbackPage(w, http.StatusBadRequest, "Sign-in failed", "this sign-in was already completed")
+			page(w, http.StatusBadRequest, "Already signed in", "This sign-in was already completed. You can close this window.", "", "")
 			return
 		}
 		out := loopbackOutcome{}
-		out.rec, out.err = c.complete(ctx, doc, a, q, redirectURI)
+		if q.Get("error") != "" {
+			out.err = &auth.Error{Op: "authorization", Code: redact.Truncate(q.Get("error"), 64), Description: redact.Truncate(q.Get("error_description"), 256)}
+		} else {
+			out.rec, out.err = c.complete(ctx, doc, a, q, redirectURI)
+		}
 		if out.err == nil {
-			out.id, out.err = c.saveNewSession(ctx, out.rec, opts.RefreshTokenFile)
+			out.s, out.err = c.saveLoopback(ctx, out.rec)
 		}
 		if out.err != nil {
 			c.log.Warn("authcode: loopback sign-in failed", "error", out.err.Error())
-			loopbackPage(w, statusFor(out.err), "Sign-in failed", out.err.Error())
+			title, msg := explain(out.err)
+			page(w, statusFor(out.err), title, msg+" Return to the application for details.", "", "")
 		} else {
-			loopbackPage(w, http.StatusOK, "Signed in", "You are signed in. You can close this window and return to the application.")
+			page(w, http.StatusOK, "Signed in", "You are signed in. You can close this window and return to the application.", "", "")
 		}
 		results <- out
 	})
@@ -176,76 +190,48 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 	}()
 	c.log.Debug("authcode: loopback sign-in waiting", "redirect_uri", redirectURI)
 	if err := opts.OpenBrowser(authURL); err != nil {
-		c.log.Warn("authcode: cannot open the browser", "error", err.Error())
-		fmt.Fprintf(os.Stderr, "Open this URL in your browser to sign in:\n\n  %s\n\n", authURL)
+		c.log.Debug("authcode: cannot open the browser", "error", err.Error())
+		fmt.Fprintf(opts.Output, "Could not open a browser. To sign in, open this address in a browser on this machine:\n\n  %s\n\n", authURL)
+	} else {
+		fmt.Fprintf(opts.Output, "If no browser window opened, open this address to sign in:\n\n  %s\n\n", authURL)
 	}
 	select {
 	case out := <-results:
-		if out.err != nil {
-			return nil, out.err
-		}
-		return c.loopbackResult(ctx, out.id, out.rec, false)
+		return out.s, out.err
 	case <-ctx.Done():
 		select {
 		case out := <-results: // completed just in time
-			if out.err != nil {
-				return nil, out.err
-			}
-			return c.loopbackResult(ctx, out.id, out.rec, false)
+			return out.s, out.err
 		default:
 		}
 		return nil, fmt.Errorf("authcode: loopback sign-in: no callback received: %w", ctx.Err())
 	}
 }
 
-// saveNewSession saves rec as a new session (and its refresh token to the
-// token file, if any) and starts tracking it.
-func (c *Client) saveNewSession(ctx context.Context, rec *record, file string) (string, error) {
+// saveLoopback saves rec as the loopback session, replacing an earlier
+// one, and starts tracking it.
+func (c *Client) saveLoopback(ctx context.Context, rec *record) (*Session, error) {
 	prefix, err := c.keyPrefix(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	id := randomString(32)
-	key := sessionKey(prefix, id)
+	key := sessionKey(prefix, loopbackID)
+	c.forget(loopbackID)
 	b, err := rec.encode()
 	if err == nil {
 		err = c.store.Save(ctx, key, b, c.cfg.SessionTTL)
 	}
 	if err != nil {
-		return "", &autherr.Error{Op: "session store save", Kind: autherr.ErrTemporary, Err: err}
+		return nil, &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
 	}
-	if file != "" {
-		if err := writeTokenFile(file, rec); err != nil {
-			return "", err
-		}
-	}
-	if file != "" {
-		c.tokenFiles.Store(id, file)
-	}
-	c.adopt(id, key, rec)
-	return id, nil
+	s := rec.session(loopbackID, key)
+	s.u = c.adopt(loopbackID, key, rec)
+	return s, nil
 }
 
-func (c *Client) loopbackResult(ctx context.Context, id string, rec *record, reused bool) (*LoopbackResult, error) {
-	prefix, err := c.keyPrefix(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s := rec.session(id, sessionKey(prefix, id))
-	tok := rec.token()
-	tok.RefreshToken = rec.RefreshToken
-	tok = tok.WithExtra(map[string]any{"id_token": rec.IDToken})
-	return &LoopbackResult{Session: s, Token: tok, TokenSource: c.TokenSource(context.WithoutCancel(ctx), s), Reused: reused}, nil
-}
-
-func loopbackPage(w http.ResponseWriter, status int, title, msg string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'")
-	w.WriteHeader(status)
-	_, _ = fmt.Fprintf(w, `<!doctype html><meta charset="utf-8"><title>%s</title><h1>%s</h1><p>%s</p>`,
-		html.EscapeString(title), html.EscapeString(title), html.EscapeString(msg))
-}
-
+// openSystemBrowser opens u in the system browser and reports whether the
+// opener failed (xdg-open exits non-zero when it finds no browser). An
+// opener still running after a few seconds is taken to have succeeded.
 func openSystemBrowser(u string) error {
 	var cmd *exec.Cmd
 	switch runtime.GOOS {
@@ -259,135 +245,12 @@ func openSystemBrowser(u string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	go func() { _ = cmd.Wait() }()
-	return nil
-}
-
-// tokenFile is the JSON kept in LoopbackOptions.RefreshTokenFile.
-type tokenFile struct {
-	Issuer       string          `json:"issuer"`
-	ClientID     string          `json:"client_id"`
-	Subject      string          `json:"sub"`
-	Name         string          `json:"name,omitempty"`
-	Username     string          `json:"preferred_username,omitempty"`
-	Email        string          `json:"email,omitempty"`
-	Claims       json.RawMessage `json:"claims,omitempty"`
-	Scopes       []string        `json:"scopes,omitempty"`
-	SignedInAt   time.Time       `json:"signed_in_at"`
-	RefreshToken string          `json:"refresh_token"`
-	IDToken      string          `json:"id_token,omitempty"`
-	SavedAt      time.Time       `json:"saved_at"`
-}
-
-// writeTokenFile writes rec's refresh token to path atomically with mode
-// 0600 (a temporary file in the same folder, synced, then renamed).
-func writeTokenFile(path string, rec *record) error {
-	if rec.RefreshToken == "" {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(3 * time.Second):
 		return nil
 	}
-	b, err := json.MarshalIndent(tokenFile{
-		Issuer: rec.Issuer, ClientID: rec.ClientID, Subject: rec.Subject, Name: rec.Name,
-		Username: rec.Username, Email: rec.Email, Claims: rec.Claims, Scopes: rec.Scopes,
-		SignedInAt: rec.SignedInAt, RefreshToken: rec.RefreshToken, IDToken: rec.IDToken, SavedAt: time.Now(),
-	}, "", "  ")
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("authcode: writing the refresh token file: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("authcode: writing the refresh token file: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("authcode: writing the refresh token file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("authcode: writing the refresh token file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("authcode: writing the refresh token file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("authcode: writing the refresh token file: %w", err)
-	}
-	ok = true
-	return nil
-}
-
-// readTokenFile reads path, refusing a file group or others can access. It
-// returns nil and no error when the file does not exist.
-func readTokenFile(path string) (*tokenFile, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("authcode: reading the refresh token file: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("authcode: reading the refresh token file: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("authcode: the refresh token file %s is not a regular file", path)
-	}
-	if runtime.GOOS != "windows" && st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %v", ErrTokenFileInsecure, path, st.Mode().Perm())
-	}
-	var tf tokenFile
-	dec := json.NewDecoder(f)
-	if err := dec.Decode(&tf); err != nil || tf.RefreshToken == "" {
-		return nil, fmt.Errorf("authcode: the refresh token file %s is not valid", path)
-	}
-	return &tf, nil
-}
-
-// reuseTokenFile signs in with the refresh token kept in path, if it is
-// there and still accepted. It returns nil, nil when the browser is needed.
-func (c *Client) reuseTokenFile(ctx context.Context, doc *discovery.Document, path string) (*LoopbackResult, error) {
-	tf, err := readTokenFile(path)
-	if err != nil || tf == nil {
-		return nil, err
-	}
-	if tf.Issuer != doc.Issuer || tf.ClientID != c.cfg.ClientID {
-		c.log.Info("authcode: the refresh token file is for another identity server or client; signing in again")
-		return nil, nil
-	}
-	tok, err := c.tep.Exchange(ctx, doc, map[string][]string{"grant_type": {"refresh_token"}, "refresh_token": {tf.RefreshToken}})
-	if err != nil {
-		if errors.Is(err, ErrReauthRequired) || errors.Is(err, ErrMisconfigured) {
-			c.log.Info("authcode: the saved refresh token is no longer accepted; signing in again", "error", err.Error())
-			return nil, nil
-		}
-		return nil, err
-	}
-	base := &record{
-		Format: recordFormat, Issuer: tf.Issuer, ClientID: tf.ClientID, Subject: tf.Subject,
-		Name: tf.Name, Username: tf.Username, Email: tf.Email, Claims: tf.Claims, Scopes: tf.Scopes,
-		SignedInAt: tf.SignedInAt, RefreshToken: tf.RefreshToken, IDToken: tf.IDToken,
-	}
-	idToken := ""
-	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		if idToken, err = c.checkRefreshedIDToken(ctx, doc, raw, base); err != nil {
-			return nil, err
-		}
-	}
-	rec := base.withTokens(tok, idToken)
-	id, err := c.saveNewSession(ctx, rec, path)
-	if err != nil {
-		return nil, err
-	}
-	return c.loopbackResult(ctx, id, rec, true)
 }

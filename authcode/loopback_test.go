@@ -1,8 +1,10 @@
 package authcode
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,21 +12,36 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-// cliEnv is an env whose Client is the public demo CLI application.
-func cliEnv(t *testing.T) *env {
+// cliEnv is an env whose Client is the public demo CLI application; a
+// non-nil store replaces the in-memory one.
+func cliEnv(t *testing.T, store ...Store) *env {
 	return newEnv(t, withClient(func(c *Config) {
 		c.ClientID, c.ClientSecret, c.RedirectURL, c.PostLogoutRedirectURL = devserver.DemoCLIID, "", "", ""
+		if len(store) > 0 {
+			c.Store = store[0]
+		}
 	}))
+}
+
+// neverOpen is an OpenBrowser that fails the test: the saved session
+// should have been reused.
+func neverOpen(t *testing.T) func(string) error {
+	return func(string) error {
+		t.Error("the browser was opened although the saved session is usable")
+		return errors.New("not expected")
+	}
 }
 
 // fakeBrowser follows the authorization URL like a browser would (the
@@ -61,36 +78,47 @@ func (f *fakeBrowser) open(u string) error {
 func TestLoopbackSignIn(t *testing.T) {
 	e := cliEnv(t)
 	fb := newFakeBrowser(t)
-	res, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: fb.open})
+	var out bytes.Buffer
+	s, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: fb.open, Output: &out})
 	require.NoError(t, err)
+	assert.Equal(t, 1, fb.calls)
 	assert.Equal(t, http.StatusOK, fb.status)
 	assert.Contains(t, fb.page, "Signed in")
 	assert.Equal(t, "127.0.0.1", fb.final.Hostname())
 	assert.Equal(t, "/callback", fb.final.Path)
-	assert.False(t, res.Reused)
-	assert.Equal(t, "alice", res.Session.Subject)
-	assert.NotEmpty(t, res.Token.RefreshToken)
-	assert.NotEmpty(t, res.Token.Extra("id_token"))
-	assert.NotContains(t, res.String(), res.Token.AccessToken)
+	assert.Equal(t, "alice", s.Subject)
+	assert.Equal(t, loopbackID, s.ID)
+	assert.NotEmpty(t, s.rec.RefreshToken)
+	assert.NotEmpty(t, s.rec.IDToken)
+	assert.NotContains(t, s.String(), s.rec.AccessToken)
+	assert.NotContains(t, fmt.Sprintf("%v %+v %#v", s, s, s), s.rec.AccessToken)
+	assert.Contains(t, out.String(), "/connect/authorize?", "the fallback line names the URL")
 
 	// The listener is gone.
 	_, err = net.DialTimeout("tcp", fb.final.Host, time.Second)
 	assert.Error(t, err)
 
 	// The session works like a web one, refresh included.
-	resp, err := e.c.UserClient(context.Background(), res.Session).Get(domainAPI(e))
+	resp, err := e.c.UserClient(context.Background(), s).Get(domainAPI(e))
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, "user:alice", resp.Header.Get("X-Erpnet-Caller"))
 	e.advance(time.Hour + time.Minute)
-	tok, err := res.TokenSource.Token()
+	tok, err := e.c.TokenSource(context.Background(), s).Token()
 	require.NoError(t, err)
-	assert.NotEqual(t, res.Token.AccessToken, tok.AccessToken)
+	assert.NotEqual(t, s.rec.AccessToken, tok.AccessToken)
+	assert.Empty(t, tok.RefreshToken, "handed-out tokens carry no refresh token")
 	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
 	for _, r := range e.rec.requests() {
 		assert.Empty(t, r.Header.Get("Authorization"), "public client: no secret")
 		assert.False(t, r.Form.Has("client_secret"))
 	}
+
+	// With the in-memory store, the same Client reuses the session.
+	s2, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: neverOpen(t), Output: io.Discard})
+	require.NoError(t, err)
+	assert.Equal(t, "alice", s2.Subject)
+	assert.Equal(t, 1, e.idp.GrantCount("authorization_code"))
 }
 
 func TestLoopbackIgnoresForgedCallbacks(t *testing.T) {
@@ -107,10 +135,10 @@ func TestLoopbackIgnoresForgedCallbacks(t *testing.T) {
 		forged = resp.StatusCode
 		return fb.open(u)
 	}
-	res, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: open})
+	s, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: open, Output: io.Discard})
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusBadRequest, forged)
-	assert.Equal(t, "alice", res.Session.Subject)
+	assert.Equal(t, "alice", s.Subject)
 }
 
 func TestLoopbackErrorsAndTimeout(t *testing.T) {
@@ -118,97 +146,139 @@ func TestLoopbackErrorsAndTimeout(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		start := time.Now()
 		_, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{
-			OpenBrowser: func(string) error { return nil }, Timeout: 200 * time.Millisecond})
+			OpenBrowser: func(string) error { return nil }, Output: io.Discard, Timeout: 200 * time.Millisecond})
 		require.Error(t, err)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
-		assert.Less(t, time.Since(start), 5*time.Second)
+		assert.Less(t, time.Since(start), 30*time.Second, "Timeout bounds the wait (the default is 5 minutes)")
 	})
 	t.Run("error response", func(t *testing.T) {
 		fb := newFakeBrowser(t)
-		_, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: func(u string) error {
+		_, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{Output: io.Discard, OpenBrowser: func(u string) error {
 			q := mustQuery(t, u)
 			return fb.open(q.Get("redirect_uri") + "?" + url.Values{"state": {q.Get("state")}, "error": {"access_denied"}}.Encode())
 		}})
-		var oe *Error
+		var oe *auth.Error
 		require.ErrorAs(t, err, &oe)
 		assert.Equal(t, "access_denied", oe.Code)
 		assert.Equal(t, http.StatusForbidden, fb.status)
+		assert.Contains(t, fb.page, "Sign-in cancelled")
+		assertNoGoErrorText(t, fb.page)
 	})
 	t.Run("tampered ID token", func(t *testing.T) {
 		fb := newFakeBrowser(t)
 		e.idp.TamperNextIDToken(devserver.IDTokenTamper{Claims: map[string]any{"nonce": "other"}})
-		_, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: fb.open})
+		_, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: fb.open, Output: io.Discard})
 		assert.ErrorIs(t, err, ErrInvalidIDToken)
-		assert.Contains(t, fb.page, "Sign-in failed")
+		assert.Contains(t, fb.page, "Sign-in could not be verified")
+		assertNoGoErrorText(t, fb.page)
 	})
 	t.Run("browser cannot be opened", func(t *testing.T) {
-		// The URL is printed for the user; the sign-in waits on.
+		// The URL is printed at once for the user, who opens it by hand;
+		// the sign-in waits on.
 		fb := newFakeBrowser(t)
-		stderr := os.Stderr
-		r, w, _ := os.Pipe()
-		os.Stderr = w
-		done := make(chan string)
-		go func() { b, _ := io.ReadAll(r); done <- string(b) }()
-		_, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: func(u string) error {
-			go fb.open(u) //nolint:errcheck // the user opens it by hand
-			return errors.New("no display")
-		}, Timeout: 10 * time.Second})
-		os.Stderr = stderr
-		w.Close()
-		out := <-done
+		out := &testutil.SyncBuffer{}
+		urlRE := regexp.MustCompile(`http://\S+/connect/authorize\?\S+`)
+		opened := make(chan struct{})
+		s, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{Output: out, Timeout: 20 * time.Second,
+			OpenBrowser: func(string) error {
+				go func() {
+					defer close(opened)
+					// The user reads the URL from the output, waiting
+					// for it to appear (it must, or the sign-in times out).
+					for {
+						if u := urlRE.FindString(out.String()); u != "" {
+							_ = fb.open(u)
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}()
+				return errors.New("no display")
+			}})
+		<-opened
 		require.NoError(t, err)
-		assert.Contains(t, out, "/connect/authorize?")
+		assert.Equal(t, "alice", s.Subject)
+		assert.Contains(t, out.String(), "Could not open a browser")
+		assert.Equal(t, http.StatusOK, fb.status)
 	})
 }
 
-func TestLoopbackRefreshTokenFile(t *testing.T) {
-	e := cliEnv(t)
+// With a FileStore, the loopback session survives the process: the next
+// run (a new Client over the same file) reuses it without a browser.
+func TestLoopbackFileStore(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "token.json")
+	file := filepath.Join(dir, "session.json")
+	e := cliEnv(t, &FileStore{Path: file})
+	ctx := context.Background()
+	// run starts a new "process" over the same file.
+	run := func(open func(string) error) (*Session, error) {
+		c, err := New(e.cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c.LoopbackSignIn(ctx, LoopbackOptions{OpenBrowser: open, Output: io.Discard})
+	}
+
 	fb := newFakeBrowser(t)
-	res, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: fb.open, RefreshTokenFile: file})
+	s, err := run(fb.open)
 	require.NoError(t, err)
+	assert.Equal(t, 1, fb.calls)
+	assert.Equal(t, "alice", s.Subject)
 	st, err := os.Stat(file)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
-	first, _ := os.ReadFile(file)
-	assert.Contains(t, string(first), res.Token.RefreshToken)
 	entries, _ := os.ReadDir(dir)
 	assert.Len(t, entries, 1, "no temporary files left behind")
+	first, _ := os.ReadFile(file)
 
-	// Next run: the file is reused, no browser.
-	never := func(string) error { t.Error("the browser was opened although the token file is valid"); return nil }
-	res2, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: never, RefreshTokenFile: file})
+	// Next run: the session is reused, no browser, no token request (the
+	// access token is still good).
+	s2, err := run(neverOpen(t))
 	require.NoError(t, err)
-	assert.True(t, res2.Reused)
-	assert.Equal(t, "alice", res2.Session.Subject)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
-	second, _ := os.ReadFile(file)
-	assert.NotContains(t, string(second), res.Token.RefreshToken, "the rotated refresh token replaced the used one")
-	assert.Contains(t, string(second), res2.Token.RefreshToken)
+	assert.Equal(t, "alice", s2.Subject)
+	assert.Equal(t, s.rec.AccessToken, s2.rec.AccessToken)
+	assert.Equal(t, 1, e.idp.GrantCount("authorization_code"))
+	assert.Zero(t, e.idp.GrantCount("refresh_token"))
 
-	// Rotation through the TokenSource updates the file too.
+	// A later run after the access token expired refreshes it through the
+	// usual path and saves the rotated refresh token to the file.
 	e.advance(time.Hour + time.Minute)
-	_, err = res2.TokenSource.Token()
+	s3, err := run(neverOpen(t))
 	require.NoError(t, err)
-	third, _ := os.ReadFile(file)
-	assert.NotEqual(t, string(second), string(third))
+	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.NotEqual(t, s.rec.AccessToken, s3.rec.AccessToken)
+	assert.NotEqual(t, s.rec.RefreshToken, s3.rec.RefreshToken, "rotated")
+	second, _ := os.ReadFile(file)
+	assert.NotEqual(t, string(first), string(second))
 	st, _ = os.Stat(file)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	c, err := New(e.cfg)
+	require.NoError(t, err)
+	defer c.Close()
+	resp, err := c.UserClient(ctx, s3).Get(domainAPI(e))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
 	// A file others can read is refused, not read.
 	require.NoError(t, os.Chmod(file, 0o644))
-	_, err = e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: never, RefreshTokenFile: file})
-	assert.ErrorIs(t, err, ErrTokenFileInsecure)
+	_, err = run(neverOpen(t))
+	assert.ErrorIs(t, err, auth.ErrMisconfigured)
 	require.NoError(t, os.Chmod(file, 0o600))
 
-	// A dead refresh token falls back to the browser.
+	// A dead saved refresh token (revoked at the identity server) makes
+	// the next run open the browser instead of failing.
+	e.advance(time.Hour + time.Minute)
 	e.idp.RevokeUser(testUser)
 	fb2 := newFakeBrowser(t)
-	res3, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: fb2.open, RefreshTokenFile: file})
+	s4, err := run(fb2.open)
 	require.NoError(t, err)
-	assert.False(t, res3.Reused)
 	assert.Equal(t, 1, fb2.calls)
-	fourth, _ := os.ReadFile(file)
-	assert.True(t, strings.Contains(string(fourth), res3.Token.RefreshToken))
+	assert.Equal(t, "alice", s4.Subject)
+	assert.Equal(t, 2, e.idp.GrantCount("refresh_token"), "the dead token was tried once")
+	assert.Equal(t, 2, e.idp.GrantCount("authorization_code"))
+
+	// And the new session is what the run after that reuses.
+	s5, err := run(neverOpen(t))
+	require.NoError(t, err)
+	assert.Equal(t, s4.rec.AccessToken, s5.rec.AccessToken)
 }

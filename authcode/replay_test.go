@@ -50,8 +50,7 @@ func TestReplayedStateAcceptedOnceAcrossReplicas(t *testing.T) {
 
 func TestMemoryStoreAdd(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	s := NewMemoryStore()
-	s.Now = func() time.Time { return now }
+	s := newMemoryStore(func() time.Time { return now })
 	ctx := context.Background()
 	added, err := s.Add(ctx, "k", []byte("a"), time.Minute)
 	require.NoError(t, err)

@@ -13,9 +13,9 @@ import (
 
 // Session is a signed-in user as the application sees them: who they are
 // and what they granted. It holds no secret that can be read: the tokens
-// stay unexported and are reachable only through Client.TokenSource and
-// Client.UserClient, and String, GoString, Format and LogValue never show
-// them. A Session is a snapshot; use it for the request at hand and call
+// stay unexported, behind pointers, and are reachable only through
+// Client.TokenSource and Client.UserClient; fmt and slog print String or
+// LogValue, which never show them. A Session is a snapshot; use it for the request at hand and call
 // Client.UserSession again for the next one.
 type Session struct {
 	// ID identifies the session in the Store. The browser's cookie holds it
@@ -41,6 +41,7 @@ type Session struct {
 
 	rec *record
 	key string
+	u   *userTokens // this process's token cache for the session
 }
 
 // Claims decodes the claims of the ID token received at sign-in into v.
@@ -69,12 +70,6 @@ func (s *Session) String() string {
 	return b.String()
 }
 
-// GoString is String: %#v never shows the tokens either.
-func (s *Session) GoString() string { return s.String() }
-
-// Format makes every fmt verb print String.
-func (s *Session) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
-
 // LogValue logs the session as a group of its non-secret attributes.
 func (s *Session) LogValue() slog.Value {
 	if s == nil {
@@ -95,8 +90,8 @@ func SessionFromContext(ctx context.Context) *Session {
 	return s
 }
 
-// ContextWithSession returns a copy of ctx carrying s, as RequireUser does.
-func ContextWithSession(ctx context.Context, s *Session) context.Context {
+// contextWithSession returns a copy of ctx carrying s.
+func contextWithSession(ctx context.Context, s *Session) context.Context {
 	return context.WithValue(ctx, ctxKey{}, s)
 }
 

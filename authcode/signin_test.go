@@ -13,6 +13,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth"
 
 	"github.com/erpnetgo/auth/internal/devserver"
 )
@@ -58,7 +61,7 @@ func TestSignInHappyPath(t *testing.T) {
 	var sess *http.Cookie
 	for _, c := range r.Cookies() {
 		switch {
-		case c.Name == DefaultCookieName:
+		case c.Name == defaultCookieName:
 			sess = c
 		case strings.Contains(c.Name, "_signin_"):
 			assert.Equal(t, -1, c.MaxAge, "attempt cookie must be cleared")
@@ -133,7 +136,7 @@ func TestSignInOptions(t *testing.T) {
 	assert.Equal(t, "alice", q.Get("login_hint"))
 	cfg.AuthParams = url.Values{"state": {"fixed"}}
 	_, err = New(cfg)
-	var ce *ConfigError
+	var ce *auth.ConfigError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "AuthParams", ce.Field)
 }
@@ -168,7 +171,7 @@ func TestSecureCookiesForHTTPSRedirect(t *testing.T) {
 	assert.True(t, cks[0].Secure)
 	assert.True(t, strings.HasPrefix(cks[0].Name, "__Secure-"))
 	assert.Equal(t, "/auth/callback", cks[0].Path)
-	assert.Equal(t, "__Host-"+DefaultCookieName, c.cookie)
+	assert.Equal(t, "__Host-"+defaultCookieName, c.cookie)
 }
 
 func TestReturnPathOpenRedirect(t *testing.T) {
@@ -249,15 +252,34 @@ func callbackWith(t *testing.T, cb string, edit func(url.Values)) string {
 	return u.String()
 }
 
-func requireRefused(t *testing.T, e *env, r *response, status int, contains string) {
+// requireRefused checks a refused callback: the status, the page's
+// plain-words title and its reference, no session cookie, and that the
+// technical cause (which the page never shows) was logged under that
+// reference.
+func requireRefused(t *testing.T, e *env, r *response, status int, title, cause string) {
 	t.Helper()
 	require.Equal(t, status, r.StatusCode, r.body)
-	assert.Contains(t, r.body, contains)
+	assert.Contains(t, r.body, "<title>"+title+"</title>")
+	ref := pageReference(t, r.body)
+	assert.Contains(t, e.logLine(ref), cause, "the cause is logged under the page's reference")
+	if len(cause) > 5 {
+		assert.NotContains(t, r.body, cause, "the page shows no Go error text")
+	}
+	assertNoGoErrorText(t, r.body)
 	for _, c := range r.Cookies() {
-		assert.NotEqual(t, DefaultCookieName, c.Name, "no session cookie on a refused callback")
+		assert.NotEqual(t, defaultCookieName, c.Name, "no session cookie on a refused callback")
 	}
 	assert.NotContains(t, r.body, webSecret)
 }
+
+// Page titles of refused callbacks.
+const (
+	titleState    = "Sign-in link no longer valid"
+	titleExpired  = "Sign-in took too long"
+	titleVerify   = "Sign-in could not be verified"
+	titleRefused  = "Sign-in failed"
+	titleCanceled = "Sign-in cancelled"
+)
 
 func TestCallbackStateAttacks(t *testing.T) {
 	e := newEnv(t)
@@ -265,17 +287,17 @@ func TestCallbackStateAttacks(t *testing.T) {
 	t.Run("missing state", func(t *testing.T) {
 		b := e.browser()
 		cb := callbackWith(t, e.authorize(b, e.startSignIn(b, "")), func(q url.Values) { q.Del("state") })
-		requireRefused(t, e, b.get(cb), http.StatusBadRequest, "state")
+		requireRefused(t, e, b.get(cb), http.StatusBadRequest, titleState, "no valid state parameter")
 	})
 	t.Run("mismatched state", func(t *testing.T) {
 		b := e.browser()
 		cb := callbackWith(t, e.authorize(b, e.startSignIn(b, "")), func(q url.Values) { q.Set("state", q.Get("state")+"x") })
-		requireRefused(t, e, b.get(cb), http.StatusBadRequest, "state")
+		requireRefused(t, e, b.get(cb), http.StatusBadRequest, titleState, "no sign-in attempt for this state")
 	})
 	t.Run("state from another browser", func(t *testing.T) {
 		victim, attacker := e.browser(), e.browser()
 		cb := e.authorize(attacker, e.startSignIn(attacker, ""))
-		requireRefused(t, e, victim.get(cb), http.StatusBadRequest, "no sign-in attempt")
+		requireRefused(t, e, victim.get(cb), http.StatusBadRequest, titleState, "no sign-in attempt")
 	})
 	t.Run("replayed callback", func(t *testing.T) {
 		b := e.browser()
@@ -287,19 +309,24 @@ func TestCallbackStateAttacks(t *testing.T) {
 		cb := e.authorize(b, a)
 		r := b.get(cb)
 		require.Equal(t, http.StatusSeeOther, r.StatusCode, r.body)
-		// The cookie is gone: a plain replay fails...
-		requireRefused(t, e, b.get(cb), http.StatusBadRequest, "state")
+		// The cookie is gone: a plain replay fails (the browser is signed
+		// in, so it just goes on to the app)...
+		r = b.get(cb)
+		require.Equal(t, http.StatusSeeOther, r.StatusCode, r.body)
+		assert.Equal(t, "/", r.Header.Get("Location"))
+		// ...as it does in a browser that is not signed in...
+		requireRefused(t, e, e.browser().get(cb), http.StatusBadRequest, titleState, "no sign-in attempt")
 		// ...and so does a replay that brings the attempt cookie back.
 		u, _ := url.Parse(e.app.URL + "/callback")
 		b.jar.SetCookies(u, []*http.Cookie{{Name: name, Value: attemptCookie.Value, Path: "/callback"}})
-		requireRefused(t, e, b.get(cb), http.StatusBadRequest, "already used")
+		requireRefused(t, e, b.get(cb), http.StatusBadRequest, titleState, "already used")
 	})
 	t.Run("expired attempt", func(t *testing.T) {
 		b := e.browser()
 		cb := e.authorize(b, e.startSignIn(b, ""))
-		e.clk.off.Add(int64(AttemptTTL + time.Second))
-		defer e.clk.off.Add(-int64(AttemptTTL + time.Second))
-		requireRefused(t, e, b.get(cb), http.StatusBadRequest, "expired")
+		e.clk.off.Add(int64(attemptTTL + time.Second))
+		defer e.clk.off.Add(-int64(attemptTTL + time.Second))
+		requireRefused(t, e, b.get(cb), http.StatusBadRequest, titleExpired, "expired")
 	})
 	t.Run("tampered cookie", func(t *testing.T) {
 		b := e.browser()
@@ -310,7 +337,7 @@ func TestCallbackStateAttacks(t *testing.T) {
 		raw[len(raw)-20] ^= 1
 		u, _ := url.Parse(e.app.URL + "/callback")
 		b.jar.SetCookies(u, []*http.Cookie{{Name: name, Value: base64.RawURLEncoding.EncodeToString(raw), Path: "/callback"}})
-		requireRefused(t, e, b.get(e.authorize(b, a)), http.StatusBadRequest, "tampered")
+		requireRefused(t, e, b.get(e.authorize(b, a)), http.StatusBadRequest, titleState, "tampered")
 	})
 	t.Run("cookie moved to another attempt", func(t *testing.T) {
 		// Sealed with its name as associated data: a valid cookie of attempt
@@ -322,7 +349,7 @@ func TestCallbackStateAttacks(t *testing.T) {
 		c1 := b.cookie(e.app.URL+"/callback", n1)
 		u, _ := url.Parse(e.app.URL + "/callback")
 		b.jar.SetCookies(u, []*http.Cookie{{Name: n2, Value: c1.Value, Path: "/callback"}})
-		requireRefused(t, e, b.get(e.authorize(b, a2)), http.StatusBadRequest, "tampered")
+		requireRefused(t, e, b.get(e.authorize(b, a2)), http.StatusBadRequest, titleState, "tampered")
 	})
 	// Only the first, legitimate use of the replayed callback signed in.
 	assert.Equal(t, 1, e.sessionsInStore())
@@ -343,9 +370,13 @@ func TestCallbackErrorResponse(t *testing.T) {
 	r := b.get(e.app.URL + "/callback?" + url.Values{"state": {st}, "error": {"access_denied"},
 		"error_description": {"<script>alert(1)</script> user said no"}}.Encode())
 	require.Equal(t, http.StatusForbidden, r.StatusCode)
-	assert.Contains(t, r.body, "access_denied")
-	assert.Contains(t, r.body, "user said no")
+	// A live attempt of this browser: the identity server's words are
+	// shown, HTML-escaped, under a plain-words title.
+	assert.Contains(t, r.body, "<title>"+titleCanceled+"</title>")
+	assert.Contains(t, r.body, "&lt;script&gt;alert(1)&lt;/script&gt; user said no")
 	assert.NotContains(t, r.body, "<script>")
+	pageReference(t, r.body)
+	assertNoGoErrorText(t, r.body)
 	var cleared bool
 	for _, c := range r.Cookies() {
 		if strings.Contains(c.Name, "_signin_") && c.MaxAge < 0 {
@@ -354,12 +385,24 @@ func TestCallbackErrorResponse(t *testing.T) {
 	}
 	assert.True(t, cleared, "the attempt cookie is cleared")
 
-	// API callers get JSON.
-	r = b.do(http.MethodGet, e.app.URL+"/callback?error=server_error", http.Header{"Accept": {"application/json"}})
+	// API callers get JSON: the identity server's code for a live attempt...
+	a = e.startSignIn(b, "")
+	st = mustQuery(t, a).Get("state")
+	r = b.do(http.MethodGet, e.app.URL+"/callback?"+url.Values{"state": {st}, "error": {"server_error"}}.Encode(),
+		http.Header{"Accept": {"application/json"}})
 	require.Equal(t, http.StatusBadRequest, r.StatusCode)
 	var body map[string]string
 	require.NoError(t, json.Unmarshal([]byte(r.body), &body))
 	assert.Equal(t, "server_error", body["error"])
+	assert.Contains(t, body["error_description"], "reference ")
+	// ...but nothing of a callback without an attempt (anyone can craft one).
+	r = b.do(http.MethodGet, e.app.URL+"/callback?error=server_error&error_description=call+evil.example", http.Header{"Accept": {"application/json"}})
+	require.Equal(t, http.StatusBadRequest, r.StatusCode)
+	body = nil
+	require.NoError(t, json.Unmarshal([]byte(r.body), &body))
+	assert.Equal(t, "invalid_state", body["error"])
+	assert.NotContains(t, r.body, "server_error")
+	assert.NotContains(t, r.body, "evil.example")
 }
 
 func TestCodeReplayAndWrongVerifier(t *testing.T) {
@@ -373,7 +416,7 @@ func TestCodeReplayAndWrongVerifier(t *testing.T) {
 		cb2 := e.authorize(b, e.startSignIn(b, ""))
 		cb2 = callbackWith(t, cb2, func(q url.Values) { q.Set("code", code) })
 		r := b.get(cb2)
-		requireRefused(t, e, r, http.StatusBadRequest, "invalid_grant")
+		requireRefused(t, e, r, http.StatusBadRequest, titleRefused, "invalid_grant")
 		assert.NotContains(t, r.body, code)
 	})
 	t.Run("wrong verifier", func(t *testing.T) {
@@ -384,7 +427,7 @@ func TestCodeReplayAndWrongVerifier(t *testing.T) {
 		cb1, cb2 := e.authorize(b, a1), e.authorize(b, a2)
 		mixed := callbackWith(t, cb2, func(q url.Values) { q.Set("code", mustQuery(t, cb1).Get("code")) })
 		r := b.get(mixed)
-		requireRefused(t, e, r, http.StatusBadRequest, "invalid_grant")
+		requireRefused(t, e, r, http.StatusBadRequest, titleRefused, "invalid_grant")
 		verifierLeak := false
 		for _, req := range e.rec.requests() {
 			if v := req.Form.Get("code_verifier"); v != "" && strings.Contains(r.body, v) {
@@ -419,7 +462,7 @@ func TestIDTokenAttacks(t *testing.T) {
 			cb := e.authorize(b, e.startSignIn(b, ""))
 			e.idp.TamperNextIDToken(tc.tamper)
 			r := b.get(cb)
-			requireRefused(t, e, r, http.StatusBadGateway, "ID token rejected")
+			requireRefused(t, e, r, http.StatusBadGateway, titleVerify, "ID token rejected")
 			_, err := e.sessionErr(b)
 			assert.ErrorIs(t, err, ErrNoSession)
 		})
@@ -452,16 +495,16 @@ func TestAuthorizationResponseIss(t *testing.T) {
 		b := e.browser()
 		cb := e.authorize(b, e.startSignIn(b, ""))
 		require.Equal(t, e.idp.Issuer(), mustQuery(t, cb).Get("iss"))
-		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Del("iss") })), http.StatusBadRequest, "iss")
+		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Del("iss") })), http.StatusBadRequest, titleVerify, "iss")
 		b = e.browser()
 		cb = e.authorize(b, e.startSignIn(b, ""))
-		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Set("iss", "https://evil.example/id") })), http.StatusBadRequest, "iss")
+		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Set("iss", "https://evil.example/id") })), http.StatusBadRequest, titleVerify, "iss")
 	})
 	t.Run("not advertised", func(t *testing.T) {
 		e := newEnv(t)
 		b := e.browser()
 		cb := e.authorize(b, e.startSignIn(b, ""))
-		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Set("iss", "https://evil.example/id") })), http.StatusBadRequest, "iss")
+		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Set("iss", "https://evil.example/id") })), http.StatusBadRequest, titleVerify, "iss")
 	})
 }
 
@@ -485,14 +528,14 @@ func TestPublicClientSendsNoSecret(t *testing.T) {
 }
 
 func TestConfidentialClientAuthStyles(t *testing.T) {
-	for _, style := range []AuthStyle{AuthStyleBasic, AuthStyleForm} {
+	for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
 		e := newEnv(t, withClient(func(c *Config) { c.AuthStyle = style }))
 		e.mustSignIn(e.browser(), "")
 		reqs := e.rec.requests()
 		require.Len(t, reqs, 1)
 		r := reqs[0]
 		assert.NotEmpty(t, r.Form.Get("code_verifier"), "PKCE for confidential clients too")
-		if style == AuthStyleBasic {
+		if style == oauth2.AuthStyleInHeader {
 			assert.True(t, strings.HasPrefix(r.Header.Get("Authorization"), "Basic "))
 			assert.False(t, r.Form.Has("client_secret"))
 		} else {

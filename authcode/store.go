@@ -52,14 +52,14 @@ type AddStore interface {
 	Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
 }
 
-// MemoryStore is the default Store: sessions live in this process's memory
-// and are lost when it exits. Use a shared store (authcode/redisstore) when
-// several replicas serve the same users.
-type MemoryStore struct {
+// memoryStore is the default Store: sessions live in this process's
+// memory and are lost when it exits. It is also a RefreshLocker for the
+// processes's own goroutines, so a sign-out waits for a refresh in flight.
+type memoryStore struct {
 	mu sync.Mutex
 	m  map[string]memItem
-	// Now is the clock used for expiry; nil means time.Now.
-	Now func() time.Time
+	locks
+	now func() time.Time
 }
 
 type memItem struct {
@@ -67,18 +67,14 @@ type memItem struct {
 	exp time.Time
 }
 
-// NewMemoryStore returns an empty MemoryStore.
-func NewMemoryStore() *MemoryStore { return &MemoryStore{m: map[string]memItem{}} }
-
-func (s *MemoryStore) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
+func newMemoryStore(now func() time.Time) *memoryStore {
+	if now == nil {
+		now = time.Now
 	}
-	return time.Now()
+	return &memoryStore{m: map[string]memItem{}, now: now}
 }
 
-// Load implements Store.
-func (s *MemoryStore) Load(ctx context.Context, key string) ([]byte, error) {
+func (s *memoryStore) Load(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -95,8 +91,7 @@ func (s *MemoryStore) Load(ctx context.Context, key string) ([]byte, error) {
 	return it.v, nil
 }
 
-// Save implements Store. A ttl of zero or less keeps the value until Delete.
-func (s *MemoryStore) Save(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+func (s *memoryStore) Save(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -106,9 +101,6 @@ func (s *MemoryStore) Save(ctx context.Context, key string, value []byte, ttl ti
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]memItem{}
-	}
 	s.m[key] = it
 	s.sweep()
 	return nil
@@ -116,7 +108,7 @@ func (s *MemoryStore) Save(ctx context.Context, key string, value []byte, ttl ti
 
 // sweep drops a few expired items so an idle map does not grow forever.
 // Called with mu held.
-func (s *MemoryStore) sweep() {
+func (s *memoryStore) sweep() {
 	now, n := s.now(), 0
 	for k, it := range s.m {
 		if n++; n > 16 {
@@ -128,8 +120,7 @@ func (s *MemoryStore) sweep() {
 	}
 }
 
-// Add implements AddStore.
-func (s *MemoryStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+func (s *memoryStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -137,9 +128,6 @@ func (s *MemoryStore) Add(ctx context.Context, key string, value []byte, ttl tim
 	defer s.mu.Unlock()
 	if it, ok := s.m[key]; ok && (it.exp.IsZero() || s.now().Before(it.exp)) {
 		return false, nil
-	}
-	if s.m == nil {
-		s.m = map[string]memItem{}
 	}
 	it := memItem{v: append([]byte(nil), value...)}
 	if ttl > 0 {
@@ -149,8 +137,7 @@ func (s *MemoryStore) Add(ctx context.Context, key string, value []byte, ttl tim
 	return true, nil
 }
 
-// Delete implements Store.
-func (s *MemoryStore) Delete(ctx context.Context, key string) error {
+func (s *memoryStore) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -160,9 +147,49 @@ func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Len reports how many sessions are held (expired ones included until swept).
-func (s *MemoryStore) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
+// locks is an in-process RefreshLocker: one context-aware lock per key,
+// dropped when nobody holds or waits for it.
+type locks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	ch chan struct{}
+	n  int // holders and waiters
+}
+
+// LockRefresh implements RefreshLocker within this process.
+func (l *locks) LockRefresh(ctx context.Context, key string) (func(), error) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*keyLock{}
+	}
+	k := l.m[key]
+	if k == nil {
+		k = &keyLock{ch: make(chan struct{}, 1)}
+		l.m[key] = k
+	}
+	k.n++
+	l.mu.Unlock()
+	release := func() {
+		l.mu.Lock()
+		if k.n--; k.n == 0 {
+			delete(l.m, key)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case k.ch <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-k.ch
+			release()
+		})
+	}, nil
 }

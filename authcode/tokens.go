@@ -14,11 +14,11 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/erpnetgo/auth/internal/autherr"
-	"github.com/erpnetgo/auth/internal/bearer"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/redact"
 	"github.com/erpnetgo/auth/internal/tokencache"
+	"github.com/erpnetgo/auth/internal/transport"
 )
 
 // Eviction of in-memory per-session token caches.
@@ -106,13 +106,8 @@ func (u *userTokens) save(ctx context.Context, rec *record) error {
 	if err == nil {
 		err = u.c.store.Save(ctx, u.key, b, u.c.cfg.SessionTTL)
 	}
-	if file, ok := u.c.tokenFiles.Load(u.id); ok && err == nil {
-		// The loopback sign-in keeps its refresh token file up to date; a
-		// failed write counts as a failed save.
-		err = writeTokenFile(file.(string), rec)
-	}
 	if err != nil {
-		return &autherr.Error{Op: "session store save", Kind: autherr.ErrTemporary, Err: err}
+		return &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
 	}
 	return nil
 }
@@ -130,13 +125,11 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 	if dead != nil {
 		return nil, dead
 	}
-	if c.locker != nil {
-		unlock, err := c.locker.LockRefresh(ctx, u.key)
-		if err != nil {
-			return nil, &autherr.Error{Op: "session refresh lock", Kind: autherr.ErrTemporary, Err: err}
-		}
-		defer unlock()
+	unlock, err := c.locker.LockRefresh(ctx, u.key)
+	if err != nil {
+		return nil, &auth.Error{Op: "session refresh lock", Kind: auth.ErrTemporary, Err: err}
 	}
+	defer unlock()
 	u.mu.Lock()
 	unsaved := u.unsaved
 	u.mu.Unlock()
@@ -148,11 +141,11 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 		// then the unsaved copy must never be resurrected.
 		switch latest, err := u.load(ctx); {
 		case errors.Is(err, ErrSessionNotFound):
-			err = &autherr.Error{Op: "token refresh", Kind: autherr.ErrReauthRequired, Err: errors.New("the session no longer exists (signed out or expired)")}
+			err = &auth.Error{Op: "token refresh", Kind: auth.ErrReauthRequired, Err: errors.New("the session no longer exists (signed out or expired)")}
 			u.kill(err)
 			return nil, err
 		case err != nil:
-			return nil, &autherr.Error{Op: "session store load", Kind: autherr.ErrTemporary, Err: err}
+			return nil, &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
 		case latest.Ver >= unsaved.Ver:
 			u.mu.Lock()
 			u.unsaved = nil
@@ -173,13 +166,11 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 	latest, err := u.load(ctx)
 	switch {
 	case errors.Is(err, ErrSessionNotFound):
-		err = &autherr.Error{Op: "token refresh", Kind: autherr.ErrReauthRequired, Err: errors.New("the session no longer exists (signed out or expired)")}
+		err = &auth.Error{Op: "token refresh", Kind: auth.ErrReauthRequired, Err: errors.New("the session no longer exists (signed out or expired)")}
 		u.kill(err)
 		return nil, err
-	case err != nil && c.locker != nil:
-		return nil, &autherr.Error{Op: "session store load", Kind: autherr.ErrTemporary, Err: err}
 	case err != nil:
-		c.log.Warn("authcode: cannot reload the session before refreshing; using this process's copy", "error", err.Error())
+		return nil, &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
 	case latest.Ver > cur.Ver:
 		u.commit(latest)
 		cur = latest
@@ -189,7 +180,7 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 		}
 	}
 	if cur.RefreshToken == "" {
-		err := &autherr.Error{Op: "token refresh", Kind: autherr.ErrReauthRequired, Err: errors.New("the access token expired and the session has no refresh token (offline_access not granted)")}
+		err := &auth.Error{Op: "token refresh", Kind: auth.ErrReauthRequired, Err: errors.New("the access token expired and the session has no refresh token (offline_access not granted)")}
 		u.kill(err)
 		return nil, err
 	}
@@ -199,7 +190,7 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 	}
 	tok, err := c.tep.Exchange(ctx, doc, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {cur.RefreshToken}})
 	if err != nil {
-		if errors.Is(err, ErrReauthRequired) {
+		if errors.Is(err, auth.ErrReauthRequired) {
 			u.kill(err)
 			c.log.Info("authcode: refresh token rejected; the user must sign in again", "subject", cur.Subject)
 			if derr := c.store.Delete(context.WithoutCancel(ctx), u.key); derr != nil {
@@ -243,7 +234,7 @@ func (c *Client) checkRefreshedIDToken(ctx context.Context, doc *discovery.Docum
 		return "", nil
 	}
 	if idt.Subject != cur.Subject {
-		return "", &autherr.Error{Op: "token refresh", Kind: autherr.ErrReauthRequired,
+		return "", &auth.Error{Op: "token refresh", Kind: auth.ErrReauthRequired,
 			Err: fmt.Errorf("%w: the refreshed ID token names another subject", ErrInvalidIDToken)}
 	}
 	return raw, nil
@@ -270,7 +261,7 @@ func (c *Client) tokensFor(id, key string, rec *record) (*userTokens, error) {
 	c.liveMu.Lock()
 	if c.closed.Load() {
 		c.liveMu.Unlock()
-		return nil, autherr.ErrClosed
+		return nil, auth.ErrClosed
 	}
 	u := c.live[id]
 	var evicted []*userTokens
@@ -278,7 +269,7 @@ func (c *Client) tokensFor(id, key string, rec *record) (*userTokens, error) {
 		u = &userTokens{c: c, id: id, key: key, rec: rec}
 		u.cache = tokencache.New(u.refresh, tokencache.Options{
 			Window: c.cfg.RefreshWindow,
-			Now:    c.now,
+			Now:    c.cfg.Now, // nil keeps the clock-free fast path
 			Logger: c.log,
 		})
 		u.cache.Set(rec.token())
@@ -346,7 +337,6 @@ func (c *Client) dropSession(ctx context.Context, key, id string) {
 
 // forget stops tracking session id in memory.
 func (c *Client) forget(id string) {
-	c.tokenFiles.Delete(id)
 	c.liveMu.Lock()
 	u := c.live[id]
 	delete(c.live, id)
@@ -364,7 +354,7 @@ func (c *Client) forget(id string) {
 // out); otherwise the Store's error is returned, classified ErrTemporary.
 func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	if c.closed.Load() {
-		return nil, autherr.ErrClosed
+		return nil, auth.ErrClosed
 	}
 	id, ok := c.sessionID(r)
 	if !ok {
@@ -388,7 +378,7 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 				return rec.session(id, key), nil
 			}
 		}
-		return nil, &autherr.Error{Op: "session store load", Kind: autherr.ErrTemporary, Err: err}
+		return nil, &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
 	}
 	rec, err := decodeRecord(b)
 	if err != nil {
@@ -398,19 +388,91 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	if rec.ClientID != c.cfg.ClientID {
 		return nil, ErrNoSession
 	}
-	if u := c.liveGet(id); u != nil {
-		u.lastUsed.Store(c.now().UnixNano())
-		u.observe(rec)
+	u, err := c.tokensFor(id, key, rec)
+	if err != nil {
+		return nil, err
 	}
-	return rec.session(id, key), nil
+	s := rec.session(id, key)
+	s.u = u
+	return s, nil
 }
 
-// tokensOf returns the in-memory state for s.
+// tokensOf returns the in-memory state for s: the one UserSession found,
+// without another look-up.
 func (c *Client) tokensOf(s *Session) (*userTokens, error) {
 	if s == nil || s.rec == nil {
 		return nil, ErrNoSession
 	}
-	return c.tokensFor(s.ID, s.key, s.rec)
+	if s.u != nil && s.u.c == c {
+		return s.u, nil
+	}
+	u, err := c.tokensFor(s.ID, s.key, s.rec)
+	if err == nil {
+		s.u = u
+	}
+	return u, err
+}
+
+// Invalidate drops the cached access token of s, so that the next token
+// request through TokenSource or UserClient redeems the refresh token (as
+// clientcreds.Source.Invalidate does for service tokens): after a change
+// of the user's rights, say. Other processes sharing the Store adopt the
+// refreshed tokens. A session without a refresh token ends.
+func (c *Client) Invalidate(s *Session) {
+	if u, err := c.tokensOf(s); err == nil {
+		u.cache.Invalidate()
+	}
+}
+
+// SignOutSession signs the user of s out without an HTTP request of the
+// user's (command-line tools, jobs, an admin action): it revokes the
+// refresh token at the identity server (when discovery lists a revocation
+// endpoint), then deletes the session from the Store and from this
+// process, waiting for a refresh of it in flight (with a shared store, in
+// any replica) so that the refresh cannot bring it back. The session is
+// purged locally even when the revocation fails; the error then says so.
+// The identity server's own browser session, if any, is not ended: that
+// needs the browser (the SignOut handler).
+func (c *Client) SignOutSession(ctx context.Context, s *Session) error {
+	if s == nil || s.rec == nil {
+		return ErrNoSession
+	}
+	_, err := c.endSession(ctx, s.key, s.ID)
+	return err
+}
+
+// endSession revokes and deletes one session, holding its refresh lock so
+// that no refresh in flight writes it back. It returns the session's last
+// record (for the ID token hint), if it could be read.
+func (c *Client) endSession(ctx context.Context, key, id string) (*record, error) {
+	if u := c.liveGet(id); u != nil {
+		u.kill(&auth.Error{Op: "token refresh", Kind: auth.ErrReauthRequired, Err: errors.New("the user signed out")})
+	}
+	var errs []error
+	unlock, err := c.locker.LockRefresh(ctx, key)
+	if err != nil {
+		errs = append(errs, &auth.Error{Op: "session refresh lock", Kind: auth.ErrTemporary, Err: err})
+	} else {
+		defer unlock()
+	}
+	rec := c.loadForSignOut(ctx, key, id)
+	if rec != nil && rec.RefreshToken != "" {
+		if doc, derr := c.discover(ctx); derr != nil {
+			errs = append(errs, derr)
+		} else if rerr := c.tep.Revoke(ctx, doc, rec.RefreshToken, "refresh_token"); rerr != nil {
+			c.log.Warn("authcode: sign-out: refresh token revocation failed", "error", rerr.Error())
+			errs = append(errs, rerr)
+		}
+	}
+	if derr := c.store.Delete(context.WithoutCancel(ctx), key); derr != nil {
+		c.log.Error("authcode: sign-out: cannot delete the session from the store", "error", derr.Error())
+		errs = append(errs, &auth.Error{Op: "session store delete", Kind: auth.ErrTemporary, Err: derr})
+	}
+	c.forget(id)
+	if rec != nil {
+		c.log.Info("authcode: signed out")
+	}
+	return rec, errors.Join(errs...)
 }
 
 // sessionEntry returns s's current token entry, refreshing if needed.
@@ -425,8 +487,20 @@ func (c *Client) sessionEntry(ctx context.Context, s *Session) (*tokencache.Entr
 // entry gets the cached token; if the cache was evicted and closed under
 // us, it looks the session up again.
 func (u *userTokens) entry(ctx context.Context) (*tokencache.Entry, error) {
+	if u.c.closed.Load() {
+		// A closed cache may still hold a token: the Client is closed.
+		return nil, auth.ErrClosed
+	}
 	e, err := u.cache.Get(ctx)
-	if err != nil && errors.Is(err, autherr.ErrClosed) && !u.c.closed.Load() {
+	if err != nil && errors.Is(err, auth.ErrClosed) && !u.c.closed.Load() {
+		u.mu.Lock()
+		dead := u.dead
+		u.mu.Unlock()
+		if dead != nil {
+			// Signed out (or the refresh token died): never bring the
+			// session back from this process's copy.
+			return nil, dead
+		}
 		nu, err2 := u.c.tokensFor(u.id, u.key, u.current())
 		if err2 != nil {
 			return nil, err2
@@ -474,22 +548,26 @@ func (ts *tokenSource) Token() (*oauth2.Token, error) {
 	return e.Token, nil
 }
 
-// UserClient returns an HTTP client that calls APIs as the user of s: its
-// transport (internal/bearer, shared with clientcreds) adds
+// UserClient returns an HTTP client that calls APIs as the user of s, for
+// the instance only (the transport every flow of the SDK shares): it adds
 // "Authorization: Bearer <access token>" to every request from the
-// session's token cache, without rebuilding the header; on a 401 answer it
-// refreshes the token and retries once when the request body can be
-// replayed (GetBody set, or no body), at most once per session every 30
-// seconds; it never retries a 403 and never sends the token on a redirect
-// to another host. The base transport is Config.HTTPClient's, or that of an
-// *http.Client stored in ctx under oauth2.HTTPClient.
+// session's token cache, without rebuilding the header; a request for
+// another host is refused before anything is sent, and a redirect to one
+// is followed without the token. On a 401 answer it refreshes the token
+// and retries once when the request body can be replayed (GetBody set, or
+// no body), at most once per session every 30 seconds; it never retries a
+// 403; it retries 429 and 503 answers of idempotent requests with backoff
+// and Retry-After (Config.Retry), within the request's context. The base
+// transport is Config.Transport, or that of an *http.Client stored in ctx
+// under oauth2.HTTPClient.
 func (c *Client) UserClient(ctx context.Context, s *Session) *http.Client {
-	base := c.base
+	base := c.cfg.Transport
 	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil && hc.Transport != nil {
 		base = hc.Transport
 	}
 	src := &tokenSource{c: c, ctx: ctx, s: s}
-	return &http.Client{Transport: &bearer.Transport{Get: src.entry, InvalidateIf: src.invalidateIf, Base: base}}
+	return &http.Client{Transport: &transport.Transport{Get: src.entry, InvalidateIf: src.invalidateIf,
+		Allow: c.disco.Allow, Base: base, Retry: c.cfg.Retry}}
 }
 
 // entry is the bearer transport's token getter.

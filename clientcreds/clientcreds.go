@@ -1,6 +1,7 @@
 package clientcreds
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,68 +13,31 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/erpnetgo/auth/internal/autherr"
-	"github.com/erpnetgo/auth/internal/bearer"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/httpx"
-	"github.com/erpnetgo/auth/internal/retry"
 	"github.com/erpnetgo/auth/internal/tokencache"
 	"github.com/erpnetgo/auth/internal/tokenep"
+	"github.com/erpnetgo/auth/internal/transport"
 )
-
-// Errors to branch on with errors.Is; they are shared by every package of
-// this module, so clientcreds.ErrTemporary == authcode.ErrTemporary.
-var (
-	// ErrTemporary: 5xx, 429 or a network failure, already retried.
-	ErrTemporary = autherr.ErrTemporary
-	// ErrMisconfigured: invalid_client, unauthorized_client, invalid_scope,
-	// a bad authority or discovery document, or an invalid Config.
-	ErrMisconfigured = autherr.ErrMisconfigured
-	// ErrClosed: the Source was closed and has no usable token.
-	ErrClosed = autherr.ErrClosed
-)
-
-// Error is a failed call to the identity server; use errors.As to read its
-// RFC 6749 Code, Description and StatusCode.
-type Error = autherr.Error
-
-// ConfigError is an invalid Config field; it never contains the field's value.
-type ConfigError = autherr.ConfigError
-
-// AuthStyle chooses how the client authenticates to the token endpoint.
-type AuthStyle = tokenep.AuthStyle
-
-// Client authentication styles.
-const (
-	// AuthAuto uses HTTP Basic unless discovery's
-	// token_endpoint_auth_methods_supported lists only client_secret_post.
-	AuthAuto = tokenep.AuthAuto
-	// AuthBasic sends the credentials in an HTTP Basic header, each
-	// form-urlencoded first (RFC 6749 §2.3.1).
-	AuthBasic = tokenep.AuthBasic
-	// AuthForm sends client_id and client_secret in the form body.
-	AuthForm = tokenep.AuthForm
-)
-
-// RetryPolicy tunes retries of the token endpoint; the zero value means 4
-// attempts with backoff from 200 ms capped at 5 s, Retry-After honoured up
-// to 30 s.
-type RetryPolicy = retry.Policy
 
 // Environment variables read by ConfigFromEnv.
 const (
-	EnvAuthority    = "ERPNET_AUTHORITY"
-	EnvClientID     = "ERPNET_CLIENT_ID"
-	EnvClientSecret = "ERPNET_CLIENT_SECRET"
-	EnvScopes       = "ERPNET_SCOPES"
+	envAuthority    = "ERPNET_AUTHORITY"
+	envClientID     = "ERPNET_CLIENT_ID"
+	envClientSecret = "ERPNET_CLIENT_SECRET"
+	envScopes       = "ERPNET_SCOPES"
+	envDomainAPI    = "ERPNET_DOMAIN_API"
 )
 
 // Config configures a Source. Authority, ClientID and ClientSecret are
-// required; every other field has a useful zero value.
+// required; every other field has a useful zero value. The same field names
+// mean the same thing, with the same defaults, in every package of the SDK.
 type Config struct {
 	// Authority is the ERP.net instance root (https://demodb.my.erp.net,
-	// resolved through /sys/auto-discovery) or its identity server URL
-	// (https://demodb.my.erp.net/id).
+	// resolved through ERP.net auto-discovery) or its identity server URL
+	// (https://demodb.my.erp.net/id). http is accepted only for loopback
+	// hosts.
 	Authority string
 	// ClientID is the Trusted Application's ApplicationUri; it may contain '/'.
 	ClientID string
@@ -82,74 +46,96 @@ type Config struct {
 	// Scopes to request, e.g. read and update. Empty asks for every scope
 	// the Trusted Application allows.
 	Scopes []string
-	// HTTPClient makes the requests to the identity server; nil means a
-	// client with a 30 s timeout. It is not used for API calls (see Client).
+	// DomainAPI is the Domain API root, e.g.
+	// https://demodb.my.erp.net/api/domain/odata/. Empty means the one
+	// ERP.net auto-discovery names, else <instance root>/api/domain/odata/.
+	// Credentials are sent only to the origins of the Authority, the
+	// identity server and this root.
+	DomainAPI string
+	// HTTPClient sends the requests to the identity server (discovery,
+	// token endpoint); nil means a client with a 30 s timeout. It is not
+	// used for API calls (see Transport).
 	HTTPClient *http.Client
-	// AuthStyle overrides the client authentication style chosen from
-	// discovery.
-	AuthStyle AuthStyle
+	// Transport is the base transport of API calls made through Client;
+	// nil means http.DefaultTransport.
+	Transport http.RoundTripper
+	// AuthStyle is how the client secret is sent to the token endpoint;
+	// the zero value, oauth2.AuthStyleAutoDetect, uses HTTP Basic unless
+	// discovery lists only client_secret_post.
+	AuthStyle oauth2.AuthStyle
 	// RefreshWindow is how long before expiry the background refresh
-	// starts; zero means 5 minutes, or 20% of a token living under 25 minutes.
+	// starts; zero means 5 minutes, or the last 20% of a token living under
+	// 25 minutes.
 	RefreshWindow time.Duration
-	// Retry tunes token-endpoint retries; the zero value is sensible.
-	Retry RetryPolicy
-	// Logger, if set, receives token fetches (never token values) and
-	// background refresh failures.
+	// Retry tunes retries of the token endpoint and of idempotent API
+	// calls answered 429 or 503; the zero value is sensible.
+	Retry auth.Retry
+	// Logger receives token fetches (never token values) and background
+	// refresh failures; nil discards them.
 	Logger *slog.Logger
+	// Now is the clock, for tests; nil means time.Now.
+	Now func() time.Time
 }
 
 // ConfigFromEnv reads ERPNET_AUTHORITY, ERPNET_CLIENT_ID,
-// ERPNET_CLIENT_SECRET and ERPNET_SCOPES (separated by spaces or commas).
-// It reports which required variables are missing, never their values.
+// ERPNET_CLIENT_SECRET, ERPNET_SCOPES (separated by spaces or commas) and
+// ERPNET_DOMAIN_API (optional). It reports which required variables are
+// missing, never their values.
 func ConfigFromEnv() (Config, error) {
 	cfg := Config{
-		Authority:    strings.TrimSpace(os.Getenv(EnvAuthority)),
-		ClientID:     strings.TrimSpace(os.Getenv(EnvClientID)),
-		ClientSecret: strings.TrimRight(os.Getenv(EnvClientSecret), "\r\n"),
-		Scopes:       strings.FieldsFunc(os.Getenv(EnvScopes), func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }),
+		Authority:    strings.TrimSpace(os.Getenv(envAuthority)),
+		ClientID:     strings.TrimSpace(os.Getenv(envClientID)),
+		ClientSecret: strings.TrimRight(os.Getenv(envClientSecret), "\r\n"),
+		Scopes:       strings.FieldsFunc(os.Getenv(envScopes), func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }),
+		DomainAPI:    strings.TrimSpace(os.Getenv(envDomainAPI)),
 	}
 	var missing []string
-	for _, v := range []struct{ name, val string }{{EnvAuthority, cfg.Authority}, {EnvClientID, cfg.ClientID}, {EnvClientSecret, cfg.ClientSecret}} {
+	for _, v := range []struct{ name, val string }{{envAuthority, cfg.Authority}, {envClientID, cfg.ClientID}, {envClientSecret, cfg.ClientSecret}} {
 		if v.val == "" {
 			missing = append(missing, v.name)
 		}
 	}
 	if len(missing) > 0 {
-		return cfg, &ConfigError{Field: strings.Join(missing, ", "), Reason: "not set in the environment"}
+		return cfg, &auth.ConfigError{Field: strings.Join(missing, ", "), Reason: "not set in the environment"}
 	}
 	return cfg, nil
 }
 
-// Validate checks the Config without any network I/O. Errors name the field
+// validate checks the Config without any network I/O. Errors name the field
 // and never contain the secret.
-func (c Config) Validate() error {
+func (c Config) validate() error {
 	if err := discovery.CheckAuthority("Authority", c.Authority); err != nil {
 		return err
 	}
 	if c.ClientID == "" {
-		return &ConfigError{Field: "ClientID", Reason: "is required (the Trusted Application's ApplicationUri)"}
+		return &auth.ConfigError{Field: "ClientID", Reason: "is required (the Trusted Application's ApplicationUri)"}
 	}
 	if strings.ContainsFunc(c.ClientID, isCtl) {
-		return &ConfigError{Field: "ClientID", Reason: "contains control characters"}
+		return &auth.ConfigError{Field: "ClientID", Reason: "contains control characters"}
 	}
 	if c.ClientSecret == "" {
-		return &ConfigError{Field: "ClientSecret", Reason: "is required: client credentials need a confidential Trusted Application"}
+		return &auth.ConfigError{Field: "ClientSecret", Reason: "is required: client credentials need a confidential Trusted Application"}
 	}
 	if strings.ContainsFunc(c.ClientSecret, isCtl) {
-		return &ConfigError{Field: "ClientSecret", Reason: "contains control characters (a stray newline from a file?)"}
+		return &auth.ConfigError{Field: "ClientSecret", Reason: "contains control characters (a stray newline from a file?)"}
 	}
 	for i, s := range c.Scopes {
 		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r == ' ' || r == '"' || r == '\\' || isCtl(r) }) {
-			return &ConfigError{Field: fmt.Sprintf("Scopes[%d]", i), Reason: "must be a non-empty scope token without spaces, quotes or control characters"}
+			return &auth.ConfigError{Field: fmt.Sprintf("Scopes[%d]", i), Reason: "must be a non-empty scope token without spaces, quotes or control characters"}
 		}
 	}
 	if c.RefreshWindow < 0 {
-		return &ConfigError{Field: "RefreshWindow", Reason: "must not be negative"}
+		return &auth.ConfigError{Field: "RefreshWindow", Reason: "must not be negative"}
+	}
+	if c.DomainAPI != "" {
+		if err := discovery.CheckAuthority("DomainAPI", c.DomainAPI); err != nil {
+			return err
+		}
 	}
 	switch c.AuthStyle {
-	case AuthAuto, AuthBasic, AuthForm:
+	case oauth2.AuthStyleAutoDetect, oauth2.AuthStyleInParams, oauth2.AuthStyleInHeader:
 	default:
-		return &ConfigError{Field: "AuthStyle", Reason: "is not one of AuthAuto, AuthBasic, AuthForm"}
+		return &auth.ConfigError{Field: "AuthStyle", Reason: "is not an oauth2.AuthStyle"}
 	}
 	return nil
 }
@@ -160,50 +146,53 @@ func isCtl(r rune) bool { return r < 0x20 || r == 0x7f }
 // concurrent use. Close it when the process no longer needs tokens.
 type Source struct {
 	cfg   Config
-	hc    *http.Client
+	disco *discovery.Cache
 	ep    tokenep.Client
 	cache *tokencache.Cache
 	log   *slog.Logger
+	now   func() time.Time
 }
 
 // New validates cfg and returns a Source. It does no network I/O: discovery
 // and the first token request happen on the first Token call.
 func New(cfg Config) (*Source, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	cfg.Scopes = append([]string(nil), cfg.Scopes...)
-	s := &Source{cfg: cfg, hc: httpx.Client(cfg.HTTPClient), log: cfg.Logger}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+	hc := httpx.Client(cfg.HTTPClient)
+	s := &Source{cfg: cfg, disco: discovery.New(hc, cfg.Authority, cfg.DomainAPI),
+		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
 	}
-	s.ep = tokenep.Client{HTTPClient: s.hc, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		Style: cfg.AuthStyle, Policy: cfg.Retry}
-	s.cache = tokencache.New(s.fetch, tokencache.Options{Window: cfg.RefreshWindow, Logger: s.log})
+	s.ep = tokenep.Client{HTTPClient: hc, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		Style: cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now}
+	s.cache = tokencache.New(s.fetch, tokencache.Options{Window: cfg.RefreshWindow, Logger: s.log, Now: cfg.Now})
 	return s, nil
 }
 
 func (s *Source) fetch(ctx context.Context) (*oauth2.Token, error) {
-	doc, err := discovery.Get(ctx, s.hc, s.cfg.Authority)
+	doc, err := s.disco.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if len(doc.GrantTypesSupported) > 0 && !discovery.Supports(doc.GrantTypesSupported, "client_credentials") {
-		return nil, &Error{Op: "token request (client_credentials)", Kind: ErrMisconfigured,
+		return nil, &auth.Error{Op: "token request (client_credentials)", Kind: auth.ErrMisconfigured,
 			Err: fmt.Errorf("the identity server at %s does not support the client_credentials grant", doc.Issuer)}
 	}
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if len(s.cfg.Scopes) > 0 {
 		form.Set("scope", strings.Join(s.cfg.Scopes, " "))
 	}
-	start := time.Now()
+	start := s.now()
 	tok, err := s.ep.Exchange(ctx, doc, form)
 	if err != nil {
 		s.log.Warn("erpnet: service token request failed", "client_id", s.cfg.ClientID, "error", err.Error())
 		return nil, err
 	}
 	s.log.Debug("erpnet: service token obtained", "client_id", s.cfg.ClientID,
-		"expires_in", time.Until(tok.Expiry).Round(time.Second), "scope", tok.Extra("scope"), "took", time.Since(start))
+		"expires_in", tok.Expiry.Sub(s.now()).Round(time.Second), "scope", tok.Extra("scope"), "took", s.now().Sub(start))
 	return tok, nil
 }
 
@@ -241,21 +230,28 @@ type tokenSource struct {
 
 func (ts tokenSource) Token() (*oauth2.Token, error) { return ts.s.Token(ts.ctx) }
 
-// Client returns an *http.Client whose requests carry the service token.
-// The client's transport is the http.Client found in ctx under
-// oauth2.HTTPClient (as with x/oauth2), else http.DefaultTransport. On a 401
-// from the API it fetches a fresh token and retries once when the request
-// body can be replayed; it never retries a 403.
+// Client returns an *http.Client whose requests carry the service token,
+// for the instance only: a request for another host is refused before
+// anything is sent, and a redirect to one is followed without the token.
+// On a 401 from the API it fetches a fresh token and retries once when the
+// request body can be replayed; it never retries a 403; it retries 429 and
+// 503 answers of idempotent requests with backoff and Retry-After (see
+// Config.Retry), within the request's context. The base transport is
+// Config.Transport, or, as with golang.org/x/oauth2, the Transport of an
+// *http.Client stored in ctx under oauth2.HTTPClient.
 func (s *Source) Client(ctx context.Context) *http.Client {
-	var base http.RoundTripper
-	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil {
+	base := s.cfg.Transport
+	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil && hc.Transport != nil {
 		base = hc.Transport
 	}
-	return &http.Client{Transport: s.Transport(base)}
+	return &http.Client{Transport: &transport.Transport{Get: s.cache.Get, InvalidateIf: s.cache.InvalidateIf,
+		Allow: s.disco.Allow, Base: base, Retry: s.cfg.Retry}}
 }
 
-// Transport returns an http.RoundTripper that adds the service token to
-// every request sent through base (nil means http.DefaultTransport).
-func (s *Source) Transport(base http.RoundTripper) http.RoundTripper {
-	return &bearer.Transport{Get: s.cache.Get, InvalidateIf: s.cache.InvalidateIf, Base: base}
+// DomainAPI returns the Domain API (OData) root, ending in "/", e.g.
+// https://demodb.my.erp.net/api/domain/odata/: Config.DomainAPI, or the
+// one ERP.net auto-discovery names, or one derived from the Authority.
+// Append an entity set: DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
+func (s *Source) DomainAPI(ctx context.Context) (string, error) {
+	return s.disco.DomainAPI(ctx)
 }

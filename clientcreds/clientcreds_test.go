@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/erpnetgo/auth"
 	"io"
 	"net/http"
 	"strings"
@@ -24,7 +25,7 @@ import (
 func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 // fast retries keep the tests quick; the policy itself is tested in internal/retry.
-var fast = clientcreds.RetryPolicy{Base: 5 * time.Millisecond, Cap: 20 * time.Millisecond}
+var fast = auth.Retry{Base: 5 * time.Millisecond, Cap: 20 * time.Millisecond}
 
 func workerConfig(s *devserver.Server) clientcreds.Config {
 	return clientcreds.Config{
@@ -47,7 +48,8 @@ func newSource(t *testing.T, cfg clientcreds.Config) *clientcreds.Source {
 func TestConfigValidationNamesFieldAndHidesSecret(t *testing.T) {
 	const secret = "s3cr3t-do-not-print"
 	ok := clientcreds.Config{Authority: "https://demodb.my.erp.net", ClientID: "com.example/x", ClientSecret: secret}
-	require.NoError(t, ok.Validate())
+	_, err := clientcreds.New(ok)
+	require.NoError(t, err)
 	cases := []struct {
 		field string
 		edit  func(*clientcreds.Config)
@@ -61,33 +63,36 @@ func TestConfigValidationNamesFieldAndHidesSecret(t *testing.T) {
 		{"ClientSecret", func(c *clientcreds.Config) { c.ClientSecret = secret + "\n" }},
 		{"Scopes[1]", func(c *clientcreds.Config) { c.Scopes = []string{"read", "up date"} }},
 		{"RefreshWindow", func(c *clientcreds.Config) { c.RefreshWindow = -time.Second }},
+		{"DomainAPI", func(c *clientcreds.Config) { c.DomainAPI = "http://demodb.my.erp.net/api/domain/odata/" }},
+		{"AuthStyle", func(c *clientcreds.Config) { c.AuthStyle = 7 }},
 	}
 	for _, tc := range cases {
 		cfg := ok
 		tc.edit(&cfg)
 		_, err := clientcreds.New(cfg)
 		require.Error(t, err, tc.field)
-		var ce *clientcreds.ConfigError
+		var ce *auth.ConfigError
 		require.ErrorAs(t, err, &ce)
 		assert.Equal(t, tc.field, ce.Field)
-		assert.ErrorIs(t, err, clientcreds.ErrMisconfigured)
+		assert.ErrorIs(t, err, auth.ErrMisconfigured)
 		assert.NotContains(t, err.Error(), secret)
 	}
 }
 
 func TestConfigFromEnv(t *testing.T) {
-	t.Setenv(clientcreds.EnvAuthority, "https://demodb.my.erp.net/id")
-	t.Setenv(clientcreds.EnvClientID, "com.example/worker")
-	t.Setenv(clientcreds.EnvClientSecret, "")
-	t.Setenv(clientcreds.EnvScopes, "read, update")
+	t.Setenv("ERPNET_AUTHORITY", "https://demodb.my.erp.net/id")
+	t.Setenv("ERPNET_CLIENT_ID", "com.example/worker")
+	t.Setenv("ERPNET_CLIENT_SECRET", "")
+	t.Setenv("ERPNET_SCOPES", "read, update")
 	_, err := clientcreds.ConfigFromEnv()
 	require.ErrorContains(t, err, "ERPNET_CLIENT_SECRET")
-	t.Setenv(clientcreds.EnvClientSecret, "top:secret\n")
+	t.Setenv("ERPNET_CLIENT_SECRET", "top:secret\n")
 	cfg, err := clientcreds.ConfigFromEnv()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"read", "update"}, cfg.Scopes)
 	assert.Equal(t, "top:secret", cfg.ClientSecret)
-	assert.NoError(t, cfg.Validate())
+	_, err = clientcreds.New(cfg)
+	assert.NoError(t, err)
 }
 
 func TestNewDoesNoNetworkIO(t *testing.T) {
@@ -123,13 +128,13 @@ func TestClientAuthenticationStylesWithSpecialCharacters(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		advertised  []string
-		style       clientcreds.AuthStyle
+		style       oauth2.AuthStyle
 		basic, form int32
 	}{
-		{"auto picks basic", nil, clientcreds.AuthAuto, 1, 0},
-		{"auto picks form when only post is listed", []string{"client_secret_post"}, clientcreds.AuthAuto, 0, 1},
-		{"forced basic", []string{"client_secret_post"}, clientcreds.AuthBasic, 1, 0},
-		{"forced form", nil, clientcreds.AuthForm, 0, 1},
+		{"auto picks basic", nil, oauth2.AuthStyleAutoDetect, 1, 0},
+		{"auto picks form when only post is listed", []string{"client_secret_post"}, oauth2.AuthStyleAutoDetect, 0, 1},
+		{"forced basic", []string{"client_secret_post"}, oauth2.AuthStyleInHeader, 1, 0},
+		{"forced form", nil, oauth2.AuthStyleInParams, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := devserver.Demo()
@@ -260,8 +265,8 @@ func TestPersistentOutageIsTemporaryAfterRetries(t *testing.T) {
 	s.InjectFaults(devserver.Token, devserver.Fault{Status: 503}, devserver.Fault{Status: 503},
 		devserver.Fault{Status: 503}, devserver.Fault{Status: 503}, devserver.Fault{Status: 503})
 	_, err := src.Token(context.Background())
-	require.ErrorIs(t, err, clientcreds.ErrTemporary)
-	var e *clientcreds.Error
+	require.ErrorIs(t, err, auth.ErrTemporary)
+	var e *auth.Error
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, 503, e.StatusCode)
 	assert.Equal(t, 4, e.Attempts)
@@ -285,8 +290,8 @@ func TestMisconfigurationIsNeverRetried(t *testing.T) {
 			s.ResetCounts()
 			src := newSource(t, clientcreds.Config{Authority: s.Issuer(), ClientID: tc.id, ClientSecret: tc.secret, Scopes: tc.scopes, Retry: fast})
 			_, err := src.Token(context.Background())
-			require.ErrorIs(t, err, clientcreds.ErrMisconfigured)
-			var e *clientcreds.Error
+			require.ErrorIs(t, err, auth.ErrMisconfigured)
+			var e *auth.Error
 			require.ErrorAs(t, err, &e)
 			assert.Equal(t, tc.code, e.Code)
 			assert.Equal(t, 1, s.GrantCount("client_credentials"), "must not retry")
@@ -302,7 +307,7 @@ func TestGarbageAndOversizedResponses(t *testing.T) {
 		s.InjectFaults(devserver.Token, devserver.Fault{Body: body})
 		_, err := src.Token(context.Background())
 		require.Error(t, err)
-		assert.ErrorIs(t, err, clientcreds.ErrTemporary)
+		assert.ErrorIs(t, err, auth.ErrTemporary)
 		assert.Less(t, len(err.Error()), 400, "error must be short: %s", err)
 		assert.Equal(t, 1, s.GrantCount("client_credentials"))
 		// The next call recovers.
@@ -439,7 +444,7 @@ func TestErrorsNeverContainSecret(t *testing.T) {
 	for _, out := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {
 		assert.NotContains(t, out, secret)
 	}
-	if !errors.Is(err, clientcreds.ErrMisconfigured) {
+	if !errors.Is(err, auth.ErrMisconfigured) {
 		t.Fatalf("err = %v", err)
 	}
 }

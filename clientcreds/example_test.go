@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/erpnetgo/auth"
 	"log"
 
 	"golang.org/x/oauth2"
@@ -51,11 +52,11 @@ func ExampleSource_Token_errors() {
 	defer src.Close()
 
 	_, err := src.Token(context.Background())
-	var e *clientcreds.Error
+	var e *auth.Error
 	switch {
-	case errors.Is(err, clientcreds.ErrMisconfigured) && errors.As(err, &e):
+	case errors.Is(err, auth.ErrMisconfigured) && errors.As(err, &e):
 		fmt.Println("fix the configuration:", e.Code)
-	case errors.Is(err, clientcreds.ErrTemporary):
+	case errors.Is(err, auth.ErrTemporary):
 		fmt.Println("try again later")
 	}
 	// Output: fix the configuration: invalid_client

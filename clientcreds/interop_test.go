@@ -2,6 +2,8 @@ package clientcreds_test
 
 import (
 	"context"
+	"github.com/erpnetgo/auth"
+	"golang.org/x/oauth2"
 	"testing"
 	"time"
 
@@ -31,9 +33,9 @@ func TestInteropOIDCProvider(t *testing.T) {
 	keys := oidc.NewRemoteKeySet(ctx, p.Issuer()+"/jwks")
 	for _, c := range clients {
 		t.Run(c.AuthMethod, func(t *testing.T) {
-			style := clientcreds.AuthBasic
+			style := oauth2.AuthStyleInHeader
 			if c.AuthMethod == "client_secret_post" {
-				style = clientcreds.AuthForm
+				style = oauth2.AuthStyleInParams
 			}
 			src, err := clientcreds.New(clientcreds.Config{Authority: p.Issuer(), ClientID: c.ID, ClientSecret: c.Secret,
 				Scopes: []string{"read"}, AuthStyle: style, Retry: fast})
@@ -64,7 +66,7 @@ func TestInteropOIDCProvider(t *testing.T) {
 			require.NoError(t, err)
 			defer bad.Close()
 			_, err = bad.Token(ctx)
-			require.ErrorIs(t, err, clientcreds.ErrMisconfigured)
+			require.ErrorIs(t, err, auth.ErrMisconfigured)
 			assert.NotContains(t, err.Error(), secret)
 		})
 	}

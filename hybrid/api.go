@@ -3,11 +3,11 @@ package hybrid
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 
 	"golang.org/x/oauth2"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 )
 
@@ -24,8 +24,10 @@ import (
 // A UserAPI is request-scoped: its token source uses the request's context.
 // Do not keep it beyond the request, and never hand it to background work
 // (use App.RunAsService). The zero UserAPI is not signed in: its client
-// refuses every request with ErrNoSession. fmt and slog print only the
-// user's subject, never a token.
+// refuses every request with an error matching authcode.ErrNoSession.
+//
+// A UserAPI holds nothing but a pointer, so fmt (any verb) and slog never
+// print a token: %v and %s print String (the user's subject).
 type UserAPI struct {
 	u *userState
 }
@@ -40,11 +42,12 @@ type userState struct {
 }
 
 // UserClient returns an *http.Client whose requests carry the user's access
-// token ("Authorization: Bearer ..."), refreshed as needed; on a 401 it
-// refreshes and retries once when the body can be replayed. A request that
-// already carries credentials (Authorization, X-Api-Key, Api-Key, or user
-// info in the URL) is refused with an error matching ErrIdentityMix, before
-// anything is sent.
+// token: the client of authcode.Client.UserClient (instance-bound,
+// refreshed as needed, a 401 refreshed and retried once when the body can
+// be replayed), behind one more check: a request that already carries
+// credentials (Authorization, X-Api-Key, Api-Key, or user info in the URL)
+// is refused with an error matching ErrIdentityMix, before anything is
+// sent.
 func (u UserAPI) UserClient() *http.Client {
 	if u.u == nil {
 		return noUserClient
@@ -54,18 +57,19 @@ func (u UserAPI) UserClient() *http.Client {
 
 // UserTokenSource returns the user's access tokens, for code written
 // against golang.org/x/oauth2. The tokens carry no refresh token. Token
-// fails with an error matching ErrReauthRequired when the user must sign in
+// fails with an error matching auth.ErrReauthRequired when the user must sign in
 // again. Keep what it returns on the server: it must never reach a browser
 // or a background job.
 func (u UserAPI) UserTokenSource() oauth2.TokenSource {
 	if u.u == nil {
-		return errTokenSource{ErrNoSession}
+		return errTokenSource{authcode.ErrNoSession}
 	}
 	return u.u.ts
 }
 
-// Session returns who the user is (subject, name, e-mail, issuer, granted
-// scopes). It holds no readable token. Nil for the zero UserAPI.
+// Session returns who the user is (Subject, the ERP.net user name; name,
+// e-mail, issuer, granted scopes). It holds no readable token. Nil for the
+// zero UserAPI.
 func (u UserAPI) Session() *authcode.Session {
 	if u.u == nil {
 		return nil
@@ -73,35 +77,12 @@ func (u UserAPI) Session() *authcode.Session {
 	return u.u.session
 }
 
-// Subject returns the user's ERP.net user name (the ID token's "sub"), or
-// "" for the zero UserAPI.
-func (u UserAPI) Subject() string {
-	if u.u == nil || u.u.session == nil {
-		return ""
-	}
-	return u.u.session.Subject
-}
-
 // String describes the user without any token.
 func (u UserAPI) String() string {
-	if u.u == nil {
+	if u.u == nil || u.u.session == nil {
 		return "hybrid.UserAPI(not signed in)"
 	}
-	return "hybrid.UserAPI{user: " + u.Subject() + "}"
-}
-
-// GoString is String: %#v never shows a token either.
-func (u UserAPI) GoString() string { return u.String() }
-
-// Format makes every fmt verb print String.
-func (u UserAPI) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(u.String())) }
-
-// LogValue logs the user as a group of non-secret attributes.
-func (u UserAPI) LogValue() slog.Value {
-	if u.u == nil {
-		return slog.StringValue("not signed in")
-	}
-	return slog.GroupValue(slog.String("kind", "user"), slog.String("subject", u.Subject()))
+	return "hybrid.UserAPI{user: " + u.u.session.Subject + "}"
 }
 
 // ServiceAPI calls ERP.net APIs as the Trusted Application's System User,
@@ -111,31 +92,31 @@ func (u UserAPI) LogValue() slog.Value {
 // It is a different type from UserAPI (see there): it cannot be used where
 // a user's identity is expected, nor the other way round. A ServiceAPI may
 // be kept and shared between goroutines. The zero ServiceAPI refuses every
-// request with ErrClosed. fmt and slog print only the client_id, never a
-// token.
+// request with auth.ErrClosed. Like a UserAPI it holds nothing but a
+// pointer: fmt and slog never print a token; %v and %s print String (the
+// client_id).
 type ServiceAPI struct {
 	s *serviceState
 }
 
 // serviceState is what a ServiceAPI holds (see userState).
 type serviceState struct {
-	app      *App
-	clientID string
-	client   *http.Client
-	ctx      context.Context // for ServiceTokenSource
+	app *App
+	ctx context.Context // for ServiceTokenSource
 }
 
 // ServiceClient returns an *http.Client whose requests carry the service
-// token, acting as the System User. It shares the one per-process token
-// cache: one token request an hour, not one per call. On a 401 it fetches a
-// fresh token and retries once when the body can be replayed. A request
-// that already carries credentials (say, a user's token copied onto it) is
-// refused with an error matching ErrIdentityMix, before anything is sent.
+// token, acting as the System User: the client of clientcreds.Source.Client
+// (instance-bound, one per-process token cache, a 401 answered with a
+// fresh token and one retry when the body can be replayed), behind one more
+// check: a request that already carries credentials (say, a user's token
+// copied onto it) is refused with an error matching ErrIdentityMix, before
+// anything is sent.
 func (s ServiceAPI) ServiceClient() *http.Client {
 	if s.s == nil {
 		return noServiceClient
 	}
-	return s.s.client
+	return s.s.app.svcClient
 }
 
 // ServiceTokenSource returns service tokens from the per-process cache, for
@@ -145,7 +126,7 @@ func (s ServiceAPI) ServiceClient() *http.Client {
 // context.Background for App.Service, the job's context in RunAsService.
 func (s ServiceAPI) ServiceTokenSource() oauth2.TokenSource {
 	if s.s == nil {
-		return errTokenSource{ErrClosed}
+		return errTokenSource{auth.ErrClosed}
 	}
 	return serviceTokenSource{st: s.s}
 }
@@ -156,7 +137,7 @@ func (s ServiceAPI) ClientID() string {
 	if s.s == nil {
 		return ""
 	}
-	return s.s.clientID
+	return s.s.app.svcID
 }
 
 // String describes the service identity without any token.
@@ -164,21 +145,7 @@ func (s ServiceAPI) String() string {
 	if s.s == nil {
 		return "hybrid.ServiceAPI(zero)"
 	}
-	return "hybrid.ServiceAPI{system user of: " + s.s.clientID + "}"
-}
-
-// GoString is String: %#v never shows a token either.
-func (s ServiceAPI) GoString() string { return s.String() }
-
-// Format makes every fmt verb print String.
-func (s ServiceAPI) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
-
-// LogValue logs the service identity as a group of non-secret attributes.
-func (s ServiceAPI) LogValue() slog.Value {
-	if s.s == nil {
-		return slog.StringValue("zero")
-	}
-	return slog.GroupValue(slog.String("kind", "system"), slog.String("client_id", s.s.clientID))
+	return "hybrid.ServiceAPI{system user of: " + s.s.app.svcID + "}"
 }
 
 // serviceTokenSource is ServiceTokenSource: it remembers the tokens it
@@ -186,6 +153,9 @@ func (s ServiceAPI) LogValue() slog.Value {
 type serviceTokenSource struct{ st *serviceState }
 
 func (ts serviceTokenSource) Token() (*oauth2.Token, error) {
+	if ts.st.app.closed.Load() {
+		return nil, auth.ErrClosed
+	}
 	tok, err := ts.st.app.svc.Token(ts.st.ctx)
 	if err != nil {
 		return nil, err
@@ -201,9 +171,9 @@ func (e errTokenSource) Token() (*oauth2.Token, error) { return nil, e.err }
 // The clients of a zero UserAPI and a zero ServiceAPI.
 var (
 	noUserClient = &http.Client{Transport: refuseTransport{
-		fmt.Errorf("hybrid: the zero UserAPI cannot send requests; get one from App.User or UserFrom: %w", ErrNoSession)}}
+		fmt.Errorf("hybrid: the zero UserAPI cannot send requests; get one from App.User or UserFrom: %w", authcode.ErrNoSession)}}
 	noServiceClient = &http.Client{Transport: refuseTransport{
-		fmt.Errorf("hybrid: the zero ServiceAPI cannot send requests; get one from App.Service: %w", ErrClosed)}}
+		fmt.Errorf("hybrid: the zero ServiceAPI cannot send requests; get one from App.Service: %w", auth.ErrClosed)}}
 )
 
 type refuseTransport struct{ err error }

@@ -3,11 +3,13 @@ package hybrid_test
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/clientcreds"
 	"github.com/erpnetgo/auth/hybrid"
@@ -27,6 +29,15 @@ func TestConfigErrorsNameTheFieldAndHideSecrets(t *testing.T) {
 	app, err := hybrid.New(valid())
 	require.NoError(t, err)
 	require.NoError(t, app.Close())
+	userClient, err := authcode.New(authcode.Config{Authority: "https://demodb.my.erp.net", ClientID: "com.example/portal",
+		RedirectURL: "https://portal.example.com/callback"})
+	require.NoError(t, err)
+	defer userClient.Close()
+	source, err := clientcreds.New(clientcreds.Config{Authority: "https://demodb.my.erp.net", ClientID: "com.example/worker",
+		ClientSecret: secret})
+	require.NoError(t, err)
+	defer source.Close()
+	store := newRecStore()
 
 	cases := []struct {
 		field string
@@ -40,24 +51,30 @@ func TestConfigErrorsNameTheFieldAndHideSecrets(t *testing.T) {
 		{"RedirectURL", func(c *hybrid.Config) { c.RedirectURL = "" }},
 		{"RedirectURL", func(c *hybrid.Config) { c.RedirectURL = "http://portal.example.com/callback" }},
 		{"PostLogoutRedirectURL", func(c *hybrid.Config) { c.PostLogoutRedirectURL = "/bye" }},
-		{"UserScopes", func(c *hybrid.Config) { c.UserScopes = []string{"read update"} }},
-		{"ServiceScopes", func(c *hybrid.Config) { c.ServiceScopes = []string{"read", "openid"} }},
-		{"ServiceScopes", func(c *hybrid.Config) { c.ServiceScopes = []string{"offline_access"} }},
+		{"UserScopes[0]", func(c *hybrid.Config) { c.UserScopes = []string{"read update"} }},
+		{"ServiceScopes[1]", func(c *hybrid.Config) { c.ServiceScopes = []string{"read", "openid"} }},
+		{"ServiceScopes[0]", func(c *hybrid.Config) { c.ServiceScopes = []string{"offline_access"} }},
 		{"ServiceScopes[1]", func(c *hybrid.Config) { c.ServiceScopes = []string{"read", "up date"} }},
-		{"CookieKeys", func(c *hybrid.Config) { c.CookieKeys = [][]byte{[]byte(secret)} }},
-		{"Users.RedirectURL", func(c *hybrid.Config) { c.Users = &authcode.Config{RedirectURL: "ftp://x/callback"} }},
-		{"Users.RedirectURL", func(c *hybrid.Config) { c.RedirectURL = ""; c.Users = &authcode.Config{} }},
-		{"Users.SessionTTL", func(c *hybrid.Config) { c.Users = &authcode.Config{SessionTTL: -1} }},
-		{"Users.Scopes", func(c *hybrid.Config) { c.Users = &authcode.Config{Scopes: []string{""}} }},
-		{"Users.ClientSecret", func(c *hybrid.Config) { c.Users = &authcode.Config{ClientSecret: secret + "\r\n"} }},
-		{"Service.Scopes", func(c *hybrid.Config) { c.Service = &clientcreds.Config{Scopes: []string{"profile"}} }},
-		{"Service.ClientSecret", func(c *hybrid.Config) { c.Service = &clientcreds.Config{ClientSecret: secret + "\r"} }},
-		{"Service.RefreshWindow", func(c *hybrid.Config) { c.Service = &clientcreds.Config{RefreshWindow: -1} }},
-		{"ClientSecret", func(c *hybrid.Config) {
-			// The user side may be public; the service side may not.
-			c.ClientSecret = ""
-			c.Users = &authcode.Config{}
+		{"Keys[0]", func(c *hybrid.Config) { c.Keys = [][]byte{[]byte(secret)} }},
+		{"DomainAPI", func(c *hybrid.Config) { c.DomainAPI = "ftp://demodb.my.erp.net/api/domain/odata/" }},
+		{"AuthStyle", func(c *hybrid.Config) { c.AuthStyle = 7 }},
+		// A supplied side makes the fields that would configure it an error
+		// rather than silently ignored.
+		{"RedirectURL", func(c *hybrid.Config) { c.UserClient = userClient }},
+		{"Store", func(c *hybrid.Config) { c.RedirectURL = ""; c.UserClient = userClient; c.Store = store }},
+		{"Keys", func(c *hybrid.Config) {
+			c.RedirectURL = ""
+			c.UserClient = userClient
+			c.Keys = [][]byte{make([]byte, 32)}
 		}},
+		{"ServiceScopes", func(c *hybrid.Config) { c.ServiceSource = source; c.ServiceScopes = []string{"read"} }},
+		{"ClientID", func(c *hybrid.Config) { c.ServiceSource = source; c.ClientID = "" }},
+		{"Authority", func(c *hybrid.Config) { c.RedirectURL = ""; c.UserClient = userClient; c.ServiceSource = source }},
+		{"ClientSecret", func(c *hybrid.Config) {
+			*c = hybrid.Config{ClientID: "x", ClientSecret: secret, UserClient: userClient, ServiceSource: source}
+		}},
+		// The user side may be public; the service side may not.
+		{"ClientSecret", func(c *hybrid.Config) { c.ClientSecret = "" }},
 	}
 	for _, c := range cases {
 		cfg := valid()
@@ -67,8 +84,8 @@ func TestConfigErrorsNameTheFieldAndHideSecrets(t *testing.T) {
 			app.Close()
 			continue
 		}
-		assert.ErrorIs(t, err, hybrid.ErrMisconfigured, c.field)
-		var ce *hybrid.ConfigError
+		assert.ErrorIs(t, err, auth.ErrMisconfigured, c.field)
+		var ce *auth.ConfigError
 		if assert.True(t, errors.As(err, &ce), "%s: %T %v", c.field, err, err) {
 			assert.Equal(t, c.field, ce.Field, err.Error())
 		}
@@ -94,35 +111,99 @@ func TestNewDoesNoNetworkIO(t *testing.T) {
 	}
 }
 
-// TestSeparateConfigsPerSide: Users and Service override the shared
-// fields; here the service side is another Trusted Application (the demo
-// worker), so its calls act as that application's System User.
-func TestSeparateConfigsPerSide(t *testing.T) {
-	e := newEnv(t, func(c *hybrid.Config) {
-		c.Users = &authcode.Config{CookieName: "portal"}
-		c.Service = &clientcreds.Config{ClientID: devserver.DemoWorkerID, ClientSecret: devserver.DemoWorkerSecret}
-	})
-	alice := e.browser()
-	alice.signIn(devserver.DemoAlice)
-	found := false
-	for _, v := range alice.cookieValues() {
-		found = found || len(v) > 7 && v[:7] == "portal="
+// TestSuppliedSides: a split set-up with two Trusted Applications; the
+// user side (with a cookie name only authcode.Config offers) and the
+// service side (the demo worker) are built by the caller and used as they
+// are; App.Close leaves them open.
+func TestSuppliedSides(t *testing.T) {
+	for _, which := range []string{"user", "service", "both"} {
+		t.Run(which, func(t *testing.T) {
+			svcID, svcSecret, svcUser := devserver.DemoWorkerID, devserver.DemoWorkerSecret, devserver.DemoWorkerSystemUser
+			if which == "service" { // the App builds the user side from ClientID: the same application
+				svcID, svcSecret, svcUser = devserver.DemoWebAppID, devserver.DemoWebAppSecret, devserver.DemoWebAppSystemUser
+			}
+			var users *authcode.Client
+			var source *clientcreds.Source
+			e := newEnv(t, func(c *hybrid.Config) {
+				if which != "service" {
+					var err error
+					users, err = authcode.New(authcode.Config{
+						Authority: c.Authority, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
+						RedirectURL: c.RedirectURL, PostLogoutRedirectURL: c.PostLogoutRedirectURL,
+						Store: c.Store, Keys: c.Keys, HTTPClient: c.HTTPClient, Transport: c.Transport,
+						CookieName: "portal",
+					})
+					require.NoError(t, err)
+					t.Cleanup(func() { require.NoError(t, users.Close()) })
+					c.UserClient = users
+					c.RedirectURL, c.PostLogoutRedirectURL, c.Store, c.Keys = "", "", nil, nil
+				}
+				if which != "user" {
+					var err error
+					source, err = clientcreds.New(clientcreds.Config{
+						Authority: c.Authority, ClientID: svcID, ClientSecret: svcSecret,
+						Scopes: c.ServiceScopes, HTTPClient: c.HTTPClient, Transport: c.Transport,
+					})
+					require.NoError(t, err)
+					t.Cleanup(func() { require.NoError(t, source.Close()) })
+					c.ServiceSource = source
+					c.ServiceScopes = nil
+				} else {
+					c.ClientSecret = svcSecret
+				}
+				c.ClientID = svcID // the service side's
+				if which == "both" {
+					c.Authority, c.ClientSecret, c.HTTPClient, c.Transport = "", "", nil, nil
+				}
+			})
+			alice := e.browser()
+			alice.signIn(devserver.DemoAlice)
+			if users != nil {
+				found := false
+				for _, v := range alice.cookieValues() {
+					found = found || strings.HasPrefix(v, "portal=")
+				}
+				assert.True(t, found, "the supplied authcode.Client's CookieName applies")
+			}
+			assert.NotEmpty(t, e.store.saved())
+
+			r := alice.get(e.srv.URL + "/customers")
+			assert.Equal(t, "user:alice", r.header.Get("X-Caller"))
+			r = alice.do(http.MethodPost, e.srv.URL+"/import", nil)
+			require.NoError(t, r.err)
+			assert.Equal(t, "system:"+svcUser, r.header.Get("X-Caller"))
+			assert.Equal(t, svcID, e.app.Service().ClientID())
+
+			calls := e.idp.APICalls()
+			require.Len(t, calls, 2)
+			assert.Equal(t, devserver.DemoWebAppID, calls[0].ClientID)
+			assert.Equal(t, svcID, calls[1].ClientID)
+			recs := jobRecords(t, e, "import")
+			require.Len(t, recs, 2)
+			assert.Equal(t, svcID, recs[1]["client_id"])
+
+			// The guard learns the service token from the supplied Source.
+			if source != nil {
+				tok, err := source.Token(t.Context())
+				require.NoError(t, err)
+				r = alice.get(e.srv.URL + "/leak/body")
+				assert.Equal(t, http.StatusInternalServerError, r.status)
+				assert.NotContains(t, r.body, tok.AccessToken)
+			}
+
+			// Close leaves what the App did not create open.
+			s := alice.sessionOf()
+			require.NoError(t, e.app.Close())
+			if users != nil {
+				caller, _, err := callAPI(t.Context(), users.UserClient(t.Context(), s), e.apiURL())
+				require.NoError(t, err)
+				assert.Equal(t, "user:alice", caller)
+			}
+			if source != nil {
+				caller, _, err := callAPI(t.Context(), source.Client(t.Context()), e.apiURL())
+				require.NoError(t, err)
+				assert.Equal(t, "system:"+svcUser, caller)
+			}
+		})
 	}
-	assert.True(t, found, "Users.CookieName applies")
-	assert.NotEmpty(t, e.store.saved(), "the shared Store fills Users.Store")
-
-	r := alice.get(e.srv.URL + "/customers")
-	assert.Equal(t, "user:alice", r.header.Get("X-Caller"))
-	r = alice.do(http.MethodPost, e.srv.URL+"/import", nil)
-	require.NoError(t, r.err)
-	assert.Equal(t, "system:"+devserver.DemoWorkerSystemUser, r.header.Get("X-Caller"))
-	assert.Equal(t, devserver.DemoWorkerID, e.app.Service().ClientID())
-
-	calls := e.idp.APICalls()
-	require.Len(t, calls, 2)
-	assert.Equal(t, devserver.DemoWebAppID, calls[0].ClientID)
-	assert.Equal(t, devserver.DemoWorkerID, calls[1].ClientID)
-	recs := jobRecords(t, e, "import")
-	require.Len(t, recs, 2)
-	assert.Equal(t, devserver.DemoWorkerID, recs[1]["client_id"])
 }

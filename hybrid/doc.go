@@ -22,16 +22,19 @@
 //     never in the Store, a cookie or another process (ERP.net's license
 //     terms forbid sharing it). The two caches share nothing, so signing a
 //     user out never disturbs the service token, nor other users.
-//   - By transport. Both clients refuse a request that already carries
-//     credentials (an Authorization, X-Api-Key or Api-Key header, or user
-//     info in the URL), say a user's token someone copied onto a request
-//     for the service client, with an error matching ErrIdentityMix, before
-//     anything is sent. Each client adds only its own token.
-//   - At the response. WithUser, RequireUser and GuardResponses refuse to
-//     deliver a response whose headers (cookies included) or body contain
-//     the service token the App is using. This is a safety net: it cannot
-//     recognise a token that was encoded or transformed, and no middleware
-//     can police every path to a browser. The rule stays yours: never put
+//   - By transport. Each side's client is the SDK's own credential
+//     transport (authcode.Client.UserClient, clientcreds.Source.Client:
+//     instance-bound, one token per request). Before it, both refuse a
+//     request that already carries credentials (an Authorization, X-Api-Key
+//     or Api-Key header, or user info in the URL), say a user's token
+//     someone copied onto a request for the service client, with an error
+//     matching ErrIdentityMix, before anything is sent.
+//   - At the response. WithUser and GuardResponses refuse to deliver a
+//     response whose headers (cookies and 1xx informational headers
+//     included), body or trailers contain the service token the App's
+//     Source holds. This is a safety net: it cannot recognise a token that
+//     was encoded or transformed, and no middleware can police every path
+//     to a browser. The rule stays yours: never put
 //     ServiceTokenSource's tokens, or anything derived from them, in a
 //     response, a cookie, a redirect or client-side code.
 //
@@ -55,8 +58,8 @@
 //		ClientSecret:  os.Getenv("ERPNET_CLIENT_SECRET"),
 //		RedirectURL:   "https://portal.example.com/callback",
 //		ServiceScopes: []string{"read"},
-//		Store:         store,      // authcode/redisstore with several replicas
-//		CookieKeys:    cookieKeys, // stable across restarts and replicas
+//		Store:         store, // authcode/redisstore with several replicas
+//		Keys:          keys,  // stable across restarts and replicas
 //	})
 //	...
 //	defer app.Close()
@@ -68,6 +71,13 @@
 //
 // The Trusted Application needs the redirect URI registered, and
 // SystemUserAllowed with a System User for the service side. With two
-// Trusted Applications (one for users, one for the service), give each
-// side its own configuration in Config.Users and Config.Service.
+// Trusted Applications (one for users, one for the service), or settings
+// only authcode.Config or clientcreds.Config offer, build that side
+// yourself and pass it as Config.UserClient or Config.ServiceSource; the
+// App uses it as it is and leaves closing it to you.
+//
+// Errors match the SDK-wide kinds of package auth (auth.ErrReauthRequired,
+// auth.ErrTemporary, auth.ErrMisconfigured, auth.ErrClosed) and
+// authcode.ErrNoSession; an invalid Config gives an *auth.ConfigError
+// naming the hybrid Config field.
 package hybrid

@@ -113,7 +113,7 @@ func ExampleApp_WithUser() {
 			return
 		}
 		resp.Body.Close()
-		fmt.Fprintf(w, "%s read as %s", u.Subject(), resp.Header.Get("X-Erpnet-Caller"))
+		fmt.Fprintf(w, "%s read as %s", u.Session().Subject, resp.Header.Get("X-Erpnet-Caller"))
 	})))
 	portal.serve(mux)
 

@@ -2,9 +2,12 @@ package hybrid
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"strings"
+
+	"github.com/erpnetgo/auth"
 )
 
 // ErrIdentityMix matches (errors.Is) every *IdentityMixError: user and
@@ -46,7 +49,8 @@ const (
 )
 
 // guardTransport refuses requests that already carry a credential, then
-// hands the others to next (the transport that adds this side's token).
+// hands the others to next: the client of authcode.Client.UserClient or
+// clientcreds.Source.Client, which adds this side's token.
 type guardTransport struct {
 	app  *App
 	side string
@@ -58,13 +62,21 @@ type guardTransport struct {
 func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if g.app.closed.Load() {
 		closeBody(req)
-		return nil, ErrClosed
+		return nil, auth.ErrClosed
 	}
 	if found := presetCredential(req); found != "" {
 		closeBody(req)
 		return nil, &IdentityMixError{Client: g.side, Found: found}
 	}
-	return g.next.RoundTrip(req)
+	if g.side != sideService {
+		return g.next.RoundTrip(req)
+	}
+	// Remember the service token this request goes out with (and the one
+	// a 401 may have replaced it with), for the response guard.
+	g.app.knownTokens()
+	resp, err := g.next.RoundTrip(req)
+	g.app.knownTokens()
+	return resp, err
 }
 
 // presetCredential names the credential req already carries, or "".
@@ -120,44 +132,50 @@ func (a *App) noteServiceToken(tok string) {
 	}
 }
 
-// observer sits between the service token transport and the network: it
-// sees the Authorization header the service transport added and remembers
-// the token, so the response guard knows what to look for. It allocates
-// nothing while the token stays the same.
-type observer struct {
-	app  *App
-	base http.RoundTripper
-}
+// doneCtx is a cancelled context: Source.Token with it returns the cached
+// token, if there is one, and never sends a request.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
-func (o *observer) RoundTrip(req *http.Request) (*http.Response, error) {
-	if h := req.Header["Authorization"]; len(h) == 1 {
-		if tok, ok := strings.CutPrefix(h[0], "Bearer "); ok {
-			if s := o.app.seen.Load(); s == nil || s.cur != tok {
-				o.app.noteServiceToken(tok)
-			}
+// knownTokens asks the App's own Source for its current service token
+// (without a request: a cached token or none) and returns the tokens the
+// App has seen. While the token stays the same this costs two atomic loads
+// and allocates nothing.
+func (a *App) knownTokens() *seenTokens {
+	if tok, err := a.svc.Token(doneCtx); err == nil && tok != nil {
+		if s := a.seen.Load(); s == nil || s.cur != tok.AccessToken {
+			a.noteServiceToken(tok.AccessToken)
 		}
 	}
-	return o.base.RoundTrip(req)
+	return a.seen.Load()
 }
 
 // GuardResponses is middleware that keeps this App's service tokens out of
-// responses: a response whose headers (Set-Cookie included) or body contain
-// the service token the App is using (or used before its last refresh) is
-// not delivered. If the headers have not been sent yet the browser gets a
-// 500 instead; if they have, the response is aborted (panic with
-// http.ErrAbortHandler, which net/http turns into a broken connection), and
-// the token is not sent, though the bytes written before it (possibly the
-// beginning of a token split across writes) may have been. Either way an
-// error is logged, without the token.
+// responses: a response whose headers (Set-Cookie included, at every
+// WriteHeader, 1xx informational ones such as 103 Early Hints too), body
+// or trailers contain the service token the App's Source holds (or the one
+// before its last refresh) is not delivered. If the final headers have not
+// been sent yet the browser gets a 500 instead; if they have, the response
+// is aborted (panic with http.ErrAbortHandler, which net/http turns into a
+// broken connection), and the token is not sent, though the bytes written
+// before it (possibly the beginning of a token split across writes) may
+// have been. Trailers are checked when the handler returns; a leaking one
+// is deleted and the response aborted. Either way an error is logged,
+// without the token.
 //
-// It is a safety net, not a licence: it only knows tokens this App has used
-// in this process, and it cannot recognise a token that was transformed
-// (encoded, encrypted, cut into pieces that are not written back to back).
-// WithUser and RequireUser apply it; use it on other routes that might echo
-// service data to browsers.
+// It is a safety net, not a licence: it only knows tokens of this App's
+// Source in this process, and it cannot recognise a token that was
+// transformed (encoded, encrypted, cut into pieces that are not written
+// back to back). WithUser applies it; use it on other routes that might
+// echo service data to browsers.
 func (a *App) GuardResponses(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(&guardWriter{ResponseWriter: w, app: a, r: r}, r)
+		g := &guardWriter{ResponseWriter: w, app: a, r: r}
+		next.ServeHTTP(g, r)
+		g.finish()
 	})
 }
 
@@ -166,7 +184,7 @@ type guardWriter struct {
 	http.ResponseWriter
 	app     *App
 	r       *http.Request
-	sent    bool   // headers sent
+	sent    bool   // final headers sent
 	blocked bool   // a leak was found: drop everything else
 	tail    []byte // the end of the body written so far, to catch a token split across writes
 }
@@ -177,15 +195,31 @@ func leakIn(s *seenTokens, b []byte) bool {
 		(len(s.prevB) > 0 && bytes.Contains(b, s.prevB)))
 }
 
+func leakInString(s *seenTokens, v string) bool {
+	return (s.cur != "" && strings.Contains(v, s.cur)) || (s.prev != "" && strings.Contains(v, s.prev))
+}
+
+// leakInField reports whether a header field, name or value, contains a
+// known service token.
+func leakInField(s *seenTokens, k string, vs []string) bool {
+	if leakInString(s, k) {
+		return true
+	}
+	for _, v := range vs {
+		if leakInString(s, v) {
+			return true
+		}
+	}
+	return false
+}
+
 func leakInHeader(s *seenTokens, h http.Header) bool {
 	if s == nil {
 		return false
 	}
-	for _, vs := range h {
-		for _, v := range vs {
-			if (s.cur != "" && strings.Contains(v, s.cur)) || (s.prev != "" && strings.Contains(v, s.prev)) {
-				return true
-			}
+	for k, vs := range h {
+		if leakInField(s, k, vs) {
+			return true
 		}
 	}
 	return false
@@ -197,21 +231,27 @@ func (g *guardWriter) refuse(where string) {
 		"method", g.r.Method, "path", g.r.URL.Path, "error", (&IdentityMixError{Client: sideResponse, Found: "service token"}).Error())
 }
 
-// WriteHeader implements http.ResponseWriter.
+// WriteHeader implements http.ResponseWriter. The headers are checked at
+// every call: a 1xx informational response sends the header map as it is
+// then, and the final response sends it again, with what was added since.
 func (g *guardWriter) WriteHeader(code int) {
 	if g.sent || g.blocked {
 		return
 	}
-	if leakInHeader(g.app.seen.Load(), g.Header()) {
+	if leakInHeader(g.app.knownTokens(), g.Header()) {
 		g.refuse("header")
 		g.fail()
+		return
+	}
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		g.ResponseWriter.WriteHeader(code) // informational: the final header set comes later
 		return
 	}
 	g.sent = true
 	g.ResponseWriter.WriteHeader(code)
 }
 
-// fail replaces the response (headers not yet sent) with a plain 500.
+// fail replaces the response (final headers not yet sent) with a plain 500.
 func (g *guardWriter) fail() {
 	h := g.Header()
 	for k := range h {
@@ -224,12 +264,56 @@ func (g *guardWriter) fail() {
 	_, _ = g.ResponseWriter.Write([]byte("internal server error\n"))
 }
 
+// finish runs when the handler has returned. If it wrote nothing, net/http
+// will send the header map as a 200: check it. Otherwise check the
+// trailers, which net/http sends from the header map now.
+func (g *guardWriter) finish() {
+	if g.blocked {
+		return
+	}
+	s := g.app.knownTokens()
+	if s == nil {
+		return
+	}
+	h := g.Header()
+	if !g.sent {
+		if leakInHeader(s, h) {
+			g.refuse("header")
+			g.fail()
+		}
+		return
+	}
+	var declared []string
+	for _, v := range h.Values("Trailer") {
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				declared = append(declared, k)
+			}
+		}
+	}
+	leaked := false
+	for k, vs := range h {
+		isTrailer := len(k) >= len(http.TrailerPrefix) && strings.EqualFold(k[:len(http.TrailerPrefix)], http.TrailerPrefix)
+		for _, d := range declared {
+			isTrailer = isTrailer || strings.EqualFold(k, d)
+		}
+		if isTrailer && leakInField(s, k, vs) {
+			delete(h, k)
+			leaked = true
+		}
+	}
+	if leaked {
+		g.refuse("trailer")
+		panic(http.ErrAbortHandler)
+	}
+}
+
 // Write implements http.ResponseWriter.
 func (g *guardWriter) Write(p []byte) (int, error) {
 	if g.blocked {
 		return 0, &IdentityMixError{Client: sideResponse, Found: "service token"}
 	}
-	s := g.app.seen.Load()
+	s := g.app.knownTokens()
 	if s != nil && (leakIn(s, p) || g.leakAcross(s, p)) {
 		g.refuse("body")
 		if !g.sent {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -25,11 +27,11 @@ import (
 
 func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
-// recStore is authcode's MemoryStore with a record of every operation, to
-// prove what does (and does not) reach the user Store.
+// recStore is an in-memory authcode.Store with a record of every
+// operation, to prove what does (and does not) reach the user Store.
 type recStore struct {
-	*authcode.MemoryStore
 	mu    sync.Mutex
+	data  map[string][]byte
 	saves []savedRecord
 	ops   atomic.Int64
 }
@@ -39,22 +41,42 @@ type savedRecord struct {
 	value []byte
 }
 
-func (s *recStore) Load(ctx context.Context, key string) ([]byte, error) {
-	s.ops.Add(1)
-	return s.MemoryStore.Load(ctx, key)
-}
+func newRecStore() *recStore { return &recStore{data: map[string][]byte{}} }
 
-func (s *recStore) Save(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+func (s *recStore) Load(_ context.Context, key string) ([]byte, error) {
 	s.ops.Add(1)
 	s.mu.Lock()
-	s.saves = append(s.saves, savedRecord{key, append([]byte(nil), v...)})
-	s.mu.Unlock()
-	return s.MemoryStore.Save(ctx, key, v, ttl)
+	defer s.mu.Unlock()
+	v, ok := s.data[key]
+	if !ok {
+		return nil, authcode.ErrSessionNotFound
+	}
+	return append([]byte(nil), v...), nil
 }
 
-func (s *recStore) Delete(ctx context.Context, key string) error {
+func (s *recStore) Save(_ context.Context, key string, v []byte, _ time.Duration) error {
 	s.ops.Add(1)
-	return s.MemoryStore.Delete(ctx, key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.saves = append(s.saves, savedRecord{key, append([]byte(nil), v...)})
+	s.data[key] = append([]byte(nil), v...)
+	return nil
+}
+
+func (s *recStore) Delete(_ context.Context, key string) error {
+	s.ops.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.data, key)
+	return nil
+}
+
+// has reports whether key is stored, without counting an operation.
+func (s *recStore) has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.data[key]
+	return ok
 }
 
 func (s *recStore) saved() []savedRecord {
@@ -98,7 +120,7 @@ func newEnv(t *testing.T, mod func(*hybrid.Config)) *env {
 	e.idp = devserver.StartTest(t, dcfg)
 
 	e.tr = &http.Transport{MaxIdleConnsPerHost: 64}
-	e.store = &recStore{MemoryStore: authcode.NewMemoryStore()}
+	e.store = newRecStore()
 	e.cfg = hybrid.Config{
 		Authority:             e.idp.URL(),
 		ClientID:              devserver.DemoWebAppID,
@@ -107,8 +129,9 @@ func newEnv(t *testing.T, mod func(*hybrid.Config)) *env {
 		PostLogoutRedirectURL: e.srv.URL + "/bye",
 		ServiceScopes:         []string{"read"},
 		Store:                 e.store,
-		CookieKeys:            [][]byte{bytes.Repeat([]byte{9}, 32)},
+		Keys:                  [][]byte{bytes.Repeat([]byte{9}, 32)},
 		HTTPClient:            &http.Client{Transport: e.tr, Timeout: 20 * time.Second},
+		Transport:             e.tr,
 		Logger:                slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		AuditLogger:           slog.New(slog.NewJSONHandler(e.audit, nil)),
 	}
@@ -158,10 +181,10 @@ func (e *env) routes() http.Handler {
 			http.Error(w, "no user in context", http.StatusInternalServerError)
 			return
 		}
-		_, _ = io.WriteString(w, u.Subject())
+		_, _ = io.WriteString(w, u.Session().Subject)
 	})))
-	// /rq and /rq0 are behind RequireUser; /rq also resolves the UserAPI.
-	mux.Handle("/rq", app.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// /me2 resolves the user with App.User behind WithUser.
+	mux.Handle("/me2", app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := app.User(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -172,10 +195,7 @@ func (e *env) routes() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		_, _ = io.WriteString(w, u.Subject()+" "+caller)
-	})))
-	mux.Handle("/rq0", app.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, authcode.SessionFromContext(r.Context()).Subject)
+		_, _ = io.WriteString(w, u.Session().Subject+" "+caller)
 	})))
 	// /customers reads as the signed-in user.
 	mux.Handle("/customers", app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +249,47 @@ func (e *env) routes() http.Handler {
 	mux.Handle("/leak/redirect", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/x?t="+serviceToken(r), http.StatusFound)
 	})))
+	// A 103 Early Hints response first, then the token in a cookie.
+	mux.Handle("/leak/after103", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		http.SetCookie(w, &http.Cookie{Name: "oops", Value: serviceToken(r), Path: "/"})
+		_, _ = io.WriteString(w, "hello")
+	})))
+	// The token in the headers of the 103 itself.
+	mux.Handle("/leak/in103", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</app.css?t="+serviceToken(r)+">; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		_, _ = io.WriteString(w, "hello")
+	})))
+	// The token in a declared trailer, set after the body.
+	mux.Handle("/leak/trailer", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "hello")
+		http.NewResponseController(w).Flush()
+		w.Header().Set("X-Checksum", serviceToken(r))
+	})))
+	// The token in an undeclared trailer (http.TrailerPrefix).
+	mux.Handle("/leak/prefixtrailer", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello")
+		http.NewResponseController(w).Flush()
+		w.Header().Set(http.TrailerPrefix+"X-Late", serviceToken(r))
+	})))
+	// The token in a cookie of a handler that writes nothing.
+	mux.Handle("/leak/implicit", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "oops", Value: serviceToken(r), Path: "/"})
+	})))
+	// A trailer without a token passes.
+	mux.Handle("/trailer", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.Header().Set("Link", "</app.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		_, _ = io.WriteString(w, "hello")
+		w.Header().Set("X-Checksum", "abc")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "def")
+	})))
 	mux.Handle("/plain", app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, strings.Repeat("fine ", 1000))
 	})))
@@ -254,10 +315,12 @@ func (e *env) browser() *browser {
 }
 
 type response struct {
-	status int
-	header http.Header
-	body   string
-	err    error
+	status  int
+	header  http.Header
+	trailer http.Header
+	info    []http.Header // the headers of 1xx responses
+	body    string
+	err     error
 }
 
 // do sends a request; errors are returned in the response (for use from
@@ -273,16 +336,23 @@ func (b *browser) do(method, u string, hdr http.Header) response {
 	if req.Header.Get("Accept") == "" {
 		req.Header.Set("Accept", "text/html,*/*;q=0.8")
 	}
+	var info []http.Header
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(_ int, h textproto.MIMEHeader) error {
+			info = append(info, http.Header(h).Clone())
+			return nil
+		},
+	}))
 	resp, err := b.hc.Do(req)
 	if err != nil {
-		return response{err: err}
+		return response{err: err, info: info}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	b.mu.Lock()
 	b.setCookies = append(b.setCookies, resp.Header.Values("Set-Cookie")...)
 	b.mu.Unlock()
-	return response{status: resp.StatusCode, header: resp.Header, body: string(body), err: err}
+	return response{status: resp.StatusCode, header: resp.Header, trailer: resp.Trailer, info: info, body: string(body), err: err}
 }
 
 func (b *browser) get(u string) response {
@@ -341,6 +411,14 @@ func (b *browser) userToken() string {
 	tok, err := ua.UserTokenSource().Token()
 	require.NoError(b.e.t, err)
 	return tok.AccessToken
+}
+
+// sessionOf returns the browser's user session, through the App.
+func (b *browser) sessionOf() *authcode.Session {
+	b.e.t.Helper()
+	ua, err := b.e.app.User(httpRequestFor(b))
+	require.NoError(b.e.t, err)
+	return ua.Session()
 }
 
 // serviceToken returns the App's current service token.

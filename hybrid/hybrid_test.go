@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/hybrid"
 	"github.com/erpnetgo/auth/internal/devserver"
 	"github.com/erpnetgo/auth/internal/testutil"
@@ -266,7 +269,7 @@ func TestSignOutLeavesServiceAndOtherUsersAlone(t *testing.T) {
 	n := 0
 	for _, s := range e.store.saved() {
 		if strings.Contains(s.key, "/session/") {
-			if _, err := e.store.MemoryStore.Load(t.Context(), s.key); err == nil {
+			if e.store.has(s.key) {
 				n++
 			}
 		}
@@ -275,7 +278,7 @@ func TestSignOutLeavesServiceAndOtherUsersAlone(t *testing.T) {
 }
 
 // TestWithUserAndUser: WithUser handles unauthenticated requests like
-// RequireUser; User works with and without the middleware.
+// authcode's RequireUser; User works with and without the middleware.
 func TestWithUserAndUser(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.browser()
@@ -288,12 +291,12 @@ func TestWithUserAndUser(t *testing.T) {
 	assert.Contains(t, r.body, "login_required")
 
 	_, err := e.app.User(httpRequestFor(b))
-	assert.ErrorIs(t, err, hybrid.ErrNoSession)
+	assert.ErrorIs(t, err, authcode.ErrNoSession)
 
 	b.signIn(devserver.DemoAlice)
 	u, err := e.app.User(httpRequestFor(b))
 	require.NoError(t, err)
-	assert.Equal(t, devserver.DemoAlice, u.Subject())
+	assert.Equal(t, devserver.DemoAlice, u.Session().Subject)
 	assert.Equal(t, devserver.DemoAliceEmail, u.Session().Email)
 	caller, _, err := callAPI(t.Context(), u.UserClient(), e.apiURL())
 	require.NoError(t, err)
@@ -303,65 +306,86 @@ func TestWithUserAndUser(t *testing.T) {
 	assert.False(t, ok)
 }
 
-// TestRequireUserAndUser: behind RequireUser, User reuses the session in
+// TestUserBehindWithUser: behind WithUser, User returns the UserAPI in
 // the context (no second Store round trip).
-func TestRequireUserAndUser(t *testing.T) {
+func TestUserBehindWithUser(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.browser()
-	r := b.get(e.srv.URL + "/rq")
+	r := b.get(e.srv.URL + "/me2")
 	assert.Equal(t, http.StatusFound, r.status)
 	b.signIn(devserver.DemoAlice)
 	ops := e.store.ops.Load()
-	r = b.get(e.srv.URL + "/rq0")
+	r = b.get(e.srv.URL + "/me")
 	require.Equal(t, http.StatusOK, r.status, r.body)
 	require.Equal(t, "alice", r.body)
 	perRequest := e.store.ops.Load() - ops
 	ops = e.store.ops.Load()
-	r = b.get(e.srv.URL + "/rq")
+	r = b.get(e.srv.URL + "/me2")
 	require.Equal(t, http.StatusOK, r.status, r.body)
 	assert.Equal(t, "alice user:alice", r.body)
-	assert.Equal(t, perRequest, e.store.ops.Load()-ops, "User reused RequireUser's session")
+	assert.Equal(t, perRequest, e.store.ops.Load()-ops, "User reused WithUser's UserAPI")
 }
 
-// TestZeroValuesAndPrinting: zero values refuse to send; nothing prints a
-// token.
-func TestZeroValuesAndPrinting(t *testing.T) {
+// TestZeroValues: zero values refuse to send.
+func TestZeroValues(t *testing.T) {
 	var u hybrid.UserAPI
 	var s hybrid.ServiceAPI
 	_, _, err := callAPI(t.Context(), u.UserClient(), "http://127.0.0.1:1/")
-	assert.ErrorIs(t, err, hybrid.ErrNoSession)
+	assert.ErrorIs(t, err, authcode.ErrNoSession)
 	_, _, err = callAPI(t.Context(), s.ServiceClient(), "http://127.0.0.1:1/")
-	assert.ErrorIs(t, err, hybrid.ErrClosed)
+	assert.ErrorIs(t, err, auth.ErrClosed)
 	_, err = u.UserTokenSource().Token()
-	assert.ErrorIs(t, err, hybrid.ErrNoSession)
+	assert.ErrorIs(t, err, authcode.ErrNoSession)
 	_, err = s.ServiceTokenSource().Token()
-	assert.ErrorIs(t, err, hybrid.ErrClosed)
-	assert.Empty(t, u.Subject())
+	assert.ErrorIs(t, err, auth.ErrClosed)
 	assert.Nil(t, u.Session())
 	assert.Empty(t, s.ClientID())
+	assert.Equal(t, "hybrid.UserAPI(not signed in)", u.String())
+	assert.Equal(t, "hybrid.ServiceAPI(zero)", s.String())
+}
+
+// TestNothingPrintsAToken: UserAPI and ServiceAPI hold secrets only behind
+// pointers, so no fmt verb and no slog handler can print a token.
+func TestNothingPrintsAToken(t *testing.T) {
+	for _, typ := range []reflect.Type{reflect.TypeFor[hybrid.UserAPI](), reflect.TypeFor[hybrid.ServiceAPI]()} {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			assert.Contains(t, []reflect.Kind{reflect.Pointer, reflect.Func}, f.Type.Kind(),
+				"%s.%s must be a pointer or a func, so that fmt prints an address, not the token", typ, f.Name)
+		}
+	}
 
 	e := newEnv(t, nil)
 	b := e.browser()
 	b.signIn(devserver.DemoAlice)
-	u, err = e.app.User(httpRequestFor(b))
+	u, err := e.app.User(httpRequestFor(b))
 	require.NoError(t, err)
 	userTok, svcTok := b.userToken(), e.serviceToken()
-	s = e.app.Service()
-	for _, out := range []string{
-		fmt.Sprintf("%v %+v %#v %s %q", u, u, u, u, u),
-		fmt.Sprintf("%v %+v %#v %s %q", s, s, s, s, s),
-	} {
-		assert.NotContains(t, out, userTok)
-		assert.NotContains(t, out, svcTok)
+	// Make sure the values have used their tokens, so any cache is filled.
+	_, _, err = callAPI(t.Context(), u.UserClient(), e.apiURL())
+	require.NoError(t, err)
+	s := e.app.Service()
+	_, _, err = callAPI(t.Context(), s.ServiceClient(), e.apiURL())
+	require.NoError(t, err)
+
+	var out []string
+	for _, v := range []any{u, s, &u, &s, []any{u, s}, struct{ U hybrid.UserAPI }{u}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+			out = append(out, fmt.Sprintf(verb, v))
+		}
 	}
 	var logged testutil.SyncBuffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("both", "user", u, "service", s)
-	assert.Contains(t, logged.String(), `"user":{"kind":"user","subject":"alice"}`)
-	assert.Contains(t, logged.String(), `"service":{"kind":"system","client_id":"`+devserver.DemoWebAppID+`"}`)
-	assert.NotContains(t, logged.String(), userTok)
-	assert.NotContains(t, logged.String(), svcTok)
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("both", "user", u, "service", s)
+	out = append(out, logged.String())
+	for _, o := range out {
+		assert.NotContains(t, o, userTok)
+		assert.NotContains(t, o, svcTok)
+	}
 	assert.Equal(t, "hybrid.UserAPI{user: alice}", u.String())
-	assert.Equal(t, "hybrid.ServiceAPI{system user of: "+devserver.DemoWebAppID+"}", s.String())
+	assert.Equal(t, "hybrid.UserAPI{user: alice}", fmt.Sprintf("%v", u))
+	assert.Equal(t, "hybrid.ServiceAPI{system user of: "+devserver.DemoWebAppID+"}", fmt.Sprint(s))
+	assert.Contains(t, logged.String(), `user="hybrid.UserAPI{user: alice}"`)
 	assert.Equal(t, devserver.DemoWebAppID, s.ClientID())
 }
 
@@ -375,14 +399,14 @@ func TestCloseIsIdempotentAndRefuses(t *testing.T) {
 	e.serviceToken() // a cached service token is not used after Close either
 	require.NoError(t, e.app.Close())
 	_, _, err = callAPI(t.Context(), u.UserClient(), e.apiURL())
-	assert.ErrorIs(t, err, hybrid.ErrClosed)
+	assert.ErrorIs(t, err, auth.ErrClosed)
 	require.NoError(t, e.app.Close())
 	_, err = e.app.User(httpRequestFor(e.browser()))
-	assert.ErrorIs(t, err, hybrid.ErrClosed)
+	assert.ErrorIs(t, err, auth.ErrClosed)
 	err = e.app.RunBackground(t.Context(), "x", func(context.Context, hybrid.ServiceAPI) error { return nil })
-	assert.ErrorIs(t, err, hybrid.ErrClosed)
+	assert.ErrorIs(t, err, auth.ErrClosed)
 	_, _, err = callAPI(t.Context(), e.app.Service().ServiceClient(), e.apiURL())
-	assert.ErrorIs(t, err, hybrid.ErrClosed)
+	assert.ErrorIs(t, err, auth.ErrClosed)
 }
 
 // TestUserAPIFromAnotherAppIsNotReused: a UserAPI that another App put in
@@ -401,9 +425,9 @@ func TestUserAPIFromAnotherAppIsNotReused(t *testing.T) {
 	req := httpRequestFor(b)
 	h.ServeHTTP(discardWriter{}, req)
 	require.NoError(t, err)
-	assert.Equal(t, devserver.DemoAlice, got.Subject())
+	assert.Equal(t, devserver.DemoAlice, got.Session().Subject)
 	fromCtx, _ := hybrid.UserFrom(req.Context())
-	assert.Empty(t, fromCtx.Subject())
+	assert.Nil(t, fromCtx.Session())
 }
 
 type discardWriter struct{}

@@ -10,20 +10,16 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/internal/redact"
 )
 
 // Messages of the audit records written by RunAsService and RunBackground.
 const (
-	// AuditJobStarted is the message of the record written before fn runs.
-	AuditJobStarted = "hybrid: service job started"
-	// AuditJobFinished is the message of the record written after fn
-	// returns (or panics).
-	AuditJobFinished = "hybrid: service job finished"
-	// AuditJobRefused is the message of the record written when a job is
-	// not run because no signed-in user triggered it.
-	AuditJobRefused = "hybrid: service job refused"
+	auditJobStarted  = "hybrid: service job started"
+	auditJobFinished = "hybrid: service job finished"
+	auditJobRefused  = "hybrid: service job refused"
 )
 
 // RunAsService runs fn as the Trusted Application's System User on behalf
@@ -37,8 +33,10 @@ const (
 // the request or a UserAPI in fn either.
 //
 // So that an audit can tell who did what, RunAsService writes two slog
-// records to Config.AuditLogger: AuditJobStarted before fn runs and
-// AuditJobFinished after, with these attributes:
+// records to Config.AuditLogger: "hybrid: service job started" (level
+// INFO) before fn runs and "hybrid: service job finished" after it (INFO
+// when fn succeeded, WARN when it returned an error or exited, ERROR when
+// it panicked), with these attributes:
 //
 //	job           the job name
 //	run           a random id shared by the two records
@@ -52,27 +50,29 @@ const (
 //	duration      how long fn ran (finished record)
 //	error         fn's error, if any (finished record)
 //
-// No record ever contains a token. A request without a signed-in user is
-// refused with an error matching ErrNoSession (and an AuditJobRefused
-// record), before fn runs: anonymous requests cannot start System User
-// work. RunAsService returns fn's error; a panic in fn is audited and
+// No record ever contains a token (a token of this App's in fn's error is
+// replaced by [REDACTED]). A request without a signed-in user is refused
+// with an error matching authcode.ErrNoSession, and a "hybrid: service job
+// refused" record (WARN, with job, client_id, reason and error), before fn
+// runs: anonymous requests cannot start System User work. RunAsService returns fn's error; a panic in fn is audited and
 // re-panicked.
 //
 // To let the job outlive the request, call RunAsService in a goroutine with
 // context.WithoutCancel(r.Context()) as ctx. The user is looked up with ctx
-// (behind WithUser or RequireUser, from r's context without any I/O).
+// (behind WithUser, from r's context without any I/O). After Close it
+// returns auth.ErrClosed.
 func (a *App) RunAsService(ctx context.Context, r *http.Request, job string, fn func(ctx context.Context, svc ServiceAPI) error) error {
 	if a.closed.Load() {
-		return ErrClosed
+		return auth.ErrClosed
 	}
 	if r == nil {
-		a.audit.LogAttrs(ctx, slog.LevelWarn, AuditJobRefused, slog.String("job", job),
+		a.audit.LogAttrs(ctx, slog.LevelWarn, auditJobRefused, slog.String("job", job),
 			slog.String("client_id", a.svcID), slog.String("reason", "no request: use RunBackground for jobs no user triggered"))
-		return fmt.Errorf("hybrid: RunAsService needs the triggering request (use RunBackground for scheduled jobs): %w", ErrNoSession)
+		return fmt.Errorf("hybrid: RunAsService needs the triggering request (use RunBackground for scheduled jobs): %w", authcode.ErrNoSession)
 	}
 	subject, issuer, err := a.triggeringUser(ctx, r)
 	if err != nil {
-		a.audit.LogAttrs(ctx, slog.LevelWarn, AuditJobRefused, slog.String("job", job),
+		a.audit.LogAttrs(ctx, slog.LevelWarn, auditJobRefused, slog.String("job", job),
 			slog.String("client_id", a.svcID), slog.String("reason", "no signed-in user"), slog.String("error", err.Error()))
 		return err
 	}
@@ -85,7 +85,7 @@ func (a *App) RunAsService(ctx context.Context, r *http.Request, job string, fn 
 // but trigger "background" and no triggered_by.
 func (a *App) RunBackground(ctx context.Context, job string, fn func(ctx context.Context, svc ServiceAPI) error) error {
 	if a.closed.Load() {
-		return ErrClosed
+		return auth.ErrClosed
 	}
 	return a.run(ctx, job, []slog.Attr{slog.String("trigger", "background")}, fn)
 }
@@ -95,10 +95,8 @@ func (a *App) triggeringUser(ctx context.Context, r *http.Request) (subject, iss
 	var s *authcode.Session
 	if u, ok := UserFrom(r.Context()); ok && u.u.app == a {
 		s = u.u.session
-	} else if s = a.sessionFrom(r.Context()); s == nil {
-		if s, err = a.users.UserSession(r.WithContext(ctx)); err != nil {
-			return "", "", err
-		}
+	} else if s, err = a.users.UserSession(r.WithContext(ctx)); err != nil {
+		return "", "", err
 	}
 	return s.Subject, s.Issuer, nil
 }
@@ -107,14 +105,14 @@ func (a *App) triggeringUser(ctx context.Context, r *http.Request) (subject, iss
 func (a *App) run(ctx context.Context, job string, trig []slog.Attr, fn func(context.Context, ServiceAPI) error) (err error) {
 	jctx, cancel := detach(ctx)
 	defer cancel()
-	svc := ServiceAPI{s: &serviceState{app: a, clientID: a.svcID, client: a.service.s.client, ctx: jctx}}
+	svc := ServiceAPI{s: &serviceState{app: a, ctx: jctx}}
 
 	start := time.Now()
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs, slog.String("job", job), slog.String("run", runID()))
 	attrs = append(attrs, trig...)
 	attrs = append(attrs, slog.String("acting_as", "system_user"), slog.String("client_id", a.svcID), slog.Time("start", start))
-	a.audit.LogAttrs(ctx, slog.LevelInfo, AuditJobStarted, attrs...)
+	a.audit.LogAttrs(ctx, slog.LevelInfo, auditJobStarted, attrs...)
 
 	finished := false
 	defer func() {
@@ -123,11 +121,11 @@ func (a *App) run(ctx context.Context, job string, trig []slog.Attr, fn func(con
 		}
 		p := recover()
 		if p == nil { // runtime.Goexit in fn (t.FailNow, say): let it go on
-			a.audit.LogAttrs(ctx, slog.LevelWarn, AuditJobFinished, append(attrs, slog.String("outcome", "exited"),
+			a.audit.LogAttrs(ctx, slog.LevelWarn, auditJobFinished, append(attrs, slog.String("outcome", "exited"),
 				slog.Duration("duration", time.Since(start)))...)
 			return
 		}
-		a.audit.LogAttrs(ctx, slog.LevelError, AuditJobFinished, append(attrs, slog.String("outcome", "panic"),
+		a.audit.LogAttrs(ctx, slog.LevelError, auditJobFinished, append(attrs, slog.String("outcome", "panic"),
 			slog.Duration("duration", time.Since(start)), slog.String("error", a.scrub(fmt.Sprint(p))))...)
 		panic(p)
 	}()
@@ -143,7 +141,7 @@ func (a *App) run(ctx context.Context, job string, trig []slog.Attr, fn func(con
 		}
 		end = append(end, slog.String("error", a.scrub(err.Error())))
 	}
-	a.audit.LogAttrs(ctx, level, AuditJobFinished, append(end, slog.String("outcome", outcome))...)
+	a.audit.LogAttrs(ctx, level, auditJobFinished, append(end, slog.String("outcome", outcome))...)
 	return err
 }
 

@@ -57,8 +57,8 @@ func TestRunAsServiceAuditsWhoDidWhat(t *testing.T) {
 	recs := jobRecords(t, e, "import")
 	require.Len(t, recs, 2)
 	start, end := recs[0], recs[1]
-	assert.Equal(t, hybrid.AuditJobStarted, start["msg"])
-	assert.Equal(t, hybrid.AuditJobFinished, end["msg"])
+	assert.Equal(t, "hybrid: service job started", start["msg"])
+	assert.Equal(t, "hybrid: service job finished", end["msg"])
 	for _, m := range recs {
 		assert.Equal(t, "user", m["trigger"])
 		assert.Equal(t, devserver.DemoAlice, m["triggered_by"], "who asked")
@@ -208,14 +208,14 @@ func TestRunAsServiceRefusesAnonymousRequests(t *testing.T) {
 	called := false
 	fn := func(context.Context, hybrid.ServiceAPI) error { called = true; return nil }
 	err := e.app.RunAsService(t.Context(), httpRequestFor(e.browser()), "anon", fn)
-	assert.ErrorIs(t, err, hybrid.ErrNoSession)
+	assert.ErrorIs(t, err, authcode.ErrNoSession)
 	err = e.app.RunAsService(t.Context(), nil, "anon", fn)
-	assert.ErrorIs(t, err, hybrid.ErrNoSession)
+	assert.ErrorIs(t, err, authcode.ErrNoSession)
 	assert.False(t, called, "no System User work for anonymous requests")
 	recs := jobRecords(t, e, "anon")
 	require.Len(t, recs, 2)
 	for _, m := range recs {
-		assert.Equal(t, hybrid.AuditJobRefused, m["msg"])
+		assert.Equal(t, "hybrid: service job refused", m["msg"])
 		assert.Equal(t, "WARN", m["level"])
 	}
 	assert.Zero(t, e.idp.Count(devserver.Token), "no service token was fetched")

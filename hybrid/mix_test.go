@@ -2,6 +2,7 @@ package hybrid_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,10 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestIdentitiesDoNotMixAtCompileTime builds the programs in
-// testdata/mix: each one that uses a UserAPI as a ServiceAPI (or the
-// reverse) must fail to compile with a type error naming both types; the
-// control program, which uses each as itself, must compile.
+// TestIdentitiesDoNotMixAtCompileTime builds every program in testdata/mix
+// with ONE go build: each one that uses a UserAPI as a ServiceAPI (or the
+// reverse), or one interface for both, must fail to compile with a type
+// error naming both types; the control program, which uses each as itself,
+// must compile.
 func TestIdentitiesDoNotMixAtCompileTime(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -34,6 +36,24 @@ func TestIdentitiesDoNotMixAtCompileTime(t *testing.T) {
 	_, err = os.Stat(filepath.Join(root, "go.mod"))
 	require.NoError(t, err, "the module root must be the parent of hybrid/")
 
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goTool, "build", "./hybrid/testdata/mix/...")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "go build must run and fail: %v\n%s", err, out)
+
+	// The output is one "# package" section per package that failed.
+	const prefix = "github.com/erpnetgo/auth/hybrid/testdata/mix/"
+	sections := map[string]string{}
+	for _, sec := range strings.Split("\n"+string(out), "\n# ")[1:] {
+		pkg, body, _ := strings.Cut(sec, "\n")
+		dir, ok := strings.CutPrefix(pkg, prefix)
+		require.True(t, ok, "only the mixing programs fail, not %s:\n%s", pkg, out)
+		sections[dir] = body
+	}
+
 	cases := []struct {
 		dir  string
 		want []string // all must appear in the compiler's output
@@ -50,26 +70,19 @@ func TestIdentitiesDoNotMixAtCompileTime(t *testing.T) {
 		{"ok", nil},
 	}
 	for _, c := range cases {
-		t.Run(c.dir, func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, goTool, "build", "-o", os.DevNull, "./hybrid/testdata/mix/"+c.dir)
-			cmd.Dir = root
-			out, err := cmd.CombinedOutput()
-			if c.want == nil {
-				require.NoError(t, err, "the control program must compile:\n%s", out)
-				return
-			}
-			require.Error(t, err, "mixing UserAPI and ServiceAPI compiled, it must not")
-			var ee *exec.ExitError
-			require.ErrorAs(t, err, &ee, "go build did not run: %s", out)
-			for _, w := range c.want {
-				assert.Contains(t, string(out), w)
-			}
-			assert.NotContains(t, string(out), "cannot find package", "a setup problem, not a type error")
-			assert.Equal(t, 1, strings.Count(string(out), "# github.com/erpnetgo/auth/hybrid/testdata/mix/"+c.dir),
-				"only the mixing program fails, not the hybrid package")
-		})
+		body, failed := sections[c.dir]
+		delete(sections, c.dir)
+		if c.want == nil {
+			assert.False(t, failed, "the control program must compile:\n%s", body)
+			continue
+		}
+		if !assert.True(t, failed, "%s: mixing UserAPI and ServiceAPI compiled, it must not", c.dir) {
+			continue
+		}
+		for _, w := range c.want {
+			assert.Contains(t, body, w, c.dir)
+		}
+		assert.NotContains(t, body, "cannot find package", "a setup problem, not a type error")
 	}
+	assert.Empty(t, sections, "every program in testdata/mix has a case")
 }

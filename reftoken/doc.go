@@ -6,53 +6,47 @@
 //
 // # Loading and parsing
 //
-// [Parse], [ParseWith], [FromEnv] and [FromFile] turn text into a [Token]. Surrounding
-// whitespace (a trailing newline from a file, a pasted blank) and a leading UTF-8 byte order mark
-// are trimmed; anything else that is not the published shape is refused with a [*ParseError]
-// that says what is wrong without repeating the token. In particular:
+// [Parse], [FromEnv] and [FromFile] turn text into a [Token]. Surrounding whitespace (a trailing
+// newline from a file, a pasted blank) and a leading UTF-8 byte order mark are trimmed; anything
+// else that is not the published shape is refused with a [*ParseError] that says what is wrong
+// without repeating the token. In particular:
 //
 //   - the prefix must be exactly "enrt_": "ENRT_" and other spellings are refused (the server
 //     compares tokens exactly, so guessing a normalisation could only hide a damaged token);
 //   - the 64 digits must be upper-case hex: lower-case digits are refused for the same reason;
 //   - no whitespace, control or non-ASCII character may appear inside the token.
 //
-// [ParseOptions] relaxes the length and the alphabet should ERP.net change the format, while still
-// requiring the prefix and a character set that cannot break an HTTP header.
-//
 // [FromFile] refuses a file that group or others may read or write (fix it with chmod 600).
+// Every [*ParseError] and [*LoadError] matches auth.ErrMisconfigured.
 //
 // # Keeping the value secret
 //
-// A Token never shows its value: String, GoString, Format (every verb), MarshalText,
-// MarshalJSON and slog's LogValue all print "enrt_…(redacted)", and the value is stored where
-// reflection cannot reach it, so that even a Token in an unexported struct field (which fmt and
-// dumpers print field by field, without calling methods) shows only an address. The value is
-// reachable only through [Token.RevealSecret]. No error of this package contains a token.
+// A Token never shows its value: String, GoString and MarshalText give "enrt_…(redacted)", so
+// every fmt verb, encoding/json and slog's text and JSON handlers print that, and the value is
+// stored where reflection cannot reach it, so that even a Token in an unexported struct field
+// (which fmt and dumpers print field by field, without calling methods) shows only an address.
+// The value is reachable only through [Token.RevealSecret]. No error of this package contains a
+// token.
 //
 // # Sending it
 //
-// [Token.Transport] and [Token.Client] add the token to requests as "Authorization: Bearer" or
-// "X-Api-Key" (see [Header]), never both, after removing every credential the request already
-// carried (Authorization, X-Api-Key, Api-Key and Cookie headers in any spelling, and user
-// information in the URL). The original request is never modified.
+// [Token.Client] returns an *http.Client that sends the token as "Authorization: Bearer" or
+// "X-Api-Key" ([Config.Header]), through the transport every flow of the SDK shares: it removes
+// the credentials a request already carries (Authorization, X-Api-Key and Api-Key headers, user
+// information in the URL) and adds exactly one, never modifying the caller's request. The token
+// goes only to the origins (scheme, host and port) of [Config.Authority] and [Config.DomainAPI]:
+// a request for any other origin is refused before anything is sent with an *auth.Error
+// matching auth.ErrMisconfigured, and a redirect the server chooses to another origin is
+// followed without the token.
 //
-// The token is bound to one instance origin (scheme, host and port): the one given with
-// [WithInstance] (Client requires it), or else the origin of the first request the Transport
-// sends. A request for any other origin is refused with [ErrForeignHost] before anything is sent,
-// except a redirect (which the server chose), which is followed without any credential, the way
-// net/http itself drops Authorization on a redirect to another domain. The instance must use
-// https, or http on a loopback address (development servers).
-//
-// A Transport answers like any [http.RoundTripper]: it returns the server's responses as they are
-// and an error only when no response arrived. The one exception is 429 Too Many Requests, which
-// it retries with backoff, honouring Retry-After, for requests it can replay (no body, or a body
-// with GetBody), up to a bounded number of attempts ([WithMaxAttempts]). 401 is never retried: a
-// reference token cannot be refreshed, so an expired or revoked one stays rejected. Turn
-// responses into typed errors with [CheckResponse]: 401 gives [ErrTokenRejected], 403 gives
-// [ErrNotPermitted], 429 (after the retries) and 502/503/504 give [ErrTemporary], all carried by
-// a [*ResponseError].
+// The client returns the server's answers as they are. A reference token cannot be renewed, so
+// 401 is never retried; 403 neither. 429 and 503 are retried with backoff, honouring
+// Retry-After ([Config.Retry]), for idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT,
+// DELETE, or any request with an Idempotency-Key header) whose body can be sent again. Turn
+// answers into errors with [CheckResponse]: an *auth.Error whose Kind is [ErrTokenRejected]
+// (401), [ErrNotPermitted] (403) or auth.ErrTemporary (429, 502, 503, 504).
 //
 // [Token.TokenSource] adapts a Token to golang.org/x/oauth2 (a static Bearer token without
-// expiry). Prefer Transport: oauth2.Transport neither binds the token to an instance nor strips
+// expiry). Prefer Client: oauth2.Transport neither binds the token to an instance nor strips
 // other credentials.
 package reftoken

@@ -5,13 +5,44 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/reftoken"
 )
+
+// A program calling an ERP.net instance with a personal or service access token.
+func Example() {
+	tok, err := reftoken.FromEnv("ERPNET_TOKEN")
+	if err != nil {
+		log.Fatal(err) // says which variable and what is wrong, never the token
+	}
+	client, err := tok.Client(reftoken.Config{Authority: "https://demodb.my.erp.net"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet,
+		"https://demodb.my.erp.net/api/domain/odata/Crm_Sales_Customers?$top=10", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	switch err := reftoken.CheckResponse(resp); {
+	case errors.Is(err, reftoken.ErrTokenRejected):
+		log.Fatal("the token expired or was revoked: issue a new one")
+	case err != nil:
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(body))
+}
 
 func ExampleParse() {
 	tok, err := reftoken.Parse("enrt_0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\n")
@@ -33,17 +64,9 @@ func ExampleParse() {
 	// reftoken: malformed reference token: has 16 characters after "enrt_", want 64 true
 }
 
-func ExampleParseWith() {
-	// Should ERP.net ever issue longer or base64url tokens, relax the check; the prefix and a
-	// header-safe alphabet are still required.
-	tok, err := reftoken.ParseWith("enrt_Zm9vYmFyLWJhei1xdXV4LTEyMzQ", reftoken.ParseOptions{AnyLength: true, B64Token: true})
-	fmt.Println(tok, err)
-	// Output: enrt_…(redacted) <nil>
-}
-
-func ExampleToken_LogValue() {
+func ExampleToken_MarshalText() {
 	tok := reftoken.MustParse("enrt_0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF")
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey {
 				return slog.Attr{}
@@ -51,7 +74,7 @@ func ExampleToken_LogValue() {
 			return a
 		},
 	}))
-	log.Info("calling ERP.net", "token", tok)
+	logger.Info("calling ERP.net", "token", tok)
 
 	cfg := struct {
 		Instance string
@@ -78,68 +101,56 @@ func ExampleFromEnv() {
 }
 
 func ExampleToken_Client() {
-	// A local ERP.net-shaped server and a PAT for the demo user alice; against a real
-	// instance use reftoken.FromEnv("ERPNET_TOKEN") and its root URL.
-	srv, err := devserver.Start(devserver.Demo())
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	const raw = "enrt_0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"
+	// A stand-in for an ERP.net instance that knows one token, sent as X-Api-Key.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Api-Key") != raw {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprint(w, `{"value":[]}`)
+	}))
 	defer srv.Close()
-	raw, _ := srv.IssueReferenceToken(devserver.RefTokenRequest{Kind: devserver.PAT, Subject: "alice", Scopes: []string{"read"}})
-	tok, _ := reftoken.Parse(raw)
 
-	client, err := tok.Client(srv.URL(), reftoken.APIKey)
+	tok := reftoken.MustParse(raw)
+	client, err := tok.Client(reftoken.Config{Authority: srv.URL, Header: reftoken.APIKey})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer client.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet,
-		srv.URL()+"/api/domain/odata/Crm_Sales_Customers?$top=10", nil)
+		srv.URL+"/api/domain/odata/Crm_Sales_Customers?$top=10", nil)
 	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	resp.Body.Close()
-	fmt.Println(resp.Status, resp.Header.Get("X-Erpnet-Caller"), reftoken.CheckResponse(resp))
+	fmt.Println(resp.Status, reftoken.CheckResponse(resp))
 
-	// Revoked: the server answers 401 and CheckResponse says why, without the token.
-	srv.RevokeReferenceToken(raw)
-	resp, err = client.Do(req)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	resp.Body.Close()
-	err = reftoken.CheckResponse(resp)
-	var re *reftoken.ResponseError
-	fmt.Println(errors.Is(err, reftoken.ErrTokenRejected), errors.As(err, &re) && re.Code == "invalid_token")
-	// Output:
-	// 200 OK pat:alice <nil>
-	// true true
-}
-
-func ExampleToken_Transport() {
-	tok := reftoken.MustParse("enrt_0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF")
-	client := &http.Client{
-		Transport: tok.Transport(nil, reftoken.Bearer, reftoken.WithInstance("https://demodb.my.erp.net")),
-	}
 	// The token is bound to its instance: a request elsewhere is refused before it is sent.
-	_, err := client.Get("https://example.com/")
-	fmt.Println(errors.Is(err, reftoken.ErrForeignHost))
-	// Output: true
+	_, err = client.Get("https://example.com/")
+	fmt.Println(errors.Is(err, auth.ErrMisconfigured))
+	// Output:
+	// 200 OK <nil>
+	// true
 }
 
 func ExampleCheckResponse() {
-	resp := &http.Response{StatusCode: http.StatusForbidden, Header: http.Header{
+	req, _ := http.NewRequest(http.MethodGet, "https://demodb.my.erp.net/api/domain/odata/Crm_Sales_Customers?$top=10", nil)
+	resp := &http.Response{StatusCode: http.StatusForbidden, Request: req, Header: http.Header{
 		"Www-Authenticate": {`Bearer realm="ERP.net", error="insufficient_scope", error_description="the token lacks scope read"`},
 	}}
 	err := reftoken.CheckResponse(resp)
 	fmt.Println(errors.Is(err, reftoken.ErrNotPermitted))
+	var ae *auth.Error
+	if errors.As(err, &ae) {
+		fmt.Println(ae.StatusCode, ae.Code)
+	}
 	fmt.Println(err)
 	// Output:
 	// true
-	// reftoken: HTTP 403 Forbidden: insufficient_scope (the token lacks scope read) [not permitted]
+	// 403 insufficient_scope
+	// erpnet auth: API request failed: HTTP 403: insufficient_scope (the token lacks scope read): GET https://demodb.my.erp.net/api/domain/odata/Crm_Sales_Customers [not permitted]
 }

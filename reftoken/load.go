@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+
+	"github.com/erpnetgo/auth"
 )
 
 // maxFileSize is the largest token file FromFile reads: a token is under 100 bytes, so a larger
@@ -30,11 +32,14 @@ func (e *LoadError) Error() string {
 	return "reftoken: " + e.Source + " " + e.Reason
 }
 
-// Unwrap returns the cause.
-func (e *LoadError) Unwrap() error { return e.Err }
-
-// Is makes every LoadError match [ErrMisconfigured].
-func (e *LoadError) Is(target error) bool { return target == ErrMisconfigured }
+// Unwrap returns the cause and [auth.ErrMisconfigured], so that errors.Is and errors.As see
+// both: every LoadError matches auth.ErrMisconfigured.
+func (e *LoadError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{auth.ErrMisconfigured}
+	}
+	return []error{e.Err, auth.ErrMisconfigured}
+}
 
 // FromEnv parses the reference token in the environment variable name (see [Parse]). An unset
 // or empty variable gives a [*LoadError] matching [ErrNoToken]; a malformed value gives a

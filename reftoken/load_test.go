@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/reftoken"
 )
 
@@ -23,7 +24,7 @@ func TestFromEnv(t *testing.T) {
 
 	_, err = reftoken.FromEnv("REFTOKEN_TEST_SURELY_UNSET")
 	require.ErrorIs(t, err, reftoken.ErrNoToken)
-	assert.ErrorIs(t, err, reftoken.ErrMisconfigured)
+	assert.ErrorIs(t, err, auth.ErrMisconfigured)
 	assert.EqualError(t, err, `reftoken: environment variable "REFTOKEN_TEST_SURELY_UNSET" is not set`)
 
 	t.Setenv("REFTOKEN_TEST_EMPTY", "")

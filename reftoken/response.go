@@ -1,98 +1,43 @@
 package reftoken
 
 import (
+	"errors"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/redact"
 	"github.com/erpnetgo/auth/internal/retry"
 )
 
-// ResponseError is an API answer that is not a success, as classified by [CheckResponse]. It
-// carries what a caller needs to decide and report, and never a token.
-type ResponseError struct {
-	// Method and URL identify the request; URL has no query string and no user information.
-	Method, URL string
-	// StatusCode is the HTTP status.
-	StatusCode int
-	// Code is the "error" parameter of the WWW-Authenticate challenge (RFC 6750), e.g.
-	// "invalid_token"; empty when the server sent none.
-	Code string
-	// Description is the challenge's "error_description", shortened, with anything shaped
-	// like a reference token removed.
-	Description string
-	// RetryAfter is the server's Retry-After, 0 when absent.
-	RetryAfter time.Duration
-	// Kind is ErrTokenRejected (401), ErrNotPermitted (403), ErrTemporary (429, 502, 503,
-	// 504) or nil (any other status of 400 or more).
-	Kind error
-}
-
-// Error implements error.
-func (e *ResponseError) Error() string {
-	var b strings.Builder
-	b.WriteString("reftoken: ")
-	if e.Method != "" || e.URL != "" {
-		b.WriteString(e.Method)
-		b.WriteString(" ")
-		b.WriteString(e.URL)
-		b.WriteString(": ")
-	}
-	b.WriteString("HTTP ")
-	b.WriteString(strconv.Itoa(e.StatusCode))
-	if t := http.StatusText(e.StatusCode); t != "" {
-		b.WriteString(" ")
-		b.WriteString(t)
-	}
-	if e.Code != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Code)
-	}
-	if e.Description != "" {
-		b.WriteString(" (")
-		b.WriteString(e.Description)
-		b.WriteString(")")
-	}
-	if e.RetryAfter > 0 {
-		b.WriteString(", retry after ")
-		b.WriteString(e.RetryAfter.String())
-	}
-	switch e.Kind {
-	case ErrTokenRejected:
-		b.WriteString(" [" + ErrTokenRejected.Error() + ": issue a new token]")
-	case nil:
-	default:
-		b.WriteString(" [" + e.Kind.Error() + "]")
-	}
-	return b.String()
-}
-
-// Unwrap returns Kind.
-func (e *ResponseError) Unwrap() error { return e.Kind }
-
-// CheckResponse returns nil for a response with a status below 400, and otherwise a
-// [*ResponseError]: 401 matches [ErrTokenRejected], 403 matches [ErrNotPermitted], 429, 502,
-// 503 and 504 match [ErrTemporary]. It reads only the status line and headers: the body is left
-// for the caller (a Domain API business error comes as HTTP 500 with a JSON body), who must
-// still close it.
+// CheckResponse returns nil for a response with a status below 400, and otherwise an
+// *auth.Error with Op "API request", the StatusCode, the Code and Description of the
+// WWW-Authenticate Bearer challenge (RFC 6750; e.g. "invalid_token"), the server's RetryAfter,
+// and a Kind: [ErrTokenRejected] for 401, [ErrNotPermitted] for 403, [auth.ErrTemporary] for
+// 429, 502, 503 and 504 (429 and 503 come back only after the client's retries), nil for any
+// other status. Its Err names the request's method and URL (without user information, query or
+// fragment). Nothing in it can contain a token. CheckResponse reads only the status line and
+// headers: the body is left for the caller (a Domain API business error comes as HTTP 500 with
+// a JSON body), who must still close it.
 func CheckResponse(resp *http.Response) error {
 	if resp == nil || resp.StatusCode < 400 {
 		return nil
 	}
-	e := &ResponseError{
+	e := &auth.Error{
+		Op:         "API request",
 		StatusCode: resp.StatusCode,
 		RetryAfter: retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	}
 	if r := resp.Request; r != nil && r.URL != nil {
 		u := *r.URL
 		u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
-		e.Method, e.URL = r.Method, scrub(u.String())
-		if e.Method == "" {
-			e.Method = http.MethodGet
+		method := r.Method
+		if method == "" {
+			method = http.MethodGet
 		}
+		e.Err = errors.New(scrub(method + " " + u.String()))
 	}
 	for _, ch := range resp.Header.Values("WWW-Authenticate") {
 		if code, desc, ok := bearerError(ch); ok {
@@ -107,7 +52,7 @@ func CheckResponse(resp *http.Response) error {
 	case http.StatusForbidden:
 		e.Kind = ErrNotPermitted
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		e.Kind = ErrTemporary
+		e.Kind = auth.ErrTemporary
 	}
 	return e
 }

@@ -3,35 +3,28 @@ package reftoken
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 
 	"golang.org/x/oauth2"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 )
 
 // Prefix starts every ERP.net reference token.
 const Prefix = "enrt_"
 
-// Lengths of the part after [Prefix].
-const (
-	// BodyLen is the published length: 64 hexadecimal digits.
-	BodyLen = 64
-	// MinBodyLen is the shortest body [ParseOptions.AnyLength] accepts.
-	MinBodyLen = 16
-	// MaxBodyLen is the longest body [ParseOptions.AnyLength] accepts.
-	MaxBodyLen = 1024
-)
+// bodyLen is the length of the part after [Prefix]: 64 hexadecimal digits.
+const bodyLen = 64
 
-// Redacted is what a Token prints instead of its value.
-const Redacted = Prefix + "…(redacted)"
+// redacted is what a Token prints instead of its value.
+const redacted = Prefix + "…(redacted)"
 
 // redactedEmpty is what the zero Token prints.
 const redactedEmpty = Prefix + "(empty)"
 
-// Errors callers branch on with errors.Is.
+// Errors callers branch on with errors.Is, besides the SDK-wide [auth.ErrTemporary] and
+// [auth.ErrMisconfigured].
 var (
 	// ErrMalformed matches every [*ParseError]: the text is not a reference token.
 	ErrMalformed = errors.New("malformed reference token")
@@ -46,20 +39,11 @@ var (
 	// ErrNotPermitted means the server answered 403: the token is valid but its user or
 	// scopes may not do this. Retrying will not help.
 	ErrNotPermitted = errors.New("not permitted")
-	// ErrForeignHost means a request was refused because it is not for the instance the
-	// token is bound to.
-	ErrForeignHost = errors.New("request is not for the token's instance")
-	// ErrTemporary is the SDK-wide sentinel for failures that may pass (429 after the
-	// retries, 502, 503, 504): try again later.
-	ErrTemporary = autherr.ErrTemporary
-	// ErrMisconfigured is the SDK-wide sentinel for a configuration that can never work;
-	// [*ParseError], [*LoadError] and configuration errors of Transport match it.
-	ErrMisconfigured = autherr.ErrMisconfigured
 )
 
 // Token is a parsed reference token. Its value never appears in fmt output, logs, JSON or
 // errors; [Token.RevealSecret] is the only way to read it. The zero Token is empty: it prints
-// as "enrt_(empty)", and a Transport or TokenSource built from it refuses to send anything.
+// as "enrt_(empty)", and [Token.Client] and [Token.TokenSource] refuse it.
 //
 // A Token is small and immutable; copy it freely. Two Tokens compare equal with == only if one
 // is a copy of the other; use [Token.Equal] to compare values.
@@ -80,23 +64,7 @@ func newToken(v string) Token { return Token{s: &secret{reveal: func() string { 
 // trimmed. Any other input gives a [*ParseError] (matching [ErrMalformed]) whose message says
 // what is wrong and never contains the input.
 func Parse(s string) (Token, error) {
-	return ParseWith(s, ParseOptions{})
-}
-
-// ParseOptions relaxes [ParseWith] for a future token format. The prefix "enrt_" is always
-// required, and the characters are always restricted to a set that is safe in an HTTP header.
-type ParseOptions struct {
-	// AnyLength accepts a body (the part after "enrt_") of MinBodyLen to MaxBodyLen
-	// characters instead of exactly BodyLen.
-	AnyLength bool
-	// B64Token accepts the RFC 6750 b64token alphabet in the body (A-Z a-z 0-9 - . _ ~ + /,
-	// with trailing '=' padding) instead of upper-case hexadecimal digits only.
-	B64Token bool
-}
-
-// ParseWith is [Parse] with options.
-func ParseWith(s string, opts ParseOptions) (Token, error) {
-	v, reason := check(s, opts)
+	v, reason := check(s)
 	if reason != "" {
 		return Token{}, &ParseError{Reason: reason}
 	}
@@ -116,7 +84,7 @@ func MustParse(s string) Token {
 // ParseError reports text that is not a reference token. It never contains the text.
 type ParseError struct {
 	// Source says where the text came from, e.g. `environment variable "ERPNET_TOKEN"`;
-	// empty for Parse and ParseWith.
+	// empty for Parse.
 	Source string
 	// Reason says what is wrong, e.g. "has 63 characters after \"enrt_\", want 64".
 	Reason string
@@ -131,9 +99,9 @@ func (e *ParseError) Error() string {
 	return msg + ": " + e.Reason
 }
 
-// Is makes a ParseError match [ErrMalformed] and [ErrMisconfigured].
+// Is makes a ParseError match [ErrMalformed] and [auth.ErrMisconfigured].
 func (e *ParseError) Is(target error) bool {
-	return target == ErrMalformed || target == ErrMisconfigured
+	return target == ErrMalformed || target == auth.ErrMisconfigured
 }
 
 // Reasons given by ParseError. They contain no input; %d stands for a length or an offset.
@@ -151,19 +119,14 @@ const (
 	reasonNonASCII   = "contains a non-ASCII character at offset %d"
 	reasonNotHex     = "contains a character that is not a hexadecimal digit at offset %d"
 	reasonLowerHex   = "contains a lower-case hexadecimal digit at offset %d: the digits must be upper-case"
-	reasonNotB64     = "contains a character outside the RFC 6750 b64token alphabet at offset %d"
-	reasonPadding    = "has a character after '=' padding at offset %d"
 	reasonLength     = "has %d characters after \"enrt_\", want 64"
-	reasonTooShort   = "has %d characters after \"enrt_\", want at least %d"
-	reasonTooLong    = "has %d characters after \"enrt_\", want at most %d"
 	reasonNoBody     = "has no characters after \"enrt_\""
 )
 
 // parseReasons lists every reason format, for tests.
 var parseReasons = []string{reasonEmpty, reasonBlank, reasonScheme, reasonHeaderName, reasonQuoted,
 	reasonPrefixCase, reasonNoPrefix, reasonWhitespace, reasonControl, reasonNonASCII, reasonNotHex,
-	reasonLowerHex, reasonNotB64, reasonPadding, reasonLength, reasonTooShort, reasonTooLong,
-	reasonNoBody}
+	reasonLowerHex, reasonLength, reasonNoBody}
 
 // trim removes a leading UTF-8 byte order mark and surrounding ASCII/Unicode whitespace.
 func trim(s string) string {
@@ -173,7 +136,7 @@ func trim(s string) string {
 }
 
 // check returns the trimmed token, or a reason why s is not one.
-func check(s string, opts ParseOptions) (string, string) {
+func check(s string) (string, string) {
 	if s == "" {
 		return "", reasonEmpty
 	}
@@ -188,7 +151,6 @@ func check(s string, opts ParseOptions) (string, string) {
 	if body == "" {
 		return "", reasonNoBody
 	}
-	padding := false
 	for i := 0; i < len(body); i++ {
 		c := body[i]
 		off := len(Prefix) + i
@@ -199,23 +161,6 @@ func check(s string, opts ParseOptions) (string, string) {
 			return "", fmt.Sprintf(reasonControl, off)
 		case c >= 0x80:
 			return "", fmt.Sprintf(reasonNonASCII, off)
-		}
-		if opts.B64Token {
-			if padding && c != '=' {
-				return "", fmt.Sprintf(reasonPadding, off)
-			}
-			switch {
-			case c == '=':
-				if i == 0 {
-					return "", fmt.Sprintf(reasonNotB64, off)
-				}
-				padding = true
-			case !isB64TokenChar(c):
-				return "", fmt.Sprintf(reasonNotB64, off)
-			}
-			continue
-		}
-		switch {
 		case c >= '0' && c <= '9', c >= 'A' && c <= 'F':
 		case c >= 'a' && c <= 'f':
 			return "", fmt.Sprintf(reasonLowerHex, off)
@@ -223,14 +168,8 @@ func check(s string, opts ParseOptions) (string, string) {
 			return "", fmt.Sprintf(reasonNotHex, off)
 		}
 	}
-	n := len(body)
-	switch {
-	case !opts.AnyLength && n != BodyLen:
-		return "", fmt.Sprintf(reasonLength, n)
-	case opts.AnyLength && n < MinBodyLen:
-		return "", fmt.Sprintf(reasonTooShort, n, MinBodyLen)
-	case opts.AnyLength && n > MaxBodyLen:
-		return "", fmt.Sprintf(reasonTooLong, n, MaxBodyLen)
+	if len(body) != bodyLen {
+		return "", fmt.Sprintf(reasonLength, len(body))
 	}
 	return s, ""
 }
@@ -248,11 +187,6 @@ func prefixReason(s string) string {
 		return reasonPrefixCase
 	}
 	return reasonNoPrefix
-}
-
-func isB64TokenChar(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
 }
 
 // RevealSecret returns the token's value, "" for the zero Token. It is the only way to read the
@@ -287,7 +221,7 @@ func (t Token) String() string {
 	if t.s == nil {
 		return redactedEmpty
 	}
-	return Redacted
+	return redacted
 }
 
 // GoString returns `reftoken.Token("enrt_…(redacted)")`, for %#v.
@@ -295,39 +229,11 @@ func (t Token) GoString() string {
 	return "reftoken.Token(" + strconv.Quote(t.String()) + ")"
 }
 
-// Format implements fmt.Formatter so that every verb (%v %+v %s %q %x %X %d ...) prints the
-// redacted form: %#v prints GoString, %q a quoted String, the others String.
-func (t Token) Format(f fmt.State, verb rune) {
-	var out string
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		out = t.GoString()
-	case verb == 'q':
-		out = strconv.Quote(t.String())
-	default:
-		out = t.String()
-	}
-	if w, ok := f.Width(); ok && w > len([]rune(out)) {
-		pad := strings.Repeat(" ", w-len([]rune(out)))
-		if f.Flag('-') {
-			out += pad
-		} else {
-			out = pad + out
-		}
-	}
-	_, _ = f.Write([]byte(out))
-}
-
-// LogValue implements slog.LogValuer: a Token logs as "enrt_…(redacted)".
-func (t Token) LogValue() slog.Value { return slog.StringValue(t.String()) }
-
 // MarshalText implements encoding.TextMarshaler with the redacted form, so that a Token in a
-// configuration struct can be dumped safely. It does not round-trip: UnmarshalText refuses the
-// redacted form.
+// configuration struct can be dumped safely: encoding/json writes it as a JSON string, and
+// slog's text and JSON handlers log it redacted. It does not round-trip: UnmarshalText refuses
+// the redacted form.
 func (t Token) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
-
-// MarshalJSON implements json.Marshaler with the redacted form as a JSON string.
-func (t Token) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(t.String())), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler with [Parse], so that configuration
 // loaders (JSON, environment decoders) can fill a Token field. An error is a [*ParseError].
@@ -343,7 +249,7 @@ func (t *Token) UnmarshalText(b []byte) error {
 // TokenSource returns an oauth2.TokenSource that yields t as a Bearer access token without
 // expiry, for code built on golang.org/x/oauth2. Each call returns a fresh *oauth2.Token,
 // which holds the value in clear: do not print it. The source of the zero Token returns an
-// error matching [ErrMisconfigured]. Prefer [Token.Transport], which also binds the token to
+// error matching [auth.ErrMisconfigured]. Prefer [Token.Client], which also binds the token to
 // its instance and removes other credentials.
 func (t Token) TokenSource() oauth2.TokenSource { return staticSource{t} }
 
@@ -356,4 +262,4 @@ func (s staticSource) Token() (*oauth2.Token, error) {
 	return &oauth2.Token{AccessToken: s.t.RevealSecret(), TokenType: "Bearer"}, nil
 }
 
-var errZeroToken = &autherr.ConfigError{Field: "reftoken.Token", Reason: "is empty (the zero Token)"}
+var errZeroToken = &auth.ConfigError{Field: "Token", Reason: "is empty (the zero Token)"}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/authcode/redisstore"
 	"github.com/erpnetgo/auth/internal/redistest"
 )
 
@@ -37,5 +36,5 @@ func TestAddIsAtomic(t *testing.T) {
 	v, err := s.Load(ctx, "iss|client|state/abc")
 	require.NoError(t, err)
 	require.Equal(t, "used", string(v))
-	require.Positive(t, pttl(t, srv, redisstore.DefaultPrefix+"iss|client|state/abc"), "added key has a TTL")
+	require.Positive(t, pttl(t, srv, defaultPrefix+"iss|client|state/abc"), "added key has a TTL")
 }

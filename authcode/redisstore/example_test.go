@@ -56,7 +56,7 @@ func Example() {
 }
 
 // Sharing sign-ins between the replicas of a web app: give every replica
-// the same Store configuration and the same CookieKeys.
+// the same Store configuration and the same Keys.
 func Example_authcode() {
 	store, err := redisstore.New(redisstore.Config{
 		Addr: "redis:6379",
@@ -73,7 +73,7 @@ func Example_authcode() {
 		ClientSecret: os.Getenv("ERPNET_CLIENT_SECRET"),
 		RedirectURL:  "https://app.example.com/callback",
 		Store:        store, // also its RefreshLocker: one refresh per session across replicas
-		CookieKeys:   [][]byte{mustKey("COOKIE_KEY")},
+		Keys:   [][]byte{mustKey("COOKIE_KEY")},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -27,15 +27,17 @@
 //     forever.
 //   - A stored value that cannot be opened (tampered with, or sealed under a
 //     key that was removed from Config.Keys) reads as "signed out": Load
-//     returns an error matching both authcode.ErrSessionNotFound and
-//     ErrUndecryptable, and logs a warning with a fingerprint of the key
-//     (never the key or the value). The user signs in again; the value is
-//     left in place (a replica with the right key ring can still read it)
-//     and expires with its TTL.
-//   - Redis failures return errors matching ErrUnavailable (which also
-//     matches the SDK's temporary-failure sentinel), naming the operation,
-//     never the value or the session key. authcode.ErrSessionNotFound is
-//     returned only when Redis answers that the key does not exist.
+//     returns an error matching authcode.ErrSessionNotFound, and logs a
+//     warning with a fingerprint of the key (never the key or the value).
+//     The user signs in again; the value is left in place (a replica with
+//     the right key ring can still read it) and expires with its TTL.
+//   - Redis failures, and a refresh lock not taken within Config.LockWait,
+//     return *auth.Error values matching auth.ErrTemporary, naming the
+//     operation, never the value or the session key.
+//     authcode.ErrSessionNotFound is returned only when Redis answers that
+//     the key does not exist (or holds a value that does not open). Invalid
+//     configuration gives *auth.ConfigError values, matching
+//     auth.ErrMisconfigured.
 //   - Session durability across a Redis restart needs Redis persistence
 //     (appendonly yes). Without it a restarted Redis has forgotten every
 //     session and all users must sign in again.
@@ -45,8 +47,10 @@
 // # Operating it
 //
 // A session lives at Prefix+key (key as the authcode Client gives it), its
-// refresh lock at Prefix+"lock:"+key. Every operation touches one key, so a
-// Redis Cluster (Config.Client a *redis.ClusterClient) works.
+// refresh lock at Prefix+"lock:"+key. Every operation (the Lua scripts
+// included) touches one key, so any redis.UniversalClient works: a
+// *redis.Client, a Redis Cluster (*redis.ClusterClient) or Sentinel
+// (redis.NewFailoverClient, or *redis.Ring).
 //
 // Give every replica the same Keys, Prefix and Redis. A refresh lock is
 // renewed while its holder lives (up to LockMaxHold, which must exceed the
@@ -79,25 +83,17 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/autherr"
 	"github.com/erpnetgo/auth/internal/seal"
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults applied by New to zero Config fields (documented there).
 const (
-	// DefaultPrefix is prepended to every Redis key the Store writes.
-	DefaultPrefix = "erpnet:authcode:"
-	// DefaultLockTTL is how long a refresh lock lives if its holder never
-	// releases it (for example because its process died).
-	DefaultLockTTL = 10 * time.Second
-	// DefaultMaxTTL caps how long a session is kept: 30 days, the lifetime
-	// of a confidential client's refresh token on ERP.net.
-	DefaultMaxTTL = 30 * 24 * time.Hour
-	// DefaultLockMaxHold is how long a live holder keeps renewing its
-	// refresh lock: a little more than the authcode Client's longest refresh
-	// (two minutes, retries included).
-	DefaultLockMaxHold = 3 * time.Minute
+	defaultPrefix      = "erpnet:authcode:"
+	defaultLockTTL     = 10 * time.Second
+	defaultMaxTTL      = 30 * 24 * time.Hour // a confidential client's refresh token lifetime on ERP.net
+	defaultLockMaxHold = 3 * time.Minute     // a little more than the authcode Client's longest refresh
 )
 
 // lockInfix separates lock keys from session keys: a session is stored at
@@ -118,54 +114,42 @@ const (
 	pollMax = 64 * time.Millisecond
 )
 
-// kindError is a sentinel with its own message that also matches a broader
-// SDK sentinel through errors.Is.
-type kindError struct {
-	msg  string
-	kind error
-}
+// errLockTimeout is the cause of a LockRefresh that waited Config.LockWait
+// in vain (another replica held the lock for too long).
+var errLockTimeout = errors.New("timed out waiting for the session's refresh lock")
 
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
-
-var (
-	// ErrUnavailable is matched (errors.Is) by every error caused by Redis
-	// failing to answer: connection refused, timeout, a server error. Such
-	// errors also match authcode.ErrTemporary, so callers may retry later.
-	ErrUnavailable error = &kindError{"redis unavailable", autherr.ErrTemporary}
-	// ErrLockTimeout is returned by LockRefresh when Config.LockWait passes
-	// before the lock could be taken (another replica holds it for too
-	// long). It also matches authcode.ErrTemporary.
-	ErrLockTimeout error = &kindError{"timed out waiting for the session's refresh lock", autherr.ErrTemporary}
-	// ErrUndecryptable is matched, together with authcode.ErrSessionNotFound,
-	// by Load's error for a value that cannot be opened with any configured
-	// key (tampered, truncated, copied from another key, or sealed with a
-	// key no longer in Config.Keys).
-	ErrUndecryptable = errors.New("stored session cannot be decrypted (tampered, or sealed with a key no longer configured)")
-)
+// errUndecryptable is, with authcode.ErrSessionNotFound, in Load's error
+// for a value that cannot be opened with any configured key (tampered,
+// truncated, copied from another key, or sealed with a key no longer in
+// Config.Keys).
+var errUndecryptable = errors.New("stored session cannot be decrypted (tampered, or sealed with a key no longer configured)")
 
 // Config configures a Store. Client or Addr is required, and Keys.
 type Config struct {
-	// Client is the Redis client to use: a *redis.Client, *redis.ClusterClient
-	// or anything implementing redis.UniversalClient. The Store does not
-	// close it. Set either Client or Addr.
+	// Client is the Redis client to use: anything implementing
+	// redis.UniversalClient, e.g. a *redis.Client, a *redis.ClusterClient,
+	// or a Sentinel client from redis.NewFailoverClient or
+	// redis.NewUniversalClient. The Store does not close it. Set either
+	// Client or Addr.
 	Client redis.UniversalClient
 	// Addr is a Redis address, "host:port" or a "redis://" / "rediss://"
 	// URL (with user, password and database). The Store makes its own client
 	// with short timeouts (dial 2s, read/write 2s, one retry) and closes it
 	// in Close.
 	Addr string
-	// Keys are AES keys of 16, 24 or 32 bytes. The first seals new values;
-	// all of them open existing ones. To rotate: add the new key at the
-	// front, keep the old one until every session sealed with it has been
-	// re-saved or has expired, then drop it.
+	// Keys are AES keys of 16, 24 or 32 bytes that seal the stored values
+	// (as authcode.Config.Keys seal the cookies): the first seals, all
+	// open, so keys can be rotated by adding the new key at the front,
+	// keeping the old one until every session sealed with it has been
+	// re-saved or has expired, then dropping it. Required.
 	Keys [][]byte
-	// Prefix is prepended to every key; default DefaultPrefix.
+	// Prefix is prepended to every Redis key the Store writes; empty means
+	// "erpnet:authcode:".
 	Prefix string
 	// LockTTL is how long a refresh lock outlives its holder's last sign of
-	// life, default DefaultLockTTL: a live holder renews it (see
-	// LockMaxHold); a holder that dies leaves it to expire within LockTTL,
-	// and the next replica carries on.
+	// life; zero means 10 s. A live holder renews it (see LockMaxHold); a
+	// holder that dies leaves it to expire within LockTTL, and the next
+	// replica carries on.
 	LockTTL time.Duration
 	// LockWait is how long LockRefresh waits for a lock held by someone
 	// else; default LockTTL + 2s, so a lock left by a dead holder expires
@@ -176,11 +160,13 @@ type Config struct {
 	// LockTTL/3 (compare-and-PEXPIRE), so a slow refresh (a token endpoint
 	// answering 503 with Retry-After, say) never loses its lock to another
 	// replica, while a holder that dies stops renewing and its lock expires
-	// within LockTTL. Default DefaultLockMaxHold; negative disables renewal
-	// (the lock then lives exactly LockTTL).
+	// within LockTTL. Zero means 3 minutes (a little more than the authcode
+	// Client's longest refresh, retries included); negative disables
+	// renewal (the lock then lives exactly LockTTL).
 	LockMaxHold time.Duration
 	// MaxTTL caps the expiry of a saved session and replaces a ttl of zero
-	// or less; default DefaultMaxTTL.
+	// or less; zero means 30 days (the lifetime of a confidential client's
+	// refresh token on ERP.net).
 	MaxTTL time.Duration
 	// Logger receives warnings (undecryptable values, failed or late lock
 	// releases). It never receives a value, a token or a session key, only
@@ -216,9 +202,8 @@ var (
 
 // New checks cfg and returns a Store. It does no network I/O: an unreachable
 // Redis shows up on first use (or call Ping). Configuration errors are
-// *autherr.ConfigError values (authcode.ConfigError, matching
-// authcode.ErrMisconfigured) that name the Config field at fault and never
-// contain key bytes or passwords.
+// *auth.ConfigError values (matching auth.ErrMisconfigured) that name the
+// Config field at fault and never contain key bytes or passwords.
 func New(cfg Config) (*Store, error) {
 	if cfg.Client != nil && cfg.Addr != "" {
 		return nil, cfgErr("Addr", "must be empty when Config.Client is set (set only one)")
@@ -250,13 +235,13 @@ func New(cfg Config) (*Store, error) {
 		log:      cfg.Logger,
 	}
 	if s.prefix == "" {
-		s.prefix = DefaultPrefix
+		s.prefix = defaultPrefix
 	}
 	switch {
 	case s.lockTTL < 0:
 		return nil, cfgErr("LockTTL", "must not be negative")
 	case s.lockTTL == 0:
-		s.lockTTL = DefaultLockTTL
+		s.lockTTL = defaultLockTTL
 	case s.lockTTL < time.Millisecond:
 		return nil, cfgErr("LockTTL", "must be at least 1ms")
 	}
@@ -270,13 +255,13 @@ func New(cfg Config) (*Store, error) {
 	case s.maxHold < 0:
 		s.maxHold = 0
 	case s.maxHold == 0:
-		s.maxHold = DefaultLockMaxHold
+		s.maxHold = defaultLockMaxHold
 	}
 	switch {
 	case s.maxTTL < 0:
 		return nil, cfgErr("MaxTTL", "must not be negative")
 	case s.maxTTL == 0:
-		s.maxTTL = DefaultMaxTTL
+		s.maxTTL = defaultMaxTTL
 	case s.maxTTL < time.Millisecond:
 		return nil, cfgErr("MaxTTL", "must be at least 1ms")
 	}
@@ -300,7 +285,7 @@ func New(cfg Config) (*Store, error) {
 // cfgErr reports an invalid Config field; it matches the SDK's
 // ErrMisconfigured and never contains the field's value.
 func cfgErr(field, reason string) error {
-	return &autherr.ConfigError{Field: "redisstore.Config." + field, Reason: reason}
+	return &auth.ConfigError{Field: "redisstore.Config." + field, Reason: reason}
 }
 
 // clientOptions builds the options of the Store's own client for Addr.
@@ -373,7 +358,7 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: stored session cannot be decrypted; treating it as signed out",
 			slog.String("key_fingerprint", fingerprint(rk)))
-		return nil, fmt.Errorf("redisstore: load session: %w: %w", authcode.ErrSessionNotFound, ErrUndecryptable)
+		return nil, fmt.Errorf("redisstore: load session: %w: %w", authcode.ErrSessionNotFound, errUndecryptable)
 	}
 	return pt, nil
 }
@@ -437,8 +422,9 @@ var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] th
 // LockRefresh implements authcode.RefreshLocker. It takes key's refresh lock
 // with SET NX PX (Config.LockTTL) and a random owner token, polling with
 // short jittered sleeps while someone else holds it, until it succeeds, ctx
-// ends (ctx's error is returned) or Config.LockWait passes (ErrLockTimeout).
-// A Redis failure returns an ErrUnavailable error at once.
+// ends (ctx's error is returned) or Config.LockWait passes (an error
+// matching auth.ErrTemporary). A Redis failure returns an error matching
+// auth.ErrTemporary at once.
 //
 // While held, the lock is renewed every LockTTL/3 (a compare-and-PEXPIRE
 // script), for at most Config.LockMaxHold. unlock stops the renewal and
@@ -451,7 +437,7 @@ func (s *Store) LockRefresh(ctx context.Context, key string) (unlock func(), err
 		return nil, err
 	}
 	lk := s.prefix + lockInfix + key
-	wctx, cancel := context.WithTimeoutCause(ctx, s.lockWait, ErrLockTimeout)
+	wctx, cancel := context.WithTimeoutCause(ctx, s.lockWait, errLockTimeout)
 	defer cancel()
 
 	// Queue behind this process's other waiters for the key, so that only
@@ -505,7 +491,8 @@ func (s *Store) lockWaitErr(ctx, wctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: take refresh lock: %w", err)
 	}
-	return fmt.Errorf("redisstore: take refresh lock: %w (after %v)", ErrLockTimeout, s.lockWait)
+	return &auth.Error{Op: "redis take refresh lock", Kind: auth.ErrTemporary,
+		Err: fmt.Errorf("%w (after %v)", errLockTimeout, s.lockWait)}
 }
 
 // abandon removes the lock if a SET whose reply was lost did take it for
@@ -586,7 +573,8 @@ func (s *Store) renew(lk, token string, stop <-chan struct{}) {
 }
 
 // fail wraps a Redis error for op. When the caller's context has ended, its
-// error is returned (wrapped); anything else matches ErrUnavailable.
+// error is returned (wrapped); anything else is an *auth.Error of Kind
+// auth.ErrTemporary.
 func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		// The caller's context ended: that is the cause, not an outage.
@@ -595,7 +583,7 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		}
 		return fmt.Errorf("redisstore: %s: %w (%v)", op, cerr, err)
 	}
-	return fmt.Errorf("redisstore: %s: %w: %w", op, ErrUnavailable, err)
+	return &auth.Error{Op: "redis " + op, Kind: auth.ErrTemporary, Err: err}
 }
 
 // checkKey refuses keys that could collide with lock keys.

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/internal/devserver"
 	"github.com/erpnetgo/auth/internal/redistest"
@@ -40,7 +41,7 @@ func TestUnsavedRefreshIsNeverResurrected(t *testing.T) {
 	}()
 	_, err = r.client.TokenSource(ctx, sess).Token()
 	<-stopped
-	require.ErrorIs(t, err, authcode.ErrTemporary, "the failed save surfaces")
+	require.ErrorIs(t, err, auth.ErrTemporary, "the failed save surfaces")
 	w.redis.Restart()
 	time.Sleep(1500 * time.Millisecond) // r's unreleased lock expires
 
@@ -49,7 +50,7 @@ func TestUnsavedRefreshIsNeverResurrected(t *testing.T) {
 	t.Logf("the other replica, redeeming the refresh token left in the Store: %v", err)
 
 	_, err = r.client.TokenSource(ctx, sess).Token()
-	require.ErrorIs(t, err, authcode.ErrReauthRequired, "r must not hand out its unsaved, revoked tokens")
+	require.ErrorIs(t, err, auth.ErrReauthRequired, "r must not hand out its unsaved, revoked tokens")
 	_, err = w.replica(t, 0, 0).client.UserSession(request(ctx, cookie))
 	assert.ErrorIs(t, err, authcode.ErrNoSession, "the deleted session must not come back")
 }

@@ -11,10 +11,11 @@
 //
 //	export ERPNET_AUTHORITY=https://demodb.my.erp.net
 //	export ERPNET_CLIENT_ID=com.example/cli
-//	go run ./examples/cli -token-file ~/.config/erpnet-cli/token.json
+//	go run ./examples/cli -session-file ~/.config/erpnet-cli/session.json
 //
-// With -token-file the refresh token is kept in that file (mode 0600) and the
-// next run signs in without the browser while it is still valid.
+// With -session-file the session (with its refresh token) is kept in that
+// file (an authcode.FileStore, mode 0600) and the next run signs in without
+// the browser while the refresh token is still accepted.
 package main
 
 import (
@@ -29,7 +30,6 @@ import (
 	"net/http/cookiejar"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"github.com/erpnetgo/auth/authcode"
@@ -38,7 +38,7 @@ import (
 
 func main() {
 	auto := flag.Bool("auto", false, "dev server only: sign alice in without a browser (for unattended runs)")
-	tokenFile := flag.String("token-file", "", "keep the refresh token in this file (0600) and reuse it")
+	sessionFile := flag.String("session-file", "", "keep the session in this file (0600) and reuse it on the next run")
 	timeout := flag.Duration("timeout", 5*time.Minute, "how long to wait for the browser sign-in")
 	verbose := flag.Bool("v", false, "debug logging (never token values)")
 	flag.Parse()
@@ -49,21 +49,23 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout, log, options{auto: *auto, tokenFile: *tokenFile, timeout: *timeout}); err != nil {
+	if err := run(ctx, os.Stdout, log, options{auto: *auto, sessionFile: *sessionFile, timeout: *timeout}); err != nil {
 		fmt.Fprintln(os.Stderr, "cli:", err)
 		os.Exit(1)
 	}
 }
 
 type options struct {
-	auto      bool
-	tokenFile string
-	timeout   time.Duration
+	auto        bool
+	sessionFile string
+	timeout     time.Duration
 }
 
 func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) error {
 	cfg := authcode.Config{Logger: log}
-	var odataRoot string
+	if opts.sessionFile != "" {
+		cfg.Store = &authcode.FileStore{Path: opts.sessionFile}
+	}
 	var openBrowser func(string) error // nil: the system browser
 	if authority := os.Getenv("ERPNET_AUTHORITY"); authority != "" {
 		if opts.auto {
@@ -71,10 +73,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 		}
 		cfg.Authority = authority
 		cfg.ClientID = os.Getenv("ERPNET_CLIENT_ID")
-		odataRoot = os.Getenv("ERPNET_ODATA_ROOT")
-		if odataRoot == "" {
-			odataRoot = strings.TrimSuffix(strings.TrimRight(authority, "/"), "/id") + "/api/domain/odata"
-		}
+		cfg.DomainAPI = os.Getenv("ERPNET_DOMAIN_API") // empty: found by auto-discovery
 	} else {
 		idp, err := devserver.Start(devserver.Demo())
 		if err != nil {
@@ -83,7 +82,6 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 		defer idp.Close()
 		fmt.Fprintf(out, "Using the in-process dev identity server at %s (users alice/alice-password, bob/bob-password)\n", idp.URL())
 		cfg.Authority, cfg.ClientID = idp.URL(), devserver.DemoCLIID // a public client: no secret
-		odataRoot = idp.URL() + "/api/domain/odata"
 		if opts.auto {
 			// Nobody is at the keyboard: the dev server signs alice in
 			// without its form, and an HTTP client plays the browser.
@@ -97,24 +95,25 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 	}
 	defer c.Close()
 
-	if openBrowser == nil {
-		fmt.Fprintln(out, "Opening your browser to sign in...")
+	how := "through the browser"
+	if openBrowser != nil {
+		how = "without a browser (the dev server's automatic sign-in)"
 	}
-	res, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{
-		OpenBrowser:      openBrowser,
-		Timeout:          opts.timeout,
-		RefreshTokenFile: opts.tokenFile,
-	})
+	start := time.Now()
+	sess, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{OpenBrowser: openBrowser, Timeout: opts.timeout, Output: out})
 	if err != nil {
 		return err
 	}
-	how := "through the browser"
-	if res.Reused {
-		how = "with the saved refresh token"
+	if sess.SignedInAt.Before(start) {
+		how = "with the saved session (no browser needed)"
 	}
-	fmt.Fprintf(out, "Signed in as %s (%s) %s\n", res.Session.Subject, res.Session.Name, how)
+	fmt.Fprintf(out, "Signed in as %s (%s) %s\n", sess.Subject, sess.Name, how)
 
-	resp, err := c.UserClient(ctx, res.Session).Get(odataRoot + "/Crm_Sales_Customers?$top=3")
+	root, err := c.DomainAPI(ctx)
+	if err != nil {
+		return err
+	}
+	resp, err := c.UserClient(ctx, sess).Get(root + "Crm_Sales_Customers?$top=3")
 	if err != nil {
 		return err
 	}
@@ -133,7 +132,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 	}
 	caller := resp.Header.Get("X-Erpnet-Caller")
 	if caller == "" {
-		caller = res.Session.Subject
+		caller = sess.Subject
 	}
 	fmt.Fprintf(out, "Domain API caller: %s\n", caller)
 	for _, cust := range body.Value {

@@ -15,11 +15,11 @@ func TestCLIAutoSignIn(t *testing.T) {
 	t.Setenv("ERPNET_AUTHORITY", "")
 	file := filepath.Join(t.TempDir(), "token.json")
 	var out bytes.Buffer
-	err := run(context.Background(), &out, slog.New(slog.DiscardHandler), options{auto: true, tokenFile: file, timeout: 30 * time.Second})
+	err := run(context.Background(), &out, slog.New(slog.DiscardHandler), options{auto: true, sessionFile: file, timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Signed in as alice", "Domain API caller: user:alice", "C-0001"} {
+	for _, want := range []string{"Signed in as alice (Alice Anderson) without a browser", "Domain API caller: user:alice", "C-0001"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
 		}

@@ -42,6 +42,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/erpnetgo/auth"
 	"html/template"
 	"io"
 	"log/slog"
@@ -190,7 +191,7 @@ func config(log *slog.Logger, base string) (hybrid.Config, string, func(), error
 		if err != nil {
 			return cfg, "", nil, errors.New("ERPNET_COOKIE_KEY must be base64 (e.g. openssl rand -base64 32)")
 		}
-		cfg.CookieKeys = [][]byte{key}
+		cfg.Keys = [][]byte{key}
 	}
 	root := os.Getenv("ERPNET_ODATA_ROOT")
 	if root == "" {
@@ -227,7 +228,7 @@ func devAppConfig(idp *devserver.Server, base string) hybrid.Config {
 		RedirectURL:           base + "/callback",
 		PostLogoutRedirectURL: base + "/signed-out",
 		ServiceScopes:         []string{"read"},
-		CookieKeys:            [][]byte{key},
+		Keys:                  [][]byte{key},
 	}
 }
 
@@ -242,6 +243,7 @@ type portal struct {
 	api      string // OData root, ending in "/"
 	log      *slog.Logger
 	callback string // path of the redirect URL
+	csp      string // Content-Security-Policy of the portal's own page
 
 	importMu sync.Mutex // one import at a time
 	mu       sync.Mutex
@@ -271,7 +273,25 @@ func newPortal(cfg hybrid.Config, apiRoot string, log *slog.Logger) (*portal, er
 	if u, err := url.Parse(cfg.RedirectURL); err == nil && u.Path != "" {
 		cb = u.Path
 	}
-	return &portal{app: app, api: apiRoot, log: log, callback: cb}, nil
+	return &portal{app: app, api: apiRoot, log: log, callback: cb, csp: pageCSP(cfg.Authority)}, nil
+}
+
+// pageCSP is the Content-Security-Policy of the portal's page. Its forms
+// post to the portal itself, but the Sign out form's answer is a redirect
+// to the identity server's end-session endpoint, and browsers apply
+// form-action to every redirect that follows a form submission: with
+// form-action 'self' alone the browser blocks it, the identity server
+// session stays, and the next visit signs the user straight back in. So
+// form-action also allows the identity server's origin. ERP.net's identity
+// server lives under the instance (https://demodb.my.erp.net/id), so the
+// authority's origin is the one; list another origin here if your end-session
+// endpoint is elsewhere.
+func pageCSP(authority string) string {
+	formAction := "'self'"
+	if u, err := url.Parse(authority); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+		formAction += " " + u.Scheme + "://" + u.Host
+	}
+	return "default-src 'none'; style-src 'unsafe-inline'; form-action " + formAction
 }
 
 // Close releases the App.
@@ -286,6 +306,8 @@ func (p *portal) Handler() http.Handler {
 	mux.Handle("GET /signed-out", p.app.GuardResponses(http.HandlerFunc(p.signedOut)))
 	mux.Handle("POST /import", sameOrigin(p.app.WithUser(http.HandlerFunc(p.importNow))))
 	mux.Handle("GET /{$}", p.app.WithUser(http.HandlerFunc(p.home)))
+	// No icon: a 404 would be logged as an error in the browser's console.
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	return mux
 }
 
@@ -320,18 +342,18 @@ func (p *portal) home(w http.ResponseWriter, r *http.Request) {
 		Name, Subject, ReadAs, Error string
 		Customers                    []customer
 		Imports                      []importRun
-	}{Name: u.Session().Name, Subject: u.Subject()}
+	}{Name: u.Session().Name, Subject: u.Session().Subject}
 	if data.Name == "" {
 		data.Name = data.Subject
 	}
 	var err error
 	data.Customers, data.ReadAs, err = p.readCustomers(r.Context(), u.UserClient(), 20)
 	switch {
-	case errors.Is(err, hybrid.ErrReauthRequired):
+	case errors.Is(err, auth.ErrReauthRequired):
 		http.Redirect(w, r, "/signin", http.StatusFound)
 		return
 	case err != nil:
-		p.log.Warn("reading customers as the user failed", "user", u.Subject(), "error", err)
+		p.log.Warn("reading customers as the user failed", "user", u.Session().Subject, "error", err)
 		data.Error = err.Error()
 	}
 	p.mu.Lock()
@@ -339,7 +361,7 @@ func (p *portal) home(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", p.csp)
 	if err := pageTemplate.Execute(w, data); err != nil {
 		p.log.Warn("rendering the page failed", "error", err)
 	}
@@ -353,12 +375,12 @@ func (p *portal) importNow(w http.ResponseWriter, r *http.Request) {
 	// request values either way.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
 	defer cancel()
-	run := importRun{By: u.Subject()}
+	run := importRun{By: u.Session().Subject}
 	err := p.app.RunAsService(ctx, r, importJob, func(ctx context.Context, svc hybrid.ServiceAPI) error {
 		return p.importOnce(ctx, svc, &run)
 	})
 	if err != nil {
-		p.log.Warn("import failed", "triggered_by", u.Subject(), "error", err)
+		p.log.Warn("import failed", "triggered_by", u.Session().Subject, "error", err)
 	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }

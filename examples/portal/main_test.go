@@ -195,3 +195,15 @@ func TestRunSignInFormAndCleanShutdown(t *testing.T) {
 	assert.Contains(t, logs.String(), "stopping: signal received")
 	assert.Regexp(t, `job=import .*trigger=background .*outcome=ok`, logs.String(), "the first scheduled import ran at start")
 }
+
+// TestPageCSPAllowsSignOutRedirect: the page's forms may lead to the
+// identity server (Sign out answers with a redirect to its end-session
+// endpoint, and browsers check form-action on every redirect after a form
+// submission); examples/browsertest checks this in Chromium.
+func TestPageCSPAllowsSignOutRedirect(t *testing.T) {
+	assert.Equal(t, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https://demodb.my.erp.net",
+		pageCSP("https://demodb.my.erp.net/id/"))
+	assert.Equal(t, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http://127.0.0.1:5080",
+		pageCSP("http://127.0.0.1:5080"))
+	assert.Equal(t, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'", pageCSP("::not a url"))
+}

@@ -174,7 +174,7 @@ func (q *qs) referenceTokens(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		hc, err := tok.Client(q.idp.URL(), c.header)
+		hc, err := tok.Client(reftoken.Config{Authority: q.idp.URL(), Header: c.header})
 		if err != nil {
 			return err
 		}
@@ -216,11 +216,10 @@ func (q *qs) browser() *http.Client {
 func (q *qs) webSignIn(ctx context.Context) error {
 	key := make([]byte, 32)
 	rand.Read(key)
-	store := authcode.NewMemoryStore()
 	ac, err := authcode.New(authcode.Config{
 		Authority: q.idp.URL(), ClientID: devserver.DemoWebAppID, ClientSecret: devserver.DemoWebAppSecret,
 		RedirectURL: q.app.URL + "/callback", PostLogoutRedirectURL: q.app.URL + "/",
-		Store: store, CookieKeys: [][]byte{key},
+		Keys: [][]byte{key}, // nil Store: sessions in memory
 	})
 	if err != nil {
 		return err
@@ -295,7 +294,7 @@ func (q *qs) loopback(ctx context.Context) error {
 	defer ac.Close()
 	q.idp.SetAutoSignIn(devserver.DemoBob)
 	defer q.idp.SetAutoSignIn("")
-	res, err := ac.LoopbackSignIn(ctx, authcode.LoopbackOptions{
+	sess, err := ac.LoopbackSignIn(ctx, authcode.LoopbackOptions{
 		// A real CLI opens the system browser (the default); here an HTTP
 		// client plays the browser.
 		OpenBrowser: func(u string) error {
@@ -308,11 +307,12 @@ func (q *qs) loopback(ctx context.Context) error {
 			return nil
 		},
 		Timeout: 30 * time.Second,
+		Output:  io.Discard, // the "open this address" line
 	})
 	if err != nil {
 		return err
 	}
-	caller, n, err := get(ctx, ac.UserClient(ctx, res.Session), q.odata("General_Contacts"))
+	caller, n, err := get(ctx, ac.UserClient(ctx, sess), q.odata("General_Contacts"))
 	if err != nil {
 		return err
 	}

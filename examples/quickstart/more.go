@@ -29,7 +29,7 @@ func (q *qs) hybrid(ctx context.Context) error {
 		Authority: q.idp.URL(), ClientID: devserver.DemoWebAppID, ClientSecret: devserver.DemoWebAppSecret,
 		RedirectURL: q.portal.URL + "/callback", PostLogoutRedirectURL: q.portal.URL + "/",
 		UserScopes: []string{"openid", "profile", "offline_access", "read"}, ServiceScopes: []string{"read"},
-		CookieKeys:  [][]byte{key},
+		Keys:        [][]byte{key},
 		AuditLogger: slog.New(slog.NewTextHandler(&audit, nil)),
 	})
 	if err != nil {

@@ -84,7 +84,7 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 	}
 
-	client, err := tok.Client(root, header)
+	client, err := tok.Client(reftoken.Config{Authority: root, Header: header})
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/erpnetgo/auth"
 	"html/template"
 	"io"
 	"log/slog"
@@ -34,7 +35,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -68,7 +68,7 @@ func run(ctx context.Context, addr string, log *slog.Logger, ready func(siteURL 
 		return err
 	}
 	siteURL := "http://" + ln.Addr().String()
-	cfg, odataRoot, idp, err := config(siteURL, log)
+	cfg, idp, err := config(siteURL, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -88,14 +88,14 @@ func run(ctx context.Context, addr string, log *slog.Logger, ready func(siteURL 
 	cfg.Store = store
 	// --------------------------------------------------------------------------------
 
-	auth, err := authcode.New(cfg)
+	ac, err := authcode.New(cfg)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	defer auth.Close()
+	defer ac.Close()
 
-	srv := &http.Server{Handler: (&site{auth: auth, odataRoot: odataRoot, log: log}).routes(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: (&site{auth: ac, log: log}).routes(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("webapp listening", "url", siteURL)
@@ -119,15 +119,15 @@ func newStore(ctx context.Context, log *slog.Logger) (authcode.Store, func(), er
 	if *redisAddr != "" { // -redis, see redis.go
 		return newRedisStore(ctx, log, *redisAddr)
 	}
-	return authcode.NewMemoryStore(), func() {}, nil
+	return nil, func() {}, nil // nil: authcode keeps sessions in memory
 }
 
 // config reads ERPNET_* or, when ERPNET_AUTHORITY is absent, starts the dev
 // identity server with the demo web application registered for siteURL.
-func config(siteURL string, log *slog.Logger) (authcode.Config, string, *devserver.Server, error) {
+func config(siteURL string, log *slog.Logger) (authcode.Config, *devserver.Server, error) {
 	keys, err := cookieKeys()
 	if err != nil {
-		return authcode.Config{}, "", nil, err
+		return authcode.Config{}, nil, err
 	}
 	if authority := os.Getenv("ERPNET_AUTHORITY"); authority != "" {
 		cfg := authcode.Config{
@@ -136,27 +136,24 @@ func config(siteURL string, log *slog.Logger) (authcode.Config, string, *devserv
 			ClientSecret:          os.Getenv("ERPNET_CLIENT_SECRET"),
 			RedirectURL:           os.Getenv("ERPNET_REDIRECT_URL"),
 			PostLogoutRedirectURL: os.Getenv("ERPNET_POST_LOGOUT_URL"),
-			CookieKeys:            keys,
+			DomainAPI:             os.Getenv("ERPNET_DOMAIN_API"), // empty: found by auto-discovery
+			Keys:                  keys,
 		}
 		if cfg.RedirectURL == "" {
 			cfg.RedirectURL = siteURL + "/callback"
 		}
-		root := os.Getenv("ERPNET_ODATA_ROOT")
-		if root == "" {
-			root = strings.TrimSuffix(strings.TrimRight(authority, "/"), "/id") + "/api/domain/odata"
-		}
-		return cfg, strings.TrimRight(root, "/"), nil, nil
+		return cfg, nil, nil
 	}
 	dcfg := devserver.Demo()
 	for i := range dcfg.Apps {
 		if dcfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
 			dcfg.Apps[i].RedirectURIs = append(dcfg.Apps[i].RedirectURIs, siteURL+"/callback")
-			dcfg.Apps[i].PostLogoutRedirectURIs = append(dcfg.Apps[i].PostLogoutRedirectURIs, siteURL+"/")
+			dcfg.Apps[i].PostLogoutRedirectURIs = append(dcfg.Apps[i].PostLogoutRedirectURIs, siteURL+"/signed-out")
 		}
 	}
 	idp, err := devserver.Start(dcfg)
 	if err != nil {
-		return authcode.Config{}, "", nil, err
+		return authcode.Config{}, nil, err
 	}
 	log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server",
 		"url", idp.URL(), "client_id", devserver.DemoWebAppID, "users", "alice/alice-password, bob/bob-password")
@@ -165,9 +162,9 @@ func config(siteURL string, log *slog.Logger) (authcode.Config, string, *devserv
 		ClientID:              devserver.DemoWebAppID,
 		ClientSecret:          devserver.DemoWebAppSecret,
 		RedirectURL:           siteURL + "/callback",
-		PostLogoutRedirectURL: siteURL + "/",
-		CookieKeys:            keys,
-	}, idp.URL() + "/api/domain/odata", idp, nil
+		PostLogoutRedirectURL: siteURL + "/signed-out",
+		Keys:                  keys,
+	}, idp, nil
 }
 
 // cookieKeys reads ERPNET_COOKIE_KEY (base64 of 16, 24 or 32 bytes); none
@@ -185,9 +182,8 @@ func cookieKeys() ([][]byte, error) {
 }
 
 type site struct {
-	auth      *authcode.Client
-	odataRoot string
-	log       *slog.Logger
+	auth *authcode.Client
+	log  *slog.Logger
 }
 
 func (s *site) routes() http.Handler {
@@ -198,6 +194,10 @@ func (s *site) routes() http.Handler {
 	mux.Handle("POST /signout", s.auth.SignOut())
 	mux.Handle("GET /customers", s.auth.RequireUser(http.HandlerFunc(s.customers)))
 	mux.HandleFunc("GET /{$}", s.home)
+	// Where the identity server returns after sign-out (the registered
+	// post-logout redirect URI): the home page, saying so.
+	mux.HandleFunc("GET /signed-out", s.home)
+	mux.HandleFunc("GET /favicon.ico", noFavicon)
 	return mux
 }
 
@@ -209,7 +209,7 @@ var pages = template.Must(template.New("layout").Parse(`{{define "top"}}<!doctyp
 {{end}}
 {{define "home"}}{{template "top" .}}
 {{if .User}}<p><a href="/customers">Customers</a></p>
-{{else}}<p><a href="/signin?return_to=%2Fcustomers">Sign in</a> to see the customers.</p>{{end}}
+{{else}}{{if .SignedOut}}<p><b>You are signed out.</b></p>{{end}}<p><a href="/signin?return_to=%2Fcustomers">Sign in</a> to see the customers.</p>{{end}}
 </body></html>{{end}}
 {{define "customers"}}{{template "top" .}}
 <h2>Customers</h2>
@@ -220,7 +220,7 @@ var pages = template.Must(template.New("layout").Parse(`{{define "top"}}<!doctyp
 <p><a href="/">Home</a></p></body></html>{{end}}`))
 
 func (s *site) home(w http.ResponseWriter, r *http.Request) {
-	data := map[string]any{}
+	data := map[string]any{"SignedOut": r.URL.Path == "/signed-out"}
 	sess, err := s.auth.UserSession(r)
 	switch {
 	case err == nil:
@@ -240,8 +240,12 @@ type customer struct {
 func (s *site) customers(w http.ResponseWriter, r *http.Request) {
 	sess := authcode.SessionFromContext(r.Context())
 	data := map[string]any{"User": displayName(sess)}
-	resp, err := s.auth.UserClient(r.Context(), sess).Get(s.odataRoot + "/Crm_Sales_Customers?$top=10")
-	if errors.Is(err, authcode.ErrReauthRequired) {
+	root, err := s.auth.DomainAPI(r.Context())
+	var resp *http.Response
+	if err == nil {
+		resp, err = s.auth.UserClient(r.Context(), sess).Get(root + "Crm_Sales_Customers?$top=10")
+	}
+	if errors.Is(err, auth.ErrReauthRequired) {
 		http.Redirect(w, r, "/signin?return_to=%2Fcustomers", http.StatusFound)
 		return
 	}
@@ -267,6 +271,13 @@ func (s *site) customers(w http.ResponseWriter, r *http.Request) {
 		data["Caller"] = sess.Subject
 	}
 	render(w, "customers", data)
+}
+
+// noFavicon answers the browser's favicon request with no content: a 404
+// would be logged as an error in the browser's console on every page.
+func noFavicon(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "max-age=86400")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func displayName(s *authcode.Session) string {

@@ -77,11 +77,12 @@ func TestWebAppSignInCustomersSignOut(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "Sign in") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "Sign in") || !strings.Contains(string(b), "You are signed out") {
 		t.Fatalf("after sign-out: %s\n%s", resp.Status, b)
 	}
-	if u := resp.Request.URL; u.Scheme+"://"+u.Host+u.Path != site+"/" {
-		t.Fatalf("sign-out ended at %s", resp.Request.URL)
+	// The landing page says so, with nothing left in the address bar.
+	if u := resp.Request.URL.String(); u != site+"/signed-out" {
+		t.Fatalf("sign-out ended at %s", u)
 	}
 }
 

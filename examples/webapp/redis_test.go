@@ -42,7 +42,7 @@ func TestWebAppReplicasShareSessionsInRedis(t *testing.T) {
 	t.Setenv("ERPNET_CLIENT_SECRET", devserver.DemoWebAppSecret)
 	t.Setenv("ERPNET_REDIRECT_URL", "")
 	t.Setenv("ERPNET_POST_LOGOUT_URL", "")
-	t.Setenv("ERPNET_ODATA_ROOT", "")
+	t.Setenv("ERPNET_DOMAIN_API", "")
 	t.Setenv("ERPNET_COOKIE_KEY", base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))
 	t.Setenv("ERPNET_SESSION_KEY", "") // derived from the cookie key
 

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/erpnetgo/auth"
 	"io"
 	"log/slog"
 	"net/http"
@@ -56,7 +57,7 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) error {
-	cfg, apiRoot, cleanup, err := config(log)
+	cfg, cleanup, err := config(log)
 	if err != nil {
 		return err
 	}
@@ -71,56 +72,58 @@ func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) erro
 
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	ok, failed := 0, 0
+	// A worker that never got its job done exits non-zero, so that a
+	// supervisor or a CI step notices.
+	done := func() error {
+		if ok == 0 && failed > 0 {
+			return fmt.Errorf("no call succeeded (%d failed)", failed)
+		}
+		return nil
+	}
 	for i := 1; ; i++ {
-		if err := call(ctx, hc, apiRoot, log); err != nil {
+		apiRoot, err := src.DomainAPI(ctx) // from ERP.net auto-discovery, cached
+		if err == nil {
+			err = call(ctx, hc, apiRoot, log)
+		}
+		if err != nil {
 			switch {
 			case errors.Is(err, context.Canceled):
-			case errors.Is(err, clientcreds.ErrMisconfigured):
+			case errors.Is(err, auth.ErrMisconfigured):
 				return err // retrying cannot help
 			default:
+				failed++
 				log.Warn("call failed; will try again", "error", err) // ErrTemporary and API errors
 			}
+		} else {
+			ok++
 		}
 		if n > 0 && i >= n {
-			return nil
+			return done()
 		}
 		select {
 		case <-ctx.Done():
 			log.Info("stopping: signal received")
-			return nil
+			return done()
 		case <-tick.C:
 		}
 	}
 }
 
 // config reads ERPNET_* or, when they are absent, starts the dev server.
-func config(log *slog.Logger) (clientcreds.Config, string, func(), error) {
-	if os.Getenv(clientcreds.EnvAuthority) != "" {
-		cfg, err := clientcreds.ConfigFromEnv()
-		root := os.Getenv("ERPNET_ODATA_ROOT") // optional; default: <authority root>/api/domain/odata/
-		if root == "" {
-			root = instanceRoot(cfg.Authority) + "/api/domain/odata/"
-		}
-		return cfg, root, func() {}, err
+func config(log *slog.Logger) (clientcreds.Config, func(), error) {
+	if os.Getenv("ERPNET_AUTHORITY") != "" {
+		cfg, err := clientcreds.ConfigFromEnv() // ERPNET_DOMAIN_API may name the API root
+		return cfg, func() {}, err
 	}
 	srv, err := devserver.Start(devserver.Demo())
 	if err != nil {
-		return clientcreds.Config{}, "", nil, err
+		return clientcreds.Config{}, nil, err
 	}
 	log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server", "url", srv.URL(), "client_id", devserver.DemoWorkerID)
 	cfg := clientcreds.Config{Authority: srv.URL(), ClientID: devserver.DemoWorkerID,
 		ClientSecret: devserver.DemoWorkerSecret, Scopes: []string{"read"}}
-	return cfg, srv.URL() + "/api/domain/odata/", func() { srv.Close() }, nil
-}
-
-func instanceRoot(authority string) string {
-	for len(authority) > 0 && authority[len(authority)-1] == '/' {
-		authority = authority[:len(authority)-1]
-	}
-	if len(authority) > 3 && authority[len(authority)-3:] == "/id" {
-		return authority[:len(authority)-3]
-	}
-	return authority
+	return cfg, func() { srv.Close() }, nil
 }
 
 func call(ctx context.Context, hc *http.Client, apiRoot string, log *slog.Logger) error {

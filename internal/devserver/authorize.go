@@ -12,7 +12,7 @@ import (
 
 const (
 	sessionCookie   = "erpnet_devid_session"
-	csrfCookie      = "erpnet_devid_csrf"
+	csrfCookie      = "erpnet_devid_csrf" // prefix: one cookie per sign-in attempt
 	pendingLifetime = 15 * time.Minute
 	maxParamLen     = 2000
 )
@@ -270,7 +270,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail("login_required", "the user is not signed in")
 		return
 	}
-	p := &pendingLogin{id: randomToken(24), csrf: s.csrfToken(w, r), req: req, expires: now.Add(pendingLifetime)}
+	p := &pendingLogin{id: randomToken(24), req: req, expires: now.Add(pendingLifetime)}
+	p.csrf = s.setCSRFCookie(w, r, p.id)
 	s.mu.Lock()
 	s.sweepLocked(now)
 	s.pending[p.id] = p
@@ -413,17 +414,27 @@ func (s *Server) newSignin(w http.ResponseWriter, r *http.Request, username stri
 	return &cp
 }
 
-// csrfToken returns the browser's CSRF token (double-submit cookie), creating it if needed.
-func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) == 43 && validPKCEValue(c.Value) {
-		return c.Value
-	}
+// csrfCookieName is the name of the CSRF cookie of the sign-in attempt requestID. Every
+// attempt has its own cookie, so sign-in forms open in several tabs of one browser all work.
+func csrfCookieName(requestID string) string {
+	return csrfCookie + "_" + hashKey(requestID)[:16]
+}
+
+// setCSRFCookie sets a fresh double-submit CSRF token for the sign-in attempt requestID and
+// returns it. The cookie lives as long as the attempt and is sent only to the form's target.
+func (s *Server) setCSRFCookie(w http.ResponseWriter, r *http.Request, requestID string) string {
 	tok := randomToken(32)
 	http.SetCookie(w, &http.Cookie{
-		Name: csrfCookie, Value: tok, Path: "/id/account", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: strings.HasPrefix(s.base(r), "https://"),
+		Name: csrfCookieName(requestID), Value: tok, Path: pathSignIn, HttpOnly: true,
+		MaxAge: int(pendingLifetime / time.Second), SameSite: http.SameSiteStrictMode,
+		Secure: strings.HasPrefix(s.base(r), "https://"),
 	})
 	return tok
+}
+
+// clearCSRFCookie deletes the CSRF cookie of a finished sign-in attempt.
+func clearCSRFCookie(w http.ResponseWriter, requestID string) {
+	http.SetCookie(w, &http.Cookie{Name: csrfCookieName(requestID), Value: "", Path: pathSignIn, MaxAge: -1, HttpOnly: true})
 }
 
 // handleSignIn processes the sign-in form.
@@ -456,7 +467,7 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "invalid_request", "the sign-in request is unknown or expired; start again from the application")
 		return
 	}
-	c, cerr := r.Cookie(csrfCookie)
+	c, cerr := r.Cookie(csrfCookieName(p.id))
 	formCSRF := form.Get("csrf")
 	if cerr != nil || formCSRF == "" ||
 		subtle.ConstantTimeCompare([]byte(c.Value), []byte(formCSRF)) != 1 ||
@@ -468,6 +479,7 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		delete(s.pending, p.id)
 		s.mu.Unlock()
+		clearCSRFCookie(w, p.id)
 		s.redirectError(w, r, p.req, "access_denied", "the user cancelled the sign-in")
 		return
 	}
@@ -487,6 +499,7 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "invalid_request", "the sign-in request was already used")
 		return
 	}
+	clearCSRFCookie(w, p.id)
 	si := s.newSignin(w, r, username)
 	s.completeAuthorize(w, r, p.req, si)
 }
@@ -494,7 +507,8 @@ func (s *Server) handleSignIn(w http.ResponseWriter, r *http.Request) {
 var loginTemplate = template.Must(template.New("login").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in - ERP.net dev identity server</title>
 <style>body{font-family:sans-serif;max-width:26em;margin:4em auto}label{display:block;margin:.8em 0}
-input[type=text],input[type=password]{width:100%;padding:.4em}.error{color:#b00}.hint{color:#666;font-size:.9em}</style></head>
+input[type=text],input[type=password]{width:100%;padding:.4em}.error{color:#b00}.hint{color:#666;font-size:.9em}
+td{padding:.1em 1em .1em 0}.password{font-family:monospace}</style></head>
 <body><h1>Sign in</h1>
 <p>to <strong>{{.AppName}}</strong> ({{.ClientID}})</p>
 {{if .Error}}<p class="error" role="alert" id="error">{{.Error}}</p>{{end}}
@@ -506,15 +520,14 @@ input[type=text],input[type=password]{width:100%;padding:.4em}.error{color:#b00}
 <button type="submit" name="action" value="login">Sign in</button>
 <button type="submit" name="action" value="cancel" formnovalidate>Cancel</button>
 </form>
-<p class="hint">ERP.net development identity server. Demo users: {{range $i, $u := .Users}}{{if $i}}, {{end}}{{$u}}{{end}}.</p>
+<div class="hint" id="demo-users"><p>ERP.net development identity server (not for production). Users and passwords:</p>
+<table>{{range .Users}}<tr><td class="user">{{.Username}}</td><td class="password">{{.Password}}</td><td>{{.Name}}</td></tr>{{end}}</table></div>
 </body></html>
 `))
 
 func (s *Server) renderLogin(w http.ResponseWriter, status int, p *pendingLogin, username, errMsg string) {
-	users := make([]string, 0, len(s.cfg.Users))
-	for _, u := range s.cfg.Users {
-		users = append(users, u.Username)
-	}
+	// A development server: the page lists every user with the password to type.
+	users := s.cfg.Users
 	name := p.req.app.Name
 	if name == "" {
 		name = p.req.app.ApplicationURI

@@ -74,7 +74,7 @@ type App struct {
 	// Exception (RFC 8252 §7.3): a registered http://127.0.0.1/<path> or http://[::1]/<path>
 	// (no port) matches the same URI with any port.
 	RedirectURIs []string
-	// PostLogoutRedirectURIs are matched exactly and case-sensitively.
+	// PostLogoutRedirectURIs are matched like RedirectURIs (loopback exception included).
 	PostLogoutRedirectURIs []string
 	// SystemUserAllowed enables the client_credentials grant and service access tokens (SAT).
 	SystemUserAllowed bool
@@ -87,6 +87,11 @@ type App struct {
 	AccessTokens AccessTokensPolicy
 	// Disabled is the negation of ERP.net's IsEnabled (zero value = enabled).
 	Disabled bool
+	// AccessTokenLifetime, when set, overrides Config.AccessTokenLifetime for this application.
+	AccessTokenLifetime time.Duration
+	// RefreshTokenLifetime, when set, overrides Config.RefreshTokenLifetime and the
+	// confidential/public defaults for this application.
+	RefreshTokenLifetime time.Duration
 }
 
 // User is a demo ERP.net user who can sign in with a password.
@@ -408,6 +413,9 @@ func validateApp(a *App) error {
 			return fmt.Errorf("%s: unknown scope %q", a.ApplicationURI, sc)
 		}
 	}
+	if a.AccessTokenLifetime < 0 || a.RefreshTokenLifetime < 0 {
+		return fmt.Errorf("%s: token lifetimes must not be negative", a.ApplicationURI)
+	}
 	if a.AccessTokens < AccessTokensNone || a.AccessTokens > AccessTokensAdministratorsOnly {
 		return fmt.Errorf("%s: unknown AccessTokens policy %d", a.ApplicationURI, int(a.AccessTokens))
 	}
@@ -429,6 +437,9 @@ func (a *App) allowedScopes() []string {
 }
 
 func (s *Server) refreshLifetime(a *App) time.Duration {
+	if a.RefreshTokenLifetime > 0 {
+		return a.RefreshTokenLifetime
+	}
 	if s.cfg.RefreshTokenLifetime > 0 {
 		return s.cfg.RefreshTokenLifetime
 	}
@@ -436,4 +447,12 @@ func (s *Server) refreshLifetime(a *App) time.Duration {
 		return defaultRefreshPublic
 	}
 	return defaultRefreshConfidential
+}
+
+// accessLifetime is the access token lifetime for a.
+func (s *Server) accessLifetime(a *App) time.Duration {
+	if a.AccessTokenLifetime > 0 {
+		return a.AccessTokenLifetime
+	}
+	return s.cfg.AccessTokenLifetime
 }

@@ -81,6 +81,10 @@ func (s *Server) OpenSessions() int {
 	return n
 }
 
+// SessionsOpened returns how many ERP.net sessions the Domain API has opened since the server
+// started (each takes a license slot while open). Unlike APICalls it is never trimmed or reset.
+func (s *Server) SessionsOpened() int { return int(s.sessionsOpened.Load()) }
+
 // touchSession slides the caller's session or opens one; ok is false when opening one would
 // exceed LicenseCount.
 func (s *Server) touchSession(p *principal, now time.Time) (id string, opened, ok bool) {
@@ -109,6 +113,7 @@ func (s *Server) touchSession(p *principal, now time.Time) (id string, opened, o
 		ss.hardEnd = now.Add(systemSessionMaxAge)
 	}
 	s.sessions[p.sessionKey] = ss
+	s.sessionsOpened.Add(1)
 	s.log.Info("devserver: ERP.net session opened", "kind", p.kind, "subject", p.subject, "session", ss.id)
 	return ss.id, true, true
 }

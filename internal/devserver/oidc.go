@@ -287,7 +287,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		case app == nil || app.Disabled:
 			s.errorPage(w, http.StatusBadRequest, "invalid_client", "unknown or disabled client")
 			return
-		case !contains(app.PostLogoutRedirectURIs, plr):
+		case !redirectURIAllowed(app.PostLogoutRedirectURIs, plr):
 			s.errorPage(w, http.StatusBadRequest, "invalid_request", "post_logout_redirect_uri is not registered for this client")
 			return
 		}

@@ -13,6 +13,10 @@
 //     from the code exchange (Config.RefreshTokenLifetime).
 //   - Revoked JWT access tokens (code replay, refresh token reuse, revocation endpoint) and
 //     access tokens of an ended sign-in are refused by the Domain API, userinfo and introspection.
+//   - Every sign-in attempt has its own CSRF token and cookie, so sign-in forms open in several
+//     tabs of one browser all work; the sign-in page lists the users and their passwords.
+//   - A redirect or post-logout URI registered for http://127.0.0.1 or http://[::1] without a
+//     port matches any port (RFC 8252 §7.3).
 package devserver
 
 import (
@@ -34,8 +38,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/erpnetgo/auth/internal/discovery"
 )
 
 // Endpoint identifies one of the server's endpoints for Count and InjectFaults.
@@ -110,6 +112,8 @@ type Server struct {
 	counts [numEndpoints]atomic.Int64
 	panics atomic.Int64 // recovered handler panics (tests assert zero)
 	active atomic.Int64 // handlers running now
+
+	sessionsOpened atomic.Int64 // ERP.net sessions opened by the Domain API, ever
 
 	keysMu sync.RWMutex
 	keys   []*signingKey // the last one is current
@@ -280,12 +284,6 @@ func (s *Server) Close() error {
 		s.closed = true
 		s.lifeMu.Unlock()
 		s.inflight.Wait()
-		// A later server on the same port must not inherit this one's
-		// cached discovery document (its configuration may differ).
-		if s.baseURL != "" {
-			discovery.Forget(s.baseURL)
-			discovery.Forget(s.Issuer())
-		}
 	})
 	return s.closeErr
 }

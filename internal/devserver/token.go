@@ -273,7 +273,8 @@ type grant struct {
 func (s *Server) issue(r *http.Request, g grant, now time.Time) (*tokenResponse, *oauthError) {
 	iss := s.issuer(r)
 	jti := randomHex(16)
-	exp := now.Add(s.cfg.AccessTokenLifetime)
+	life := s.accessLifetime(g.app)
+	exp := now.Add(life)
 	name := g.subject
 	email := ""
 	if u := s.users[g.subject]; u != nil && g.userType == "user" {
@@ -308,7 +309,7 @@ func (s *Server) issue(r *http.Request, g grant, now time.Time) (*tokenResponse,
 	}
 	resp := &tokenResponse{
 		AccessToken: at,
-		ExpiresIn:   int64(s.cfg.AccessTokenLifetime / time.Second),
+		ExpiresIn:   int64(life / time.Second),
 		Scope:       scopeString(g.scopes),
 	}
 	if !s.cfg.OmitTokenType {

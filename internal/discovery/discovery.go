@@ -1,8 +1,8 @@
 // Package discovery finds an ERP.net instance's identity server and reads its
-// OpenID Connect discovery document. Look-ups are lazy, cached per authority
-// for the life of the process (refreshed after an hour, the stale copy kept
-// if the refresh fails), de-duplicated across goroutines, and retried on
-// transient failure.
+// OpenID Connect discovery document. Each client owns one Cache: look-ups
+// are lazy, cached (refreshed after an hour, the stale copy kept if the
+// refresh fails), de-duplicated across goroutines, and retried on transient
+// failure. There is no process-wide state.
 package discovery
 
 import (
@@ -13,13 +13,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/retry"
+	"github.com/erpnetgo/auth/internal/transport"
 )
 
 // TTL is how long a discovery document is used before it is fetched again.
@@ -42,9 +42,10 @@ type Document struct {
 	IDTokenSigningAlgs            []string `json:"id_token_signing_alg_values_supported"`
 	AuthorizationResponseIss      bool     `json:"authorization_response_iss_parameter_supported"`
 
-	// ODataServiceRoot is the Domain API root from ERP.net auto-discovery,
-	// when the authority was an instance root that publishes it.
-	ODataServiceRoot string `json:"-"`
+	// DomainAPI is the Domain API (OData) root, ending in "/": the one
+	// ERP.net auto-discovery names, else derived from the authority
+	// (<instance root>/api/domain/odata/).
+	DomainAPI string `json:"-"`
 
 	fetched time.Time
 }
@@ -54,17 +55,17 @@ type Document struct {
 // or fragment. field names the config field in the error.
 func CheckAuthority(field, authority string) error {
 	if authority == "" {
-		return &autherr.ConfigError{Field: field, Reason: "is required (the instance root, e.g. https://demodb.my.erp.net, or its /id URL)"}
+		return &auth.ConfigError{Field: field, Reason: "is required (the instance root, e.g. https://demodb.my.erp.net, or its /id URL)"}
 	}
 	u, err := url.Parse(authority)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return &autherr.ConfigError{Field: field, Reason: "must be an absolute http(s) URL"}
+		return &auth.ConfigError{Field: field, Reason: "must be an absolute http(s) URL"}
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return &autherr.ConfigError{Field: field, Reason: "must not contain a query, fragment or user info"}
+		return &auth.ConfigError{Field: field, Reason: "must not contain a query, fragment or user info"}
 	}
 	if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
-		return &autherr.ConfigError{Field: field, Reason: "must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"}
+		return &auth.ConfigError{Field: field, Reason: "must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"}
 	}
 	return nil
 }
@@ -78,50 +79,108 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-type entry struct {
-	lock chan struct{} // a context-aware mutex: one fetch at a time
-	doc  atomic.Pointer[Document]
+// Cache holds one authority's discovery document for one client.
+type Cache struct {
+	hc        *http.Client
+	authority string
+	domainAPI string // configured Domain API root, "" for discovered
+	origins   []string
+	lock      chan struct{} // a context-aware mutex: one fetch at a time
+	doc       atomic.Pointer[Document]
 }
 
-var cache sync.Map // normalised authority -> *entry
-
-// Get returns the discovery document for authority, fetching it on first use.
-// authority is either the identity server's issuer (".../id") or an ERP.net
-// instance root, which is resolved through /sys/auto-discovery. A generic
-// OpenID provider whose issuer is the given URL works too.
-func Get(ctx context.Context, hc *http.Client, authority string) (*Document, error) {
-	key := strings.TrimRight(authority, "/")
-	v, ok := cache.Load(key)
-	if !ok {
-		v, _ = cache.LoadOrStore(key, &entry{lock: make(chan struct{}, 1)})
+// New returns a Cache for authority (checked by CheckAuthority beforehand)
+// that fetches with hc. domainAPI, when not empty, overrides the Domain API
+// root discovery would find. It does no I/O.
+func New(hc *http.Client, authority, domainAPI string) *Cache {
+	c := &Cache{hc: hc, authority: strings.TrimRight(authority, "/"), lock: make(chan struct{}, 1)}
+	if domainAPI != "" {
+		if !strings.HasSuffix(domainAPI, "/") {
+			domainAPI += "/"
+		}
+		c.domainAPI = domainAPI
 	}
-	e := v.(*entry)
-	if d := e.doc.Load(); d != nil && time.Since(d.fetched) < TTL {
+	c.origins = []string{originOf(c.authority), originOf(c.domainAPI)}
+	return c
+}
+
+// Authority returns the authority the Cache was made for.
+func (c *Cache) Authority() string { return c.authority }
+
+// DomainAPI returns the Domain API root, ending in "/": the configured
+// one, else the one discovery finds.
+func (c *Cache) DomainAPI(ctx context.Context) (string, error) {
+	if c.domainAPI != "" {
+		return c.domainAPI, nil
+	}
+	d, err := c.Get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return d.DomainAPI, nil
+}
+
+// Allow reports whether credentials may be sent to u: its origin must be
+// the authority's, the Domain API root's, or the identity server's. Only
+// for an origin other than the authority's and a configured Domain API's
+// does it need the discovery document.
+func (c *Cache) Allow(ctx context.Context, u *url.URL) error {
+	o := transport.Origin(u)
+	if o != "" {
+		for _, a := range c.origins {
+			if o == a {
+				return nil
+			}
+		}
+		if d, err := c.Get(ctx); err == nil && (o == originOf(d.DomainAPI) || o == originOf(d.Issuer)) {
+			return nil
+		}
+	}
+	return transport.Refused(u, originOf(c.authority))
+}
+
+func originOf(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	return transport.OriginOf(raw)
+}
+
+// Get returns the discovery document, fetching it on first use and again
+// after TTL. The authority is either the identity server's issuer
+// (".../id") or an ERP.net instance root, which is resolved through
+// ERP.net auto-discovery. A generic OpenID provider whose issuer is the
+// given URL works too.
+func (c *Cache) Get(ctx context.Context) (*Document, error) {
+	if d := c.doc.Load(); d != nil && time.Since(d.fetched) < TTL {
 		return d, nil
 	}
 	select {
-	case e.lock <- struct{}{}:
+	case c.lock <- struct{}{}:
 	case <-ctx.Done():
-		return nil, &autherr.Error{Op: "discovery", Err: ctx.Err()}
+		return nil, &auth.Error{Op: "discovery", Err: ctx.Err()}
 	}
-	defer func() { <-e.lock }()
-	stale := e.doc.Load()
+	defer func() { <-c.lock }()
+	stale := c.doc.Load()
 	if stale != nil && time.Since(stale.fetched) < TTL {
 		return stale, nil
 	}
-	d, err := fetch(ctx, hc, key)
+	d, err := fetch(ctx, c.hc, c.authority)
+	if err == nil && c.domainAPI != "" {
+		d.DomainAPI = c.domainAPI
+	}
 	if err != nil {
 		if stale != nil {
 			return stale, nil
 		}
 		return nil, err
 	}
-	e.doc.Store(d)
+	c.doc.Store(d)
 	return d, nil
 }
 
-// Forget drops the cached document for authority (tests, key rotation).
-func Forget(authority string) { cache.Delete(strings.TrimRight(authority, "/")) }
+// Forget drops the cached document, so the next Get fetches it again.
+func (c *Cache) Forget() { c.doc.Store(nil) }
 
 func getJSON(ctx context.Context, hc *http.Client, op, u string, into any) (int, error) {
 	resp, attempts, err := httpx.Send(ctx, httpx.Request{
@@ -138,15 +197,15 @@ func getJSON(ctx context.Context, hc *http.Client, op, u string, into any) (int,
 		return 0, err
 	}
 	if resp.Status != http.StatusOK {
-		kind := autherr.ErrMisconfigured
+		kind := auth.ErrMisconfigured
 		if retry.Retryable(resp.Status) {
-			kind = autherr.ErrTemporary
+			kind = auth.ErrTemporary
 		}
-		return resp.Status, &autherr.Error{Op: op, StatusCode: resp.Status, Attempts: attempts, Kind: kind,
+		return resp.Status, &auth.Error{Op: op, StatusCode: resp.Status, Attempts: attempts, Kind: kind,
 			Err: fmt.Errorf("GET %s", u)}
 	}
 	if err := json.Unmarshal(resp.Body, into); err != nil {
-		return resp.Status, &autherr.Error{Op: op, StatusCode: resp.Status, Kind: autherr.ErrMisconfigured,
+		return resp.Status, &auth.Error{Op: op, StatusCode: resp.Status, Kind: auth.ErrMisconfigured,
 			Err: fmt.Errorf("GET %s: response is not valid JSON", u)}
 	}
 	return resp.Status, nil
@@ -168,6 +227,10 @@ func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, e
 	if !strings.HasSuffix(authority, "/id") {
 		var ad autoDiscovery
 		status, err := getJSON(ctx, hc, "ERP.net auto-discovery", authority+"/sys/auto-discovery", &ad)
+		if status == http.StatusNotFound {
+			// One ERP.net page names /tools/auto-discovery instead.
+			status, err = getJSON(ctx, hc, "ERP.net auto-discovery", authority+"/tools/auto-discovery", &ad)
+		}
 		switch {
 		case err == nil:
 			for _, s := range ad.WebSites {
@@ -181,7 +244,7 @@ func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, e
 				}
 			}
 			if issuer == authority {
-				return nil, &autherr.Error{Op: "ERP.net auto-discovery", Kind: autherr.ErrMisconfigured,
+				return nil, &auth.Error{Op: "ERP.net auto-discovery", Kind: auth.ErrMisconfigured,
 					Err: fmt.Errorf("%s/sys/auto-discovery lists no ID web site", authority)}
 			}
 			if err := CheckAuthority("auto-discovered ID URL", issuer); err != nil {
@@ -198,14 +261,22 @@ func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, e
 		return nil, err
 	}
 	if strings.TrimRight(d.Issuer, "/") != issuer {
-		return nil, &autherr.Error{Op: "discovery", Kind: autherr.ErrMisconfigured,
+		return nil, &auth.Error{Op: "discovery", Kind: auth.ErrMisconfigured,
 			Err: fmt.Errorf("issuer %q in the discovery document does not match %q", d.Issuer, issuer)}
 	}
 	if d.TokenEndpoint == "" {
-		return nil, &autherr.Error{Op: "discovery", Kind: autherr.ErrMisconfigured,
+		return nil, &auth.Error{Op: "discovery", Kind: auth.ErrMisconfigured,
 			Err: fmt.Errorf("discovery document at %s has no token_endpoint", issuer)}
 	}
-	d.ODataServiceRoot = odata
+	if odata == "" {
+		odata = strings.TrimSuffix(issuer, "/id") + "/api/domain/odata/"
+	} else if !strings.HasSuffix(odata, "/") {
+		odata += "/"
+	}
+	if err := CheckAuthority("auto-discovered Domain API root", odata); err != nil {
+		return nil, err
+	}
+	d.DomainAPI = odata
 	d.fetched = time.Now()
 	return &d, nil
 }

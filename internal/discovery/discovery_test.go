@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 )
 
 type idp struct {
@@ -20,6 +20,7 @@ type idp struct {
 	failDisco        atomic.Int32 // this many 503s first
 	issuerOverride   string
 	noAutoDiscovery  bool
+	toolsOnly        bool // auto-discovery only at /tools/auto-discovery
 	discoveryLatency time.Duration
 }
 
@@ -28,9 +29,9 @@ func newIDP(t *testing.T) *idp {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		base := p.srv.URL
 		switch r.URL.Path {
-		case "/sys/auto-discovery":
+		case "/sys/auto-discovery", "/tools/auto-discovery":
 			p.auto.Add(1)
-			if p.noAutoDiscovery {
+			if p.noAutoDiscovery || (p.toolsOnly && r.URL.Path == "/sys/auto-discovery") {
 				http.NotFound(w, r)
 				return
 			}
@@ -60,15 +61,16 @@ func newIDP(t *testing.T) *idp {
 
 func TestInstanceRootResolvesThroughAutoDiscovery(t *testing.T) {
 	p := newIDP(t)
-	d, err := Get(context.Background(), nil, p.srv.URL)
+	c := New(nil, p.srv.URL, "")
+	d, err := c.Get(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Issuer != p.srv.URL+"/id" || d.ODataServiceRoot != p.srv.URL+"/api/domain/odata/" || d.TokenEndpointAuthMethods[0] != "client_secret_post" {
+	if d.Issuer != p.srv.URL+"/id" || d.DomainAPI != p.srv.URL+"/api/domain/odata/" || d.TokenEndpointAuthMethods[0] != "client_secret_post" {
 		t.Fatalf("%+v", d)
 	}
 	// Cached: no more requests.
-	Get(context.Background(), nil, p.srv.URL)
+	c.Get(context.Background())
 	if p.auto.Load() != 1 || p.disco.Load() != 1 {
 		t.Fatalf("auto=%d disco=%d", p.auto.Load(), p.disco.Load())
 	}
@@ -76,22 +78,39 @@ func TestInstanceRootResolvesThroughAutoDiscovery(t *testing.T) {
 
 func TestIDURLSkipsAutoDiscoveryAndGenericIssuerFallsBack(t *testing.T) {
 	p := newIDP(t)
-	if _, err := Get(context.Background(), nil, p.srv.URL+"/id/"); err != nil || p.auto.Load() != 0 {
+	d, err := New(nil, p.srv.URL+"/id/", "").Get(context.Background())
+	if err != nil || p.auto.Load() != 0 {
 		t.Fatalf("err=%v auto=%d", err, p.auto.Load())
+	}
+	if d.DomainAPI != p.srv.URL+"/api/domain/odata/" {
+		t.Fatalf("Domain API root derived from the authority: %q", d.DomainAPI)
 	}
 	q := newIDP(t)
 	q.noAutoDiscovery = true
-	d, err := Get(context.Background(), nil, q.srv.URL)
+	d, err = New(nil, q.srv.URL, "").Get(context.Background())
 	if err != nil || d.Issuer != q.srv.URL {
 		t.Fatalf("generic provider: %v %+v", err, d)
+	}
+	// Both ERP.net auto-discovery paths were asked before falling back.
+	if q.auto.Load() != 2 {
+		t.Fatalf("auto-discovery requests = %d, want 2 (/sys, then /tools)", q.auto.Load())
+	}
+}
+
+func TestToolsAutoDiscoveryFallback(t *testing.T) {
+	p := newIDP(t)
+	p.toolsOnly = true
+	d, err := New(nil, p.srv.URL, "").Get(context.Background())
+	if err != nil || d.Issuer != p.srv.URL+"/id" || p.auto.Load() != 2 {
+		t.Fatalf("err=%v doc=%+v auto=%d", err, d, p.auto.Load())
 	}
 }
 
 func TestIssuerMismatchIsMisconfigured(t *testing.T) {
 	p := newIDP(t)
 	p.issuerOverride = "https://evil.example/id"
-	_, err := Get(context.Background(), nil, p.srv.URL+"/id")
-	if !errors.Is(err, autherr.ErrMisconfigured) {
+	_, err := New(nil, p.srv.URL+"/id", "").Get(context.Background())
+	if !errors.Is(err, auth.ErrMisconfigured) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -99,12 +118,13 @@ func TestIssuerMismatchIsMisconfigured(t *testing.T) {
 func TestFailureIsRetriedAndNotCached(t *testing.T) {
 	p := newIDP(t)
 	p.failDisco.Store(10) // more than one call's retries
-	_, err := Get(context.Background(), nil, p.srv.URL+"/id")
-	if !errors.Is(err, autherr.ErrTemporary) || p.disco.Load() != 4 {
+	c := New(nil, p.srv.URL+"/id", "")
+	_, err := c.Get(context.Background())
+	if !errors.Is(err, auth.ErrTemporary) || p.disco.Load() != 4 {
 		t.Fatalf("err=%v requests=%d", err, p.disco.Load())
 	}
 	p.failDisco.Store(0)
-	if _, err := Get(context.Background(), nil, p.srv.URL+"/id"); err != nil {
+	if _, err := c.Get(context.Background()); err != nil {
 		t.Fatalf("not retried after failure: %v", err)
 	}
 }
@@ -112,10 +132,11 @@ func TestFailureIsRetriedAndNotCached(t *testing.T) {
 func TestConcurrentColdCallersShareOneFetch(t *testing.T) {
 	p := newIDP(t)
 	p.discoveryLatency = 50 * time.Millisecond
+	c := New(nil, p.srv.URL+"/id", "")
 	var wg sync.WaitGroup
 	for i := 0; i < 100; i++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); Get(context.Background(), nil, p.srv.URL+"/id") }()
+		go func() { defer wg.Done(); c.Get(context.Background()) }()
 	}
 	wg.Wait()
 	if p.disco.Load() != 1 {
@@ -125,16 +146,30 @@ func TestConcurrentColdCallersShareOneFetch(t *testing.T) {
 
 func TestStaleDocumentKeptWhenRefreshFails(t *testing.T) {
 	p := newIDP(t)
-	key := p.srv.URL + "/id"
-	d, _ := Get(context.Background(), nil, key)
-	v, _ := cache.Load(key)
+	c := New(nil, p.srv.URL+"/id", "")
+	d, _ := c.Get(context.Background())
 	old := *d
 	old.fetched = time.Now().Add(-2 * TTL)
-	v.(*entry).doc.Store(&old)
+	c.doc.Store(&old)
 	p.failDisco.Store(100)
-	d2, err := Get(context.Background(), nil, key)
+	d2, err := c.Get(context.Background())
 	if err != nil || d2.TokenEndpoint != d.TokenEndpoint {
 		t.Fatalf("stale copy not served: %v", err)
+	}
+}
+
+func TestEachCacheIsItsOwn(t *testing.T) {
+	// No process-wide state: two clients of one authority each use their
+	// own HTTP client and fetch for themselves.
+	p := newIDP(t)
+	if _, err := New(nil, p.srv.URL+"/id", "").Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(nil, p.srv.URL+"/id", "").Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p.disco.Load() != 2 {
+		t.Fatalf("discovery requests = %d, want one per Cache", p.disco.Load())
 	}
 }
 

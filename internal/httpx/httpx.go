@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/retry"
 )
 
@@ -44,7 +44,11 @@ type Request struct {
 	Op     string       // for errors, e.g. "discovery"
 	Client *http.Client // nil: DefaultClient
 	Policy retry.Policy
-	Limit  int64 // <=0: DefaultLimit
+	// Hold, if set, makes Send fail fast while the server's last
+	// Retry-After has not passed, and is set from every final retryable
+	// answer that carries one.
+	Hold  *retry.Hold
+	Limit int64 // <=0: DefaultLimit
 	// Build makes a fresh *http.Request for each attempt.
 	Build func(ctx context.Context) (*http.Request, error)
 }
@@ -55,7 +59,7 @@ var ErrTooLarge = errors.New("response body too large")
 // Send performs r, retrying network errors, 5xx and 429 with backoff and
 // Retry-After. It returns the last response when the status is final (any
 // status that is not retryable) or retries are exhausted on a retryable
-// status; the caller interprets it. It returns an *autherr.Error when no
+// status; the caller interprets it. It returns an *auth.Error when no
 // usable response arrived.
 func Send(ctx context.Context, r Request) (*Response, int, error) {
 	hc := Client(r.Client)
@@ -63,28 +67,32 @@ func Send(ctx context.Context, r Request) (*Response, int, error) {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
+	if wait := r.Hold.Remaining(); wait > 0 {
+		return nil, 0, &auth.Error{Op: r.Op, Kind: auth.ErrTemporary, RetryAfter: wait,
+			Err: errors.New("not sent: the server asked to wait (Retry-After)")}
+	}
 	var resp *Response
 	attempts, err := retry.Do(ctx, r.Policy, func(ctx context.Context, _ int) (retry.Outcome, error) {
 		resp = nil
 		req, err := r.Build(ctx)
 		if err != nil {
-			return retry.Outcome{}, &autherr.Error{Op: r.Op, Err: err, Kind: autherr.ErrMisconfigured}
+			return retry.Outcome{}, &auth.Error{Op: r.Op, Err: err, Kind: auth.ErrMisconfigured}
 		}
 		hr, err := hc.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
-				return retry.Outcome{}, &autherr.Error{Op: r.Op, Err: ctx.Err()}
+				return retry.Outcome{}, &auth.Error{Op: r.Op, Err: ctx.Err()}
 			}
-			return retry.Outcome{Retry: true}, &autherr.Error{Op: r.Op, Err: err, Kind: autherr.ErrTemporary}
+			return retry.Outcome{Retry: true}, &auth.Error{Op: r.Op, Err: err, Kind: auth.ErrTemporary}
 		}
 		body, rerr := io.ReadAll(io.LimitReader(hr.Body, limit+1))
 		hr.Body.Close()
 		if rerr != nil {
-			return retry.Outcome{Retry: true}, &autherr.Error{Op: r.Op, StatusCode: hr.StatusCode, Err: rerr, Kind: autherr.ErrTemporary}
+			return retry.Outcome{Retry: true}, &auth.Error{Op: r.Op, StatusCode: hr.StatusCode, Err: rerr, Kind: auth.ErrTemporary}
 		}
 		if int64(len(body)) > limit {
-			return retry.Outcome{}, &autherr.Error{Op: r.Op, StatusCode: hr.StatusCode,
-				Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit), Kind: autherr.ErrTemporary}
+			return retry.Outcome{}, &auth.Error{Op: r.Op, StatusCode: hr.StatusCode,
+				Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit), Kind: auth.ErrTemporary}
 		}
 		resp = &Response{Status: hr.StatusCode, Header: hr.Header, Body: body}
 		if retry.Retryable(hr.StatusCode) {
@@ -94,10 +102,11 @@ func Send(ctx context.Context, r Request) (*Response, int, error) {
 		return retry.Outcome{}, nil
 	})
 	if errors.Is(err, errRetryableStatus) {
+		r.Hold.Set(retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()))
 		return resp, attempts, nil
 	}
 	if err != nil {
-		var ae *autherr.Error
+		var ae *auth.Error
 		if errors.As(err, &ae) {
 			ae.Attempts = attempts
 		}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/retry"
 )
 
@@ -50,7 +50,7 @@ func TestSendLimitsBodyAndDoesNotRetryIt(t *testing.T) {
 	}))
 	defer srv.Close()
 	_, _, err := Send(context.Background(), Request{Op: "t", Policy: fast, Limit: 1024, Build: get(srv.URL)})
-	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, autherr.ErrTemporary) || n.Load() != 1 {
+	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, auth.ErrTemporary) || n.Load() != 1 {
 		t.Fatalf("err=%v requests=%d", err, n.Load())
 	}
 }
@@ -60,8 +60,8 @@ func TestSendNetworkErrorIsTemporaryAfterRetries(t *testing.T) {
 	url := srv.URL
 	srv.Close()
 	_, attempts, err := Send(context.Background(), Request{Op: "t", Policy: fast, Build: get(url)})
-	var ae *autherr.Error
-	if !errors.Is(err, autherr.ErrTemporary) || !errors.As(err, &ae) || ae.Attempts != 4 || attempts != 4 {
+	var ae *auth.Error
+	if !errors.Is(err, auth.ErrTemporary) || !errors.As(err, &ae) || ae.Attempts != 4 || attempts != 4 {
 		t.Fatalf("attempts=%d err=%v", attempts, err)
 	}
 }
@@ -76,5 +76,32 @@ func TestSendHonoursContext(t *testing.T) {
 	_, attempts, err := Send(ctx, Request{Op: "t", Policy: fast, Build: get(srv.URL)})
 	if !errors.Is(err, context.DeadlineExceeded) || attempts != 1 {
 		t.Fatalf("attempts=%d err=%v", attempts, err)
+	}
+}
+
+func TestRetryAfterBeyondTheCapIsRemembered(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	var hold retry.Hold
+	req := Request{Op: "t", Policy: fast, Hold: &hold, Build: get(srv.URL)}
+	resp, attempts, err := Send(context.Background(), req)
+	if err != nil || attempts != 1 || resp.Status != http.StatusTooManyRequests {
+		t.Fatalf("a 60 s Retry-After is past the 30 s cap: want one attempt, got %d (err %v)", attempts, err)
+	}
+	// The next calls fail fast, without a request, saying when to retry.
+	for i := 0; i < 3; i++ {
+		_, attempts, err = Send(context.Background(), req)
+		var ae *auth.Error
+		if !errors.Is(err, auth.ErrTemporary) || !errors.As(err, &ae) || ae.RetryAfter <= 50*time.Second || attempts != 0 {
+			t.Fatalf("call %d: attempts=%d err=%v", i, attempts, err)
+		}
+	}
+	if n.Load() != 1 {
+		t.Fatalf("requests = %d, want 1", n.Load())
 	}
 }

@@ -54,8 +54,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/erpnetgo/auth/internal/discovery"
 )
 
 // Client is an OAuth 2.0 client registered with the provider at start-up.
@@ -198,7 +196,6 @@ func Start(tb testing.TB, cfg Config) *Provider {
 	tb.Cleanup(func() {
 		p.transport.CloseIdleConnections()
 		stop()
-		discovery.Forget(issuer) // a later provider may reuse the port
 		if tb.Failed() {
 			tb.Logf("oidctest: oidc-provider at %s output:\n%s", issuer, out.String())
 		}

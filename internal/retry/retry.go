@@ -8,19 +8,57 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/erpnetgo/auth"
 )
 
-// Policy says how often and how patiently to retry. The zero value is usable:
-// 4 attempts, 200 ms base, 5 s cap, Retry-After honoured up to 30 s.
-type Policy struct {
-	Attempts      int           // total attempts including the first; <=0 means 4
-	Base          time.Duration // first backoff; <=0 means 200ms
-	Cap           time.Duration // largest backoff; <=0 means 5s
-	MaxRetryAfter time.Duration // longer Retry-After gives up; <=0 means 30s
+// Policy is the retry settings callers give in their Config (auth.Retry).
+// The zero value is usable: 4 attempts, 200 ms base, 5 s cap, Retry-After
+// honoured up to 30 s.
+type Policy = auth.Retry
+
+// MaxRetryAfter is the policy's longest wait for a Retry-After.
+func MaxRetryAfter(p Policy) time.Duration {
+	if p.MaxRetryAfter <= 0 {
+		return 30 * time.Second
+	}
+	return p.MaxRetryAfter
 }
 
-func (p Policy) attempts() int {
+// Hold remembers when a server said to come back (Retry-After), so that
+// later calls fail fast without a request until then. The zero value holds
+// nothing; it is safe for concurrent use.
+type Hold struct{ until atomic.Int64 } // unix nanoseconds
+
+// Set holds calls for d from now (never shortening a longer hold).
+func (h *Hold) Set(d time.Duration) {
+	if h == nil || d <= 0 {
+		return
+	}
+	t := time.Now().Add(d).UnixNano()
+	for {
+		old := h.until.Load()
+		if old >= t || h.until.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
+// Remaining is how long calls are still held; 0 when not held.
+func (h *Hold) Remaining() time.Duration {
+	if h == nil {
+		return 0
+	}
+	u := h.until.Load()
+	if u == 0 {
+		return 0
+	}
+	return max(0, time.Duration(u-time.Now().UnixNano()))
+}
+
+func attempts(p Policy) int {
 	if p.Attempts <= 0 {
 		return 4
 	}
@@ -30,7 +68,7 @@ func (p Policy) attempts() int {
 // Backoff is the delay before retry number attempt (0 for the first retry):
 // exponential, capped, with "equal jitter" (a random value between half and
 // all of the step) so that many clients do not retry in lockstep.
-func (p Policy) Backoff(attempt int) time.Duration {
+func Backoff(p Policy, attempt int) time.Duration {
 	base, maxd := p.Base, p.Cap
 	if base <= 0 {
 		base = 200 * time.Millisecond
@@ -62,17 +100,14 @@ type Outcome struct {
 // of attempts made. It never sleeps past ctx's deadline: when the next wait
 // would overrun it, Do gives up at once with the last error.
 func Do(ctx context.Context, p Policy, fn func(ctx context.Context, attempt int) (Outcome, error)) (int, error) {
-	maxRA := p.MaxRetryAfter
-	if maxRA <= 0 {
-		maxRA = 30 * time.Second
-	}
-	n := p.attempts()
+	maxRA := MaxRetryAfter(p)
+	n := attempts(p)
 	for attempt := 0; ; attempt++ {
 		out, err := fn(ctx, attempt)
 		if err == nil || !out.Retry || attempt+1 >= n || ctx.Err() != nil {
 			return attempt + 1, err
 		}
-		wait := p.Backoff(attempt)
+		wait := Backoff(p, attempt)
 		if out.RetryAfter > 0 {
 			if out.RetryAfter > maxRA {
 				return attempt + 1, err

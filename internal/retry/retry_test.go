@@ -13,7 +13,7 @@ func TestBackoffIsCappedWithJitter(t *testing.T) {
 	for attempt := 0; attempt < 10; attempt++ {
 		step := min(100*time.Millisecond<<attempt, time.Second)
 		for i := 0; i < 50; i++ {
-			d := p.Backoff(attempt)
+			d := Backoff(p, attempt)
 			if d < step/2 || d > step {
 				t.Fatalf("attempt %d: %v outside [%v, %v]", attempt, d, step/2, step)
 			}

@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 )
 
 // Defaults for Options.
@@ -132,7 +132,15 @@ func New(fetch Fetch, opts Options) *Cache {
 func (c *Cache) Get(ctx context.Context) (*Entry, error) {
 	if e := c.cur.Load(); e != nil {
 		if e.fresh.Load() {
-			return e, nil
+			if c.opts.Now == nil {
+				return e, nil
+			}
+			// A test clock drives the flag: it is cleared when that clock
+			// passes the refresh point (the real clock's timer does it).
+			if c.age(e) < e.refreshAfter {
+				return e, nil
+			}
+			e.fresh.Store(false)
 		}
 		age := c.age(e)
 		if age < e.refreshAfter {
@@ -192,7 +200,7 @@ func (c *Cache) InvalidateIf(e *Entry) bool {
 }
 
 // Close stops any running fetch and waits for it. Get after Close returns a
-// still-usable cached token, or autherr.ErrClosed.
+// still-usable cached token, or auth.ErrClosed.
 func (c *Cache) Close() {
 	c.mu.Lock()
 	c.closed = true
@@ -216,7 +224,7 @@ func (c *Cache) start() *call {
 		return &call{done: closedDone, e: e}
 	}
 	if c.closed {
-		return &call{done: closedDone, err: autherr.ErrClosed}
+		return &call{done: closedDone, err: auth.ErrClosed}
 	}
 	cl := &call{done: make(chan struct{})}
 	c.flight.Store(cl)
@@ -231,7 +239,7 @@ func (c *Cache) run(cl *call) {
 	tok, err := c.fetch(ctx)
 	cancel()
 	if err == nil && (tok == nil || tok.AccessToken == "") {
-		err = &autherr.Error{Op: "token fetch", Kind: autherr.ErrTemporary, Err: errEmpty}
+		err = &auth.Error{Op: "token fetch", Kind: auth.ErrTemporary, Err: errEmpty}
 	}
 	if err == nil {
 		cl.e = c.Set(tok)
@@ -277,9 +285,9 @@ func (c *Cache) entry(tok *oauth2.Token) *Entry {
 		e.staleAfter = life - max(skew, 0)
 		e.refreshAfter = min(life-window, e.staleAfter)
 	}
-	if c.opts.Now == nil && e.refreshAfter > 0 {
+	if e.refreshAfter > 0 {
 		e.fresh.Store(true)
-		if e.refreshAfter != math.MaxInt64 {
+		if c.opts.Now == nil && e.refreshAfter != math.MaxInt64 {
 			e.timer = time.AfterFunc(e.refreshAfter, func() { e.fresh.Store(false) })
 		}
 	}

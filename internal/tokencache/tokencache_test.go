@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -44,7 +44,7 @@ func (f *fetcher) fetch(ctx context.Context) (*oauth2.Token, error) {
 		}
 	}
 	if f.fail.Load() {
-		return nil, &autherr.Error{Op: "test", Kind: autherr.ErrTemporary}
+		return nil, &auth.Error{Op: "test", Kind: auth.ErrTemporary}
 	}
 	return &oauth2.Token{AccessToken: fmt.Sprintf("tok-%d", n), Expiry: f.clk.Now().Add(f.life)}, nil
 }
@@ -201,7 +201,7 @@ func TestExpiredFailureReturnsErrorThenRecovers(t *testing.T) {
 	c.Get(context.Background())
 	clk.Advance(2 * time.Minute)
 	f.fail.Store(true)
-	if _, err := c.Get(context.Background()); !errors.Is(err, autherr.ErrTemporary) {
+	if _, err := c.Get(context.Background()); !errors.Is(err, auth.ErrTemporary) {
 		t.Fatalf("err = %v", err)
 	}
 	f.fail.Store(false)
@@ -240,7 +240,7 @@ func TestCloseStopsFetchAndRefusesNew(t *testing.T) {
 	if err := <-res; !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := c.Get(context.Background()); !errors.Is(err, autherr.ErrClosed) {
+	if _, err := c.Get(context.Background()); !errors.Is(err, auth.ErrClosed) {
 		t.Fatalf("after Close: %v", err)
 	}
 }

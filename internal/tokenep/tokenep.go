@@ -1,7 +1,7 @@
 // Package tokenep performs token-endpoint requests (RFC 6749 §4, §6) for
 // every flow of the SDK: client authentication, retries through
 // internal/httpx, response parsing with sane defaults, and error
-// classification into the autherr sentinels.
+// classification into the SDK's error kinds (auth.ErrTemporary, ...).
 package tokenep
 
 import (
@@ -18,24 +18,11 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/redact"
 	"github.com/erpnetgo/auth/internal/retry"
-)
-
-// AuthStyle says how the client authenticates to the token endpoint.
-type AuthStyle int
-
-const (
-	// AuthAuto picks HTTP Basic unless discovery lists only client_secret_post.
-	AuthAuto AuthStyle = iota
-	// AuthBasic sends client_id and secret in an HTTP Basic header, each
-	// form-urlencoded first (RFC 6749 §2.3.1).
-	AuthBasic
-	// AuthForm sends client_id and client_secret in the form body.
-	AuthForm
 )
 
 // DefaultLifetime is assumed for an access token whose response has no
@@ -49,21 +36,26 @@ type Client struct {
 	HTTPClient   *http.Client
 	ClientID     string
 	ClientSecret string // empty: public client, no secret is ever sent
-	Style        AuthStyle
-	Policy       retry.Policy
+	// Style is how the secret is sent; oauth2.AuthStyleAutoDetect picks
+	// HTTP Basic unless discovery lists only client_secret_post.
+	Style  oauth2.AuthStyle
+	Policy retry.Policy
+	// Hold remembers a Retry-After the retries did not wait for, so that
+	// calls fail fast until then without a request.
+	Hold retry.Hold
 	// Now is the clock used for expiry; nil is time.Now.
 	Now func() time.Time
 }
 
-// style resolves AuthAuto against the methods discovery advertises.
-func (c *Client) style(methods []string) AuthStyle {
-	if c.Style != AuthAuto {
+// style resolves oauth2.AuthStyleAutoDetect against the methods discovery advertises.
+func (c *Client) style(methods []string) oauth2.AuthStyle {
+	if c.Style != oauth2.AuthStyleAutoDetect {
 		return c.Style
 	}
 	if !discovery.Supports(methods, "client_secret_basic") && discovery.Supports(methods, "client_secret_post") {
-		return AuthForm
+		return oauth2.AuthStyleInParams
 	}
-	return AuthBasic
+	return oauth2.AuthStyleInHeader
 }
 
 type tokenJSON struct {
@@ -97,7 +89,7 @@ func (c *Client) Exchange(ctx context.Context, doc *discovery.Document, form url
 		if err == nil {
 			what = "has no access_token"
 		}
-		return nil, &autherr.Error{Op: op, StatusCode: resp.Status, Attempts: attempts, Kind: autherr.ErrTemporary,
+		return nil, &auth.Error{Op: op, StatusCode: resp.Status, Attempts: attempts, Kind: auth.ErrTemporary,
 			Err: fmt.Errorf("token response %s (%d bytes, content type %q)", what, len(resp.Body), resp.Header.Get("Content-Type"))}
 	}
 	now := time.Now
@@ -132,7 +124,7 @@ func (c *Client) Exchange(ctx context.Context, doc *discovery.Document, form url
 }
 
 func (c *Client) errorFrom(op, grant string, resp *httpx.Response, attempts int, form url.Values) error {
-	e := &autherr.Error{Op: op, StatusCode: resp.Status, Attempts: attempts,
+	e := &auth.Error{Op: op, StatusCode: resp.Status, Attempts: attempts,
 		RetryAfter: retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var ej errorJSON
 	if json.Unmarshal(resp.Body, &ej) == nil && ej.Error != "" {
@@ -140,14 +132,14 @@ func (c *Client) errorFrom(op, grant string, resp *httpx.Response, attempts int,
 		e.Code = redact.Truncate(redact.Scrub(ej.Error, secrets...), 64)
 		e.Description = redact.Truncate(redact.Scrub(ej.ErrorDescription, secrets...), 256)
 		e.URI = redact.Truncate(ej.ErrorURI, 256)
-		e.Kind = autherr.Classify(ej.Error, grant == "refresh_token")
+		e.Kind = Classify(ej.Error, grant == "refresh_token")
 	}
 	if e.Kind == nil {
 		switch {
 		case retry.Retryable(resp.Status):
-			e.Kind = autherr.ErrTemporary
+			e.Kind = auth.ErrTemporary
 		case resp.Status == http.StatusUnauthorized:
-			e.Kind = autherr.ErrMisconfigured
+			e.Kind = auth.ErrMisconfigured
 		}
 	}
 	return e
@@ -203,7 +195,7 @@ func (c *Client) Revoke(ctx context.Context, doc *discovery.Document, token, hin
 }
 
 // post sends form to endpoint with client authentication and returns the
-// 200 response, or an *autherr.Error for any other outcome.
+// 200 response, or an *auth.Error for any other outcome.
 func (c *Client) post(ctx context.Context, endpoint string, methods []string, op string, form url.Values) (*httpx.Response, int, error) {
 	body := make(url.Values, len(form)+2)
 	for k, v := range form {
@@ -213,7 +205,7 @@ func (c *Client) post(ctx context.Context, endpoint string, methods []string, op
 	switch {
 	case c.ClientSecret == "":
 		body.Set("client_id", c.ClientID)
-	case c.style(methods) == AuthForm:
+	case c.style(methods) == oauth2.AuthStyleInParams:
 		body.Set("client_id", c.ClientID)
 		body.Set("client_secret", c.ClientSecret)
 	default:
@@ -222,7 +214,7 @@ func (c *Client) post(ctx context.Context, endpoint string, methods []string, op
 	}
 	encoded := body.Encode()
 	resp, attempts, err := httpx.Send(ctx, httpx.Request{
-		Op: op, Client: c.HTTPClient, Policy: c.Policy,
+		Op: op, Client: c.HTTPClient, Policy: c.Policy, Hold: &c.Hold,
 		Build: func(ctx context.Context) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(encoded))
 			if err != nil {
@@ -243,4 +235,26 @@ func (c *Client) post(ctx context.Context, endpoint string, methods []string, op
 		return nil, attempts, c.errorFrom(op, form.Get("grant_type"), resp, attempts, form)
 	}
 	return resp, attempts, nil
+}
+
+// Classify maps an RFC 6749 error code of a token-endpoint answer to the
+// SDK's error kinds. On a refresh grant, every code that does not mean a
+// misconfiguration of the client or a passing failure means the refresh
+// token is dead, whatever the server calls it (Dex answers a rotated-out
+// refresh token with invalid_request, others with invalid_grant): the user
+// must sign in again, and the token is never redeemed a second time.
+func Classify(code string, refresh bool) error {
+	switch code {
+	case "invalid_client", "unauthorized_client", "unsupported_grant_type":
+		return auth.ErrMisconfigured
+	case "temporarily_unavailable", "server_error":
+		return auth.ErrTemporary
+	}
+	if refresh {
+		return auth.ErrReauthRequired
+	}
+	if code == "invalid_scope" {
+		return auth.ErrMisconfigured
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"golang.org/x/oauth2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/autherr"
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
 )
 
@@ -70,16 +71,16 @@ func TestErrorClassificationAndScrubbing(t *testing.T) {
 		grant  string
 		kind   error
 	}{
-		{401, "invalid_client", "client_credentials", autherr.ErrMisconfigured},
-		{400, "unauthorized_client", "client_credentials", autherr.ErrMisconfigured},
-		{400, "invalid_scope", "client_credentials", autherr.ErrMisconfigured},
-		{400, "invalid_grant", "refresh_token", autherr.ErrReauthRequired},
+		{401, "invalid_client", "client_credentials", auth.ErrMisconfigured},
+		{400, "unauthorized_client", "client_credentials", auth.ErrMisconfigured},
+		{400, "invalid_scope", "client_credentials", auth.ErrMisconfigured},
+		{400, "invalid_grant", "refresh_token", auth.ErrReauthRequired},
 		{400, "invalid_grant", "authorization_code", nil},
 		{400, "invalid_request", "client_credentials", nil},
 	} {
 		doc, _ := serve(t, tc.status, fmt.Sprintf(`{"error":%q,"error_description":"bad very-secret-value rt-1234"}`, tc.code))
 		_, err := c.Exchange(context.Background(), doc, url.Values{"grant_type": {tc.grant}, "refresh_token": {"rt-1234"}})
-		var e *autherr.Error
+		var e *auth.Error
 		if !errors.As(err, &e) || e.Code != tc.code || e.StatusCode != tc.status {
 			t.Fatalf("%s: %v", tc.code, err)
 		}
@@ -116,7 +117,7 @@ func TestPublicClientSendsNoSecretAndRevoke(t *testing.T) {
 
 func TestBasicEncodesSpecialCharacters(t *testing.T) {
 	doc, reqs := serve(t, 200, `{"access_token":"a"}`)
-	c := &Client{ClientID: "com.example/app", ClientSecret: "a:b%c+d/e= f", Style: AuthBasic}
+	c := &Client{ClientID: "com.example/app", ClientSecret: "a:b%c+d/e= f", Style: oauth2.AuthStyleInHeader}
 	c.Exchange(context.Background(), doc, url.Values{"grant_type": {"client_credentials"}})
 	u, p, _ := (*reqs)[0].BasicAuth()
 	if u != url.QueryEscape("com.example/app") || p != url.QueryEscape("a:b%c+d/e= f") {
@@ -124,5 +125,31 @@ func TestBasicEncodesSpecialCharacters(t *testing.T) {
 	}
 	if id, _ := url.QueryUnescape(u); id != "com.example/app" {
 		t.Fatal("round trip")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		code    string
+		refresh bool
+		want    error
+	}{
+		{"invalid_client", false, auth.ErrMisconfigured},
+		{"unauthorized_client", true, auth.ErrMisconfigured},
+		{"invalid_scope", false, auth.ErrMisconfigured},
+		{"unsupported_grant_type", false, auth.ErrMisconfigured},
+		{"invalid_grant", true, auth.ErrReauthRequired},
+		{"invalid_grant", false, nil},
+		{"temporarily_unavailable", false, auth.ErrTemporary},
+		{"invalid_request", false, nil},
+		// Any other 4xx OAuth error on a refresh grant ends the session
+		// (Dex: invalid_request for a rotated-out refresh token).
+		{"invalid_request", true, auth.ErrReauthRequired},
+		{"invalid_scope", true, auth.ErrReauthRequired},
+		{"access_denied", true, auth.ErrReauthRequired},
+	} {
+		if got := Classify(tc.code, tc.refresh); got != tc.want {
+			t.Errorf("%s refresh=%v: %v", tc.code, tc.refresh, got)
+		}
 	}
 }

@@ -1,0 +1,306 @@
+// Package transport is the SDK's one http.RoundTripper that attaches
+// credentials to API requests, for every flow: service tokens
+// (clientcreds), user tokens (authcode, hybrid) and reference tokens
+// (reftoken). Its rules:
+//
+//   - Credentials go only to the instance: a request for any other origin
+//     is refused before anything is sent, and a redirect the server chooses
+//     to another origin is followed without credentials. A Host header that
+//     names another site than the URL counts as another origin.
+//   - Exactly one credential is sent: Authorization, X-Api-Key, Api-Key and
+//     Cookie headers the caller set, and user information in the URL, are
+//     removed. A response points at the caller's request, never at the copy
+//     that carried the credential.
+//   - On a 401 a renewable credential (an access token) is dropped, a fresh
+//     one fetched, and the request sent once more when its body can be
+//     replayed. A 403 is never retried.
+//   - A 429 or 503 is retried with backoff, jitter and Retry-After for
+//     idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any
+//     request with an Idempotency-Key header) whose body can be replayed,
+//     bounded by the request's context; other requests get the answer.
+//
+// The header value is built once per token and the request shallow-copied,
+// so an authorized request allocates little more than an unauthorized one.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/retry"
+	"github.com/erpnetgo/auth/internal/tokencache"
+)
+
+// Transport adds credentials to requests for the instance.
+type Transport struct {
+	// Get returns the current credential: its Header holds the value of
+	// the credential header, built once.
+	Get func(ctx context.Context) (*tokencache.Entry, error)
+	// InvalidateIf drops e if it is still the current credential, so that
+	// the next Get fetches a fresh one. Nil: the credential cannot be
+	// renewed (a reference token) and a 401 is returned as it is.
+	InvalidateIf func(e *tokencache.Entry) bool
+	// Header carries the credential; "" means Authorization.
+	Header string
+	// Allow reports whether credentials may go to the origin of u (nil
+	// error), or why not. It is called for every request and redirect hop.
+	// Nil allows the origin of the first request of a redirect chain only.
+	Allow func(ctx context.Context, u *url.URL) error
+	// Base sends the requests; nil means http.DefaultTransport.
+	Base http.RoundTripper
+	// Retry tunes the 429/503 retries.
+	Retry retry.Policy
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.Base == nil {
+		return http.DefaultTransport
+	}
+	return t.Base
+}
+
+// RoundTrip implements http.RoundTripper. It does not modify req.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.allowed(req); err != nil {
+		if req.Response == nil {
+			closeBody(req)
+			return nil, err
+		}
+		// A redirect the server chose, to another origin: follow it
+		// without any credential.
+		r2 := withCredential(req, "", nil, req.Body)
+		resp, err := t.base().RoundTrip(r2)
+		if resp != nil {
+			resp.Request = req
+		}
+		return resp, err
+	}
+	e, err := t.Get(req.Context())
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := t.roundTrip(req, e)
+	if resp != nil {
+		resp.Request = req // the credential does not travel back with resp
+	}
+	return resp, err
+}
+
+func (t *Transport) roundTrip(req *http.Request, e *tokencache.Entry) (*http.Response, error) {
+	resp, err := t.send(req, e, req.Body)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.InvalidateIf == nil {
+		return resp, err
+	}
+	// 401: the token was revoked or expired early. Retry once with a fresh
+	// token if the request can be sent again.
+	body, ok := replayBody(req)
+	if !ok {
+		return resp, nil
+	}
+	t.InvalidateIf(e)
+	e2, err := t.Get(req.Context())
+	if err != nil || e2 == e {
+		if body != nil {
+			body.Close()
+		}
+		return resp, nil
+	}
+	drainClose(resp.Body)
+	return t.send(req, e2, body)
+}
+
+// send sends req with e's credential and body, retrying 429 and 503 for
+// idempotent, replayable requests.
+func (t *Transport) send(req *http.Request, e *tokencache.Entry, body io.ReadCloser) (*http.Response, error) {
+	if !retriable(req) {
+		return t.base().RoundTrip(withCredential(req, t.Header, e.Header, body))
+	}
+	var last *http.Response
+	_, err := retry.Do(req.Context(), t.Retry, func(ctx context.Context, attempt int) (retry.Outcome, error) {
+		if attempt > 0 {
+			drainClose(last.Body)
+			last = nil
+			b, ok := replayBody(req)
+			if !ok {
+				return retry.Outcome{}, &auth.Error{Op: "API request", Err: errors.New("the request body cannot be replayed")}
+			}
+			body = b
+		}
+		resp, err := t.base().RoundTrip(withCredential(req, t.Header, e.Header, body))
+		if err != nil {
+			return retry.Outcome{}, err
+		}
+		last = resp
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			return retry.Outcome{Retry: true, RetryAfter: retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}, errBusy
+		}
+		return retry.Outcome{}, nil
+	})
+	if err == nil || errors.Is(err, errBusy) {
+		return last, nil
+	}
+	return nil, err
+}
+
+var errBusy = errors.New("busy")
+
+// retriable reports whether req may be sent again after a 429 or 503: an
+// idempotent method (or an Idempotency-Key, as net/http treats it) and a
+// body that can be replayed.
+func retriable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		if req.Header["Idempotency-Key"] == nil && req.Header["X-Idempotency-Key"] == nil {
+			return false
+		}
+	}
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// replayBody returns a fresh copy of req's body; ok is false when it has
+// one that cannot be replayed.
+func replayBody(req *http.Request) (io.ReadCloser, bool) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req.Body, true
+	}
+	if req.GetBody == nil {
+		return nil, false
+	}
+	b, err := req.GetBody()
+	return b, err == nil
+}
+
+// allowed checks the request's origin and Host header against Allow.
+func (t *Transport) allowed(req *http.Request) error {
+	if req.URL == nil {
+		return &auth.Error{Op: "API request", Kind: auth.ErrMisconfigured, Err: errors.New("request has no URL")}
+	}
+	allow := t.Allow
+	if allow == nil {
+		first := req
+		for first.Response != nil && first.Response.Request != nil {
+			first = first.Response.Request
+		}
+		home := Origin(first.URL)
+		allow = func(_ context.Context, u *url.URL) error {
+			if Origin(u) != home {
+				return Refused(u, home)
+			}
+			return nil
+		}
+	}
+	if err := allow(req.Context(), req.URL); err != nil {
+		return err
+	}
+	if req.Host != "" && !strings.EqualFold(req.Host, req.URL.Host) {
+		return allow(req.Context(), &url.URL{Scheme: req.URL.Scheme, Host: req.Host})
+	}
+	return nil
+}
+
+// credentialHeaders are removed from every request before one credential
+// is added.
+var credentialHeaders = []string{"Authorization", "X-Api-Key", "Api-Key", "Cookie"}
+
+// withCredential returns a shallow copy of req with its own header map
+// holding the credential (none when header is ""), no other credential and
+// no user information in the URL. Header values are shared, read-only.
+func withCredential(req *http.Request, header string, value []string, body io.ReadCloser) *http.Request {
+	r2 := new(http.Request)
+	*r2 = *req
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		if !isCredential(k) {
+			h[k] = v
+		}
+	}
+	if value != nil {
+		if header == "" {
+			header = "Authorization"
+		}
+		h[header] = value
+	}
+	r2.Header = h
+	r2.Body = body
+	if req.URL.User != nil {
+		u := *req.URL
+		u.User = nil
+		r2.URL = &u
+	}
+	return r2
+}
+
+func isCredential(k string) bool {
+	for _, c := range credentialHeaders {
+		if len(k) == len(c) && (k == c || strings.EqualFold(k, c)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Origin returns u's scheme://host:port, lower case, with the default port
+// made explicit, or "" when u is not an absolute http(s) URL.
+func Origin(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if (scheme != "http" && scheme != "https") || host == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if scheme == "https" {
+			port = "443"
+		}
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host + ":" + port
+}
+
+// OriginOf is Origin of a URL string; "" when it does not parse.
+func OriginOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return Origin(u)
+}
+
+// Refused is the error for a request to an origin credentials may not go
+// to. It names both origins, never a credential.
+func Refused(u *url.URL, instance string) error {
+	o := Origin(u)
+	if o == "" {
+		o = "a URL that is not absolute http(s)"
+	}
+	return &auth.Error{Op: "API request", Kind: auth.ErrMisconfigured,
+		Err: fmt.Errorf("refusing to send credentials to %s: not the ERP.net instance %s (set Config.DomainAPI for an API on another host)", o, instance)}
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// drainClose reads a little of body so the connection can be reused, then
+// closes it.
+func drainClose(body io.ReadCloser) {
+	if body == nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	_ = body.Close()
+}

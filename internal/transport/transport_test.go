@@ -1,0 +1,179 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/retry"
+	"github.com/erpnetgo/auth/internal/tokencache"
+)
+
+func newCache(t *testing.T) *tokencache.Cache {
+	var n atomic.Int32
+	c := tokencache.New(func(context.Context) (*oauth2.Token, error) {
+		return &oauth2.Token{AccessToken: "tok" + string(rune('0'+n.Add(1))), Expiry: time.Now().Add(time.Hour)}, nil
+	}, tokencache.Options{})
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestRedirectToAnotherHostDropsToken(t *testing.T) {
+	var foreignAuth atomic.Value
+	foreign := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		foreignAuth.Store(r.Header.Get("Authorization") + "|")
+	}))
+	defer foreign.Close()
+	var homeAuth atomic.Value
+	home := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		homeAuth.Store(r.Header.Get("Authorization"))
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, foreign.URL+"/x", http.StatusFound)
+		case "/here":
+			http.Redirect(w, r, "/final", http.StatusFound)
+		}
+	}))
+	defer home.Close()
+	c := newCache(t)
+	hc := &http.Client{Transport: &Transport{Get: c.Get, InvalidateIf: c.InvalidateIf}}
+
+	resp, err := hc.Get(home.URL + "/away")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := foreignAuth.Load(); got != "|" {
+		t.Fatalf("token sent to another host: %q", got)
+	}
+	resp, err = hc.Get(home.URL + "/here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := homeAuth.Load(); got != "Bearer tok1" {
+		t.Fatalf("same-host redirect lost the token: %q", got)
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+}
+
+func TestRequestIsNotModified(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	c := newCache(t)
+	tr := &Transport{Get: c.Get, InvalidateIf: c.InvalidateIf}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("X-Keep", "1")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if req.Header.Get("Authorization") != "" || len(req.Header) != 1 {
+		t.Fatalf("caller's request modified: %v", req.Header)
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+}
+
+// rulesServer answers with the statuses queued for each path and counts
+// the requests and the Authorization headers it saw.
+type rulesServer struct {
+	srv   *httptest.Server
+	n     atomic.Int32
+	auths chan string
+}
+
+func newRulesServer(t *testing.T, statuses ...int) *rulesServer {
+	s := &rulesServer{auths: make(chan string, 16)}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(s.n.Add(1)) - 1
+		s.auths <- r.Header.Get("Authorization")
+		if i < len(statuses) {
+			w.WriteHeader(statuses[i])
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func TestTransportRules(t *testing.T) {
+	fast := retry.Policy{Base: time.Millisecond, Cap: time.Millisecond}
+	for _, tc := range []struct {
+		name     string
+		method   string
+		body     bool // a body that cannot be replayed
+		statuses []int
+		want     int // requests the server sees
+		final    int
+	}{
+		{"401 gets a fresh token and one retry", http.MethodGet, false, []int{401, 401, 401}, 2, 401},
+		{"403 is never retried", http.MethodGet, false, []int{403, 200}, 1, 403},
+		{"429 on GET is retried", http.MethodGet, false, []int{429, 429, 200}, 3, 200},
+		{"503 on PUT is retried", http.MethodPut, false, []int{503, 200}, 2, 200},
+		{"429 on POST is not retried", http.MethodPost, false, []int{429, 200}, 1, 429},
+		{"429 with a body that cannot be replayed is not retried", http.MethodPut, true, []int{429, 200}, 1, 429},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newRulesServer(t, tc.statuses...)
+			c := newCache(t)
+			hc := &http.Client{Transport: &Transport{Get: c.Get, InvalidateIf: c.InvalidateIf, Retry: fast}}
+			var body io.Reader
+			if tc.body {
+				body = io.NopCloser(strings.NewReader("x")) // no GetBody
+			}
+			req, _ := http.NewRequest(tc.method, s.srv.URL, body)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := int(s.n.Load()); got != tc.want || resp.StatusCode != tc.final {
+				t.Fatalf("requests = %d (want %d), final status %d (want %d)", got, tc.want, resp.StatusCode, tc.final)
+			}
+		})
+	}
+}
+
+func TestForeignHostIsRefusedBeforeSending(t *testing.T) {
+	s := newRulesServer(t)
+	c := newCache(t)
+	tr := &Transport{Get: c.Get, InvalidateIf: c.InvalidateIf, Allow: func(_ context.Context, u *url.URL) error {
+		return Refused(u, "https://demodb.my.erp.net:443")
+	}}
+	_, err := (&http.Client{Transport: tr}).Get(s.srv.URL)
+	if !errors.Is(err, auth.ErrMisconfigured) || s.n.Load() != 0 {
+		t.Fatalf("err = %v, requests = %d", err, s.n.Load())
+	}
+}
+
+func TestOtherCredentialsAndUserInfoAreStripped(t *testing.T) {
+	var seen http.Header
+	var user *url.Userinfo
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen, user = r.Header.Clone(), r.URL.User
+	}))
+	defer srv.Close()
+	c := newCache(t)
+	tr := &Transport{Get: c.Get, Header: "X-Api-Key"}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Authorization", "Basic eDp5")
+	req.Header["api-key"] = []string{"other"}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if seen.Get("Authorization") != "" || seen.Get("Api-Key") != "" || seen.Get("X-Api-Key") != "Bearer tok1" || user != nil {
+		t.Fatalf("headers sent: %v", seen)
+	}
+}
