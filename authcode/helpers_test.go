@@ -171,7 +171,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		RedirectURL:           e.app.URL + "/callback",
 		PostLogoutRedirectURL: e.app.URL + "/bye",
 		Store:                 e.store,
-		Keys:            [][]byte{bytes.Repeat([]byte{7}, 32)},
+		Keys:                  [][]byte{bytes.Repeat([]byte{7}, 32)},
 		HTTPClient:            &http.Client{Transport: e.rec, Timeout: 20 * time.Second},
 		Logger:                slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:                   e.clk.Now,

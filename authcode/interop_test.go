@@ -79,7 +79,7 @@ func TestInteropOIDCProvider(t *testing.T) {
 			RedirectURL:           a.srv.URL + "/callback",
 			PostLogoutRedirectURL: a.srv.URL + "/bye",
 			Store:                 a.mem,
-			Keys:            [][]byte{bytes.Repeat([]byte{3}, 32)},
+			Keys:                  [][]byte{bytes.Repeat([]byte{3}, 32)},
 			AuthStyle:             style,
 			// oidc-provider drops offline_access without prompt=consent
 			// (ERP.net does not need it).

@@ -56,7 +56,7 @@ func BenchmarkSessionLoadAndToken(b *testing.B) {
 		ClientSecret: devserver.DemoWebAppSecret,
 		RedirectURL:  devserver.DemoWebAppRedirectURI,
 		Store:        store,
-		Keys:   [][]byte{w.cookieKey},
+		Keys:         [][]byte{w.cookieKey},
 	})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = client.Close() })

@@ -73,7 +73,7 @@ func Example_authcode() {
 		ClientSecret: os.Getenv("ERPNET_CLIENT_SECRET"),
 		RedirectURL:  "https://app.example.com/callback",
 		Store:        store, // also its RefreshLocker: one refresh per session across replicas
-		Keys:   [][]byte{mustKey("COOKIE_KEY")},
+		Keys:         [][]byte{mustKey("COOKIE_KEY")},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -86,7 +86,7 @@ func newReplica(devURL, redisAddr string, sealKey, cookieKey []byte, offset time
 		ClientSecret: devserver.DemoWebAppSecret,
 		RedirectURL:  devserver.DemoWebAppRedirectURI,
 		Store:        store,
-		Keys:   [][]byte{cookieKey},
+		Keys:         [][]byte{cookieKey},
 	}
 	if offset != 0 {
 		cfg.Now = func() time.Time { return time.Now().Add(offset) }

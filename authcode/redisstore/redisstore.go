@@ -12,7 +12,7 @@
 // script), reloads the session and redeems only if no other replica already
 // did.
 //
-// Values are sealed with AES-GCM (internal/seal) under a ring of keys: the
+// Values are sealed with AES-GCM under a ring of keys: the
 // first key seals, every key opens, so keys can be rotated. The associated
 // data binds each value to its Redis key, so a value copied under another
 // key does not open. Redis never holds a token in clear.
