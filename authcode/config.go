@@ -80,8 +80,8 @@ type Config struct {
 	// overridden; a prompt given here is combined with PromptLogin.
 	AuthParams url.Values
 
-	// Store keeps sessions (with their tokens). Nil means a new MemoryStore,
-	// fine for one process; use a shared store (authcode/redisstore) when
+	// Store keeps sessions (with their tokens). Nil means an in-memory
+	// store, fine for one process; use a shared store (authcode/redisstore) when
 	// several replicas serve the same users.
 	Store Store
 	// SessionTTL is the lifetime of a session in the Store and of its

@@ -12,11 +12,11 @@
 //		ClientID:     "com.example/webapp",
 //		ClientSecret: os.Getenv("ERPNET_CLIENT_SECRET"),
 //		RedirectURL:  "https://app.example.com/callback",
-//		CookieKeys:   [][]byte{key}, // 32 random bytes, the same on every replica
+//		Keys:         [][]byte{key}, // 32 random bytes, the same on every replica
 //	})
 //	mux.Handle("/signin", c.SignIn())
 //	mux.Handle("/callback", c.Callback())
-//	mux.Handle("POST /signout", c.SignOut())
+//	mux.Handle("/signout", c.SignOut()) // a POST form; a cross-site GET asks to confirm
 //	mux.Handle("/customers", c.RequireUser(customers))
 //
 // Inside a protected handler, SessionFromContext returns the user's Session
@@ -30,15 +30,15 @@
 // Sign-in: every attempt gets its own 256-bit state, nonce and PKCE (S256)
 // verifier, kept in a sealed (AES-GCM), HttpOnly, SameSite=Lax cookie of its
 // own, so several tabs can sign in at once; the callback accepts each state
-// once, for AttemptTTL, and checks the RFC 9207 iss parameter. The ID token
+// once, for ten minutes, and checks the RFC 9207 iss parameter. The ID token
 // is verified with go-oidc against the JWKS from discovery (RS256 only by
 // default; "none" and HMAC are never accepted), including the nonce and
 // at_hash. The return path is a local path or "/" (no open redirect).
 //
 // Sessions: the session (tokens included) is serialised into the Store under
 // a key namespaced by issuer and client_id, and saved before the browser gets
-// its cookie, which holds only the sealed session id. The default
-// MemoryStore suits one process; replicas share a store such as
+// its cookie, which holds only the sealed session id. The default (a nil
+// Config.Store) keeps sessions in memory, for one process; replicas share a store such as
 // authcode/redisstore, whose RefreshLocker makes sure only one replica
 // redeems a session's (one-time, rotating) refresh token.
 //
@@ -48,20 +48,23 @@
 // is handed to anyone; if that write fails the previous session stays as it
 // was and the error surfaces (the new tokens are saved on the next attempt
 // rather than redeeming the refresh token again). A dead refresh token gives
-// ErrReauthRequired, which RequireUser turns into a new sign-in.
+// auth.ErrReauthRequired, which RequireUser turns into a new sign-in.
 //
-// Secrets: Session, LoopbackResult and errors never print tokens, and the
-// Client never logs tokens, codes, verifiers, secrets or cookie values.
+// Secrets: Session and errors never print tokens, and the Client never logs
+// tokens, codes, verifiers, secrets or cookie values. The default error
+// pages say what happened in plain words with a reference to the log line
+// holding the technical cause; they never show Go error text.
 //
 // # Native and command-line apps
 //
 // LoopbackSignIn runs the same flow through the system browser and a
-// listener on 127.0.0.1 (RFC 8252), for public clients without a secret; it
-// can keep the refresh token in a 0600 file between runs.
+// listener on 127.0.0.1 (RFC 8252), for public clients without a secret.
+// With a FileStore (a 0600 file) as Config.Store the session is kept
+// between runs, and the next run reuses it without opening the browser.
 //
 // # Errors
 //
-// Branch with errors.Is on ErrReauthRequired (sign in again), ErrTemporary
-// (try later), ErrMisconfigured and ErrNoSession, and read RFC 6749 details
-// with errors.As into *Error.
+// Branch with errors.Is on auth.ErrReauthRequired (sign in again),
+// auth.ErrTemporary (try later), auth.ErrMisconfigured and ErrNoSession, and
+// read RFC 6749 details with errors.As into *auth.Error.
 package authcode

@@ -15,7 +15,7 @@ var (
 	// this browser: the state parameter is missing, unknown or mismatched,
 	// the attempt cookie is missing or tampered, or the callback was replayed.
 	ErrInvalidState = errors.New("authcode: invalid sign-in state")
-	// ErrAttemptExpired means the sign-in attempt is older than AttemptTTL.
+	// ErrAttemptExpired means the sign-in attempt is older than ten minutes.
 	ErrAttemptExpired = errors.New("authcode: sign-in attempt expired; please sign in again")
 	// ErrIssuerMismatch means the callback's RFC 9207 "iss" parameter is
 	// missing (when the server promises it) or names another issuer: a

@@ -22,8 +22,8 @@ const returnParam = "return_to"
 
 // SignIn returns the handler that starts a sign-in: it creates an attempt
 // (state, nonce and PKCE verifier, 256 bits each from crypto/rand), keeps it
-// in a sealed, HttpOnly, SameSite=Lax cookie of its own that lives
-// AttemptTTL, and redirects the browser to the identity server's authorize
+// in a sealed, HttpOnly, SameSite=Lax cookie of its own that lives ten
+// minutes, and redirects the browser to the identity server's authorize
 // endpoint. The optional return_to parameter names the local path to land
 // on afterwards; anything that is not a plain local path is ignored (no
 // open redirect). Mount it at Config.SignInPath; it accepts GET and POST.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"golang.org/x/oauth2"
@@ -27,10 +28,10 @@ type pair struct {
 	srv    *devserver.Server
 }
 
-func setup(b *testing.B) pair {
+func setup(b *testing.B, domainAPI ...string) pair {
 	s := devserver.StartTest(b, devserver.Demo())
 	src, err := clientcreds.New(clientcreds.Config{Authority: s.Issuer(), ClientID: devserver.DemoWorkerID,
-		ClientSecret: devserver.DemoWorkerSecret, Scopes: []string{"read"}})
+		ClientSecret: devserver.DemoWorkerSecret, Scopes: []string{"read"}, DomainAPI: strings.Join(domainAPI, "")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,13 +93,13 @@ func BenchmarkCachedToken(b *testing.B) {
 // BenchmarkClientRequest sends one GET through each client to a minimal
 // local API, so the difference between the two is the token transport.
 func BenchmarkClientRequest(b *testing.B) {
-	p := setup(b)
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "" {
 			w.WriteHeader(401)
 		}
 	}))
 	b.Cleanup(api.Close)
+	p := setup(b, api.URL) // the API server is not on the authority's origin
 	ctx := context.Background()
 	ours := p.ours.Client(ctx)
 	theirs := &http.Client{Transport: &oauth2.Transport{Source: p.theirs, Base: http.DefaultTransport}}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/authcode/redisstore"
 )
@@ -83,6 +85,25 @@ func Example_authcode() {
 	http.Handle("/signin", client.SignIn())
 	http.Handle("/callback", client.Callback())
 	log.Fatal(http.ListenAndServe(":8080", nil))
+}
+
+// A Redis Cluster or a Sentinel-managed master: pass any
+// redis.UniversalClient as Config.Client (the Store does not close it).
+func ExampleNew_sentinel() {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		MasterName: "mymaster", // Sentinel; leave it empty and list the nodes for a Cluster
+		Addrs:      []string{"sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"},
+	})
+	defer rdb.Close()
+	store, err := redisstore.New(redisstore.Config{
+		Client: rdb,
+		Keys:   [][]byte{mustKey("SESSION_STORE_KEY")},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	_ = authcode.Config{Store: store} // as in Example_authcode
 }
 
 // mustKey reads a 32-byte key from a secret store (here: a stand-in).
