@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/seal"
 	"github.com/erpnetgo/auth/internal/tokenep"
@@ -35,6 +37,7 @@ type Client struct {
 	hc        *http.Client
 	disco     *discovery.Cache
 	tep       *tokenep.Client
+	rep       *hook.Reporter
 	ctx       context.Context // ends at Close: bounds JWKS fetches
 	cancel    context.CancelFunc
 	now       func() time.Time
@@ -94,7 +97,9 @@ func New(cfg Config) (*Client, error) {
 	} else {
 		c.locker = new(locks)
 	}
+	c.rep = &hook.Reporter{Hooks: cfg.Hooks, Flow: "authcode", ClientID: cfg.ClientID}
 	c.disco = discovery.New(c.hc, cfg.Authority, cfg.DomainAPI)
+	c.disco.Report = c.rep
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	keys := cfg.Keys
 	if len(keys) == 0 {
@@ -130,6 +135,7 @@ func New(cfg Config) (*Client, error) {
 		Style:        cfg.AuthStyle,
 		Policy:       cfg.Retry,
 		Now:          cfg.Now,
+		Report:       c.rep,
 	}
 	return c, nil
 }
@@ -202,7 +208,7 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 		return v.v, nil
 	}
 	// The key set's fetches end when the Client is closed.
-	ks := oidc.NewRemoteKeySet(oidc.ClientContext(c.ctx, c.hc), doc.JWKSURI)
+	ks := oidc.NewRemoteKeySet(oidc.ClientContext(c.ctx, c.jwksClient()), doc.JWKSURI)
 	v := oidc.NewVerifier(doc.Issuer, ks, &oidc.Config{
 		ClientID:             c.cfg.ClientID,
 		SupportedSigningAlgs: c.cfg.IDTokenSigningAlgs,
@@ -249,4 +255,35 @@ func (u *usedStates) markUsed(h string, now time.Time) bool {
 	}
 	u.m[h] = now.Add(attemptTTL + time.Minute)
 	return true
+}
+
+// jwksClient is the identity-server client, with each request reported as
+// a "jwks" call when a Call hook is set.
+func (c *Client) jwksClient() *http.Client {
+	if c.rep.Hooks == nil || c.rep.Hooks.Call == nil {
+		return c.hc
+	}
+	hc := *c.hc
+	hc.Transport = jwksCalls{base: c.hc.Transport, rep: c.rep}
+	return &hc
+}
+
+type jwksCalls struct {
+	base http.RoundTripper
+	rep  *hook.Reporter
+}
+
+func (t jwksCalls) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, end := t.rep.Call(req.Context(), "jwks")
+	base := t.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	resp, err := base.RoundTrip(req.WithContext(ctx))
+	if err == nil && resp.StatusCode >= 400 {
+		end(fmt.Errorf("HTTP %d", resp.StatusCode))
+	} else {
+		end(err)
+	}
+	return resp, err
 }

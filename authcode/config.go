@@ -140,6 +140,14 @@ type Config struct {
 	// handlers; nil means a small built-in HTML page (or JSON for API
 	// callers). err never contains a secret.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
+	// LogUsers adds the user's subject (ERP.net user name) to log records
+	// about sign-in, sign-out and refresh. Off by default: user names are
+	// personal data, and sign-in counts need none.
+	LogUsers bool
+	// Hooks, if set, receive what the Client does (sign-ins, sign-outs,
+	// token requests, cache hits, API retries, ERP.net sessions opened,
+	// re-authentication required); see auth.Hooks.
+	Hooks *auth.Hooks
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
 }

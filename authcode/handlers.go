@@ -164,7 +164,8 @@ func (c *Client) Callback() http.Handler {
 		}
 		c.adopt(id, key, rec)
 		c.setSessionCookie(w, id)
-		c.log.Info("authcode: signed in")
+		c.log.Info("authcode: signed in", c.user(rec.Subject)...)
+		c.rep.Emit(r.Context(), auth.Event{Name: "signin.completed", User: rec.Subject})
 		ret := a.Return
 		if _, ok := safeReturnPath(ret); !ok {
 			ret = c.cfg.DefaultReturnPath
@@ -255,6 +256,8 @@ func (c *Client) SignOut() http.Handler {
 		}
 		doc, derr := c.discover(ctx)
 		if derr == nil && doc.EndSessionEndpoint != "" {
+			_, end := c.rep.Call(ctx, "end_session") // the browser makes the call
+			end(nil)
 			if u, err := url.Parse(doc.EndSessionEndpoint); err == nil {
 				q := u.Query()
 				if idToken != "" {
@@ -426,6 +429,9 @@ func (c *Client) fail(w http.ResponseWriter, r *http.Request, status int, err er
 		level = slog.LevelError
 	}
 	c.log.Log(r.Context(), level, "authcode: "+r.URL.Path+" failed", "ref", ref, "status", status, "error", err.Error())
+	if r.URL.Path == c.attemptCP {
+		c.rep.Emit(r.Context(), auth.Event{Name: "signin.failed", StatusCode: status, Err: err})
+	}
 	if c.cfg.ErrorHandler != nil {
 		c.cfg.ErrorHandler(w, r, status, err)
 		return

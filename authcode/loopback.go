@@ -167,6 +167,7 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 		}
 		if out.err != nil {
 			c.log.Warn("authcode: loopback sign-in failed", "error", out.err.Error())
+			c.rep.Emit(ctx, auth.Event{Name: "signin.failed", Err: out.err})
 			title, msg := explain(out.err)
 			page(w, statusFor(out.err), title, msg+" Return to the application for details.", "", "")
 		} else {
@@ -226,6 +227,8 @@ func (c *Client) saveLoopback(ctx context.Context, rec *record) (*Session, error
 	}
 	s := rec.session(loopbackID, key)
 	s.u = c.adopt(loopbackID, key, rec)
+	c.log.Info("authcode: signed in", c.user(rec.Subject)...)
+	c.rep.Emit(ctx, auth.Event{Name: "signin.completed", User: rec.Subject})
 	return s, nil
 }
 

@@ -156,7 +156,7 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 				return nil, err
 			}
 			u.commit(unsaved)
-			c.log.Info("authcode: saved refreshed session after an earlier store failure", "subject", unsaved.Subject)
+			c.log.Info("authcode: saved refreshed session after an earlier store failure", c.user(unsaved.Subject)...)
 			if u.usable(unsaved) {
 				return unsaved.token(), nil
 			}
@@ -192,7 +192,8 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		if errors.Is(err, auth.ErrReauthRequired) {
 			u.kill(err)
-			c.log.Info("authcode: refresh token rejected; the user must sign in again", "subject", cur.Subject)
+			c.log.Info("authcode: refresh token rejected; the user must sign in again", c.user(cur.Subject)...)
+			c.rep.Emit(ctx, auth.Event{Name: "reauth.required", User: cur.Subject, Err: err})
 			if derr := c.store.Delete(context.WithoutCancel(ctx), u.key); derr != nil {
 				c.log.Warn("authcode: cannot delete the dead session", "error", derr.Error())
 			}
@@ -271,6 +272,7 @@ func (c *Client) tokensFor(id, key string, rec *record) (*userTokens, error) {
 			Window: c.cfg.RefreshWindow,
 			Now:    c.cfg.Now, // nil keeps the clock-free fast path
 			Logger: c.log,
+			Report: c.rep,
 		})
 		u.cache.Set(rec.token())
 		u.lastUsed.Store(now.UnixNano())
@@ -470,7 +472,8 @@ func (c *Client) endSession(ctx context.Context, key, id string) (*record, error
 	}
 	c.forget(id)
 	if rec != nil {
-		c.log.Info("authcode: signed out")
+		c.log.Info("authcode: signed out", c.user(rec.Subject)...)
+		c.rep.Emit(ctx, auth.Event{Name: "signout.completed", User: rec.Subject})
 	}
 	return rec, errors.Join(errs...)
 }
@@ -567,7 +570,7 @@ func (c *Client) UserClient(ctx context.Context, s *Session) *http.Client {
 	}
 	src := &tokenSource{c: c, ctx: ctx, s: s}
 	return &http.Client{Transport: &transport.Transport{Get: src.entry, InvalidateIf: src.invalidateIf,
-		Allow: c.disco.Allow, Base: base, Retry: c.cfg.Retry}}
+		Allow: c.disco.Allow, Base: base, Retry: c.cfg.Retry, Report: c.rep}}
 }
 
 // entry is the bearer transport's token getter.
@@ -596,4 +599,13 @@ func (ts *tokenSource) invalidateIf(e *tokencache.Entry) bool {
 		return true
 	}
 	return false
+}
+
+// user returns the log attributes naming a user: none unless
+// Config.LogUsers is set (user names are personal data).
+func (c *Client) user(subject string) []any {
+	if !c.cfg.LogUsers {
+		return nil
+	}
+	return []any{"subject", subject}
 }

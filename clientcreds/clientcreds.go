@@ -15,6 +15,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/tokencache"
 	"github.com/erpnetgo/auth/internal/tokenep"
@@ -75,6 +76,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
+	// Hooks, if set, receive what the Source does (token requests, cache
+	// hits, waits, background refreshes, API retries, ERP.net sessions
+	// opened); see auth.Hooks.
+	Hooks *auth.Hooks
 }
 
 // ConfigFromEnv reads ERPNET_AUTHORITY, ERPNET_CLIENT_ID,
@@ -151,6 +156,7 @@ type Source struct {
 	cache *tokencache.Cache
 	log   *slog.Logger
 	now   func() time.Time
+	rep   *hook.Reporter
 }
 
 // New validates cfg and returns a Source. It does no network I/O: discovery
@@ -162,13 +168,15 @@ func New(cfg Config) (*Source, error) {
 	cfg.Scopes = append([]string(nil), cfg.Scopes...)
 	hc := httpx.Client(cfg.HTTPClient)
 	s := &Source{cfg: cfg, disco: discovery.New(hc, cfg.Authority, cfg.DomainAPI),
-		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), now: cfg.Now}
+		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), now: cfg.Now,
+		rep: &hook.Reporter{Hooks: cfg.Hooks, Flow: "clientcreds", ClientID: cfg.ClientID}}
+	s.disco.Report = s.rep
 	if s.now == nil {
 		s.now = time.Now
 	}
 	s.ep = tokenep.Client{HTTPClient: hc, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		Style: cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now}
-	s.cache = tokencache.New(s.fetch, tokencache.Options{Window: cfg.RefreshWindow, Logger: s.log, Now: cfg.Now})
+		Style: cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now, Report: s.rep}
+	s.cache = tokencache.New(s.fetch, tokencache.Options{Window: cfg.RefreshWindow, Logger: s.log, Now: cfg.Now, Report: s.rep})
 	return s, nil
 }
 
@@ -245,7 +253,7 @@ func (s *Source) Client(ctx context.Context) *http.Client {
 		base = hc.Transport
 	}
 	return &http.Client{Transport: &transport.Transport{Get: s.cache.Get, InvalidateIf: s.cache.InvalidateIf,
-		Allow: s.disco.Allow, Base: base, Retry: s.cfg.Retry}}
+		Allow: s.disco.Allow, Base: base, Retry: s.cfg.Retry, Report: s.rep}}
 }
 
 // DomainAPI returns the Domain API (OData) root, ending in "/", e.g.

@@ -59,10 +59,7 @@ func New(cfg Config) (*App, error) {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	if a.audit == nil {
-		a.audit = cfg.Logger
-	}
-	if a.audit == nil {
-		a.audit = slog.Default()
+		a.audit = a.log // never a process-wide default: the app decides
 	}
 	a.svcClient = &http.Client{Transport: &guardTransport{app: a, side: sideService,
 		next: a.svc.Client(context.Background()).Transport}}

@@ -87,9 +87,17 @@ type Config struct {
 	// them.
 	Logger *slog.Logger
 	// AuditLogger receives the audit records of RunAsService and
-	// RunBackground; nil means Logger (and, if that is nil too,
-	// slog.Default(), so that audit records are never silently lost).
+	// RunBackground (they name the user who triggered a job); nil means
+	// Logger, and with neither set the records are dropped. The SDK never
+	// writes to slog.Default().
 	AuditLogger *slog.Logger
+	// LogUsers adds user names to the diagnostics in Logger (never to
+	// AuditLogger, whose records always name the user); off by default.
+	LogUsers bool
+	// Hooks, if set, receive what both sides do (see auth.Hooks): events
+	// of the user side have Flow "authcode", of the service side
+	// "clientcreds".
+	Hooks *auth.Hooks
 	// Now is the clock of both sides, for tests; nil means time.Now.
 	Now func() time.Time
 
@@ -125,6 +133,8 @@ func (c Config) userConfig() authcode.Config {
 		Transport:             c.Transport,
 		Retry:                 c.Retry,
 		Logger:                c.Logger,
+		LogUsers:              c.LogUsers,
+		Hooks:                 c.Hooks,
 		Now:                   c.Now,
 	}
 }
@@ -141,6 +151,7 @@ func (c Config) serviceConfig() clientcreds.Config {
 		AuthStyle:    c.AuthStyle,
 		Retry:        c.Retry,
 		Logger:       c.Logger,
+		Hooks:        c.Hooks,
 		Now:          c.Now,
 	}
 }
@@ -186,9 +197,9 @@ func (c Config) validate() error {
 		}
 	}
 	if c.UserClient != nil && c.ServiceSource != nil {
-		if err := unused([]string{"Authority", "ClientSecret", "DomainAPI", "HTTPClient", "Transport", "AuthStyle", "Retry", "Now"},
+		if err := unused([]string{"Authority", "ClientSecret", "DomainAPI", "HTTPClient", "Transport", "AuthStyle", "Retry", "Now", "Hooks", "LogUsers"},
 			[]bool{c.Authority != "", c.ClientSecret != "", c.DomainAPI != "", c.HTTPClient != nil, c.Transport != nil,
-				c.AuthStyle != oauth2.AuthStyleAutoDetect, c.Retry != (auth.Retry{}), c.Now != nil},
+				c.AuthStyle != oauth2.AuthStyleAutoDetect, c.Retry != (auth.Retry{}), c.Now != nil, c.Hooks != nil, c.LogUsers},
 			"UserClient and ServiceSource"); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/tokencache"
 	"github.com/erpnetgo/auth/internal/transport"
 )
@@ -50,6 +51,9 @@ type Config struct {
 	Transport http.RoundTripper
 	// Retry tunes the retries of 429 and 503 answers (idempotent requests only).
 	Retry auth.Retry
+	// Hooks, if set, receive reftoken.rejected, api.backoff and
+	// api.session_opened (the first request the API accepted); see auth.Hooks.
+	Hooks *auth.Hooks
 }
 
 // Client returns an *http.Client that sends t with every request to the origins (scheme, host
@@ -100,6 +104,7 @@ func (t Token) Client(cfg Config) (*http.Client, error) {
 	return &http.Client{Transport: &transport.Transport{
 		Get:    func(context.Context) (*tokencache.Entry, error) { return e, nil },
 		Header: header,
+		Report: &hook.Reporter{Hooks: cfg.Hooks, Flow: "reftoken"},
 		Allow: func(_ context.Context, u *url.URL) error {
 			if o := transport.Origin(u); o != "" && (o == instance || o == api) {
 				return nil

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/retry"
 	"github.com/erpnetgo/auth/internal/transport"
@@ -87,6 +88,8 @@ type Cache struct {
 	origins   []string
 	lock      chan struct{} // a context-aware mutex: one fetch at a time
 	doc       atomic.Pointer[Document]
+	// Report, if set, sees each fetch as a "discovery" call.
+	Report *hook.Reporter
 }
 
 // New returns a Cache for authority (checked by CheckAuthority beforehand)
@@ -165,7 +168,9 @@ func (c *Cache) Get(ctx context.Context) (*Document, error) {
 	if stale != nil && time.Since(stale.fetched) < TTL {
 		return stale, nil
 	}
-	d, err := fetch(ctx, c.hc, c.authority)
+	fctx, end := c.Report.Call(ctx, "discovery")
+	d, err := fetch(fctx, c.hc, c.authority)
+	end(err)
 	if err == nil && c.domainAPI != "" {
 		d.DomainAPI = c.domainAPI
 	}

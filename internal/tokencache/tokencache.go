@@ -24,6 +24,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/hook"
 )
 
 // Defaults for Options.
@@ -57,7 +58,13 @@ type Entry struct {
 	// real clock); refreshAfter and staleAfter are measured from it.
 	born                     time.Time
 	refreshAfter, staleAfter time.Duration
+	used                     atomic.Bool
 }
+
+// FirstUse reports true once: the first time it is called for the entry
+// (the transport calls it when the API first accepts the token, which on
+// ERP.net opens a session).
+func (e *Entry) FirstUse() bool { return !e.used.Load() && e.used.CompareAndSwap(false, true) }
 
 // Fresh reports whether the entry is before its refresh window at now.
 func (e *Entry) Fresh(now time.Time) bool { return now.Sub(e.born) < e.refreshAfter }
@@ -82,6 +89,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives a warning when a background refresh fails.
 	Logger *slog.Logger
+	// Report receives token.cache_hit, token.wait and token.refresh_ahead.
+	Report *hook.Reporter
 }
 
 // Fetch obtains a new token. ctx belongs to the cache, not to any caller: it
@@ -98,6 +107,7 @@ type call struct {
 type Cache struct {
 	fetch  Fetch
 	opts   Options
+	report *hook.Reporter // nil unless events are wanted
 	now    func() time.Time
 	cur    atomic.Pointer[Entry]
 	flight atomic.Pointer[call]
@@ -116,6 +126,9 @@ type Cache struct {
 func New(fetch Fetch, opts Options) *Cache {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{fetch: fetch, opts: opts, now: opts.Now, ctx: ctx, cancel: cancel}
+	if opts.Report.Enabled() {
+		c.report = opts.Report
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -130,38 +143,65 @@ func New(fetch Fetch, opts Options) *Cache {
 // started if none is running; otherwise Get waits for the single shared
 // fetch or for ctx, whichever ends first.
 func (c *Cache) Get(ctx context.Context) (*Entry, error) {
+	if e := c.cur.Load(); e != nil && e.fresh.Load() && c.opts.Now == nil {
+		if c.report != nil {
+			c.report.Emit(ctx, auth.Event{Name: "token.cache_hit"})
+		}
+		return e, nil
+	}
+	return c.get(ctx)
+}
+
+// get is Get past the fast path.
+func (c *Cache) get(ctx context.Context) (*Entry, error) {
 	if e := c.cur.Load(); e != nil {
 		if e.fresh.Load() {
-			if c.opts.Now == nil {
-				return e, nil
-			}
 			// A test clock drives the flag: it is cleared when that clock
 			// passes the refresh point (the real clock's timer does it).
 			if c.age(e) < e.refreshAfter {
+				c.hit(ctx)
 				return e, nil
 			}
 			e.fresh.Store(false)
 		}
 		age := c.age(e)
 		if age < e.refreshAfter {
+			c.hit(ctx)
 			return e, nil
 		}
 		if age < e.staleAfter {
 			if c.flight.Load() == nil && c.now().UnixNano() >= c.retryAt.Load() {
 				c.start()
+				if c.report != nil {
+					c.report.Emit(ctx, auth.Event{Name: "token.refresh_ahead", Lead: e.Token.Expiry.Sub(c.now())})
+				}
 			}
+			c.hit(ctx)
 			return e, nil
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	cl := c.start()
+	var e *Entry
+	var err error
 	select {
 	case <-cl.done:
-		return cl.e, cl.err
+		e, err = cl.e, cl.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		err = ctx.Err()
+	}
+	if c.report != nil {
+		c.report.Emit(ctx, auth.Event{Name: "token.wait", Duration: time.Since(start), Err: err})
+	}
+	return e, err
+}
+
+func (c *Cache) hit(ctx context.Context) {
+	if c.report != nil {
+		c.report.Emit(ctx, auth.Event{Name: "token.cache_hit"})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/redact"
 	"github.com/erpnetgo/auth/internal/retry"
@@ -43,6 +45,9 @@ type Client struct {
 	// Hold remembers a Retry-After the retries did not wait for, so that
 	// calls fail fast until then without a request.
 	Hold retry.Hold
+	// Report receives token.issued and token.failed, and the token and
+	// revocation calls.
+	Report *hook.Reporter
 	// Now is the clock used for expiry; nil is time.Now.
 	Now func() time.Time
 }
@@ -76,8 +81,26 @@ type errorJSON struct {
 // Exchange posts form (which must hold grant_type and the grant's
 // parameters) to doc's token endpoint and returns the token. The returned
 // token's Extra carries "id_token" and "scope" when the server sent them.
-func (c *Client) Exchange(ctx context.Context, doc *discovery.Document, form url.Values) (*oauth2.Token, error) {
+func (c *Client) Exchange(ctx context.Context, doc *discovery.Document, form url.Values) (tok *oauth2.Token, err error) {
 	grant := form.Get("grant_type")
+	start := time.Now()
+	ctx, end := c.Report.Call(ctx, "token")
+	attempts := 0
+	defer func() {
+		end(err)
+		if !c.Report.Enabled() {
+			return
+		}
+		e := auth.Event{Name: "token.issued", Grant: grant, Duration: time.Since(start), Attempts: attempts, Err: err}
+		if err != nil {
+			e.Name = "token.failed"
+			var ae *auth.Error
+			if errors.As(err, &ae) {
+				e.StatusCode, e.RetryAfter, e.Attempts = ae.StatusCode, ae.RetryAfter, ae.Attempts
+			}
+		}
+		c.Report.Emit(ctx, e)
+	}()
 	op := "token request (" + grant + ")"
 	resp, attempts, err := c.post(ctx, doc.TokenEndpoint, doc.TokenEndpointAuthMethods, op, form)
 	if err != nil {
@@ -96,7 +119,7 @@ func (c *Client) Exchange(ctx context.Context, doc *discovery.Document, form url
 	if c.Now != nil {
 		now = c.Now
 	}
-	tok := &oauth2.Token{
+	tok = &oauth2.Token{
 		AccessToken:  tj.AccessToken,
 		TokenType:    tj.TokenType,
 		RefreshToken: tj.RefreshToken,
@@ -189,8 +212,10 @@ func (c *Client) Revoke(ctx context.Context, doc *discovery.Document, token, hin
 	if doc.RevocationEndpoint == "" {
 		return nil
 	}
+	ctx, end := c.Report.Call(ctx, "revocation")
 	form := url.Values{"token": {token}, "token_type_hint": {hint}}
 	_, _, err := c.post(ctx, doc.RevocationEndpoint, doc.TokenEndpointAuthMethods, "token revocation", form)
+	end(err)
 	return err
 }
 

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/retry"
 	"github.com/erpnetgo/auth/internal/tokencache"
 )
@@ -57,6 +58,9 @@ type Transport struct {
 	Base http.RoundTripper
 	// Retry tunes the 429/503 retries.
 	Retry retry.Policy
+	// Report receives api.retry_401, api.backoff, api.session_opened and
+	// reftoken.rejected.
+	Report *hook.Reporter
 }
 
 func (t *Transport) base() http.RoundTripper {
@@ -87,34 +91,53 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	resp, err := t.roundTrip(req, e)
+	resp, used, err := t.roundTrip(req, e)
 	if resp != nil {
 		resp.Request = req // the credential does not travel back with resp
+		if t.Report.Enabled() {
+			t.report(req, resp, used)
+		}
 	}
 	return resp, err
 }
 
-func (t *Transport) roundTrip(req *http.Request, e *tokencache.Entry) (*http.Response, error) {
+// report sends the events of a response to Report; e is the credential
+// the response answered.
+func (t *Transport) report(req *http.Request, resp *http.Response, e *tokencache.Entry) {
+	if resp.StatusCode == http.StatusUnauthorized {
+		if t.InvalidateIf == nil {
+			t.Report.Emit(req.Context(), auth.Event{Name: "reftoken.rejected", StatusCode: resp.StatusCode})
+		}
+		return
+	}
+	if e.FirstUse() {
+		t.Report.Emit(req.Context(), auth.Event{Name: "api.session_opened", StatusCode: resp.StatusCode})
+	}
+}
+
+func (t *Transport) roundTrip(req *http.Request, e *tokencache.Entry) (*http.Response, *tokencache.Entry, error) {
 	resp, err := t.send(req, e, req.Body)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.InvalidateIf == nil {
-		return resp, err
+		return resp, e, err
 	}
 	// 401: the token was revoked or expired early. Retry once with a fresh
 	// token if the request can be sent again.
 	body, ok := replayBody(req)
 	if !ok {
-		return resp, nil
+		return resp, e, nil
 	}
 	t.InvalidateIf(e)
+	t.Report.Emit(req.Context(), auth.Event{Name: "api.retry_401", StatusCode: resp.StatusCode})
 	e2, err := t.Get(req.Context())
 	if err != nil || e2 == e {
 		if body != nil {
 			body.Close()
 		}
-		return resp, nil
+		return resp, e, nil
 	}
 	drainClose(resp.Body)
-	return t.send(req, e2, body)
+	resp, err = t.send(req, e2, body)
+	return resp, e2, err
 }
 
 // send sends req with e's credential and body, retrying 429 and 503 for
@@ -140,7 +163,9 @@ func (t *Transport) send(req *http.Request, e *tokencache.Entry, body io.ReadClo
 		}
 		last = resp
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			return retry.Outcome{Retry: true, RetryAfter: retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}, errBusy
+			ra := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			t.Report.Emit(ctx, auth.Event{Name: "api.backoff", StatusCode: resp.StatusCode, RetryAfter: ra, Attempts: attempt + 1})
+			return retry.Outcome{Retry: true, RetryAfter: ra}, errBusy
 		}
 		return retry.Outcome{}, nil
 	})
