@@ -76,4 +76,3 @@ func TestHooksReportAPIBackoff(t *testing.T) {
 	assert.Equal(t, 1, rec.Count("api.backoff"))
 	assert.Equal(t, 1, rec.Count("api.session_opened"))
 }
-
