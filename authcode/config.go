@@ -136,10 +136,18 @@ type Config struct {
 	// them. Tokens, codes, verifiers, secrets and cookie values are never
 	// logged.
 	Logger *slog.Logger
-	// ErrorHandler renders errors of the SignIn, Callback and SignOut
-	// handlers; nil means a small built-in HTML page (or JSON for API
-	// callers). err never contains a secret.
-	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
+	// ErrorHandler renders the app's own page for errors of the SignIn,
+	// Callback and SignOut handlers; nil means a small built-in page (or
+	// JSON for API callers) that says in plain words what happened and what
+	// to do. status is the HTTP status to answer with. err is typed: Code
+	// is a short machine code ("access_denied", "invalid_state",
+	// "temporarily_unavailable", "server_misconfigured", ...), Description
+	// is the plain-words explanation the built-in page shows, ending with
+	// the reference under which the technical cause was logged, and
+	// errors.Is matches this package's errors (ErrInvalidState, ...) and the
+	// kinds of package auth. err never contains a secret; show people its
+	// Description, not err.Error().
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err *auth.Error)
 	// LogUsers adds the user's subject (ERP.net user name) to log records
 	// about sign-in, sign-out and refresh. Off by default: user names are
 	// personal data, and sign-in counts need none.

@@ -432,12 +432,13 @@ func (c *Client) fail(w http.ResponseWriter, r *http.Request, status int, err er
 	if r.URL.Path == c.attemptCP {
 		c.rep.Emit(r.Context(), auth.Event{Name: "signin.failed", StatusCode: status, Err: err})
 	}
+	title, msg := explain(err)
 	if c.cfg.ErrorHandler != nil {
-		c.cfg.ErrorHandler(w, r, status, err)
+		ae := &auth.Error{Op: "sign-in", Code: errorCode(err), Description: msg + " (reference " + ref + ")", Err: err}
+		c.cfg.ErrorHandler(w, r, status, ae)
 		return
 	}
 	noCache(w)
-	title, msg := explain(err)
 	if wantsJSON(r) && !isBrowserNavigation(r) {
 		writeError(w, r, status, errorCode(err), msg+" (reference "+ref+")")
 		return

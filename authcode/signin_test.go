@@ -142,10 +142,10 @@ func TestSignInOptions(t *testing.T) {
 }
 
 func TestErrorHandler(t *testing.T) {
-	var got error
+	var got *auth.Error
 	var status int
 	e := newEnv(t, withClient(func(c *Config) {
-		c.ErrorHandler = func(w http.ResponseWriter, r *http.Request, st int, err error) {
+		c.ErrorHandler = func(w http.ResponseWriter, r *http.Request, st int, err *auth.Error) {
 			got, status = err, st
 			w.WriteHeader(418)
 		}
@@ -154,6 +154,13 @@ func TestErrorHandler(t *testing.T) {
 	assert.Equal(t, 418, r.StatusCode)
 	assert.Equal(t, http.StatusBadRequest, status)
 	assert.ErrorIs(t, got, ErrInvalidState)
+	assert.Equal(t, "invalid_state", got.Code)
+	assert.NotEmpty(t, got.Description)
+	assert.NotContains(t, got.Description, "authcode:")
+	i := strings.LastIndex(got.Description, "(reference ")
+	require.Positive(t, i, "the description ends with the reference: %q", got.Description)
+	ref := strings.TrimSuffix(got.Description[i+len("(reference "):], ")")
+	assert.Contains(t, e.logs.String(), `"ref":"`+ref+`"`, "the cause is logged under the reference")
 }
 
 func TestSecureCookiesForHTTPSRedirect(t *testing.T) {
