@@ -375,3 +375,73 @@ func zitadelSignIn(ctx context.Context, t *testing.T, o *zitadelop.OP, a *zitade
 	require.NoError(t, err)
 	return s
 }
+
+// TestZitadelLoopbackSignIn signs a command-line user in with
+// LoopbackSignIn (RFC 8252: a public client, redirect to 127.0.0.1 on a
+// random port, which the OP matches to the registered loopback URI on any
+// port), refreshes once with rotation, and signs out with SignOutSession.
+func TestZitadelLoopbackSignIn(t *testing.T) {
+	const id = "com.example.interop/cli"
+	o := zitadelop.Start(t, zitadelop.Config{NativeClients: []zitadelop.Client{
+		{ID: id, RedirectURIs: []string{"http://127.0.0.1/callback"}},
+	}})
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	rec := &recorder{base: tr}
+	c, err := authcode.New(authcode.Config{
+		Authority:  o.Issuer(),
+		ClientID:   id,
+		HTTPClient: &http.Client{Transport: rec, Timeout: 20 * time.Second},
+		Transport:  tr,
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	browserDone := make(chan error, 1)
+	s, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{
+		Output: io.Discard,
+		OpenBrowser: func(authURL string) error {
+			go func() {
+				cb, err := o.Login(ctx, authURL, o.User(), zitadelop.UserPassword)
+				if err == nil {
+					var resp *http.Response
+					if resp, err = (&http.Client{Transport: tr}).Get(cb.String()); err == nil {
+						resp.Body.Close()
+					}
+				}
+				browserDone <- err
+			}()
+			return nil
+		},
+	})
+	require.NoError(t, <-browserDone)
+	require.NoError(t, err)
+	assert.Equal(t, zitadelop.UserID, s.Subject)
+	codes := rec.grants("authorization_code")
+	require.Len(t, codes, 1)
+	assert.True(t, strings.HasPrefix(codes[0].Form.Get("redirect_uri"), "http://127.0.0.1:"), codes[0].Form.Get("redirect_uri"))
+	assert.False(t, codes[0].Form.Has("client_secret"))
+	rt := codes[0].str("refresh_token")
+	require.NotEmpty(t, rt)
+
+	c.Invalidate(s)
+	_, err = c.TokenSource(ctx, s).Token()
+	require.NoError(t, err)
+	refreshes := rec.grants("refresh_token")
+	require.Len(t, refreshes, 1)
+	assert.Equal(t, rt, refreshes[0].Form.Get("refresh_token"))
+	rt2 := refreshes[0].str("refresh_token")
+	require.NotEmpty(t, rt2)
+	assert.NotEqual(t, rt, rt2, "rotated")
+
+	require.NoError(t, c.SignOutSession(ctx, s))
+	revs := rec.to("/revoke")
+	require.Len(t, revs, 1)
+	assert.Equal(t, rt2, revs[0].Form.Get("token"))
+	_, err = c.TokenSource(ctx, s).Token()
+	assert.ErrorIs(t, err, auth.ErrReauthRequired)
+	assertNoRedemptionTwice(t, rec)
+}
