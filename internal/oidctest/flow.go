@@ -209,7 +209,7 @@ func (p *Provider) isFinal(u *url.URL, target string) bool {
 		u.Scheme == t.Scheme && u.Host == t.Host && u.Path == t.Path {
 		return true
 	}
-	return u.Scheme+"://"+u.Host != p.issuer
+	return u.Scheme+"://"+u.Host != p.origin
 }
 
 func queryParam(rawURL, name string) (string, error) {

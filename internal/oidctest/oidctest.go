@@ -6,7 +6,8 @@
 // The provider is configured by provider/server.mjs:
 //
 //   - the issuer is http://127.0.0.1:<random port> (no path) and equals the
-//     discovery document's "issuer";
+//     discovery document's "issuer"; with [Config.ERPNetStyle] the server is
+//     laid out as an ERP.net instance instead (see there);
 //   - every access token issued by the token endpoint (client_credentials,
 //     authorization_code, refresh_token) is an RS256 JWT ("typ": "at+jwt")
 //     for the resource server [Provider.Resource], which is both the token's
@@ -45,6 +46,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,6 +96,19 @@ type Config struct {
 	// Users is not nil, [Provider.Login] refuses names missing from it and
 	// types the listed password into the form.
 	Users map[string]string
+	// ERPNetStyle lays the server out as an ERP.net instance whose root is
+	// http://127.0.0.1:<port> ([Provider.Root]): the provider is mounted
+	// under /id (the issuer is <root>/id) with IdentityServer's routes
+	// /connect/authorize, /connect/token, /connect/endsession,
+	// /connect/revocation, /connect/introspect, /connect/userinfo and the
+	// JWKS at /.well-known/openid-configuration/jwks; GET
+	// <root>/sys/auto-discovery answers ERP.net's JSON naming the ID web site
+	// (<root>/id) and the Domain API (ODataServiceRoot
+	// <root>/api/domain/odata/, [Provider.DomainAPI]); and that OData root is
+	// a stand-in answering 200 {"value":[]} to any request with a Bearer
+	// token and 401 without. Nothing is served at the root's
+	// /.well-known/openid-configuration.
+	ERPNetStyle bool
 }
 
 // Provider is a running oidc-provider process. Its methods are safe for
@@ -101,6 +116,8 @@ type Config struct {
 // [Provider.EndSession] run one at a time.
 type Provider struct {
 	issuer   string
+	root     string // the instance root (ERPNetStyle) or the issuer
+	origin   string // scheme://host:port
 	resource string
 	users    map[string]string
 
@@ -186,8 +203,18 @@ func Start(tb testing.TB, cfg Config) *Provider {
 	}
 
 	jar, _ := cookiejar.New(nil)
+	root := issuer
+	if cfg.ERPNetStyle {
+		root = strings.TrimSuffix(issuer, "/id")
+	}
+	origin := root
+	if u, err := url.Parse(issuer); err == nil {
+		origin = u.Scheme + "://" + u.Host
+	}
 	p := &Provider{
 		issuer:    issuer,
+		root:      root,
+		origin:    origin,
 		resource:  defaultResource,
 		users:     cfg.Users,
 		transport: &http.Transport{},
@@ -203,9 +230,23 @@ func Start(tb testing.TB, cfg Config) *Provider {
 	return p
 }
 
-// Issuer returns the issuer identifier, http://127.0.0.1:<port>, which is
-// also the base URL of discovery: Issuer()+"/.well-known/openid-configuration".
+// Issuer returns the issuer identifier, http://127.0.0.1:<port> (with
+// [Config.ERPNetStyle]: http://127.0.0.1:<port>/id), which is also the base
+// URL of discovery: Issuer()+"/.well-known/openid-configuration".
 func (p *Provider) Issuer() string { return p.issuer }
+
+// Root returns the ERP.net instance root, http://127.0.0.1:<port>, with
+// [Config.ERPNetStyle]; otherwise it returns the issuer.
+func (p *Provider) Root() string { return p.root }
+
+// DomainAPI returns the ODataServiceRoot that ERP.net auto-discovery names,
+// Root()+"/api/domain/odata/", with [Config.ERPNetStyle]; otherwise "".
+func (p *Provider) DomainAPI() string {
+	if p.root == p.issuer {
+		return ""
+	}
+	return p.root + "/api/domain/odata/"
+}
 
 // Resource returns the resource indicator of the resource server for which
 // every access token is issued; it is the "aud" claim of the JWT access
@@ -237,7 +278,7 @@ func serverConfig(cfg Config) map[string]any {
 		}
 		clients = append(clients, m)
 	}
-	conf := map[string]any{"clients": clients, "resource": defaultResource}
+	conf := map[string]any{"clients": clients, "resource": defaultResource, "erpnet": cfg.ERPNetStyle}
 	if cfg.AccessTokenTTL > 0 {
 		conf["accessTokenTTL"] = int64((cfg.AccessTokenTTL + time.Second - 1) / time.Second)
 	}

@@ -410,3 +410,67 @@ func assertOAuthError(t *testing.T, err error, code string) {
 		assert.Equal(t, code, re.ErrorCode)
 	}
 }
+
+// TestERPNetStyle checks the ERP.net layout itself: auto-discovery at the
+// root, the provider under /id with IdentityServer's routes, nothing at the
+// root's discovery path, a login and an RP-initiated logout through the
+// mounted pages, and the Domain API stand-in.
+func TestERPNetStyle(t *testing.T) {
+	e := newEnv(t, oidctest.Config{Clients: testClients, ERPNetStyle: true})
+	root := e.p.Root()
+	assert.Equal(t, root+"/id", e.p.Issuer())
+	assert.Equal(t, root+"/api/domain/odata/", e.p.DomainAPI())
+
+	var ad struct {
+		WebSites []struct {
+			Type                 string
+			URL                  string `json:"Url"`
+			AdditionalProperties map[string]string
+		}
+	}
+	e.get(t, root+"/sys/auto-discovery", &ad)
+	require.Len(t, ad.WebSites, 2)
+	assert.Equal(t, "ID", ad.WebSites[0].Type)
+	assert.Equal(t, root+"/id", ad.WebSites[0].URL)
+	assert.Equal(t, "DomainAPI", ad.WebSites[1].Type)
+	assert.Equal(t, root+"/api/domain/odata/", ad.WebSites[1].AdditionalProperties["ODataServiceRoot"])
+
+	ep := e.op.Endpoint()
+	assert.Equal(t, root+"/id/connect/authorize", ep.AuthURL)
+	assert.Equal(t, root+"/id/connect/token", ep.TokenURL)
+	assert.Equal(t, root+"/id/connect/endsession", e.meta.EndSession)
+	assert.Equal(t, root+"/id/connect/revocation", e.meta.Revocation)
+	assert.Equal(t, root+"/id/connect/introspect", e.meta.Introspection)
+	assert.Equal(t, root+"/id/.well-known/openid-configuration/jwks", e.meta.JWKS)
+	for _, u := range []string{root + "/.well-known/openid-configuration", root + "/connect/token"} {
+		resp, err := e.hc.Get(u)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode, u)
+	}
+
+	// Sign-in, client credentials and logout through the mounted provider.
+	tok, idToken := e.login(t, e.oauth2Config(webID, webSecret, oauth2.AuthStyleInHeader, "openid", "read"), user)
+	assert.Equal(t, e.p.Issuer(), idToken.Issuer)
+	e.verifyAccessToken(t, tok.AccessToken)
+	e.verifyAccessToken(t, e.clientCredentials(t, workerID, workerSecret, oauth2.AuthStyleInHeader, "read").AccessToken)
+	rawID, _ := tok.Extra("id_token").(string)
+	back, err := e.p.EndSession(e.ctx, e.meta.EndSession+"?"+url.Values{
+		"id_token_hint": {rawID}, "post_logout_redirect_uri": {loggedOut}, "state": {"s1"}}.Encode())
+	require.NoError(t, err)
+	require.NotNil(t, back)
+	assert.Equal(t, loggedOut+"?state=s1", back.String())
+
+	// The Domain API stand-in wants a Bearer token.
+	for auth, want := range map[string]int{"": http.StatusUnauthorized, "Bearer " + tok.AccessToken: http.StatusOK} {
+		req, err := http.NewRequestWithContext(e.ctx, http.MethodGet, e.p.DomainAPI()+"Crm_Sales_Customers", nil)
+		require.NoError(t, err)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := e.hc.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode)
+	}
+}

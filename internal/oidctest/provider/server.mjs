@@ -10,8 +10,19 @@
 //                 token_endpoint_auth_method, grant_types, redirect_uris,
 //                 post_logout_redirect_uris, scope> ],
 //   "resource": "urn:...",        // JWT access-token audience (default below)
-//   "accessTokenTTL": 0           // seconds; 0 = oidc-provider defaults
+//   "accessTokenTTL": 0,          // seconds; 0 = oidc-provider defaults
+//   "erpnet": false               // true: mounted as ERP.net serves it (below)
 // }
+//
+// With "erpnet": true the server looks like an ERP.net instance at
+// http://127.0.0.1:<port> (the instance root): the provider is mounted under
+// /id (issuer <root>/id) with IdentityServer's routes (/connect/authorize,
+// /connect/token, /connect/endsession, /connect/revocation,
+// /connect/introspect, /connect/userinfo,
+// /.well-known/openid-configuration/jwks), /sys/auto-discovery at the root
+// answers ERP.net's JSON naming the ID site and the Domain API, and
+// /api/domain/odata/ is a stand-in that answers 200 to any request with a
+// Bearer token and 401 without. It prints "LISTENING <issuer>".
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -42,7 +53,21 @@ const clients = (config.clients || []).map((c) => ({
 
 const server = createServer();
 await new Promise((resolve) => { server.listen(0, '127.0.0.1', resolve); });
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const root = `http://127.0.0.1:${server.address().port}`;
+const erpnet = config.erpnet === true;
+const mount = erpnet ? '/id' : '';
+const issuer = root + mount;
+
+// IdentityServer's endpoint paths, as ERP.net serves them under /id.
+const erpnetRoutes = {
+  authorization: '/connect/authorize',
+  token: '/connect/token',
+  end_session: '/connect/endsession',
+  revocation: '/connect/revocation',
+  introspection: '/connect/introspect',
+  userinfo: '/connect/userinfo',
+  jwks: '/.well-known/openid-configuration/jwks',
+};
 
 const provider = new Provider(issuer, {
   clients,
@@ -62,6 +87,7 @@ const provider = new Provider(issuer, {
     };
   },
   pkce: { required: () => true },
+  ...(erpnet ? { routes: erpnetRoutes } : {}),
   rotateRefreshToken: true,
   features: {
     devInteractions: { enabled: true },
@@ -90,5 +116,36 @@ const provider = new Provider(issuer, {
 // Fail fast on invalid client metadata (otherwise checked on first use).
 for (const { client_id: id } of clients) await provider.Client.find(id);
 
-server.on('request', provider.callback());
+if (!erpnet) {
+  server.on('request', provider.callback());
+} else {
+  const callback = provider.callback();
+  const autoDiscovery = JSON.stringify({
+    WebSites: [
+      { Type: 'ID', Url: issuer },
+      { Type: 'DomainAPI', Url: `${root}/api/domain`, AdditionalProperties: { ODataServiceRoot: `${root}/api/domain/odata/` } },
+    ],
+  });
+  const json = (res, status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+    res.end(body);
+  };
+  server.on('request', (req, res) => {
+    const path = req.url.split('?')[0];
+    if (path === mount || path.startsWith(`${mount}/`)) {
+      // Mounted as connect/express do: oidc-provider finds its mount path
+      // from originalUrl minus url.
+      req.originalUrl = req.url;
+      req.url = req.url.slice(mount.length) || '/';
+      callback(req, res);
+    } else if (path === '/sys/auto-discovery' && req.method === 'GET') {
+      json(res, 200, autoDiscovery);
+    } else if (path.startsWith('/api/domain/odata/')) {
+      if (/^Bearer \S+$/.test(req.headers.authorization || '')) json(res, 200, '{"value":[]}');
+      else json(res, 401, '{"error":{"message":"no bearer token"}}');
+    } else {
+      json(res, 404, '{"error":"not found"}');
+    }
+  });
+}
 console.log(`LISTENING ${issuer}`);
