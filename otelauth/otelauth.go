@@ -166,7 +166,7 @@ type recorder struct {
 	tracer      trace.Tracer
 
 	requests, retries, cacheHits, unauthorized, backoffs, sessions, rejections, signins, signouts, reauth metric.Int64Counter
-	requestDuration, waitDuration, lead                                                            metric.Float64Histogram
+	requestDuration, waitDuration, lead                                                                   metric.Float64Histogram
 
 	// hitAttrs caches the attribute set of each client's cache hits, the
 	// hot path: client -> []metric.AddOption.
