@@ -147,12 +147,12 @@ func (tm *telemetry) everything() string {
 	for _, s := range tm.spans.Ended() {
 		fmt.Fprintln(&b, "span", s.Name(), s.Status().Description)
 		for _, kv := range s.Attributes() {
-			fmt.Fprintf(&b, "  %s=%s\n", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, "  %s=%s\n", kv.Key, kv.Value.String())
 		}
 		for _, e := range s.Events() {
 			fmt.Fprintln(&b, "  event", e.Name)
 			for _, kv := range e.Attributes {
-				fmt.Fprintf(&b, "    %s=%s\n", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, "    %s=%s\n", kv.Key, kv.Value.String())
 			}
 		}
 	}

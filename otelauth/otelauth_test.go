@@ -248,7 +248,7 @@ func TestCallSpans(t *testing.T) {
 		}
 		got := map[string]string{}
 		for _, kv := range s.Attributes() {
-			got[string(kv.Key)] = kv.Value.Emit()
+			got[string(kv.Key)] = kv.Value.String()
 		}
 		want := map[string]string{"erpnet.auth.operation": "token", "error.type": e.class}
 		if e.status != 0 {
