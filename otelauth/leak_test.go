@@ -1,0 +1,9 @@
+package otelauth_test
+
+import (
+	"testing"
+
+	"github.com/erpnetgo/auth/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
