@@ -269,10 +269,11 @@ func (c *Client) tokensFor(id, key string, rec *record) (*userTokens, error) {
 	if u == nil {
 		u = &userTokens{c: c, id: id, key: key, rec: rec}
 		u.cache = tokencache.New(u.refresh, tokencache.Options{
-			Window: c.cfg.RefreshWindow,
-			Now:    c.cfg.Now, // nil keeps the clock-free fast path
-			Logger: c.log,
-			Report: c.rep,
+			Window:     c.cfg.RefreshWindow,
+			Now:        c.cfg.Now, // nil keeps the clock-free fast path
+			Logger:     c.log,
+			Report:     c.rep,
+			OneSession: true, // a refresh keeps the user's ERP.net session
 		})
 		u.cache.Set(rec.token())
 		u.lastUsed.Store(now.UnixNano())

@@ -1,5 +1,3 @@
-//go:build integration_hooks
-
 package otelauth_test
 
 import (

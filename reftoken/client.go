@@ -89,13 +89,13 @@ func (t Token) Client(cfg Config) (*http.Client, error) {
 	} else if err := discovery.CheckAuthority("DomainAPI", domainAPI); err != nil {
 		return nil, err
 	}
-	e := &tokencache.Entry{}
+	var e *tokencache.Entry
 	var header string
 	switch cfg.Header {
 	case Bearer:
-		e.Header = []string{"Bearer " + t.RevealSecret()}
+		e = tokencache.Static("Bearer " + t.RevealSecret())
 	case APIKey:
-		e.Header = []string{t.RevealSecret()}
+		e = tokencache.Static(t.RevealSecret())
 		header = "X-Api-Key"
 	default:
 		return nil, &auth.ConfigError{Field: "Header", Reason: "must be reftoken.Bearer or reftoken.APIKey"}

@@ -58,12 +58,20 @@ type Entry struct {
 	// real clock); refreshAfter and staleAfter are measured from it.
 	born                     time.Time
 	refreshAfter, staleAfter time.Duration
-	used                     atomic.Bool
+	used                     *atomic.Bool // this entry's, or the cache's with OneSession
 }
 
-// FirstUse reports true once: the first time it is called for the entry
-// (the transport calls it when the API first accepts the token, which on
-// ERP.net opens a session).
+// Static returns an entry that is not in any cache, for a credential that
+// never changes (a reference token): header is the credential header's
+// value.
+func Static(header string) *Entry {
+	return &Entry{Header: []string{header}, used: new(atomic.Bool), refreshAfter: math.MaxInt64, staleAfter: math.MaxInt64}
+}
+
+// FirstUse reports true once: the first time it is called for the entry,
+// or with Options.OneSession for any entry of its cache (the transport
+// calls it when the API first accepts a token, which on ERP.net opens a
+// session).
 func (e *Entry) FirstUse() bool { return !e.used.Load() && e.used.CompareAndSwap(false, true) }
 
 // Fresh reports whether the entry is before its refresh window at now.
@@ -91,6 +99,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Report receives token.cache_hit, token.wait and token.refresh_ahead.
 	Report *hook.Reporter
+	// OneSession says every token of the cache belongs to one ERP.net
+	// session (a user's sign-in: a refresh keeps the session), so only the
+	// first use of the first token opens one.
+	OneSession bool
 }
 
 // Fetch obtains a new token. ctx belongs to the cache, not to any caller: it
@@ -108,6 +120,7 @@ type Cache struct {
 	fetch  Fetch
 	opts   Options
 	report *hook.Reporter // nil unless events are wanted
+	used   atomic.Bool    // with OneSession: the session was opened
 	now    func() time.Time
 	cur    atomic.Pointer[Entry]
 	flight atomic.Pointer[call]
@@ -314,7 +327,10 @@ var errEmpty error = emptyErr{}
 // clock, arms the timer that ends its fresh period.
 func (c *Cache) entry(tok *oauth2.Token) *Entry {
 	e := &Entry{Token: tok, Header: []string{tok.Type() + " " + tok.AccessToken},
-		born: c.now(), refreshAfter: math.MaxInt64, staleAfter: math.MaxInt64}
+		born: c.now(), refreshAfter: math.MaxInt64, staleAfter: math.MaxInt64, used: &c.used}
+	if !c.opts.OneSession {
+		e.used = new(atomic.Bool)
+	}
 	if !tok.Expiry.IsZero() {
 		life := tok.Expiry.Sub(e.born)
 		skew := min(maxSkew, life/10)

@@ -111,7 +111,7 @@ func (t *Transport) report(req *http.Request, resp *http.Response, e *tokencache
 		return
 	}
 	if e.FirstUse() {
-		t.Report.Emit(req.Context(), auth.Event{Name: "api.session_opened", StatusCode: resp.StatusCode})
+		t.Report.Emit(req.Context(), auth.Event{Name: "api.session_opened"})
 	}
 }
 
