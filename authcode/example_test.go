@@ -10,19 +10,20 @@ import (
 	"path/filepath"
 
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 // A command-line app signs the user in through the browser and calls the
-// Domain API as that user. Here the local development identity server signs
-// alice in without a form, and a plain HTTP GET stands in for the browser.
+// Domain API as that user. Here a local ERP.net stand-in (package
+// erpnettest) plays the instance, and its SignIn plays the browser: it
+// fills in the sign-in form as alice and follows the redirect back to the
+// app's loopback listener.
 func Example() {
-	idp, err := devserver.Start(devserver.Demo())
+	idp, err := erpnettest.Start(erpnettest.Config{}) // a real app uses its instance URL
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer idp.Close()
-	idp.SetAutoSignIn(devserver.DemoAlice)
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -36,7 +37,7 @@ func Example() {
 
 	c, err := authcode.New(authcode.Config{
 		Authority:  idp.URL(),
-		ClientID:   devserver.DemoCLIID, // a public client: no secret
+		ClientID:   erpnettest.Demo.CLIID, // a public client: no secret
 		HTTPClient: hc,
 		// The session is kept in a file (mode 0600): the next run reuses
 		// it instead of opening the browser.
@@ -49,11 +50,8 @@ func Example() {
 
 	ctx := context.Background()
 	s, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{
-		OpenBrowser: func(u string) error {
-			resp, err := hc.Get(u) // follows the redirect to the loopback listener
-			if err == nil {
-				resp.Body.Close()
-			}
+		OpenBrowser: func(u string) error { // nil opens the system browser
+			_, err := idp.SignIn(u, erpnettest.Demo.Alice)
 			return err
 		},
 		Output: io.Discard, // where "open this address" is printed; nil means os.Stderr
@@ -63,7 +61,7 @@ func Example() {
 	}
 	fmt.Println("signed in as", s.Subject)
 
-	resp, err := c.UserClient(ctx, s).Get(idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=1")
+	resp, err := c.UserClient(ctx, s).Get(idp.DomainAPI() + "Crm_Sales_Customers?$top=1")
 	if err != nil {
 		log.Fatal(err)
 	}
