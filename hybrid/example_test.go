@@ -50,9 +50,9 @@ func (p *devPortal) Close() {
 	p.idp.Close()
 }
 
-// browser signs user in to the portal (erpnettest fills in the identity
+// signedIn signs user in to the portal (erpnettest fills in the identity
 // server's sign-in form) and returns a client with the session cookie.
-func (p *devPortal) browser(user string) *http.Client {
+func (p *devPortal) signedIn(user string) *http.Client {
 	b, err := p.idp.SignIn(p.srv.URL+"/signin", user)
 	if err != nil {
 		log.Fatal(err)
@@ -104,7 +104,7 @@ func ExampleApp_WithUser() {
 	})))
 	portal.serve(mux)
 
-	resp, err := portal.browser(erpnettest.Demo.Alice).Get(portal.srv.URL + "/")
+	resp, err := portal.signedIn(erpnettest.Demo.Alice).Get(portal.srv.URL + "/")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func ExampleApp_RunAsService() {
 	})))
 	portal.serve(mux)
 
-	fmt.Print(post(portal.browser(erpnettest.Demo.Alice), portal.srv.URL+"/import"))
+	fmt.Print(post(portal.signedIn(erpnettest.Demo.Alice), portal.srv.URL+"/import"))
 	// Output:
 	// level=INFO msg="hybrid: service job started" job=import trigger=user triggered_by=alice acting_as=system_user client_id=com.example/webapp
 	// level=INFO msg="hybrid: service job finished" job=import trigger=user triggered_by=alice acting_as=system_user client_id=com.example/webapp outcome=ok
