@@ -25,9 +25,36 @@ if [ -f "$readme" ]; then
   mkdir "$tmp/readme"
   awk '/^## Testing your app/ { sec = 1 } sec && /^```go$/ { if (!done) { on = 1; next } } /^```$/ { if (on) { on = 0; done = 1 } } on' "$readme" >"$tmp/readme/app_test.go"
 fi
+# Every Example file of the SDK's packages, and every example program (without its own tests),
+# must compile here too: each is what a user copies into their module.
+(cd "$checkout" && find . -name 'example*_test.go' -not -path './examples/*' -not -path '*/testdata/*') |
+  while read -r f; do
+    d="$tmp/sdkexamples/$(dirname "${f#./}" | tr / _)"
+    mkdir -p "$d" && cp "$checkout/$f" "$d/"
+  done
+for prog in "$checkout"/examples/*/; do
+  [ -f "$prog/go.mod" ] && continue # a module of its own (browsertest)
+  d="$tmp/programs/$(basename "$prog")"
+  mkdir -p "$d"
+  find "$prog" -maxdepth 1 -name '*.go' -not -name '*_test.go' -exec cp {} "$d/" \;
+done
 cd "$tmp"
 export GOFLAGS=-mod=mod
 go mod tidy
 # (Go itself refuses an import of the SDK's internal packages from this module.)
 go vet ./...
-go test -race -count=1 ./...
+go build ./programs/...
+# The Example functions run here as they do in the SDK (their // Output: is checked). The
+# Redis store's need a redis-server: one is started on a free port when it is on PATH.
+if command -v redis-server >/dev/null 2>&1; then
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 16399)"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 &
+  redis_pid=$!
+  trap 'kill "$redis_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  export REDIS_ADDR="127.0.0.1:$port"
+  go test -race -count=1 ./...
+else
+  echo "redis-server not on PATH: the redisstore Examples are compiled, not run"
+  go test -race -count=1 $(go list ./... | grep -v '/sdkexamples/authcode_redisstore$')
+fi

@@ -6,23 +6,25 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 // A command-line app signs the user in through the browser and calls the
-// Domain API as that user. Here the local development identity server signs
-// alice in without a form, and a plain HTTP GET stands in for the browser.
+// Domain API as that user. Here a local ERP.net stand-in (package
+// erpnettest) plays the instance, and its SignIn plays the browser: it
+// fills in the sign-in form as alice and follows the redirect back to the
+// app's loopback listener.
 func Example() {
-	idp, err := devserver.Start(devserver.Demo())
+	idp, err := erpnettest.Start(erpnettest.Config{}) // a real app uses its instance URL
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer idp.Close()
-	idp.SetAutoSignIn(devserver.DemoAlice)
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -36,7 +38,7 @@ func Example() {
 
 	c, err := authcode.New(authcode.Config{
 		Authority:  idp.URL(),
-		ClientID:   devserver.DemoCLIID, // a public client: no secret
+		ClientID:   erpnettest.Demo.CLIID, // a public client: no secret
 		HTTPClient: hc,
 		// The session is kept in a file (mode 0600): the next run reuses
 		// it instead of opening the browser.
@@ -49,11 +51,8 @@ func Example() {
 
 	ctx := context.Background()
 	s, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{
-		OpenBrowser: func(u string) error {
-			resp, err := hc.Get(u) // follows the redirect to the loopback listener
-			if err == nil {
-				resp.Body.Close()
-			}
+		OpenBrowser: func(u string) error { // nil opens the system browser
+			_, err := idp.SignIn(u, erpnettest.Demo.Alice)
 			return err
 		},
 		Output: io.Discard, // where "open this address" is printed; nil means os.Stderr
@@ -63,7 +62,7 @@ func Example() {
 	}
 	fmt.Println("signed in as", s.Subject)
 
-	resp, err := c.UserClient(ctx, s).Get(idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=1")
+	resp, err := c.UserClient(ctx, s).Get(idp.DomainAPI() + "Crm_Sales_Customers?$top=1")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -76,12 +75,25 @@ func Example() {
 }
 
 // A web app mounts the handlers and protects its pages with RequireUser.
+// Here a local ERP.net stand-in (package erpnettest) plays the instance
+// and signs alice in through its form; a real app gives its instance URL
+// (e.g. https://demodb.my.erp.net), its Trusted Application and its public
+// callback URL instead.
 func ExampleClient_RequireUser() {
+	idp, err := erpnettest.Start(erpnettest.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer idp.Close()
+	mux := http.NewServeMux()
+	app := httptest.NewServer(mux) // the demo application accepts 127.0.0.1:<any port>/callback
+	defer app.Close()
+
 	c, err := authcode.New(authcode.Config{
-		Authority:    "https://demodb.my.erp.net",
-		ClientID:     "com.example/webapp",
-		ClientSecret: os.Getenv("ERPNET_CLIENT_SECRET"),
-		RedirectURL:  "https://app.example.com/callback",
+		Authority:    idp.URL(),
+		ClientID:     erpnettest.Demo.WebAppID,
+		ClientSecret: erpnettest.Demo.WebAppSecret, // os.Getenv("ERPNET_CLIENT_SECRET")
+		RedirectURL:  app.URL + "/callback",
 		// Keys: [][]byte{key}, // the same 32 random bytes on every replica
 	})
 	if err != nil {
@@ -89,20 +101,35 @@ func ExampleClient_RequireUser() {
 	}
 	defer c.Close()
 
-	mux := http.NewServeMux()
 	mux.Handle("/signin", c.SignIn())
 	mux.Handle("/callback", c.Callback())
-	mux.Handle("/signout", c.SignOut()) // a POST form; a cross-site GET asks to confirm
+	mux.Handle("POST /signout", c.SignOut())
 	mux.Handle("/customers", c.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := authcode.SessionFromContext(r.Context())
-		resp, err := c.UserClient(r.Context(), s).Get("https://demodb.my.erp.net/api/domain/odata/Crm_Sales_Customers?$top=10")
+		root, err := c.DomainAPI(r.Context()) // from ERP.net auto-discovery
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+			http.Error(w, "the ERP.net instance cannot be reached", http.StatusBadGateway)
+			return
+		}
+		resp, err := c.UserClient(r.Context(), s).Get(root + "Crm_Sales_Customers?$top=10")
+		if err != nil {
+			http.Error(w, "the Domain API cannot be reached", http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.Copy(w, resp.Body)
+		fmt.Fprintf(w, "%s: customers read as %s", s.Name, resp.Header.Get("X-Erpnet-Caller"))
 	})))
-	_ = http.ListenAndServe // serve mux
+
+	browser, err := idp.SignIn(app.URL+"/customers", erpnettest.Demo.Alice)
+	if err != nil {
+		log.Fatal(err)
+	}
+	resp, err := browser.Get(app.URL + "/customers")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(page))
+	// Output: Alice Anderson: customers read as user:alice
 }

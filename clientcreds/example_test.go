@@ -4,20 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/erpnetgo/auth"
 	"log"
 
 	"golang.org/x/oauth2"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/clientcreds"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 // A background worker creates one Source at start-up and keeps it for the
 // life of the process; its Client adds the cached service token to every
 // request.
 func ExampleSource_Client() {
-	idp, err := devserver.Start(devserver.Demo()) // a real app uses its instance URL
+	// A local ERP.net stand-in; a real app uses its instance URL.
+	idp, err := erpnettest.Start(erpnettest.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -25,8 +26,8 @@ func ExampleSource_Client() {
 
 	src, err := clientcreds.New(clientcreds.Config{
 		Authority:    idp.URL(), // e.g. https://demodb.my.erp.net
-		ClientID:     devserver.DemoWorkerID,
-		ClientSecret: devserver.DemoWorkerSecret,
+		ClientID:     erpnettest.Demo.WorkerID,
+		ClientSecret: erpnettest.Demo.WorkerSecret,
 		Scopes:       []string{"read"},
 	})
 	if err != nil {
@@ -34,7 +35,7 @@ func ExampleSource_Client() {
 	}
 	defer src.Close()
 
-	resp, err := src.Client(context.Background()).Get(idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=1")
+	resp, err := src.Client(context.Background()).Get(idp.DomainAPI() + "Crm_Sales_Customers?$top=1")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -46,12 +47,18 @@ func ExampleSource_Client() {
 // Errors tell a misconfiguration, which retrying cannot fix, from a
 // temporary failure, which the Source has already retried.
 func ExampleSource_Token_errors() {
-	idp, _ := devserver.Start(devserver.Demo())
+	idp, err := erpnettest.Start(erpnettest.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer idp.Close()
-	src, _ := clientcreds.New(clientcreds.Config{Authority: idp.URL(), ClientID: devserver.DemoWorkerID, ClientSecret: "wrong"})
+	src, err := clientcreds.New(clientcreds.Config{Authority: idp.URL(), ClientID: erpnettest.Demo.WorkerID, ClientSecret: "wrong"})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer src.Close()
 
-	_, err := src.Token(context.Background())
+	_, err = src.Token(context.Background())
 	var e *auth.Error
 	switch {
 	case errors.Is(err, auth.ErrMisconfigured) && errors.As(err, &e):
@@ -64,15 +71,21 @@ func ExampleSource_Token_errors() {
 
 // Code written for golang.org/x/oauth2 takes the Source as a TokenSource.
 func ExampleSource_TokenSource() {
-	idp, _ := devserver.Start(devserver.Demo())
+	idp, err := erpnettest.Start(erpnettest.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer idp.Close()
-	src, _ := clientcreds.New(clientcreds.Config{Authority: idp.URL(), ClientID: devserver.DemoWorkerID,
-		ClientSecret: devserver.DemoWorkerSecret, Scopes: []string{"read"}})
+	src, err := clientcreds.New(clientcreds.Config{Authority: idp.URL(), ClientID: erpnettest.Demo.WorkerID,
+		ClientSecret: erpnettest.Demo.WorkerSecret, Scopes: []string{"read"}})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer src.Close()
 
 	ctx := context.Background()
 	hc := oauth2.NewClient(ctx, src.TokenSource(ctx))
-	resp, err := hc.Get(idp.URL() + "/api/domain/odata/General_Contacts")
+	resp, err := hc.Get(idp.DomainAPI() + "General_Contacts")
 	if err != nil {
 		log.Fatal(err)
 	}

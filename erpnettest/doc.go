@@ -37,7 +37,8 @@
 //
 // The web application accepts the redirect URIs http://127.0.0.1/callback and
 // http://127.0.0.1:8080/callback (and localhost:8080), and the post-logout URIs
-// http://127.0.0.1/ and http://127.0.0.1:8080/; the CLI accepts http://127.0.0.1/callback.
+// http://127.0.0.1/, http://127.0.0.1/signed-out and http://127.0.0.1:8080/; the CLI accepts
+// http://127.0.0.1/callback.
 // A redirect or post-logout URI registered for http://127.0.0.1 or http://[::1] without a
 // port matches that URI on any port (RFC 8252), so an app served by net/http/httptest can
 // be registered before it listens: serve its Callback handler at /callback. The worker's

@@ -251,6 +251,7 @@ func (s *Server) endpoint(name string) (devserver.Endpoint, bool) {
 const (
 	loopbackCallback   = "http://127.0.0.1/callback"
 	loopbackPostLogout = "http://127.0.0.1/"
+	loopbackSignedOut  = "http://127.0.0.1/signed-out"
 )
 
 // devConfig turns cfg into the internal server's configuration: the demo registrations, then
@@ -260,7 +261,7 @@ func devConfig(cfg Config) (devserver.Config, map[string]string, error) {
 	for i := range d.Apps {
 		if d.Apps[i].ApplicationURI == devserver.DemoWebAppID {
 			d.Apps[i].RedirectURIs = append(d.Apps[i].RedirectURIs, loopbackCallback)
-			d.Apps[i].PostLogoutRedirectURIs = append(d.Apps[i].PostLogoutRedirectURIs, loopbackPostLogout)
+			d.Apps[i].PostLogoutRedirectURIs = append(d.Apps[i].PostLogoutRedirectURIs, loopbackPostLogout, loopbackSignedOut)
 		}
 	}
 	var errs []error

@@ -8,45 +8,38 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
 	"sync/atomic"
 
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/hybrid"
-	"github.com/erpnetgo/auth/internal/devserver"
 )
 
-// The examples run against the SDK's dev identity server, whose demo
+// The examples run against erpnettest, a local ERP.net stand-in whose demo
 // Trusted Application (com.example/webapp) serves both flows: users sign
 // in through it, and its System User is "portal-system".
 
-// devPortal is the dev identity server plus an (initially empty) web server
-// for the portal, whose /callback is registered with the demo application.
+// devPortal is the ERP.net stand-in plus an (initially empty) web server for
+// the portal; the demo application accepts http://127.0.0.1:<any
+// port>/callback as its redirect URI.
 type devPortal struct {
-	idp     *devserver.Server
+	idp     *erpnettest.Server
 	srv     *httptest.Server
 	handler atomic.Pointer[http.Handler]
 }
 
 func startDevPortal() *devPortal {
-	p := &devPortal{}
+	idp, err := erpnettest.Start(erpnettest.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := &devPortal{idp: idp}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h := p.handler.Load(); h != nil {
 			(*h).ServeHTTP(w, r)
 		}
 	}))
-	cfg := devserver.Demo()
-	for i := range cfg.Apps {
-		if cfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
-			cfg.Apps[i].RedirectURIs = append(cfg.Apps[i].RedirectURIs, p.srv.URL+"/callback")
-		}
-	}
-	idp, err := devserver.Start(cfg)
-	if err != nil {
-		log.Fatal(err)
-	}
-	p.idp = idp
 	return p
 }
 
@@ -57,19 +50,13 @@ func (p *devPortal) Close() {
 	p.idp.Close()
 }
 
-// browser signs user in to the portal (the dev server's auto sign-in
-// stands in for the sign-in form) and returns a client with the session
-// cookie.
-func (p *devPortal) browser(user string) *http.Client {
-	p.idp.SetAutoSignIn(user)
-	defer p.idp.SetAutoSignIn("")
-	jar, _ := cookiejar.New(nil)
-	b := &http.Client{Jar: jar}
-	resp, err := b.Get(p.srv.URL + "/signin")
+// signedIn signs user in to the portal (erpnettest fills in the identity
+// server's sign-in form) and returns a client with the session cookie.
+func (p *devPortal) signedIn(user string) *http.Client {
+	b, err := p.idp.SignIn(p.srv.URL+"/signin", user)
 	if err != nil {
 		log.Fatal(err)
 	}
-	resp.Body.Close()
 	return b
 }
 
@@ -91,15 +78,15 @@ func ExampleApp_WithUser() {
 
 	app, err := hybrid.New(hybrid.Config{
 		Authority:    portal.idp.URL(),
-		ClientID:     devserver.DemoWebAppID,
-		ClientSecret: devserver.DemoWebAppSecret,
+		ClientID:     erpnettest.Demo.WebAppID,
+		ClientSecret: erpnettest.Demo.WebAppSecret,
 		RedirectURL:  portal.srv.URL + "/callback",
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer app.Close()
-	customers := portal.idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=1"
+	customers := portal.idp.DomainAPI() + "Crm_Sales_Customers?$top=1"
 
 	mux := http.NewServeMux()
 	mux.Handle("/signin", app.SignIn())
@@ -117,7 +104,7 @@ func ExampleApp_WithUser() {
 	})))
 	portal.serve(mux)
 
-	resp, err := portal.browser(devserver.DemoAlice).Get(portal.srv.URL + "/")
+	resp, err := portal.signedIn(erpnettest.Demo.Alice).Get(portal.srv.URL + "/")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -156,8 +143,8 @@ func ExampleApp_RunAsService() {
 	}))
 	app, err := hybrid.New(hybrid.Config{
 		Authority:     portal.idp.URL(),
-		ClientID:      devserver.DemoWebAppID,
-		ClientSecret:  devserver.DemoWebAppSecret,
+		ClientID:      erpnettest.Demo.WebAppID,
+		ClientSecret:  erpnettest.Demo.WebAppSecret,
 		RedirectURL:   portal.srv.URL + "/callback",
 		ServiceScopes: []string{"read"},
 		AuditLogger:   audit,
@@ -166,7 +153,7 @@ func ExampleApp_RunAsService() {
 		log.Fatal(err)
 	}
 	defer app.Close()
-	customers := portal.idp.URL() + "/api/domain/odata/Crm_Sales_Customers"
+	customers := portal.idp.DomainAPI() + "Crm_Sales_Customers"
 
 	mux := http.NewServeMux()
 	mux.Handle("/signin", app.SignIn())
@@ -196,7 +183,7 @@ func ExampleApp_RunAsService() {
 	})))
 	portal.serve(mux)
 
-	fmt.Print(post(portal.browser(devserver.DemoAlice), portal.srv.URL+"/import"))
+	fmt.Print(post(portal.signedIn(erpnettest.Demo.Alice), portal.srv.URL+"/import"))
 	// Output:
 	// level=INFO msg="hybrid: service job started" job=import trigger=user triggered_by=alice acting_as=system_user client_id=com.example/webapp
 	// level=INFO msg="hybrid: service job finished" job=import trigger=user triggered_by=alice acting_as=system_user client_id=com.example/webapp outcome=ok
@@ -210,8 +197,8 @@ func ExampleErrIdentityMix() {
 	defer portal.Close()
 	app, err := hybrid.New(hybrid.Config{
 		Authority:    portal.idp.URL(),
-		ClientID:     devserver.DemoWebAppID,
-		ClientSecret: devserver.DemoWebAppSecret,
+		ClientID:     erpnettest.Demo.WebAppID,
+		ClientSecret: erpnettest.Demo.WebAppSecret,
 		RedirectURL:  portal.srv.URL + "/callback",
 	})
 	if err != nil {
@@ -219,7 +206,7 @@ func ExampleErrIdentityMix() {
 	}
 	defer app.Close()
 
-	req, _ := http.NewRequest(http.MethodGet, portal.idp.URL()+"/api/domain/odata/Crm_Sales_Customers", nil)
+	req, _ := http.NewRequest(http.MethodGet, portal.idp.DomainAPI()+"Crm_Sales_Customers", nil)
 	req.Header.Set("Authorization", "Bearer a-token-of-someone-else")
 	_, err = app.Service().ServiceClient().Do(req)
 	fmt.Println(errors.Is(err, hybrid.ErrIdentityMix))
@@ -227,7 +214,7 @@ func ExampleErrIdentityMix() {
 	if errors.As(err, &mix) {
 		fmt.Println(mix.Client, "client refused a request carrying", mix.Found)
 	}
-	fmt.Println("API calls made:", portal.idp.Count(devserver.DomainAPI))
+	fmt.Println("API calls made:", portal.idp.Requests("domainapi"))
 	// Output:
 	// true
 	// service client refused a request carrying Authorization
@@ -240,8 +227,8 @@ func ExampleApp_RunBackground() {
 	defer portal.Close()
 	app, err := hybrid.New(hybrid.Config{
 		Authority:     portal.idp.URL(),
-		ClientID:      devserver.DemoWebAppID,
-		ClientSecret:  devserver.DemoWebAppSecret,
+		ClientID:      erpnettest.Demo.WebAppID,
+		ClientSecret:  erpnettest.Demo.WebAppSecret,
 		RedirectURL:   portal.srv.URL + "/callback",
 		ServiceScopes: []string{"read"},
 		AuditLogger:   slog.New(slog.DiscardHandler),
@@ -252,7 +239,7 @@ func ExampleApp_RunBackground() {
 	defer app.Close()
 
 	err = app.RunBackground(context.Background(), "nightly-sync", func(ctx context.Context, svc hybrid.ServiceAPI) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, portal.idp.URL()+"/api/domain/odata/Crm_Sales_Customers", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, portal.idp.DomainAPI()+"Crm_Sales_Customers", nil)
 		if err != nil {
 			return err
 		}

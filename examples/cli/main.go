@@ -27,17 +27,16 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"os/signal"
 	"time"
 
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 func main() {
-	auto := flag.Bool("auto", false, "dev server only: sign alice in without a browser (for unattended runs)")
+	auto := flag.Bool("auto", false, "dev server only: sign alice in without a browser, an HTTP client filling in the sign-in form (for unattended runs)")
 	sessionFile := flag.String("session-file", "", "keep the session in this file (0600) and reuse it on the next run")
 	timeout := flag.Duration("timeout", 5*time.Minute, "how long to wait for the browser sign-in")
 	verbose := flag.Bool("v", false, "debug logging (never token values)")
@@ -75,18 +74,20 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 		cfg.ClientID = os.Getenv("ERPNET_CLIENT_ID")
 		cfg.DomainAPI = os.Getenv("ERPNET_DOMAIN_API") // empty: found by auto-discovery
 	} else {
-		idp, err := devserver.Start(devserver.Demo())
+		idp, err := erpnettest.Start(erpnettest.Config{})
 		if err != nil {
 			return err
 		}
 		defer idp.Close()
 		fmt.Fprintf(out, "Using the in-process dev identity server at %s (users alice/alice-password, bob/bob-password)\n", idp.URL())
-		cfg.Authority, cfg.ClientID = idp.URL(), devserver.DemoCLIID // a public client: no secret
+		cfg.Authority, cfg.ClientID = idp.URL(), erpnettest.Demo.CLIID // a public client: no secret
 		if opts.auto {
-			// Nobody is at the keyboard: the dev server signs alice in
-			// without its form, and an HTTP client plays the browser.
-			idp.SetAutoSignIn(devserver.DemoAlice)
-			openBrowser = fakeBrowser
+			// Nobody is at the keyboard: an HTTP client plays the browser,
+			// filling in the dev server's sign-in form as alice.
+			openBrowser = func(u string) error {
+				_, err := idp.SignIn(u, erpnettest.Demo.Alice)
+				return err
+			}
 		}
 	}
 	c, err := authcode.New(cfg)
@@ -97,7 +98,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 
 	how := "through the browser"
 	if openBrowser != nil {
-		how = "without a browser (the dev server's automatic sign-in)"
+		how = "without a browser (an HTTP client filled in the sign-in form)"
 	}
 	start := time.Now()
 	sess, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{OpenBrowser: openBrowser, Timeout: opts.timeout, Output: out})
@@ -137,24 +138,6 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 	fmt.Fprintf(out, "Domain API caller: %s\n", caller)
 	for _, cust := range body.Value {
 		fmt.Fprintf(out, "  %-8s %s\n", cust.Number, cust.Name)
-	}
-	return nil
-}
-
-// fakeBrowser follows the authorization URL with a plain HTTP client: the
-// dev server signs the user in and redirects to the loopback listener.
-func fakeBrowser(u string) error {
-	jar, _ := cookiejar.New(nil)
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Jar: jar, Transport: tr, Timeout: 30 * time.Second}).Get(u)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("sign-in page: %s", resp.Status)
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ func TestCLIAutoSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Signed in as alice (Alice Anderson) without a browser", "Domain API caller: user:alice", "C-0001"} {
+	for _, want := range []string{"Signed in as alice (Alice Anderson) without a browser (an HTTP client filled in the sign-in form)", "Domain API caller: user:alice", "C-0001"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
 		}

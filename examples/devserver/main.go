@@ -190,6 +190,7 @@ func printBanner(out io.Writer, srv *erpnettest.Server, o options, pat, sat stri
 	fmt.Fprintf(tw, "  %s\tconfidential\t%s\tworker-system\tread update\t-\n", d.WorkerID, d.WorkerSecret)
 	fmt.Fprintf(tw, "  %s\tpublic\t(none)\t-\topenid profile read update offline_access\thttp://127.0.0.1:<any port>/callback\n", d.CLIID)
 	_ = tw.Flush()
+	fmt.Fprintf(out, "  (%s also accepts the post-logout URIs http://127.0.0.1:<any port>/ and /signed-out)\n", d.WebAppID)
 
 	fmt.Fprintln(out, "\nUsers:")
 	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)

@@ -14,7 +14,9 @@
 // alice at 15:04:05)".
 //
 // With no ERPNET_* variables it starts the SDK's dev identity server
-// in-process (sign in as alice / alice-password or bob / bob-password):
+// (package erpnettest) in-process, whose demo web application accepts the
+// portal on 127.0.0.1 at any port (sign in as alice / alice-password or
+// bob / bob-password):
 //
 //	go run ./examples/portal            # then open http://127.0.0.1:8080/
 //
@@ -42,7 +44,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/erpnetgo/auth"
 	"html/template"
 	"io"
 	"log/slog"
@@ -56,8 +57,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/hybrid"
-	"github.com/erpnetgo/auth/internal/devserver"
 )
 
 // importJob is the job name in the audit log.
@@ -152,14 +154,15 @@ func baseURL(a net.Addr) string {
 // API's OData root (ending in "/").
 func config(log *slog.Logger, base string) (hybrid.Config, string, func(), error) {
 	if os.Getenv("ERPNET_AUTHORITY") == "" {
-		idp, err := devserver.Start(devConfig(base))
+		idp, err := erpnettest.Start(erpnettest.Config{})
 		if err != nil {
 			return hybrid.Config{}, "", nil, err
 		}
+		d := erpnettest.Demo
 		log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server",
-			"url", idp.URL(), "client_id", devserver.DemoWebAppID,
-			"users", devserver.DemoAlice+"/"+devserver.DemoAlicePassword+", "+devserver.DemoBob+"/"+devserver.DemoBobPassword)
-		return devAppConfig(idp, base), idp.URL() + "/api/domain/odata/", func() { idp.Close() }, nil
+			"url", idp.URL(), "client_id", d.WebAppID,
+			"users", d.Alice+"/"+d.AlicePassword+", "+d.Bob+"/"+d.BobPassword)
+		return devAppConfig(idp, base), idp.DomainAPI(), func() { idp.Close() }, nil
 	}
 	cfg := hybrid.Config{
 		Authority:             strings.TrimSpace(os.Getenv("ERPNET_AUTHORITY")),
@@ -203,28 +206,16 @@ func config(log *slog.Logger, base string) (hybrid.Config, string, func(), error
 	return cfg, root, func() {}, nil
 }
 
-// devConfig is the dev identity server's demo configuration, with the
-// portal's redirect and post-logout URIs registered for the demo web app
-// (the one Trusted Application that serves both flows).
-func devConfig(base string) devserver.Config {
-	cfg := devserver.Demo()
-	for i := range cfg.Apps {
-		if a := &cfg.Apps[i]; a.ApplicationURI == devserver.DemoWebAppID {
-			a.RedirectURIs = append(a.RedirectURIs, base+"/callback")
-			a.PostLogoutRedirectURIs = append(a.PostLogoutRedirectURIs, base+"/signed-out")
-		}
-	}
-	return cfg
-}
-
-// devAppConfig is the App's Config for the dev identity server.
-func devAppConfig(idp *devserver.Server, base string) hybrid.Config {
+// devAppConfig is the App's Config for the dev identity server: its demo web
+// application (the one Trusted Application that serves both flows) accepts
+// http://127.0.0.1:<any port>/callback and /signed-out.
+func devAppConfig(idp *erpnettest.Server, base string) hybrid.Config {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // sessions end with the process, as the dev server's do
 	return hybrid.Config{
 		Authority:             idp.URL(),
-		ClientID:              devserver.DemoWebAppID,
-		ClientSecret:          devserver.DemoWebAppSecret,
+		ClientID:              erpnettest.Demo.WebAppID,
+		ClientSecret:          erpnettest.Demo.WebAppSecret,
 		RedirectURL:           base + "/callback",
 		PostLogoutRedirectURL: base + "/signed-out",
 		ServiceScopes:         []string{"read"},

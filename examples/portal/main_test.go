@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -43,8 +46,7 @@ func TestPortalShowsBothIdentities(t *testing.T) {
 		(*handler.Load()).ServeHTTP(w, r)
 	}))
 	defer ts.Close()
-	idp := devserver.StartTest(t, devConfig(ts.URL))
-	idp.SetAutoSignIn(devserver.DemoAlice)
+	idp := erpnettest.NewServer(t)
 
 	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
@@ -52,22 +54,22 @@ func TestPortalShowsBothIdentities(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	cfg := devAppConfig(idp, ts.URL)
 	cfg.HTTPClient = &http.Client{Transport: tr, Timeout: 20 * time.Second}
-	p, err := newPortal(cfg, idp.URL()+"/api/domain/odata/", log)
+	calls := &apiCalls{base: tr}
+	cfg.Transport = calls
+	p, err := newPortal(cfg, idp.DomainAPI(), log)
 	require.NoError(t, err)
 	defer p.Close()
 	h := p.Handler()
 	handler.Store(&h)
 
 	read := func(resp *http.Response, err error) string { t.Helper(); return readPage(t, resp, err) }
-	jar, _ := cookiejar.New(nil)
-	btr := &http.Transport{}
-	defer btr.CloseIdleConnections()
-	browser := &http.Client{Jar: jar, Transport: asBrowser{btr}, Timeout: 20 * time.Second}
 
-	// Sign in (following the redirects through the identity server) and
-	// see the customers, read as alice.
+	// Sign in (through the identity server's form) and see the customers,
+	// read as alice.
+	browser, err := idp.SignIn(ts.URL+"/", erpnettest.Demo.Alice)
+	require.NoError(t, err)
 	page := read(browser.Get(ts.URL + "/"))
-	assert.Contains(t, page, "Signed in as <strong>"+devserver.DemoAliceName+"</strong> (alice)")
+	assert.Contains(t, page, "Signed in as <strong>Alice Anderson</strong> (alice)")
 	assert.Contains(t, page, "read as user:alice")
 	assert.Contains(t, page, "Acme Manufacturing Ltd")
 	assert.Contains(t, page, "no import yet")
@@ -97,13 +99,10 @@ func TestPortalShowsBothIdentities(t *testing.T) {
 	}
 	assert.Regexp(t, `import ran as system:portal-system \(scheduled, at \d\d:\d\d:\d\d\): 3 customers`, page)
 
-	// The Domain API saw exactly two identities, each where intended.
-	seen := map[string]bool{}
-	for _, c := range idp.APICalls() {
-		seen[c.Kind+":"+c.Subject] = true
-		assert.Equal(t, devserver.DemoWebAppID, c.ClientID)
-	}
-	assert.Equal(t, map[string]bool{"user:alice": true, "system:portal-system": true}, seen)
+	// The Domain API saw exactly two identities, each where intended, with
+	// tokens of the one Trusted Application.
+	assert.Equal(t, map[string]bool{"user:alice": true, "system:portal-system": true}, calls.callers())
+	assert.Equal(t, map[string]bool{erpnettest.Demo.WebAppID: true}, calls.clientIDs())
 
 	// The audit log tells who did what, and never shows a token.
 	audit := logs.String()
@@ -123,9 +122,53 @@ func TestPortalShowsBothIdentities(t *testing.T) {
 	// Sign out: back on the signed-out page, and the home page asks to sign in.
 	page = read(browser.Post(ts.URL+"/signout", "application/x-www-form-urlencoded", nil))
 	assert.Contains(t, page, "You are signed out")
-	idp.SetAutoSignIn("")
 	page = read(browser.Get(ts.URL + "/"))
 	assert.Contains(t, page, `action="/id/account/login"`, "the identity server's sign-in form")
+}
+
+// apiCalls records, for every Domain API call of the portal, the caller the
+// Domain API reported (X-Erpnet-Caller) and the client_id in the access
+// token sent.
+type apiCalls struct {
+	base    http.RoundTripper
+	mu      sync.Mutex
+	caller  map[string]bool
+	clients map[string]bool
+}
+
+func (a *apiCalls) RoundTrip(r *http.Request) (*http.Response, error) {
+	client := "(no JWT)"
+	if parts := strings.Split(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "."); len(parts) == 3 {
+		var claims struct {
+			ClientID string `json:"client_id"`
+		}
+		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil && json.Unmarshal(b, &claims) == nil {
+			client = claims.ClientID
+		}
+	}
+	resp, err := a.base.RoundTrip(r)
+	if err == nil {
+		a.mu.Lock()
+		if a.caller == nil {
+			a.caller, a.clients = map[string]bool{}, map[string]bool{}
+		}
+		a.caller[resp.Header.Get("X-Erpnet-Caller")] = true
+		a.clients[client] = true
+		a.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (a *apiCalls) callers() map[string]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.caller
+}
+
+func (a *apiCalls) clientIDs() map[string]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.clients
 }
 
 // asBrowser sends what a browser sends when it loads a page.
@@ -174,7 +217,7 @@ func TestRunSignInFormAndCleanShutdown(t *testing.T) {
 	form := readPage(t, resp, err)
 	m := hiddenInput.FindAllStringSubmatch(form, -1)
 	require.Len(t, m, 2, form)
-	vals := url.Values{"username": {devserver.DemoBob}, "password": {devserver.DemoBobPassword}, "action": {"login"}}
+	vals := url.Values{"username": {erpnettest.Demo.Bob}, "password": {erpnettest.Demo.BobPassword}, "action": {"login"}}
 	for _, kv := range m {
 		vals.Set(kv[1], kv[2])
 	}

@@ -1,5 +1,6 @@
 // Command quickstart walks through every flow of the SDK against the
-// ERP.net-shaped dev identity server, started in-process: service tokens
+// ERP.net-shaped dev identity server (package erpnettest), started
+// in-process: service tokens
 // (clientcreds), reference tokens (reftoken), a web sign-in with refresh
 // and sign-out (authcode), a CLI loopback sign-in, and an app that does both
 // kinds of work without mixing them (hybrid). It prints each step in a few
@@ -17,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -25,7 +25,7 @@ import (
 
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/clientcreds"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/reftoken"
 )
 
@@ -47,10 +47,10 @@ type step struct {
 // qs is the state shared by the steps.
 type qs struct {
 	out io.Writer
-	idp *devserver.Server
-	app *httptest.Server // the web app's listener, registered as a redirect URI
+	idp *erpnettest.Server
+	app *httptest.Server // the web app's listener (the demo app accepts any 127.0.0.1 port)
 	mux *http.ServeMux
-	// portal is the hybrid app's listener, also registered.
+	// portal is the hybrid app's listener.
 	portal    *httptest.Server
 	portalMux *http.ServeMux
 }
@@ -61,22 +61,15 @@ func run(ctx context.Context, out io.Writer) error {
 	defer q.app.Close()
 	q.portal = httptest.NewServer(q.portalMux)
 	defer q.portal.Close()
-	cfg := devserver.Demo()
-	for i := range cfg.Apps {
-		if cfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
-			for _, base := range []string{q.app.URL, q.portal.URL} {
-				cfg.Apps[i].RedirectURIs = append(cfg.Apps[i].RedirectURIs, base+"/callback")
-				cfg.Apps[i].PostLogoutRedirectURIs = append(cfg.Apps[i].PostLogoutRedirectURIs, base+"/")
-			}
-		}
-	}
-	idp, err := devserver.Start(cfg)
+	// The demo web application accepts http://127.0.0.1:<any port>/callback
+	// and .../ as its redirect and post-logout URIs: both listeners qualify.
+	idp, err := erpnettest.Start(erpnettest.Config{})
 	if err != nil {
 		return err
 	}
 	defer idp.Close()
 	q.idp = idp
-	q.say("1. Dev identity server", "issuer %s (ERP.net shape: /id, /sys/auto-discovery, Domain API stand-in)", idp.Issuer())
+	q.say("1. Dev identity server", "issuer %s (ERP.net shape: /id, /sys/auto-discovery, Domain API stand-in)", idp.Authority())
 
 	steps := []step{
 		{"2. Service token (clientcreds)", q.serviceToken},
@@ -103,7 +96,7 @@ func (q *qs) say(title, format string, args ...any) {
 	fmt.Fprintf(q.out, "   "+format+"\n", args...)
 }
 
-func (q *qs) odata(set string) string { return q.idp.URL() + "/api/domain/odata/" + set }
+func (q *qs) odata(set string) string { return q.idp.DomainAPI() + set }
 
 // get calls url with hc and returns the caller the Domain API saw and how
 // many records came back.
@@ -133,7 +126,7 @@ func get(ctx context.Context, hc *http.Client, url string) (caller string, n int
 func (q *qs) serviceToken(ctx context.Context) error {
 	src, err := clientcreds.New(clientcreds.Config{
 		Authority: q.idp.URL(), // the instance root: resolved through /sys/auto-discovery
-		ClientID:  devserver.DemoWorkerID, ClientSecret: devserver.DemoWorkerSecret,
+		ClientID:  erpnettest.Demo.WorkerID, ClientSecret: erpnettest.Demo.WorkerSecret,
 		Scopes: []string{"read"},
 	})
 	if err != nil {
@@ -141,6 +134,7 @@ func (q *qs) serviceToken(ctx context.Context) error {
 	}
 	defer src.Close()
 	hc := src.Client(ctx)
+	before := q.idp.Requests("token")
 	for i := 0; i < 3; i++ {
 		caller, n, err := get(ctx, hc, q.odata("Crm_Sales_Customers?$top=5"))
 		if err != nil {
@@ -150,7 +144,7 @@ func (q *qs) serviceToken(ctx context.Context) error {
 			q.say("", "read %d customers as %s", n, caller)
 		}
 	}
-	if got := q.idp.GrantCount("client_credentials"); got != 1 {
+	if got := q.idp.Requests("token") - before; got != 1 {
 		return fmt.Errorf("expected 1 token request for 3 calls, saw %d", got)
 	}
 	q.say("", "3 API calls, 1 token request: the token is cached and refreshed in the background")
@@ -159,16 +153,15 @@ func (q *qs) serviceToken(ctx context.Context) error {
 
 func (q *qs) referenceTokens(ctx context.Context) error {
 	for _, c := range []struct {
-		kind    devserver.RefTokenKind
-		subject string
-		header  reftoken.Header
+		pat    bool
+		header reftoken.Header
 	}{
-		{devserver.PAT, devserver.DemoAlice, reftoken.Bearer},
-		{devserver.SAT, devserver.DemoWorkerID, reftoken.APIKey},
+		{true, reftoken.Bearer},
+		{false, reftoken.APIKey},
 	} {
-		raw, err := q.idp.IssueReferenceToken(devserver.RefTokenRequest{Kind: c.kind, Subject: c.subject, Scopes: []string{"read"}})
-		if err != nil {
-			return err
+		raw := q.idp.MintSAT(erpnettest.Demo.WorkerID, "read")
+		if c.pat {
+			raw = q.idp.MintPAT(erpnettest.Demo.Alice, "read")
 		}
 		tok, err := reftoken.Parse(raw)
 		if err != nil {
@@ -182,9 +175,9 @@ func (q *qs) referenceTokens(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		q.say("", "%v sent as %s: read %d customers as %s (printed token: %v)", kindName(c.kind), c.header, n, caller, tok)
-		if c.kind == devserver.PAT {
-			q.idp.RevokeReferenceToken(raw)
+		q.say("", "%v sent as %s: read %d customers as %s (printed token: %v)", kindName(c.pat), c.header, n, caller, tok)
+		if c.pat {
+			q.idp.RevokeToken(raw)
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, q.odata("Crm_Sales_Customers"), nil)
 			resp, err := hc.Do(req)
 			if err != nil {
@@ -200,24 +193,18 @@ func (q *qs) referenceTokens(ctx context.Context) error {
 	return nil
 }
 
-func kindName(k devserver.RefTokenKind) string {
-	if k == devserver.PAT {
+func kindName(pat bool) string {
+	if pat {
 		return "PAT (user alice)"
 	}
 	return "SAT (System User)"
-}
-
-// browser is a cookie-keeping HTTP client that stops at redirects back to the app.
-func (q *qs) browser() *http.Client {
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, Timeout: 20 * time.Second}
 }
 
 func (q *qs) webSignIn(ctx context.Context) error {
 	key := make([]byte, 32)
 	rand.Read(key)
 	ac, err := authcode.New(authcode.Config{
-		Authority: q.idp.URL(), ClientID: devserver.DemoWebAppID, ClientSecret: devserver.DemoWebAppSecret,
+		Authority: q.idp.URL(), ClientID: erpnettest.Demo.WebAppID, ClientSecret: erpnettest.Demo.WebAppSecret,
 		RedirectURL: q.app.URL + "/callback", PostLogoutRedirectURL: q.app.URL + "/",
 		Keys: [][]byte{key}, // nil Store: sessions in memory
 	})
@@ -239,11 +226,12 @@ func (q *qs) webSignIn(ctx context.Context) error {
 	})))
 	q.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "home") })
 
-	b := q.browser()
-	// Not signed in: the protected page sends the browser to sign in. The dev
-	// server's sign-in form is filled in by its auto sign-in switch here.
-	q.idp.SetAutoSignIn(devserver.DemoAlice)
-	defer q.idp.SetAutoSignIn("")
+	// Not signed in: the protected page sends the browser to sign in. Here
+	// erpnettest plays the browser and fills in the sign-in form as alice.
+	b, err := q.idp.SignIn(q.app.URL+"/customers", erpnettest.Demo.Alice)
+	if err != nil {
+		return err
+	}
 	page, err := fetch(ctx, b, http.MethodGet, q.app.URL+"/customers")
 	if err != nil {
 		return err
@@ -260,12 +248,12 @@ func (q *qs) webSignIn(ctx context.Context) error {
 	// An hour later the access token has expired; the refresh token is
 	// redeemed once, the rotated one saved before use.
 	q.idp.Advance(61 * time.Minute)
-	before := q.idp.GrantCount("refresh_token")
+	before := q.idp.Requests("token")
 	page, err = fetch(ctx, b, http.MethodGet, q.app.URL+"/customers")
 	if err != nil {
 		return err
 	}
-	q.say("", "an hour later (server clock advanced): %d refresh, page still says %q", q.idp.GrantCount("refresh_token")-before, page)
+	q.say("", "an hour later (server clock advanced): %d token request (the refresh), page still says %q", q.idp.Requests("token")-before, page)
 
 	if _, err := fetch(ctx, b, http.MethodPost, q.app.URL+"/signout"); err != nil {
 		return err
@@ -282,29 +270,22 @@ func (q *qs) webSignIn(ctx context.Context) error {
 		return fmt.Errorf("after sign-out /customers answered %s, want 401", resp.Status)
 	}
 	q.say("", "POST /signout: refresh token revoked (%d revocation call), session deleted, end_session visited; /customers now answers 401",
-		q.idp.Count(devserver.Revocation))
+		q.idp.Requests("revocation"))
 	return nil
 }
 
 func (q *qs) loopback(ctx context.Context) error {
-	ac, err := authcode.New(authcode.Config{Authority: q.idp.URL(), ClientID: devserver.DemoCLIID})
+	ac, err := authcode.New(authcode.Config{Authority: q.idp.URL(), ClientID: erpnettest.Demo.CLIID})
 	if err != nil {
 		return err
 	}
 	defer ac.Close()
-	q.idp.SetAutoSignIn(devserver.DemoBob)
-	defer q.idp.SetAutoSignIn("")
 	sess, err := ac.LoopbackSignIn(ctx, authcode.LoopbackOptions{
-		// A real CLI opens the system browser (the default); here an HTTP
-		// client plays the browser.
+		// A real CLI opens the system browser (the default); here erpnettest
+		// plays the browser and fills in the sign-in form as bob.
 		OpenBrowser: func(u string) error {
-			go func() {
-				resp, err := q.browser().Get(u)
-				if err == nil {
-					resp.Body.Close()
-				}
-			}()
-			return nil
+			_, err := q.idp.SignIn(u, erpnettest.Demo.Bob)
+			return err
 		},
 		Timeout: 30 * time.Second,
 		Output:  io.Discard, // the "open this address" line
@@ -316,7 +297,7 @@ func (q *qs) loopback(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	q.say("", "public client %s, redirect to 127.0.0.1 on a random port, PKCE, no secret", devserver.DemoCLIID)
+	q.say("", "public client %s, redirect to 127.0.0.1 on a random port, PKCE, no secret", erpnettest.Demo.CLIID)
 	q.say("", "read %d contacts as %s", n, caller)
 	return nil
 }

@@ -11,8 +11,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/hybrid"
-	"github.com/erpnetgo/auth/internal/devserver"
 )
 
 // moreSteps returns the steps of packages built on the basic flows.
@@ -26,7 +26,7 @@ func (q *qs) hybrid(ctx context.Context) error {
 	var audit bytes.Buffer
 	app, err := hybrid.New(hybrid.Config{
 		// One Trusted Application serves both flows, as ERP.net documents.
-		Authority: q.idp.URL(), ClientID: devserver.DemoWebAppID, ClientSecret: devserver.DemoWebAppSecret,
+		Authority: q.idp.URL(), ClientID: erpnettest.Demo.WebAppID, ClientSecret: erpnettest.Demo.WebAppSecret,
 		RedirectURL: q.portal.URL + "/callback", PostLogoutRedirectURL: q.portal.URL + "/",
 		UserScopes: []string{"openid", "profile", "offline_access", "read"}, ServiceScopes: []string{"read"},
 		Keys:        [][]byte{key},
@@ -59,9 +59,11 @@ func (q *qs) hybrid(ctx context.Context) error {
 		fmt.Fprintf(w, "read as %s; import ran as %s", mine, job)
 	})))
 
-	q.idp.SetAutoSignIn(devserver.DemoAlice)
-	defer q.idp.SetAutoSignIn("")
-	page, err := fetch(ctx, q.browser(), http.MethodGet, q.portal.URL+"/")
+	browser, err := q.idp.SignIn(q.portal.URL+"/signin", erpnettest.Demo.Alice)
+	if err != nil {
+		return err
+	}
+	page, err := fetch(ctx, browser, http.MethodGet, q.portal.URL+"/")
 	if err != nil {
 		return err
 	}

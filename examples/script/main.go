@@ -9,9 +9,9 @@
 //
 // ERPNET_HEADER=apikey sends the token as X-Api-Key instead of Authorization: Bearer.
 //
-// With ERPNET_TOKEN unset, the program starts the development identity server in-process,
-// mints a PAT for the demo user alice and uses that, saying so. It exits with status 1 and the
-// error (never the token) on failure.
+// With ERPNET_TOKEN unset, the program starts the development identity server (package
+// erpnettest) in-process, mints a PAT for the demo user alice and uses that, saying so. It
+// exits with status 1 and the error (never the token) on failure.
 package main
 
 import (
@@ -25,7 +25,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/reftoken"
 )
 
@@ -54,17 +54,12 @@ func run(ctx context.Context, out io.Writer) error {
 
 	var tok reftoken.Token
 	if getenv("ERPNET_TOKEN") == "" {
-		srv, err := devserver.Start(devserver.Demo())
+		srv, err := erpnettest.Start(erpnettest.Config{})
 		if err != nil {
 			return fmt.Errorf("starting the dev server: %w", err)
 		}
 		defer srv.Close()
-		raw, err := srv.IssueReferenceToken(devserver.RefTokenRequest{
-			Kind: devserver.PAT, Subject: devserver.DemoAlice, Scopes: []string{"read"},
-		})
-		if err != nil {
-			return fmt.Errorf("minting a demo token: %w", err)
-		}
+		raw := srv.MintPAT(erpnettest.Demo.Alice, "read")
 		if tok, err = reftoken.Parse(raw); err != nil {
 			return err
 		}
@@ -73,7 +68,7 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		root = srv.URL()
 		fmt.Fprintf(out, "ERPNET_TOKEN is not set: using an in-process dev server at %s with a PAT minted for %q.\n",
-			root, devserver.DemoAlice)
+			root, erpnettest.Demo.Alice)
 	} else {
 		var err error
 		if tok, err = reftoken.FromEnv("ERPNET_TOKEN"); err != nil {

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 // setenv sets the ERPNET_* variables for one test, unsetting those not given.
@@ -52,17 +52,16 @@ func TestRunFailsWithoutLeakingTheToken(t *testing.T) {
 }
 
 func TestRunWithConfiguredToken(t *testing.T) {
-	srv := devserver.StartTest(t, devserver.Demo())
-	raw, err := srv.IssueReferenceToken(devserver.RefTokenRequest{Kind: devserver.SAT, Subject: devserver.DemoWorkerID, Scopes: []string{"read"}})
-	require.NoError(t, err)
+	srv := erpnettest.NewServer(t)
+	raw := srv.MintSAT(erpnettest.Demo.WorkerID, "read")
 	setenv(t, map[string]string{"ERPNET_TOKEN": raw + "\n", "ERPNET_URL": srv.URL() + "/", "ERPNET_HEADER": "apikey"})
 	var out bytes.Buffer
 	require.NoError(t, run(t.Context(), &out))
 	assert.Contains(t, out.String(), "Caller: sat:worker-system (token sent as X-Api-Key)")
 	assert.NotContains(t, out.String(), "in-process")
 
-	srv.RevokeReferenceToken(raw)
-	err = run(t.Context(), &out)
+	srv.RevokeToken(raw)
+	err := run(t.Context(), &out)
 	assert.ErrorContains(t, err, "HTTP 401")
 	assert.NotContains(t, err.Error(), strings.TrimPrefix(raw, "enrt_"))
 }

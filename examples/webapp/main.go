@@ -5,8 +5,9 @@
 //	go run ./examples/webapp            # then open http://127.0.0.1:8080
 //
 // With no ERPNET_* variables it starts the dev identity server in-process
-// (sign in as alice / alice-password or bob / bob-password on its form) and
-// uses the demo web application. Against a real instance:
+// (package erpnettest; sign in as alice / alice-password or bob /
+// bob-password on its form) and uses the demo web application, which
+// accepts the site on 127.0.0.1 at any port. Against a real instance:
 //
 //	export ERPNET_AUTHORITY=https://demodb.my.erp.net     # instance root or its /id URL
 //	export ERPNET_CLIENT_ID=com.example/webapp            # the Trusted Application's ApplicationUri
@@ -16,8 +17,56 @@
 //	export ERPNET_COOKIE_KEY=$(openssl rand -base64 32)         # optional: sessions survive restarts
 //	go run ./examples/webapp
 //
-// Routes: / (home), /signin, /callback, POST /signout, /customers (signed-in
-// users only).
+// Routes: / (home), /signin, /callback, POST /signout, /signed-out (where
+// the identity server returns after sign-out), /customers (signed-in users
+// only).
+//
+// # Two replicas sharing sessions (-redis)
+//
+// With -redis host:port (or a redis:// URL) the sessions live in Redis
+// (package authcode/redisstore), sealed, so that replicas behind a load
+// balancer share their users' sign-ins and refresh each session once.
+// Replicas can share a session only if they also share the identity server
+// that issued its tokens, so -redis requires ERPNET_AUTHORITY: run one dev
+// identity server for both, instead of one in-process server each. Step by
+// step, on one machine:
+//
+// Step 1. Start Redis in a terminal:
+//
+//	redis-server --port 6379    # or: docker run --rm -p 6379:6379 redis
+//
+// Step 2. Start the one identity server in a second terminal (the demo web
+// application and users, on 127.0.0.1:5080):
+//
+//	go run ./examples/devserver
+//
+// Step 3. Write the replicas' shared settings to a file, once: the cookie
+// key is generated here, so that both replicas get the same one.
+//
+//	cat > replicas.env <<EOF
+//	export ERPNET_AUTHORITY=http://127.0.0.1:5080
+//	export ERPNET_CLIENT_ID=com.example/webapp
+//	export ERPNET_CLIENT_SECRET=webapp-secret
+//	export ERPNET_POST_LOGOUT_URL=http://127.0.0.1:8080/signed-out
+//	export ERPNET_COOKIE_KEY=$(openssl rand -base64 32)
+//	EOF
+//
+// Step 4. Start the two replicas, in a third and a fourth terminal:
+//
+//	. ./replicas.env && go run ./examples/webapp -addr 127.0.0.1:8080 -redis 127.0.0.1:6379
+//	. ./replicas.env && go run ./examples/webapp -addr 127.0.0.1:8081 -redis 127.0.0.1:6379
+//
+// Step 5. Open http://127.0.0.1:8080/customers and sign in as alice /
+// alice-password. Then open http://127.0.0.1:8081/customers: the same user,
+// without signing in again (browsers send a host's cookies to each of its
+// ports, as they would send them to either replica behind one load
+// balancer). Sign out on 8081 and reload 8080: signed out there too.
+//
+// Each replica redirects back to its own /callback (ERPNET_REDIRECT_URL
+// unset); behind a load balancer, set ERPNET_REDIRECT_URL and
+// ERPNET_POST_LOGOUT_URL to the public URL. ERPNET_SESSION_KEY (base64 of
+// 16, 24 or 32 bytes, the same on every replica) seals the sessions in Redis;
+// unset, a key is derived from ERPNET_COOKIE_KEY.
 package main
 
 import (
@@ -27,7 +76,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/erpnetgo/auth"
 	"html/template"
 	"io"
 	"log/slog"
@@ -38,8 +86,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 func main() {
@@ -62,7 +111,7 @@ func main() {
 // run serves the site on addr until ctx ends. ready, if not nil, is called
 // with the site's URL and the dev identity server (nil against a real
 // instance) once it listens.
-func run(ctx context.Context, addr string, log *slog.Logger, ready func(siteURL string, idp *devserver.Server)) error {
+func run(ctx context.Context, addr string, log *slog.Logger, ready func(siteURL string, idp *erpnettest.Server)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -124,7 +173,7 @@ func newStore(ctx context.Context, log *slog.Logger) (authcode.Store, func(), er
 
 // config reads ERPNET_* or, when ERPNET_AUTHORITY is absent, starts the dev
 // identity server with the demo web application registered for siteURL.
-func config(siteURL string, log *slog.Logger) (authcode.Config, *devserver.Server, error) {
+func config(siteURL string, log *slog.Logger) (authcode.Config, *erpnettest.Server, error) {
 	keys, err := cookieKeys()
 	if err != nil {
 		return authcode.Config{}, nil, err
@@ -144,23 +193,26 @@ func config(siteURL string, log *slog.Logger) (authcode.Config, *devserver.Serve
 		}
 		return cfg, nil, nil
 	}
-	dcfg := devserver.Demo()
-	for i := range dcfg.Apps {
-		if dcfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
-			dcfg.Apps[i].RedirectURIs = append(dcfg.Apps[i].RedirectURIs, siteURL+"/callback")
-			dcfg.Apps[i].PostLogoutRedirectURIs = append(dcfg.Apps[i].PostLogoutRedirectURIs, siteURL+"/signed-out")
-		}
+	if *redisAddr != "" {
+		// Replicas share sessions only if they share the identity server
+		// that issued the sessions' tokens: an in-process one per replica
+		// cannot work.
+		return authcode.Config{}, nil, errors.New("-redis needs ERPNET_AUTHORITY (one identity server for every replica): " +
+			"run `go run ./examples/devserver` and point the replicas at it (see the recipe in `go doc ./examples/webapp`)")
 	}
-	idp, err := devserver.Start(dcfg)
+	// The demo web application accepts http://127.0.0.1:<any port>/callback
+	// and /signed-out.
+	idp, err := erpnettest.Start(erpnettest.Config{})
 	if err != nil {
 		return authcode.Config{}, nil, err
 	}
+	d := erpnettest.Demo
 	log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server",
-		"url", idp.URL(), "client_id", devserver.DemoWebAppID, "users", "alice/alice-password, bob/bob-password")
+		"url", idp.URL(), "client_id", d.WebAppID, "users", d.Alice+"/"+d.AlicePassword+", "+d.Bob+"/"+d.BobPassword)
 	return authcode.Config{
 		Authority:             idp.URL(),
-		ClientID:              devserver.DemoWebAppID,
-		ClientSecret:          devserver.DemoWebAppSecret,
+		ClientID:              d.WebAppID,
+		ClientSecret:          d.WebAppSecret,
 		RedirectURL:           siteURL + "/callback",
 		PostLogoutRedirectURL: siteURL + "/signed-out",
 		Keys:                  keys,

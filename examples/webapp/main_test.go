@@ -5,48 +5,46 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 func TestWebAppSignInCustomersSignOut(t *testing.T) {
 	t.Setenv("ERPNET_AUTHORITY", "")
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
+	type started struct {
+		site string
+		idp  *erpnettest.Server
+	}
+	ready := make(chan started, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(site string, idp *devserver.Server) {
-			idp.SetAutoSignIn(devserver.DemoAlice) // no human to type the password
-			ready <- site
+		done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(site string, idp *erpnettest.Server) {
+			ready <- started{site, idp}
 		})
 	}()
-	var site string
+	var st started
 	select {
-	case site = <-ready:
+	case st = <-ready:
 	case err := <-done:
 		t.Fatal(err)
 	}
+	site := st.site
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
 	}()
-	jar, _ := cookiejar.New(nil)
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	// Browsers ask for HTML; RequireUser redirects them to the sign-in.
-	asBrowser := roundTripper(func(r *http.Request) (*http.Response, error) {
-		r = r.Clone(r.Context())
-		r.Header.Set("Accept", "text/html,application/xhtml+xml")
-		return tr.RoundTrip(r)
-	})
-	browser := &http.Client{Jar: jar, Transport: asBrowser, Timeout: 10 * time.Second}
+	// /customers sends the browser through the sign-in (the identity
+	// server's form, filled in as alice) and back.
+	browser, err := st.idp.SignIn(site+"/customers", erpnettest.Demo.Alice)
+	if err != nil {
+		t.Fatal(err)
+	}
 	get := func(u string) string {
 		t.Helper()
 		resp, err := browser.Get(u)
@@ -61,10 +59,6 @@ func TestWebAppSignInCustomersSignOut(t *testing.T) {
 		return string(b)
 	}
 
-	if page := get(site + "/"); !strings.Contains(page, "Sign in") {
-		t.Fatalf("home page without a sign-in link:\n%s", page)
-	}
-	// /customers sends the browser through the sign-in and back.
 	page := get(site + "/customers")
 	for _, want := range []string{"Acme Manufacturing Ltd", "user:alice", "Alice Anderson", "Sign out"} {
 		if !strings.Contains(page, want) {
@@ -84,8 +78,62 @@ func TestWebAppSignInCustomersSignOut(t *testing.T) {
 	if u := resp.Request.URL.String(); u != site+"/signed-out" {
 		t.Fatalf("sign-out ended at %s", u)
 	}
+	// The identity server's session ended too: the next visit meets its form.
+	resp, err = browser.Get(site + "/customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `action="/id/account/login"`) {
+		t.Fatalf("after sign-out /customers did not lead to the sign-in form: %s\n%s", resp.Status, b)
+	}
 }
 
-type roundTripper func(*http.Request) (*http.Response, error)
+func TestWebAppHomeOffersSignIn(t *testing.T) {
+	t.Setenv("ERPNET_AUTHORITY", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(site string, _ *erpnettest.Server) { ready <- site })
+	}()
+	var site string
+	select {
+	case site = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(site + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `href="/signin?return_to=%2Fcustomers"`) {
+		t.Fatalf("home page without a sign-in link: %s\n%s", resp.Status, b)
+	}
+}
 
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+// TestWebAppRedisNeedsOneIdentityServer: -redis without ERPNET_AUTHORITY
+// would give each replica its own in-process identity server, whose
+// sessions the others could not use; the program refuses and says what to
+// do instead.
+func TestWebAppRedisNeedsOneIdentityServer(t *testing.T) {
+	t.Setenv("ERPNET_AUTHORITY", "")
+	old := *redisAddr
+	*redisAddr = "127.0.0.1:1"
+	t.Cleanup(func() { *redisAddr = old })
+	err := run(context.Background(), "127.0.0.1:0", slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "-redis needs ERPNET_AUTHORITY") || !strings.Contains(err.Error(), "examples/devserver") {
+		t.Fatalf("run = %v", err)
+	}
+}

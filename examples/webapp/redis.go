@@ -2,12 +2,10 @@ package main
 
 // The -redis flag: keep sessions in Redis (authcode/redisstore) so that
 // several replicas of this app behind a load balancer share their users'
-// sign-ins and never redeem the same one-time refresh token twice.
-//
-//	export ERPNET_COOKIE_KEY=$(openssl rand -base64 32)    # the same on every replica
-//	export ERPNET_SESSION_KEY=$(openssl rand -base64 32)   # the same on every replica
-//	go run ./examples/webapp -addr 127.0.0.1:8080 -redis 127.0.0.1:6379
-//	go run ./examples/webapp -addr 127.0.0.1:8081 -redis 127.0.0.1:6379
+// sign-ins and never redeem the same one-time refresh token twice. The
+// step-by-step two-replica recipe is in the program's doc comment (main.go,
+// `go doc ./examples/webapp`): one Redis, one identity server
+// (examples/devserver) and the same ERPNET_* settings for every replica.
 //
 // -redis takes host:port or a redis:// URL (with password and database).
 // ERPNET_SESSION_KEY (base64 of 16, 24 or 32 bytes) seals the sessions in

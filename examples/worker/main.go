@@ -12,7 +12,8 @@
 //	go run ./examples/worker -every 10s
 //
 // With ERPNET_AUTHORITY unset it starts the dev identity server in-process
-// and uses its demo worker application. -n stops after that many calls.
+// (package erpnettest, an ERP.net stand-in) and uses its demo worker
+// application. -n stops after that many calls.
 //
 // One Source per process, created at start-up and kept: the token is cached
 // and refreshed in the background, so the job makes one token request an
@@ -25,7 +26,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/erpnetgo/auth"
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,8 +34,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/clientcreds"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 func main() {
@@ -76,6 +77,7 @@ func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) erro
 	// A worker that never got its job done exits non-zero, so that a
 	// supervisor or a CI step notices.
 	done := func() error {
+		log.Info("done", "calls_ok", ok, "calls_failed", failed)
 		if ok == 0 && failed > 0 {
 			return fmt.Errorf("no call succeeded (%d failed)", failed)
 		}
@@ -116,13 +118,13 @@ func config(log *slog.Logger) (clientcreds.Config, func(), error) {
 		cfg, err := clientcreds.ConfigFromEnv() // ERPNET_DOMAIN_API may name the API root
 		return cfg, func() {}, err
 	}
-	srv, err := devserver.Start(devserver.Demo())
+	srv, err := erpnettest.Start(erpnettest.Config{})
 	if err != nil {
 		return clientcreds.Config{}, nil, err
 	}
-	log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server", "url", srv.URL(), "client_id", devserver.DemoWorkerID)
-	cfg := clientcreds.Config{Authority: srv.URL(), ClientID: devserver.DemoWorkerID,
-		ClientSecret: devserver.DemoWorkerSecret, Scopes: []string{"read"}}
+	log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server", "url", srv.URL(), "client_id", erpnettest.Demo.WorkerID)
+	cfg := clientcreds.Config{Authority: srv.URL(), ClientID: erpnettest.Demo.WorkerID,
+		ClientSecret: erpnettest.Demo.WorkerSecret, Scopes: []string{"read"}}
 	return cfg, func() { srv.Close() }, nil
 }
 

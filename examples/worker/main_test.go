@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 func TestWorkerCallsDomainAPIAsSystemUser(t *testing.T) {
@@ -33,5 +36,28 @@ func TestWorkerStopsWhenContextEnds(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("worker did not stop")
+	}
+}
+
+// TestWorkerFailsWhenItNeverGetsAToken: with the token endpoint down for
+// good, the worker reports every failed call and ends with an error (the
+// program exits 1), not with success.
+func TestWorkerFailsWhenItNeverGetsAToken(t *testing.T) {
+	srv := erpnettest.NewServer(t)
+	srv.InjectFault("token", erpnettest.Fault{Status: http.StatusServiceUnavailable, Times: 1000})
+	t.Setenv("ERPNET_AUTHORITY", srv.URL())
+	t.Setenv("ERPNET_CLIENT_ID", erpnettest.Demo.WorkerID)
+	t.Setenv("ERPNET_CLIENT_SECRET", erpnettest.Demo.WorkerSecret)
+	t.Setenv("ERPNET_SCOPES", "read")
+	var buf bytes.Buffer
+	err := run(context.Background(), slog.New(slog.NewTextHandler(&buf, nil)), time.Millisecond, 2)
+	if err == nil || !strings.Contains(err.Error(), "no call succeeded (2 failed)") {
+		t.Fatalf("run = %v, want no call succeeded (2 failed); log:\n%s", err, buf.String())
+	}
+	if !strings.Contains(buf.String(), "calls_ok=0 calls_failed=2") {
+		t.Errorf("no honest summary in the log:\n%s", buf.String())
+	}
+	if srv.Requests("domainapi") != 0 {
+		t.Errorf("the Domain API was called %d times without a token", srv.Requests("domainapi"))
 	}
 }
