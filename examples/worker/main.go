@@ -15,6 +15,10 @@
 // (package erpnettest, an ERP.net stand-in) and uses its demo worker
 // application. -n stops after that many calls.
 //
+// The worker logs the figures an operator cares about (tokens fetched,
+// ERP.net sessions opened, retries) when it stops and on SIGUSR1; see
+// README's "Operating it" for what healthy numbers look like.
+//
 // One Source per process, created at start-up and kept: the token is cached
 // and refreshed in the background, so the job makes one token request an
 // hour, not one per call (each new token would open a new ERP.net session).
@@ -64,6 +68,10 @@ func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) erro
 	}
 	defer cleanup()
 	cfg.Logger = log
+	var fig figures
+	cfg.Hooks = fig.hooks()
+	sig, stopSig := figuresSignal()
+	defer stopSig()
 	src, err := clientcreds.New(cfg)
 	if err != nil {
 		return err
@@ -78,6 +86,7 @@ func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) erro
 	// supervisor or a CI step notices.
 	done := func() error {
 		log.Info("done", "calls_ok", ok, "calls_failed", failed)
+		fig.log(log, "figures")
 		if ok == 0 && failed > 0 {
 			return fmt.Errorf("no call succeeded (%d failed)", failed)
 		}
@@ -107,6 +116,8 @@ func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) erro
 		case <-ctx.Done():
 			log.Info("stopping: signal received")
 			return done()
+		case <-sig:
+			fig.log(log, "figures")
 		case <-tick.C:
 		}
 	}

@@ -21,6 +21,11 @@ func TestWorkerCallsDomainAPIAsSystemUser(t *testing.T) {
 	if n := strings.Count(buf.String(), "caller=system:worker-system"); n != 3 {
 		t.Fatalf("want 3 calls as the System User, log:\n%s", buf.String())
 	}
+	// The figures an operator reads: one token, one ERP.net session.
+	want := "tokens_fetched=1 token_failures=0 token_retries=0 erpnet_sessions_opened=1 cache_hits=2 api_retries=0"
+	if !strings.Contains(buf.String(), want) {
+		t.Fatalf("figures %q missing from the log:\n%s", want, buf.String())
+	}
 }
 
 func TestWorkerStopsWhenContextEnds(t *testing.T) {
