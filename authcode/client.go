@@ -35,8 +35,10 @@ type Client struct {
 	hc        *http.Client
 	disco     *discovery.Cache
 	tep       *tokenep.Client
-	ctx       context.Context // ends at Close: bounds JWKS fetches
+	ctx       context.Context // ends at Close: bounds every request the Client makes
 	cancel    context.CancelFunc
+	bgMu      sync.Mutex // guards bg.Add against Close
+	bg        sync.WaitGroup
 	now       func() time.Time
 	secure    bool   // cookies get Secure (the redirect URL is https)
 	cookie    string // session cookie name, prefixed when secure
@@ -134,12 +136,17 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Close stops every background refresh and waits for it. Sessions stay in
-// the Store. Using the Client after Close returns ErrClosed.
+// Close ends every request the Client has in flight (sign-in callbacks,
+// refreshes, key fetches, loopback sign-ins) and every background refresh,
+// and waits for its own goroutines to end. Sessions stay in the Store.
+// Using the Client after Close returns ErrClosed.
 func (c *Client) Close() error {
+	c.bgMu.Lock()
 	if c.closed.Swap(true) {
+		c.bgMu.Unlock()
 		return nil
 	}
+	c.bgMu.Unlock()
 	c.cancel()
 	c.liveMu.Lock()
 	live := c.live
@@ -148,7 +155,38 @@ func (c *Client) Close() error {
 	for _, u := range live {
 		u.cache.Close()
 	}
+	c.bg.Wait()
 	return nil
+}
+
+// goBackground runs f in a goroutine Close waits for; it reports false,
+// without running f, once the Client is closed. f must end soon after
+// c.ctx does.
+func (c *Client) goBackground(f func()) bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		f()
+	}()
+	return true
+}
+
+// bind returns a context that ends with ctx or when the Client is closed,
+// whichever comes first: every request made on a caller's behalf (a
+// sign-in callback's code exchange, a sign-out's revocation, a loopback
+// sign-in's wait) uses one, so that Close ends it.
+func (c *Client) bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(c.ctx, func() { cancel(auth.ErrClosed) })
+	return ctx, func() {
+		stop()
+		cancel(context.Canceled)
+	}
 }
 
 // discover returns the identity server's discovery document.
@@ -186,8 +224,8 @@ func (c *Client) keyPrefix(ctx context.Context) (string, error) {
 func sessionKey(prefix, id string) string { return prefix + "session/" + id }
 
 // idVerifier returns the ID token verifier for doc, creating it (and its
-// JWKS cache) on first use. go-oidc's remote key set fetches the JWKS once
-// and again only when a token names a key id it does not know.
+// JWKS cache) on first use. The key set (keySet) fetches the JWKS once, and
+// again when no cached key verifies a token, at most once per cooldown.
 func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, error) {
 	if v := c.verifier.Load(); v != nil && v.issuer == doc.Issuer && v.jwks == doc.JWKSURI {
 		return v.v, nil
@@ -201,9 +239,7 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 	if v := c.verifier.Load(); v != nil && v.issuer == doc.Issuer && v.jwks == doc.JWKSURI {
 		return v.v, nil
 	}
-	// The key set's fetches end when the Client is closed.
-	ks := oidc.NewRemoteKeySet(oidc.ClientContext(c.ctx, c.hc), doc.JWKSURI)
-	v := oidc.NewVerifier(doc.Issuer, ks, &oidc.Config{
+	v := oidc.NewVerifier(doc.Issuer, &keySet{c: c, uri: doc.JWKSURI}, &oidc.Config{
 		ClientID:             c.cfg.ClientID,
 		SupportedSigningAlgs: c.cfg.IDTokenSigningAlgs,
 		Now:                  c.now,
