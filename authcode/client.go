@@ -194,6 +194,8 @@ func (c *Client) discover(ctx context.Context) (*discovery.Document, error) {
 	if c.closed.Load() {
 		return nil, auth.ErrClosed
 	}
+	ctx, cancel := c.bind(ctx)
+	defer cancel()
 	doc, err := c.disco.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -253,6 +255,11 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 // one ERP.net auto-discovery names, or one derived from the Authority.
 // Append an entity set: DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
 func (c *Client) DomainAPI(ctx context.Context) (string, error) {
+	if c.closed.Load() {
+		return "", auth.ErrClosed
+	}
+	ctx, cancel := c.bind(ctx)
+	defer cancel()
 	return c.disco.DomainAPI(ctx)
 }
 

@@ -447,6 +447,8 @@ func (c *Client) SignOutSession(ctx context.Context, s *Session) error {
 	if s == nil || s.rec == nil {
 		return ErrNoSession
 	}
+	ctx, cancel := c.bind(ctx)
+	defer cancel()
 	_, err := c.endSession(ctx, s.key, s.ID)
 	return err
 }
