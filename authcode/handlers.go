@@ -334,11 +334,14 @@ func (c *Client) RequireUser(next http.Handler) http.Handler {
 		s, err := c.UserSession(r)
 		if err == nil {
 			if _, terr := c.sessionEntry(r.Context(), s); terr != nil {
-				if errors.Is(terr, auth.ErrReauthRequired) {
+				switch {
+				case errors.Is(terr, auth.ErrReauthRequired):
 					// The refresh token is dead: never forward a request
 					// with it; the user signs in again.
 					err = ErrNoSession
-				} else {
+				case errors.Is(terr, auth.ErrClosed):
+					err = terr // the app is shutting down: 503
+				default:
 					// The identity server may be down: the handler's own
 					// API calls will report it; pages that need no token
 					// still work.

@@ -24,7 +24,9 @@ type claimCase struct {
 	cause  string
 }
 
-func fixed(m map[string]any) func(time.Time) map[string]any { return func(time.Time) map[string]any { return m } }
+func fixed(m map[string]any) func(time.Time) map[string]any {
+	return func(time.Time) map[string]any { return m }
+}
 
 // idClaimCases are ID tokens whose signature, iss, exp and nbf are fine
 // (go-oidc's Verify accepts them) but that OpenID Connect Core §3.1.3.7

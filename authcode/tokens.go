@@ -504,7 +504,11 @@ func (u *userTokens) entry(ctx context.Context) (*tokencache.Entry, error) {
 		return nil, auth.ErrClosed
 	}
 	e, err := u.cache.Get(ctx)
-	if err != nil && errors.Is(err, auth.ErrClosed) && !u.c.closed.Load() {
+	if err != nil && u.c.closed.Load() {
+		// Close ended the refresh this call waited for.
+		return nil, auth.ErrClosed
+	}
+	if err != nil && errors.Is(err, auth.ErrClosed) {
 		u.mu.Lock()
 		dead := u.dead
 		u.mu.Unlock()
