@@ -177,7 +177,7 @@ var jwsAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose
 
 // VerifySignature implements oidc.KeySet.
 func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, jwsAlgs)
+	jws, err := jose.ParseSignedCompact(jwt, jwsAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed JWS: %v", err)
 	}
