@@ -239,6 +239,9 @@ func (c *Client) complete(ctx context.Context, doc *discovery.Document, a *attem
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidIDToken, redact.Scrub(err.Error(), rawID, tok.AccessToken))
 	}
+	if err := c.checkIDToken(idt, true); err != nil {
+		return nil, err
+	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(a.Nonce)) != 1 {
 		return nil, fmt.Errorf("%w: nonce does not match the sign-in attempt", ErrInvalidIDToken)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -38,8 +37,10 @@ type Client struct {
 	disco     *discovery.Cache
 	tep       *tokenep.Client
 	rep       *hook.Reporter
-	ctx       context.Context // ends at Close: bounds JWKS fetches
+	ctx       context.Context // ends at Close: bounds every request the Client makes
 	cancel    context.CancelFunc
+	bgMu      sync.Mutex // guards bg.Add against Close
+	bg        sync.WaitGroup
 	now       func() time.Time
 	secure    bool   // cookies get Secure (the redirect URL is https)
 	cookie    string // session cookie name, prefixed when secure
@@ -140,12 +141,17 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// Close stops every background refresh and waits for it. Sessions stay in
-// the Store. Using the Client after Close returns ErrClosed.
+// Close ends every request the Client has in flight (sign-in callbacks,
+// refreshes, key fetches, loopback sign-ins) and every background refresh,
+// and waits for its own goroutines to end. Sessions stay in the Store.
+// Using the Client after Close returns ErrClosed.
 func (c *Client) Close() error {
+	c.bgMu.Lock()
 	if c.closed.Swap(true) {
+		c.bgMu.Unlock()
 		return nil
 	}
+	c.bgMu.Unlock()
 	c.cancel()
 	c.liveMu.Lock()
 	live := c.live
@@ -154,7 +160,38 @@ func (c *Client) Close() error {
 	for _, u := range live {
 		u.cache.Close()
 	}
+	c.bg.Wait()
 	return nil
+}
+
+// goBackground runs f in a goroutine Close waits for; it reports false,
+// without running f, once the Client is closed. f must end soon after
+// c.ctx does.
+func (c *Client) goBackground(f func()) bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		f()
+	}()
+	return true
+}
+
+// bind returns a context that ends with ctx or when the Client is closed,
+// whichever comes first: every request made on a caller's behalf (a
+// sign-in callback's code exchange, a sign-out's revocation, a loopback
+// sign-in's wait) uses one, so that Close ends it.
+func (c *Client) bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(c.ctx, func() { cancel(auth.ErrClosed) })
+	return ctx, func() {
+		stop()
+		cancel(context.Canceled)
+	}
 }
 
 // discover returns the identity server's discovery document.
@@ -162,6 +199,8 @@ func (c *Client) discover(ctx context.Context) (*discovery.Document, error) {
 	if c.closed.Load() {
 		return nil, auth.ErrClosed
 	}
+	ctx, cancel := c.bind(ctx)
+	defer cancel()
 	doc, err := c.disco.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -192,8 +231,8 @@ func (c *Client) keyPrefix(ctx context.Context) (string, error) {
 func sessionKey(prefix, id string) string { return prefix + "session/" + id }
 
 // idVerifier returns the ID token verifier for doc, creating it (and its
-// JWKS cache) on first use. go-oidc's remote key set fetches the JWKS once
-// and again only when a token names a key id it does not know.
+// JWKS cache) on first use. The key set (keySet) fetches the JWKS once, and
+// again when no cached key verifies a token, at most once per cooldown.
 func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, error) {
 	if v := c.verifier.Load(); v != nil && v.issuer == doc.Issuer && v.jwks == doc.JWKSURI {
 		return v.v, nil
@@ -207,9 +246,7 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 	if v := c.verifier.Load(); v != nil && v.issuer == doc.Issuer && v.jwks == doc.JWKSURI {
 		return v.v, nil
 	}
-	// The key set's fetches end when the Client is closed.
-	ks := oidc.NewRemoteKeySet(oidc.ClientContext(c.ctx, c.jwksClient()), doc.JWKSURI)
-	v := oidc.NewVerifier(doc.Issuer, ks, &oidc.Config{
+	v := oidc.NewVerifier(doc.Issuer, &keySet{c: c, uri: doc.JWKSURI}, &oidc.Config{
 		ClientID:             c.cfg.ClientID,
 		SupportedSigningAlgs: c.cfg.IDTokenSigningAlgs,
 		Now:                  c.now,
@@ -223,6 +260,11 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 // one ERP.net auto-discovery names, or one derived from the Authority.
 // Append an entity set: DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
 func (c *Client) DomainAPI(ctx context.Context) (string, error) {
+	if c.closed.Load() {
+		return "", auth.ErrClosed
+	}
+	ctx, cancel := c.bind(ctx)
+	defer cancel()
 	return c.disco.DomainAPI(ctx)
 }
 
@@ -255,35 +297,4 @@ func (u *usedStates) markUsed(h string, now time.Time) bool {
 	}
 	u.m[h] = now.Add(attemptTTL + time.Minute)
 	return true
-}
-
-// jwksClient is the identity-server client, with each request reported as
-// a "jwks" call when a Call hook is set.
-func (c *Client) jwksClient() *http.Client {
-	if c.rep.Hooks == nil || c.rep.Hooks.Call == nil {
-		return c.hc
-	}
-	hc := *c.hc
-	hc.Transport = jwksCalls{base: c.hc.Transport, rep: c.rep}
-	return &hc
-}
-
-type jwksCalls struct {
-	base http.RoundTripper
-	rep  *hook.Reporter
-}
-
-func (t jwksCalls) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, end := t.rep.Call(req.Context(), "jwks")
-	base := t.base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	resp, err := base.RoundTrip(req.WithContext(ctx))
-	if err == nil && resp.StatusCode >= 400 {
-		end(fmt.Errorf("HTTP %d", resp.StatusCode))
-	} else {
-		end(err)
-	}
-	return resp, err
 }

@@ -33,7 +33,19 @@
 // once, for ten minutes, and checks the RFC 9207 iss parameter. The ID token
 // is verified with go-oidc against the JWKS from discovery (RS256 only by
 // default; "none" and HMAC are never accepted), including the nonce and
-// at_hash. The return path is a local path or "/" (no open redirect).
+// at_hash, and as OpenID Connect Core §3.1.3.7 asks: a token with several
+// audiences needs an azp claim, and an azp must name this client; iat must
+// be present and auth_time and iat no more than 5 minutes (the allowed clock
+// skew) in the future; with max_age in Config.AuthParams, auth_time must be
+// present and recent enough. An ID token from a refresh gets the same checks
+// and must keep the sign-in's sub, aud, azp and auth_time (§12.2); one that
+// fails is not kept (the sign-in's stays), and one naming another user ends
+// the session. The JWKS is cached; a token that no cached key verifies (a
+// key rotation, or a forged key id) refetches it at most once a minute. The
+// return path is a local path or "/" (no open redirect).
+//
+// Close ends every request the Client has in flight (callbacks, refreshes,
+// JWKS fetches, loopback sign-ins) and waits for its goroutines.
 //
 // Sessions: the session (tokens included) is serialised into the Store under
 // a key namespaced by issuer and client_id, and saved before the browser gets

@@ -104,6 +104,9 @@ func (c *Client) Callback() http.Handler {
 			c.fail(w, r, http.StatusInternalServerError, &auth.ConfigError{Field: "RedirectURL", Reason: "is required to serve SignIn and Callback"})
 			return
 		}
+		// Close ends the code exchange and key fetch of a callback in flight.
+		ctx, cancel := c.bind(r.Context())
+		defer cancel()
 		q := r.URL.Query()
 		state := q.Get("state")
 		a, found, err := c.readAttempt(r, state)
@@ -111,7 +114,7 @@ func (c *Client) Callback() http.Handler {
 			c.clearCookie(w, c.attemptCookieName(state), c.attemptCP)
 		}
 		if err == nil && q.Get("error") == "" {
-			err = c.markStateUsed(r.Context(), a)
+			err = c.markStateUsed(ctx, a)
 		}
 		if err == nil && q.Get("error") != "" {
 			// The identity server's answer to a live attempt of this
@@ -132,30 +135,30 @@ func (c *Client) Callback() http.Handler {
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
-		doc, err := c.discover(r.Context())
+		doc, err := c.discover(ctx)
 		if err != nil {
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
-		rec, err := c.complete(r.Context(), doc, a, q, c.cfg.RedirectURL)
+		rec, err := c.complete(ctx, doc, a, q, c.cfg.RedirectURL)
 		if err != nil {
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
-		prefix, err := c.keyPrefix(r.Context())
+		prefix, err := c.keyPrefix(ctx)
 		if err != nil {
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
 		// A previous session of this browser is replaced.
 		if old, ok := c.sessionID(r); ok {
-			c.dropSession(r.Context(), sessionKey(prefix, old), old)
+			c.dropSession(ctx, sessionKey(prefix, old), old)
 		}
 		id := rand.Text() + rand.Text() // 260 bits
 		key := sessionKey(prefix, id)
 		b, err := rec.encode()
 		if err == nil {
-			err = c.store.Save(r.Context(), key, b, c.cfg.SessionTTL)
+			err = c.store.Save(ctx, key, b, c.cfg.SessionTTL)
 		}
 		if err != nil {
 			err = &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
@@ -236,7 +239,8 @@ func (c *Client) SignOut() http.Handler {
 			c.confirmSignOut(w, r)
 			return
 		}
-		ctx := r.Context()
+		ctx, cancel := c.bind(r.Context())
+		defer cancel()
 		var idToken string
 		if id, ok := c.sessionID(r); ok {
 			c.clearCookie(w, c.cookie, "/")
@@ -333,11 +337,14 @@ func (c *Client) RequireUser(next http.Handler) http.Handler {
 		s, err := c.UserSession(r)
 		if err == nil {
 			if _, terr := c.sessionEntry(r.Context(), s); terr != nil {
-				if errors.Is(terr, auth.ErrReauthRequired) {
+				switch {
+				case errors.Is(terr, auth.ErrReauthRequired):
 					// The refresh token is dead: never forward a request
 					// with it; the user signs in again.
 					err = ErrNoSession
-				} else {
+				case errors.Is(terr, auth.ErrClosed):
+					err = terr // the app is shutting down: 503
+				default:
 					// The identity server may be down: the handler's own
 					// API calls will report it; pages that need no token
 					// still work.

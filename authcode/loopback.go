@@ -73,6 +73,12 @@ func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*Ses
 	if opts.Output == nil {
 		opts.Output = os.Stderr
 	}
+	if c.closed.Load() {
+		return nil, auth.ErrClosed
+	}
+	// Close ends the wait, and everything the sign-in has in flight.
+	ctx, unbind := c.bind(ctx)
+	defer unbind()
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	doc, err := c.discover(ctx)
@@ -204,6 +210,9 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 		case out := <-results: // completed just in time
 			return out.s, out.err
 		default:
+		}
+		if c.closed.Load() {
+			return nil, auth.ErrClosed
 		}
 		return nil, fmt.Errorf("authcode: loopback sign-in: no callback received: %w", ctx.Err())
 	}

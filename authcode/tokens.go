@@ -220,9 +220,11 @@ func (u *userTokens) refresh(ctx context.Context) (*oauth2.Token, error) {
 }
 
 // checkRefreshedIDToken verifies an ID token from a refresh (OpenID Connect
-// Core §12.2: same iss, aud and sub; signature and expiry as at sign-in;
-// no nonce to check). It returns the token to keep ("" keeps the previous
-// one when this one does not verify) or an error when it names another user.
+// Core §12.2): signature, iss, exp, aud, azp and iat as at sign-in
+// (checkIDToken); the same sub, aud, azp and auth_time as the sign-in's ID
+// token; no nonce to check. It returns the token to keep ("" keeps the
+// previous one when this one is rejected: the refreshed access token is
+// still used) or an error when it names another user.
 func (c *Client) checkRefreshedIDToken(ctx context.Context, doc *discovery.Document, raw string, cur *record) (string, error) {
 	v, err := c.idVerifier(doc)
 	if err != nil {
@@ -237,6 +239,14 @@ func (c *Client) checkRefreshedIDToken(ctx context.Context, doc *discovery.Docum
 	if idt.Subject != cur.Subject {
 		return "", &auth.Error{Op: "token refresh", Kind: auth.ErrReauthRequired,
 			Err: fmt.Errorf("%w: the refreshed ID token names another subject", ErrInvalidIDToken)}
+	}
+	err = c.checkIDToken(idt, false)
+	if err == nil {
+		err = checkRefreshedClaims(idt, cur.Claims)
+	}
+	if err != nil {
+		c.log.Warn("authcode: refreshed ID token rejected; keeping the previous one", "error", err.Error())
+		return "", nil
 	}
 	return raw, nil
 }
@@ -440,6 +450,8 @@ func (c *Client) SignOutSession(ctx context.Context, s *Session) error {
 	if s == nil || s.rec == nil {
 		return ErrNoSession
 	}
+	ctx, cancel := c.bind(ctx)
+	defer cancel()
 	_, err := c.endSession(ctx, s.key, s.ID)
 	return err
 }
@@ -496,7 +508,11 @@ func (u *userTokens) entry(ctx context.Context) (*tokencache.Entry, error) {
 		return nil, auth.ErrClosed
 	}
 	e, err := u.cache.Get(ctx)
-	if err != nil && errors.Is(err, auth.ErrClosed) && !u.c.closed.Load() {
+	if err != nil && u.c.closed.Load() {
+		// Close ended the refresh this call waited for.
+		return nil, auth.ErrClosed
+	}
+	if err != nil && errors.Is(err, auth.ErrClosed) {
 		u.mu.Lock()
 		dead := u.dead
 		u.mu.Unlock()

@@ -2,11 +2,12 @@ package clientcreds_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/erpnetgo/auth"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"golang.org/x/oauth2"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/clientcreds"
 	"github.com/erpnetgo/auth/internal/devserver"
 	"github.com/erpnetgo/auth/internal/testutil"
@@ -447,4 +450,67 @@ func TestErrorsNeverContainSecret(t *testing.T) {
 	if !errors.Is(err, auth.ErrMisconfigured) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// TestCloseEndsHungTokenRequest proves with goleak that Close ends a token
+// request to an identity server that never answers (and an HTTP client
+// without a timeout): nothing the Source started is left afterwards.
+func TestCloseEndsHungTokenRequest(t *testing.T) {
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/id/.well-known/openid-configuration":
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL + "/id", "token_endpoint": srv.URL + "/id/connect/token"})
+		case "/id/connect/token":
+			hungTokenEndpoint(entered, release)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // first: the test has ended
+
+	tr := &http.Transport{}
+	src, err := clientcreds.New(clientcreds.Config{Authority: srv.URL + "/id", ClientID: "worker", ClientSecret: "s3cret",
+		HTTPClient: &http.Client{Transport: tr}, Retry: fast})
+	require.NoError(t, err)
+	before := goleak.IgnoreCurrent()
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.Token(context.Background())
+		done <- err
+	}()
+	select {
+	case <-entered:
+	case err := <-done:
+		t.Fatal("the token request ended before reaching the server:", err)
+	}
+	require.NoError(t, src.Close())
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(time.Minute): // a guard against hanging the suite, not a measurement
+		t.Fatal("Token still running a minute after Close")
+	}
+	tr.CloseIdleConnections()
+	// goleak's own retries last half a second; give connection goroutines
+	// more on a loaded machine.
+	for range 20 {
+		if err = goleak.Find(before, goleak.IgnoreAnyFunction("github.com/erpnetgo/auth/clientcreds_test.hungTokenEndpoint")); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err, "goroutines outlived Source.Close")
+}
+
+// hungTokenEndpoint is a token endpoint that never answers: it blocks until
+// the test ends, whether or not the client is still there.
+func hungTokenEndpoint(entered, release chan struct{}) {
+	select {
+	case entered <- struct{}{}:
+	default:
+	}
+	<-release
 }

@@ -166,7 +166,9 @@ func TestRunAsServiceOutlivesTheRequest(t *testing.T) {
 	done := make(chan string, 1)
 	h := e.app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		go func() {
-			time.Sleep(20 * time.Millisecond) // the handler has returned
+			// net/http cancels the request's context when the handler
+			// has returned.
+			<-r.Context().Done()
 			var caller string
 			err := e.app.RunAsService(context.WithoutCancel(r.Context()), r, "later", func(ctx context.Context, svc hybrid.ServiceAPI) error {
 				var err error
