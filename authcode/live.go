@@ -73,6 +73,22 @@ func (ls *liveSet) get(id string, now int64) *userTokens {
 	return u
 }
 
+// getBytes is get for an id held in a byte slice (no conversion).
+func (ls *liveSet) getBytes(id []byte, now int64) *userTokens {
+	sh := &ls.shards[0]
+	if ls.mask != 0 {
+		sh = &ls.shards[maphash.Bytes(ls.seed, id)&ls.mask]
+	}
+	sh.mu.Lock()
+	u := sh.m[string(id)]
+	if u != nil {
+		u.ref = true
+		u.lastUsed = now
+	}
+	sh.mu.Unlock()
+	return u
+}
+
 // evicted holds what one insert pushed out; the caller closes their
 // caches outside any lock.
 type evicted [3]*userTokens

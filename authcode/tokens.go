@@ -3,10 +3,12 @@ package authcode
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +47,7 @@ type userTokens struct {
 	// seen is the last record loaded from the Store and observed; a load
 	// that yields it again (same bytes) is neither decoded nor observed.
 	seen atomic.Pointer[loaded]
+	tr   atomic.Pointer[transport.Transport] // UserClient's, built on first use
 
 	mu      sync.Mutex
 	rec     *record // latest record saved to the Store
@@ -354,6 +357,60 @@ func (c *Client) forget(id string) {
 	}
 }
 
+// openSessionCookie opens the session cookie of r, allocating only the
+// opened id.
+func (c *Client) openSessionCookie(r *http.Request) ([]byte, bool) {
+	v, ok := cookieValue(r.Header, c.cookie)
+	if !ok || v == "" || len(v) > 512 {
+		return nil, false
+	}
+	var buf [512]byte
+	n, err := base64.RawURLEncoding.Decode(buf[:], []byte(v))
+	if err != nil {
+		return nil, false
+	}
+	id, err := c.sealer.Open(buf[:n], c.cookieAAD)
+	if err != nil || len(id) == 0 {
+		c.log.Debug("authcode: session cookie cannot be opened (tampered, or sealed with a retired key)")
+		return nil, false
+	}
+	return id, true
+}
+
+// cookieValue returns the value of the first valid cookie named name in
+// h's Cookie lines, as http.Request.Cookie does (surrounding double quotes
+// removed), without allocating.
+func cookieValue(h http.Header, name string) (string, bool) {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || k != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue reports whether v holds only the bytes RFC 6265 allows
+// in a cookie value (and net/http accepts).
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b <= 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // UserSession returns the session of the user who sent r, or ErrNoSession
 // when r carries none (no cookie, a cookie that does not open, a session
 // the Store no longer holds). It costs one Store round trip. If the Store
@@ -364,7 +421,7 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	if c.closed.Load() {
 		return nil, auth.ErrClosed
 	}
-	id, ok := c.sessionID(r)
+	rawID, ok := c.openSessionCookie(r)
 	if !ok {
 		return nil, ErrNoSession
 	}
@@ -373,11 +430,12 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := c.liveGet(id)
-	var key string
+	var id, key string
+	u := c.live.getBytes(rawID, c.now().UnixNano())
 	if u != nil {
-		key = u.key
+		id, key = u.id, u.key
 	} else {
+		id = string(rawID)
 		key = sessionKey(prefix, id)
 	}
 	rec, l, err := c.loadRecord(ctx, key, u)
@@ -589,9 +647,28 @@ func (c *Client) UserClient(ctx context.Context, s *Session) *http.Client {
 	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil && hc.Transport != nil {
 		base = hc.Transport
 	}
+	if s != nil && s.u != nil && s.u.c == c && base == c.cfg.Transport {
+		return &http.Client{Transport: s.u.transport()}
+	}
 	src := &tokenSource{c: c, ctx: ctx, s: s}
 	return &http.Client{Transport: &transport.Transport{Get: src.entry, InvalidateIf: src.invalidateIf,
 		Allow: c.disco.Allow, Base: base, Retry: c.cfg.Retry}}
+}
+
+// transport returns the bearer transport of u's session with the
+// configured base transport, built once: a request pays for no new one.
+func (u *userTokens) transport() *transport.Transport {
+	if t := u.tr.Load(); t != nil {
+		return t
+	}
+	src := &tokenSource{c: u.c, ctx: context.Background()}
+	src.u.Store(u)
+	t := &transport.Transport{Get: src.entry, InvalidateIf: src.invalidateIf,
+		Allow: u.c.disco.Allow, Base: u.c.cfg.Transport, Retry: u.c.cfg.Retry}
+	if u.tr.CompareAndSwap(nil, t) {
+		return t
+	}
+	return u.tr.Load()
 }
 
 // entry is the bearer transport's token getter.
