@@ -140,7 +140,7 @@ func (ls *liveSet) getOrInsert(u *userTokens, now, cutoff int64, closed func() b
 			break
 		}
 	}
-	u.slot, u.lastUsed = slot, now
+	u.slot, u.lastUsed, u.ref = slot, now, true // in use: the hand passes it once
 	sh.ring[slot] = u
 	sh.m[u.id] = u
 	// Look at the next two entries for idle ones.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -254,8 +255,7 @@ func (c *Client) checkRefreshedIDToken(ctx context.Context, doc *discovery.Docum
 
 func (u *userTokens) load(ctx context.Context) (*record, error) {
 	rec, _, err := u.c.loadRecord(ctx, u.key, u)
-	var de *decodeError
-	if errors.As(err, &de) {
+	if de, ok := err.(*decodeError); ok {
 		err = de.err
 	}
 	return rec, err
@@ -364,12 +364,14 @@ func (c *Client) openSessionCookie(r *http.Request) ([]byte, bool) {
 	if !ok || v == "" || len(v) > 512 {
 		return nil, false
 	}
-	var buf [512]byte
-	n, err := base64.RawURLEncoding.Decode(buf[:], []byte(v))
+	var src [512]byte // on the stack
+	buf := cookieBufs.Get().(*[512]byte)
+	defer cookieBufs.Put(buf)
+	n, err := base64.RawURLEncoding.Decode(buf[:], src[:copy(src[:], v)])
 	if err != nil {
 		return nil, false
 	}
-	id, err := c.sealer.Open(buf[:n], c.cookieAAD)
+	id, err := c.sealer.Open(buf[:n], c.cookieAAD) // id is a new slice
 	if err != nil || len(id) == 0 {
 		c.log.Debug("authcode: session cookie cannot be opened (tampered, or sealed with a retired key)")
 		return nil, false
@@ -377,16 +379,20 @@ func (c *Client) openSessionCookie(r *http.Request) ([]byte, bool) {
 	return id, true
 }
 
-// cookieValue returns the value of the first valid cookie named name in
-// h's Cookie lines, as http.Request.Cookie does (surrounding double quotes
-// removed), without allocating.
+// cookieBufs hold decoded cookies while they are opened (the AEAD's input
+// escapes, so a stack buffer would not stay on the stack).
+var cookieBufs = sync.Pool{New: func() any { return new([512]byte) }}
+
+// cookieValue returns the value of the first cookie named name in h's
+// Cookie lines that net/http accepts, as http.Request.Cookie does
+// (surrounding double quotes removed), without allocating.
 func cookieValue(h http.Header, name string) (string, bool) {
 	for _, line := range h["Cookie"] {
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
-			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if !ok || k != name {
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
 				continue
 			}
 			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
@@ -400,11 +406,10 @@ func cookieValue(h http.Header, name string) (string, bool) {
 	return "", false
 }
 
-// validCookieValue reports whether v holds only the bytes RFC 6265 allows
-// in a cookie value (and net/http accepts).
+// validCookieValue reports whether net/http accepts v as a cookie value.
 func validCookieValue(v string) bool {
 	for i := 0; i < len(v); i++ {
-		if b := v[i]; b <= 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
 			return false
 		}
 	}
@@ -439,12 +444,12 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 		key = sessionKey(prefix, id)
 	}
 	rec, l, err := c.loadRecord(ctx, key, u)
-	var de *decodeError
+	_, undecodable := err.(*decodeError)
 	switch {
 	case errors.Is(err, ErrSessionNotFound):
 		c.forget(id)
 		return nil, ErrNoSession
-	case errors.As(err, &de):
+	case undecodable:
 		c.log.Error("authcode: unreadable session in the store; treating as signed out", "error", err.Error())
 		return nil, ErrNoSession
 	case err != nil:
