@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth/internal/tokencache"
 )
@@ -237,4 +239,63 @@ func TestUserSessionAllocations(t *testing.T) {
 	// The Session, the opened cookie, the http.Client and the TokenSource.
 	assert.LessOrEqual(t, allocs, 4.0)
 	assert.Equal(t, "alice", s.Subject)
+}
+
+type countingRT struct {
+	n    atomic.Int32
+	base http.RoundTripper
+}
+
+func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.base.RoundTrip(r)
+}
+
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// UserClient reuses the session's transport, built on Config.Transport, yet
+// a base transport given through the context (oauth2.HTTPClient) still
+// wins, and a Config.Transport of an uncomparable type is fine.
+func TestUserClientTransportReuse(t *testing.T) {
+	api := newAPIStub(t)
+	var viaConfig atomic.Int32
+	e := newEnv(t, withClient(func(c *Config) {
+		c.DomainAPI = api.srv.URL + "/"
+		c.Transport = rtFunc(func(r *http.Request) (*http.Response, error) {
+			viaConfig.Add(1)
+			return http.DefaultTransport.RoundTrip(r)
+		})
+	}))
+	b := e.browser()
+	e.mustSignIn(b, "")
+	s := e.session(b)
+	get := func(hc *http.Client) {
+		t.Helper()
+		resp, err := hc.Get(api.srv.URL)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	c1, c2 := e.c.UserClient(context.Background(), s), e.c.UserClient(context.Background(), s)
+	assert.Same(t, c1.Transport, c2.Transport)
+	assert.NotSame(t, c1, c2, "callers may change their client")
+	get(c1)
+	get(c2)
+	assert.EqualValues(t, 2, viaConfig.Load())
+
+	ctxRT := &countingRT{base: http.DefaultTransport}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxRT})
+	c3 := e.c.UserClient(ctx, s)
+	assert.NotSame(t, c1.Transport, c3.Transport)
+	get(c3)
+	assert.EqualValues(t, 1, ctxRT.n.Load())
+	assert.EqualValues(t, 2, viaConfig.Load())
+	auths, _ := api.calls()
+	require.Len(t, auths, 3)
+	for _, a := range auths {
+		assert.True(t, strings.HasPrefix(a, "Bearer "), "request without the user's token")
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }

@@ -648,11 +648,11 @@ func (ts *tokenSource) Token() (*oauth2.Token, error) {
 // transport is Config.Transport, or that of an *http.Client stored in ctx
 // under oauth2.HTTPClient.
 func (c *Client) UserClient(ctx context.Context, s *Session) *http.Client {
-	base := c.cfg.Transport
+	base, fromCtx := c.cfg.Transport, false
 	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil && hc.Transport != nil {
-		base = hc.Transport
+		base, fromCtx = hc.Transport, true
 	}
-	if s != nil && s.u != nil && s.u.c == c && base == c.cfg.Transport {
+	if !fromCtx && s != nil && s.u != nil && s.u.c == c {
 		return &http.Client{Transport: s.u.transport()}
 	}
 	src := &tokenSource{c: c, ctx: ctx, s: s}
