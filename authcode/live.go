@@ -3,6 +3,7 @@ package authcode
 import (
 	"hash/maphash"
 	"sync"
+	"time"
 )
 
 // liveSet holds this process's per-session state (userTokens), bounded by
@@ -66,11 +67,22 @@ func (ls *liveSet) get(id string, now int64) *userTokens {
 	sh.mu.Lock()
 	u := sh.m[id]
 	if u != nil {
-		u.ref = true
-		u.lastUsed = now
+		u.touch(now)
 	}
 	sh.mu.Unlock()
 	return u
+}
+
+// touch marks u used at now, writing only what changed (a request of a
+// held session then dirties no cache line of u). Called with the shard
+// lock held.
+func (u *userTokens) touch(now int64) {
+	if !u.ref {
+		u.ref = true
+	}
+	if now-u.lastUsed > int64(time.Second) {
+		u.lastUsed = now
+	}
 }
 
 // getBytes is get for an id held in a byte slice (no conversion).
@@ -82,8 +94,7 @@ func (ls *liveSet) getBytes(id []byte, now int64) *userTokens {
 	sh.mu.Lock()
 	u := sh.m[string(id)]
 	if u != nil {
-		u.ref = true
-		u.lastUsed = now
+		u.touch(now)
 	}
 	sh.mu.Unlock()
 	return u
@@ -110,8 +121,7 @@ func (ls *liveSet) getOrInsert(u *userTokens, now, cutoff int64, closed func() b
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if cur := sh.m[u.id]; cur != nil {
-		cur.ref = true
-		cur.lastUsed = now
+		cur.touch(now)
 		return cur, out
 	}
 	if closed() {
