@@ -53,10 +53,8 @@ type Client struct {
 
 	used usedStates
 
-	liveMu    sync.Mutex
-	live      map[string]*userTokens
-	lastSweep atomic.Int64
-	closed    atomic.Bool
+	live   *liveSet // this process's per-session state
+	closed atomic.Bool
 
 	// nonce is a test hook (benchmarks pin the nonce so a pre-signed ID
 	// token can be served); nil means random.
@@ -82,7 +80,7 @@ func New(cfg Config) (*Client, error) {
 		log:   cfg.Logger,
 		hc:    httpx.Client(cfg.HTTPClient),
 		now:   cfg.Now,
-		live:  map[string]*userTokens{},
+		live:  newLiveSet(cfg.MaxLiveSessions),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -153,11 +151,7 @@ func (c *Client) Close() error {
 	}
 	c.bgMu.Unlock()
 	c.cancel()
-	c.liveMu.Lock()
-	live := c.live
-	c.live = map[string]*userTokens{}
-	c.liveMu.Unlock()
-	for _, u := range live {
+	for _, u := range c.live.drain() {
 		u.cache.Close()
 	}
 	c.bg.Wait()

@@ -193,20 +193,8 @@ func (c *Client) setSessionCookie(w http.ResponseWriter, id string) {
 
 // sessionID opens the session cookie of r.
 func (c *Client) sessionID(r *http.Request) (string, bool) {
-	ck, err := r.Cookie(c.cookie)
-	if err != nil || ck.Value == "" || len(ck.Value) > 512 {
-		return "", false
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(ck.Value)
-	if err != nil {
-		return "", false
-	}
-	id, err := c.sealer.Open(raw, c.cookieAAD)
-	if err != nil || len(id) == 0 {
-		c.log.Debug("authcode: session cookie cannot be opened (tampered, or sealed with a retired key)")
-		return "", false
-	}
-	return string(id), true
+	id, ok := c.openSessionCookie(r)
+	return string(id), ok
 }
 
 // SignOut returns the handler that signs the user out: it revokes the

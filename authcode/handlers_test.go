@@ -101,9 +101,7 @@ func TestCallbackWithoutAttemptInSignedInBrowser(t *testing.T) {
 	// A browser that is not signed in gets the error page.
 	requireRefused(t, e, e.browser().get(cb), http.StatusBadRequest, titleState, "no sign-in attempt")
 	// So does a signed-in browser whose session the Store lost.
-	e.mem.mu.Lock()
-	clear(e.mem.m)
-	e.mem.mu.Unlock()
+	e.mem.clear()
 	requireRefused(t, e, b.get(cb), http.StatusBadRequest, titleState, "no sign-in attempt")
 }
 

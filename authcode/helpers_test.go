@@ -348,10 +348,8 @@ func (e *env) record(s *Session) *record {
 
 // sessionsInStore counts stored sessions.
 func (e *env) sessionsInStore() int {
-	e.mem.mu.Lock()
-	defer e.mem.mu.Unlock()
 	n := 0
-	for k := range e.mem.m {
+	for _, k := range e.mem.keys() {
 		if strings.Contains(k, "/session/") {
 			n++
 		}

@@ -3,6 +3,7 @@ package authcode
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -55,15 +56,31 @@ type AddStore interface {
 // memoryStore is the default Store: sessions live in this process's
 // memory and are lost when it exits. It is also a RefreshLocker for the
 // processes's own goroutines, so a sign-out waits for a refresh in flight.
+//
+// Keys are spread over shards, each with its own lock, so that requests of
+// different users do not contend. A session is kept decoded once the
+// Client has loaded it (loadRecord): later loads return the same immutable
+// record without decoding, and the encoded bytes are dropped (Load
+// encodes again, for the rare caller that wants bytes).
 type memoryStore struct {
-	mu sync.Mutex
-	m  map[string]memItem
+	seed   maphash.Seed
+	shards [memShards]memShard
 	locks
 	now func() time.Time
 }
 
+const memShards = 64
+
+type memShard struct {
+	mu sync.Mutex
+	m  map[string]memItem
+	_  [64]byte // keep shards on their own cache lines
+}
+
+// memItem holds v, or rec once decoded (never neither).
 type memItem struct {
 	v   []byte
+	rec *record
 	exp time.Time
 }
 
@@ -71,24 +88,68 @@ func newMemoryStore(now func() time.Time) *memoryStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &memoryStore{m: map[string]memItem{}, now: now}
+	s := &memoryStore{seed: maphash.MakeSeed(), now: now}
+	for i := range s.shards {
+		s.shards[i].m = map[string]memItem{}
+	}
+	return s
+}
+
+func (s *memoryStore) shard(key string) *memShard {
+	return &s.shards[maphash.String(s.seed, key)%memShards]
+}
+
+// item returns key's unexpired item.
+func (s *memoryStore) item(ctx context.Context, key string) (memItem, error) {
+	if err := ctx.Err(); err != nil {
+		return memItem{}, err
+	}
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	it, ok := sh.m[key]
+	if !ok {
+		return memItem{}, ErrSessionNotFound
+	}
+	if !it.exp.IsZero() && !s.now().Before(it.exp) {
+		delete(sh.m, key)
+		return memItem{}, ErrSessionNotFound
+	}
+	return it, nil
 }
 
 func (s *memoryStore) Load(ctx context.Context, key string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
+	it, err := s.item(ctx, key)
+	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	it, ok := s.m[key]
-	if !ok {
-		return nil, ErrSessionNotFound
-	}
-	if !it.exp.IsZero() && !s.now().Before(it.exp) {
-		delete(s.m, key)
-		return nil, ErrSessionNotFound
+	if it.v == nil {
+		return it.rec.encode()
 	}
 	return it.v, nil
+}
+
+// loadRecord returns key's session, decoding it only on the first load of
+// each saved version. A value that does not decode gives a *decodeError.
+func (s *memoryStore) loadRecord(ctx context.Context, key string) (*record, error) {
+	it, err := s.item(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if it.rec != nil {
+		return it.rec, nil
+	}
+	rec, err := decodeRecord(it.v)
+	if err != nil {
+		return nil, &decodeError{err}
+	}
+	sh := s.shard(key)
+	sh.mu.Lock()
+	if cur, ok := sh.m[key]; ok && cur.rec == nil && len(cur.v) > 0 && &cur.v[0] == &it.v[0] {
+		sh.m[key] = memItem{rec: rec, exp: cur.exp} // not saved again meanwhile
+	}
+	sh.mu.Unlock()
+	return rec, nil
 }
 
 func (s *memoryStore) Save(ctx context.Context, key string, value []byte, ttl time.Duration) error {
@@ -96,26 +157,30 @@ func (s *memoryStore) Save(ctx context.Context, key string, value []byte, ttl ti
 		return err
 	}
 	it := memItem{v: append([]byte(nil), value...)}
+	if len(it.v) == 0 {
+		it.v = []byte{} // never nil: an item holds v or rec
+	}
 	if ttl > 0 {
 		it.exp = s.now().Add(ttl)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[key] = it
-	s.sweep()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.m[key] = it
+	s.sweep(sh)
 	return nil
 }
 
-// sweep drops a few expired items so an idle map does not grow forever.
-// Called with mu held.
-func (s *memoryStore) sweep() {
+// sweep drops a few expired items of sh so an idle map does not grow
+// forever. Called with sh.mu held.
+func (s *memoryStore) sweep(sh *memShard) {
 	now, n := s.now(), 0
-	for k, it := range s.m {
+	for k, it := range sh.m {
 		if n++; n > 16 {
 			return
 		}
 		if !it.exp.IsZero() && !now.Before(it.exp) {
-			delete(s.m, k)
+			delete(sh.m, k)
 		}
 	}
 }
@@ -124,16 +189,17 @@ func (s *memoryStore) Add(ctx context.Context, key string, value []byte, ttl tim
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if it, ok := s.m[key]; ok && (it.exp.IsZero() || s.now().Before(it.exp)) {
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if it, ok := sh.m[key]; ok && (it.exp.IsZero() || s.now().Before(it.exp)) {
 		return false, nil
 	}
-	it := memItem{v: append([]byte(nil), value...)}
+	it := memItem{v: append([]byte{}, value...)}
 	if ttl > 0 {
 		it.exp = s.now().Add(ttl)
 	}
-	s.m[key] = it
+	sh.m[key] = it
 	return true, nil
 }
 
@@ -141,10 +207,35 @@ func (s *memoryStore) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, key)
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	delete(sh.m, key)
 	return nil
+}
+
+// keys returns the keys held (tests).
+func (s *memoryStore) keys() []string {
+	var out []string
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k := range sh.m {
+			out = append(out, k)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// clear drops everything (tests).
+func (s *memoryStore) clear() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
 }
 
 // locks is an in-process RefreshLocker: one context-aware lock per key,

@@ -1,13 +1,15 @@
 package authcode
 
 import (
-	"cmp"
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"net/url"
-	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,9 +25,8 @@ import (
 
 // Eviction of in-memory per-session token caches.
 const (
-	liveIdle       = time.Hour        // caches unused this long are dropped
-	liveSweepEvery = time.Minute      // how often inserts look for idle ones
-	forcedRefresh  = 30 * time.Second // at most one 401-triggered refresh per session per this
+	liveIdle      = time.Hour        // caches unused this long are dropped
+	forcedRefresh = 30 * time.Second // at most one 401-triggered refresh per session per this
 )
 
 // userTokens is this process's state for one session: the token cache that
@@ -37,8 +38,17 @@ type userTokens struct {
 	key   string
 	cache *tokencache.Cache
 
-	lastUsed   atomic.Int64 // unix nanoseconds
 	lastForced atomic.Int64 // last 401-triggered invalidation
+
+	// Guarded by the live set's shard lock.
+	slot     int   // index in the shard's CLOCK ring
+	ref      bool  // used since the CLOCK hand last passed
+	lastUsed int64 // unix nanoseconds
+
+	// seen is the last record loaded from the Store and observed; a load
+	// that yields it again (same bytes) is neither decoded nor observed.
+	seen atomic.Pointer[loaded]
+	tr   atomic.Pointer[transport.Transport] // UserClient's, built on first use
 
 	mu      sync.Mutex
 	rec     *record // latest record saved to the Store
@@ -55,6 +65,9 @@ func (u *userTokens) current() *record {
 // observe takes a record just loaded from the Store: if another process
 // refreshed the session, its tokens replace ours.
 func (u *userTokens) observe(rec *record) {
+	if l := u.seen.Load(); l != nil && l.rec == rec {
+		return // observed already
+	}
 	u.mu.Lock()
 	newer := rec.Ver > u.rec.Ver
 	if newer {
@@ -252,11 +265,51 @@ func (c *Client) checkRefreshedIDToken(ctx context.Context, doc *discovery.Docum
 }
 
 func (u *userTokens) load(ctx context.Context) (*record, error) {
-	b, err := u.c.store.Load(ctx, u.key)
-	if err != nil {
-		return nil, err
+	rec, _, err := u.c.loadRecord(ctx, u.key, u)
+	if de, ok := err.(*decodeError); ok {
+		err = de.err
 	}
-	return decodeRecord(b)
+	return rec, err
+}
+
+// loaded is a record as loaded from a Store, with the bytes it was decoded
+// from (nil for the memory store, which keeps records decoded).
+type loaded struct {
+	raw []byte
+	rec *record
+}
+
+// decodeError is a session the Store holds but that cannot be read.
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
+
+// loadRecord loads session key from the Store. The session is decoded only
+// when its stored version is not the one u (when not nil) last saw: the
+// memory store keeps records decoded; for other stores the loaded bytes
+// are compared with the bytes u's copy was decoded from. When it decoded
+// anew, it returns the new *loaded too, for u to remember.
+func (c *Client) loadRecord(ctx context.Context, key string, u *userTokens) (*record, *loaded, error) {
+	if ms, ok := c.store.(*memoryStore); ok {
+		rec, err := ms.loadRecord(ctx, key)
+		return rec, nil, err
+	}
+	b, err := c.store.Load(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u != nil {
+		if l := u.seen.Load(); l != nil && bytes.Equal(l.raw, b) {
+			return l.rec, nil, nil
+		}
+	}
+	rec, err := decodeRecord(b)
+	if err != nil {
+		return nil, nil, &decodeError{err}
+	}
+	// The Store may reuse b: keep a copy.
+	return rec, &loaded{raw: bytes.Clone(b), rec: rec}, nil
 }
 
 // adopt starts tracking a session this process just created.
@@ -268,76 +321,38 @@ func (c *Client) adopt(id, key string, rec *record) *userTokens {
 // tokensFor returns this process's state for session id, creating it from
 // rec, or updating it when rec is newer.
 func (c *Client) tokensFor(id, key string, rec *record) (*userTokens, error) {
-	now := c.now()
-	c.liveMu.Lock()
 	if c.closed.Load() {
-		c.liveMu.Unlock()
 		return nil, auth.ErrClosed
 	}
-	u := c.live[id]
-	var evicted []*userTokens
-	if u == nil {
-		u = &userTokens{c: c, id: id, key: key, rec: rec}
-		u.cache = tokencache.New(u.refresh, tokencache.Options{
-			Window:     c.cfg.RefreshWindow,
-			Now:        c.cfg.Now, // nil keeps the clock-free fast path
-			Logger:     c.log,
-			Report:     c.rep,
-			OneSession: true, // a refresh keeps the user's ERP.net session
-		})
-		u.cache.Set(rec.token())
-		u.lastUsed.Store(now.UnixNano())
-		c.live[id] = u
-		evicted = c.evictLocked(now)
-		c.liveMu.Unlock()
-	} else {
-		c.liveMu.Unlock()
-		u.lastUsed.Store(now.UnixNano())
+	now := c.now().UnixNano()
+	if u := c.live.get(id, now); u != nil {
 		u.observe(rec)
+		return u, nil
 	}
-	for _, e := range evicted {
-		e.cache.Close()
+	n := &userTokens{c: c, id: id, key: key, rec: rec}
+	n.cache = tokencache.New(n.refresh, tokencache.Options{
+		Window:     c.cfg.RefreshWindow,
+		Now:        c.cfg.Now, // nil keeps the clock-free fast path
+		Logger:     c.log,
+		Report:     c.rep,
+		OneSession: true, // a refresh keeps the user's ERP.net session
+	})
+	n.cache.Set(rec.token())
+	u, out := c.live.getOrInsert(n, now, now-int64(liveIdle), c.closed.Load)
+	out.closeAll()
+	if u != n {
+		n.cache.Close()
+		if u == nil {
+			return nil, auth.ErrClosed
+		}
+		u.observe(rec)
 	}
 	return u, nil
 }
 
-// evictLocked drops idle caches and, over the limit, the least recently
-// used ones. Called with liveMu held; the caller closes what it returns.
-func (c *Client) evictLocked(now time.Time) []*userTokens {
-	var out []*userTokens
-	over := len(c.live) > c.cfg.MaxLiveSessions
-	if !over && now.UnixNano()-c.lastSweep.Load() < int64(liveSweepEvery) {
-		return nil
-	}
-	c.lastSweep.Store(now.UnixNano())
-	cutoff := now.Add(-liveIdle).UnixNano()
-	for id, u := range c.live {
-		if u.lastUsed.Load() < cutoff {
-			delete(c.live, id)
-			out = append(out, u)
-		}
-	}
-	if n := len(c.live) - c.cfg.MaxLiveSessions; n > 0 {
-		// Evict the least recently used, plus a tenth of the limit so the
-		// next inserts do not each pay for a scan.
-		n = min(len(c.live), n+c.cfg.MaxLiveSessions/10)
-		all := make([]*userTokens, 0, len(c.live))
-		for _, u := range c.live {
-			all = append(all, u)
-		}
-		slices.SortFunc(all, func(a, b *userTokens) int { return cmp.Compare(a.lastUsed.Load(), b.lastUsed.Load()) })
-		for _, u := range all[:n] {
-			delete(c.live, u.id)
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
+// liveGet returns this process's state for session id, or nil.
 func (c *Client) liveGet(id string) *userTokens {
-	c.liveMu.Lock()
-	defer c.liveMu.Unlock()
-	return c.live[id]
+	return c.live.get(id, c.now().UnixNano())
 }
 
 // dropSession deletes a session from the Store and from memory.
@@ -350,13 +365,68 @@ func (c *Client) dropSession(ctx context.Context, key, id string) {
 
 // forget stops tracking session id in memory.
 func (c *Client) forget(id string) {
-	c.liveMu.Lock()
-	u := c.live[id]
-	delete(c.live, id)
-	c.liveMu.Unlock()
-	if u != nil {
+	if u := c.live.remove(id); u != nil {
 		u.cache.Close()
 	}
+}
+
+// openSessionCookie opens the session cookie of r, allocating only the
+// opened id.
+func (c *Client) openSessionCookie(r *http.Request) ([]byte, bool) {
+	v, ok := cookieValue(r.Header, c.cookie)
+	if !ok || v == "" || len(v) > 512 {
+		return nil, false
+	}
+	var src [512]byte // on the stack
+	buf := cookieBufs.Get().(*[512]byte)
+	defer cookieBufs.Put(buf)
+	n, err := base64.RawURLEncoding.Decode(buf[:], src[:copy(src[:], v)])
+	if err != nil {
+		return nil, false
+	}
+	id, err := c.sealer.Open(buf[:n], c.cookieAAD) // id is a new slice
+	if err != nil || len(id) == 0 {
+		c.log.Debug("authcode: session cookie cannot be opened (tampered, or sealed with a retired key)")
+		return nil, false
+	}
+	return id, true
+}
+
+// cookieBufs hold decoded cookies while they are opened (the AEAD's input
+// escapes, so a stack buffer would not stay on the stack).
+var cookieBufs = sync.Pool{New: func() any { return new([512]byte) }}
+
+// cookieValue returns the value of the first cookie named name in h's
+// Cookie lines that net/http accepts, as http.Request.Cookie does
+// (surrounding double quotes removed), without allocating.
+func cookieValue(h http.Header, name string) (string, bool) {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue reports whether net/http accepts v as a cookie value.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // UserSession returns the session of the user who sent r, or ErrNoSession
@@ -369,7 +439,7 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	if c.closed.Load() {
 		return nil, auth.ErrClosed
 	}
-	id, ok := c.sessionID(r)
+	rawID, ok := c.openSessionCookie(r)
 	if !ok {
 		return nil, ErrNoSession
 	}
@@ -378,14 +448,25 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := sessionKey(prefix, id)
-	b, err := c.store.Load(ctx, key)
-	if errors.Is(err, ErrSessionNotFound) {
+	var id, key string
+	u := c.live.getBytes(rawID, c.now().UnixNano())
+	if u != nil {
+		id, key = u.id, u.key
+	} else {
+		id = string(rawID)
+		key = sessionKey(prefix, id)
+	}
+	rec, l, err := c.loadRecord(ctx, key, u)
+	_, undecodable := err.(*decodeError)
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
 		c.forget(id)
 		return nil, ErrNoSession
-	}
-	if err != nil {
-		if u := c.liveGet(id); u != nil {
+	case undecodable:
+		c.log.Error("authcode: unreadable session in the store; treating as signed out", "error", err.Error())
+		return nil, ErrNoSession
+	case err != nil:
+		if u != nil {
 			if rec := u.current(); u.usable(rec) {
 				c.log.Warn("authcode: session store failed; using this process's copy of the session", "error", err.Error())
 				return rec.session(id, key), nil
@@ -393,17 +474,23 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 		}
 		return nil, &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
 	}
-	rec, err := decodeRecord(b)
-	if err != nil {
-		c.log.Error("authcode: unreadable session in the store; treating as signed out", "error", err.Error())
-		return nil, ErrNoSession
-	}
 	if rec.ClientID != c.cfg.ClientID {
 		return nil, ErrNoSession
 	}
-	u, err := c.tokensFor(id, key, rec)
-	if err != nil {
-		return nil, err
+	if u == nil {
+		if u, err = c.tokensFor(id, key, rec); err != nil {
+			return nil, err
+		}
+	} else {
+		u.observe(rec)
+	}
+	if l == nil {
+		if seen := u.seen.Load(); seen == nil || seen.rec != rec {
+			l = &loaded{rec: rec} // the memory store's record
+		}
+	}
+	if l != nil {
+		u.seen.Store(l)
 	}
 	s := rec.session(id, key)
 	s.u = u
@@ -581,13 +668,32 @@ func (ts *tokenSource) Token() (*oauth2.Token, error) {
 // transport is Config.Transport, or that of an *http.Client stored in ctx
 // under oauth2.HTTPClient.
 func (c *Client) UserClient(ctx context.Context, s *Session) *http.Client {
-	base := c.cfg.Transport
+	base, fromCtx := c.cfg.Transport, false
 	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil && hc.Transport != nil {
-		base = hc.Transport
+		base, fromCtx = hc.Transport, true
+	}
+	if !fromCtx && s != nil && s.u != nil && s.u.c == c {
+		return &http.Client{Transport: s.u.transport()}
 	}
 	src := &tokenSource{c: c, ctx: ctx, s: s}
 	return &http.Client{Transport: &transport.Transport{Get: src.entry, InvalidateIf: src.invalidateIf,
 		Allow: c.disco.Allow, Base: base, Retry: c.cfg.Retry, Report: c.rep}}
+}
+
+// transport returns the bearer transport of u's session with the
+// configured base transport, built once: a request pays for no new one.
+func (u *userTokens) transport() *transport.Transport {
+	if t := u.tr.Load(); t != nil {
+		return t
+	}
+	src := &tokenSource{c: u.c, ctx: context.Background()}
+	src.u.Store(u)
+	t := &transport.Transport{Get: src.entry, InvalidateIf: src.invalidateIf,
+		Allow: u.c.disco.Allow, Base: u.c.cfg.Transport, Retry: u.c.cfg.Retry}
+	if u.tr.CompareAndSwap(nil, t) {
+		return t
+	}
+	return u.tr.Load()
 }
 
 // entry is the bearer transport's token getter.

@@ -83,6 +83,22 @@ func BenchmarkSessionLoadAndToken(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(hook.n.Load())/float64(b.N), "redis-roundtrips/op")
+	// What the session takes in Redis: its key and sealed value, as Redis
+	// accounts them (MEMORY USAGE), and the value alone.
+	keys, err := rdb.Keys(ctx, "*session/*").Result()
+	if err != nil || len(keys) != 1 {
+		b.Fatalf("session keys %q: %v", keys, err)
+	}
+	usage, err := rdb.MemoryUsage(ctx, keys[0], 0).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	size, err := rdb.StrLen(ctx, keys[0]).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(usage), "redis-B/session")
+	b.ReportMetric(float64(size), "value-B/session")
 	if w.ds.Count(devserver.Token) != grants {
 		b.Fatal("the benchmark made token requests")
 	}

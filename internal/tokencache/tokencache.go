@@ -128,17 +128,16 @@ type Cache struct {
 	// failed.
 	retryAt atomic.Int64
 
-	mu     sync.Mutex // guards closed and wg.Add
+	mu     sync.Mutex // guards closed, ctx, cancel and wg.Add
 	closed bool
-	ctx    context.Context
+	ctx    context.Context // made by the first fetch: a cache that never fetches costs none
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 // New returns a cache that calls fetch when it needs a token. It does no I/O.
 func New(fetch Fetch, opts Options) *Cache {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cache{fetch: fetch, opts: opts, now: opts.Now, ctx: ctx, cancel: cancel}
+	c := &Cache{fetch: fetch, opts: opts, now: opts.Now}
 	if opts.Report.Enabled() {
 		c.report = opts.Report
 	}
@@ -257,8 +256,11 @@ func (c *Cache) InvalidateIf(e *Entry) bool {
 func (c *Cache) Close() {
 	c.mu.Lock()
 	c.closed = true
+	cancel := c.cancel
 	c.mu.Unlock()
-	c.cancel()
+	if cancel != nil {
+		cancel()
+	}
 	c.wg.Wait()
 	c.cur.Load().stop()
 }
@@ -278,6 +280,9 @@ func (c *Cache) start() *call {
 	}
 	if c.closed {
 		return &call{done: closedDone, err: auth.ErrClosed}
+	}
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
 	}
 	cl := &call{done: make(chan struct{})}
 	c.flight.Store(cl)

@@ -1,0 +1,301 @@
+package authcode
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/internal/tokencache"
+)
+
+func liveEntry(id string) *userTokens {
+	u := &userTokens{id: id}
+	u.cache = tokencache.New(nil, tokencache.Options{})
+	return u
+}
+
+// The live set never holds more than its limit, and its CLOCK gives a
+// second chance: an entry used since the hand last passed survives the
+// next eviction, one not used goes first.
+func TestLiveSetClock(t *testing.T) {
+	const limit = 8 // one shard
+	ls := newLiveSet(limit)
+	require.Len(t, ls.shards, 1)
+	var evictedIDs []string
+	insert := func(id string, now int64) {
+		u, out := ls.getOrInsert(liveEntry(id), now, 0, func() bool { return false })
+		require.Equal(t, id, u.id)
+		for _, v := range out {
+			if v != nil {
+				evictedIDs = append(evictedIDs, v.id)
+				v.cache.Close()
+			}
+		}
+	}
+	for i := range limit {
+		insert(fmt.Sprint(i), 1)
+	}
+	assert.Equal(t, limit, ls.len())
+	assert.Empty(t, evictedIDs)
+	// A full pass of the hand clears every mark: the first insert over the
+	// limit evicts one of the eight, the one at the hand.
+	insert("first", 2)
+	require.Len(t, evictedIDs, 1)
+	first := evictedIDs[0]
+	evictedIDs = nil
+	// Using every survivor but one leaves that one as the victim.
+	var spare string
+	for i := range limit {
+		if id := fmt.Sprint(i); id != first {
+			if spare == "" {
+				spare = id
+				continue
+			}
+			require.NotNil(t, ls.get(id, 2))
+		}
+	}
+	require.NotNil(t, ls.get("first", 2))
+	insert("new", 3)
+	assert.Equal(t, []string{spare}, evictedIDs)
+	assert.Equal(t, limit, ls.len())
+	assert.Nil(t, ls.get(spare, 4))
+	// The hand cleared the others' marks on its way: the next insert evicts
+	// the oldest of them, not the one just inserted.
+	insert("newer", 5)
+	assert.Len(t, evictedIDs, 2)
+	assert.NotContains(t, evictedIDs, "new")
+	// remove frees a slot: the next insert evicts nothing.
+	require.NotNil(t, ls.remove("newer"))
+	n := len(evictedIDs)
+	insert("again", 6)
+	assert.Len(t, evictedIDs, n)
+	assert.LessOrEqual(t, ls.len(), limit)
+	for _, u := range ls.drain() {
+		u.cache.Close()
+	}
+	assert.Zero(t, ls.len())
+}
+
+// Inserts drop entries idle since before the cutoff as the hand passes.
+func TestLiveSetIdle(t *testing.T) {
+	ls := newLiveSet(10_000)
+	require.Greater(t, len(ls.shards), 1)
+	var closed int
+	for i := range 200 {
+		_, out := ls.getOrInsert(liveEntry(fmt.Sprint("old", i)), 1, 0, func() bool { return false })
+		for _, v := range out {
+			if v != nil {
+				v.cache.Close()
+				closed++
+			}
+		}
+	}
+	require.Zero(t, closed)
+	// Now everything inserted at time 1 is idle (cutoff 100); keep inserting
+	// until the hands have passed every entry.
+	for i := range 4000 {
+		_, out := ls.getOrInsert(liveEntry(fmt.Sprint("new", i)), 200, 100, func() bool { return false })
+		for _, v := range out {
+			if v != nil {
+				require.True(t, strings.HasPrefix(v.id, "old"), "evicted a fresh entry %s", v.id)
+				v.cache.Close()
+				closed++
+			}
+		}
+	}
+	assert.Equal(t, 200, closed, "every idle entry is dropped")
+	assert.Equal(t, 4000, ls.len())
+	for _, u := range ls.drain() {
+		u.cache.Close()
+	}
+}
+
+// Shards split the limit exactly.
+func TestLiveSetShards(t *testing.T) {
+	for _, limit := range []int{1, 2, 31, 32, 100, 10_000, 1 << 20} {
+		ls := newLiveSet(limit)
+		total := 0
+		for i := range ls.shards {
+			require.Positive(t, ls.shards[i].cap)
+			total += ls.shards[i].cap
+		}
+		assert.Equal(t, limit, total, "limit %d", limit)
+	}
+}
+
+// A session loaded again without a change is not decoded again (the same
+// record comes back); a version saved by another process replaces it at
+// the next load, and its token is the one handed out. Both store paths:
+// the memory store (records kept decoded) and any other Store (bytes
+// compared with those the live copy was decoded from).
+func TestUserSessionDecodesOnlyNewVersions(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(*memoryStore) Store
+	}{
+		{"memory", nil},
+		{"other", func(m *memoryStore) Store { return &flakyStore{memoryStore: m} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []envOption
+			if tc.store != nil {
+				opts = append(opts, withStore(tc.store))
+			}
+			e := newEnv(t, opts...)
+			b := e.browser()
+			e.mustSignIn(b, "")
+			s1 := e.session(b)
+			s2 := e.session(b)
+			require.Same(t, s1.rec, s2.rec, "an unchanged session was decoded again")
+			if tc.store == nil {
+				_, isMem := e.c.store.(*memoryStore)
+				require.True(t, isMem)
+			} else {
+				_, isMem := e.c.store.(*memoryStore)
+				require.False(t, isMem)
+			}
+
+			// Another process refreshes the session.
+			next := *e.record(s2)
+			next.Ver++
+			next.AccessToken = "rotated-elsewhere"
+			next.Expiry = e.clk.Now().Add(time.Hour)
+			raw, err := next.encode()
+			require.NoError(t, err)
+			require.NoError(t, e.store.Save(context.Background(), s2.key, raw, time.Hour))
+
+			s3 := e.session(b)
+			require.NotSame(t, s2.rec, s3.rec)
+			assert.Equal(t, next.Ver, s3.rec.Ver)
+			tok, err := e.c.TokenSource(context.Background(), s3).Token()
+			require.NoError(t, err)
+			assert.Equal(t, "rotated-elsewhere", tok.AccessToken)
+			assert.Same(t, s3.rec, e.session(b).rec)
+			assert.Zero(t, e.idp.GrantCount("refresh_token"))
+		})
+	}
+}
+
+// cookieValue finds the same cookie as http.Request.Cookie.
+func TestCookieValue(t *testing.T) {
+	for _, lines := range [][]string{
+		{"a=1; sid=abc; b=2"},
+		{"sid=abc"},
+		{`sid="abc"`},
+		{"x=1", "sid=second-line"},
+		{"sid=; sid=abc"},
+		{"sid=a b; sid=ok"},
+		{`sid=a\b; sid=ok2`},
+		{"sidx=1; xsid=2"},
+		{"  sid = abc ;"},
+		{"sid=abc=def"},
+		{""},
+		{";;; sid=v;;"},
+		{"SID=upper; sid=lower"},
+	} {
+		h := http.Header{"Cookie": lines}
+		r := &http.Request{Header: h}
+		want, err := r.Cookie("sid")
+		got, ok := cookieValue(h, "sid")
+		if err != nil {
+			assert.False(t, ok && got != "", "%q: got %q, net/http finds none", lines, got)
+			continue
+		}
+		require.True(t, ok, "%q", lines)
+		assert.Equal(t, want.Value, got, "%q", lines)
+	}
+}
+
+// UserSession and UserClient, once the session is held, allocate little:
+// no decode, no new transport.
+func TestUserSessionAllocations(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	e.mustSignIn(b, "")
+	req, err := http.NewRequest(http.MethodGet, e.app.URL+"/", nil)
+	require.NoError(t, err)
+	s := e.session(b)
+	for _, ck := range b.jar.Cookies(req.URL) {
+		req.AddCookie(ck)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		s, err := e.c.UserSession(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = e.c.UserClient(context.Background(), s)
+		if _, err := e.c.TokenSource(context.Background(), s).Token(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The Session, the opened cookie, the http.Client and the TokenSource.
+	assert.LessOrEqual(t, allocs, 4.0)
+	assert.Equal(t, "alice", s.Subject)
+}
+
+type countingRT struct {
+	n    atomic.Int32
+	base http.RoundTripper
+}
+
+func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.base.RoundTrip(r)
+}
+
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// UserClient reuses the session's transport, built on Config.Transport, yet
+// a base transport given through the context (oauth2.HTTPClient) still
+// wins, and a Config.Transport of an uncomparable type is fine.
+func TestUserClientTransportReuse(t *testing.T) {
+	api := newAPIStub(t)
+	var viaConfig atomic.Int32
+	e := newEnv(t, withClient(func(c *Config) {
+		c.DomainAPI = api.srv.URL + "/"
+		c.Transport = rtFunc(func(r *http.Request) (*http.Response, error) {
+			viaConfig.Add(1)
+			return http.DefaultTransport.RoundTrip(r)
+		})
+	}))
+	b := e.browser()
+	e.mustSignIn(b, "")
+	s := e.session(b)
+	get := func(hc *http.Client) {
+		t.Helper()
+		resp, err := hc.Get(api.srv.URL)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	c1, c2 := e.c.UserClient(context.Background(), s), e.c.UserClient(context.Background(), s)
+	assert.Same(t, c1.Transport, c2.Transport)
+	assert.NotSame(t, c1, c2, "callers may change their client")
+	get(c1)
+	get(c2)
+	assert.EqualValues(t, 2, viaConfig.Load())
+
+	ctxRT := &countingRT{base: http.DefaultTransport}
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: ctxRT})
+	c3 := e.c.UserClient(ctx, s)
+	assert.NotSame(t, c1.Transport, c3.Transport)
+	get(c3)
+	assert.EqualValues(t, 1, ctxRT.n.Load())
+	assert.EqualValues(t, 2, viaConfig.Load())
+	auths, _ := api.calls()
+	require.Len(t, auths, 3)
+	for _, a := range auths {
+		assert.True(t, strings.HasPrefix(a, "Bearer "), "request without the user's token")
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+}

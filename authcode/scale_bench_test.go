@@ -1,0 +1,359 @@
+package authcode
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/clientcreds"
+)
+
+// The scale benchmarks measure the README's request pattern of a web
+// backend: UserSession(r) then a token (TokenSource(ctx, s).Token) or a
+// request (UserClient), with the session of each request chosen at random
+// among many. Sessions are created directly in the memory store (as the
+// record a sign-in saves, already loaded once) with a sealed cookie each,
+// rather than through the sign-in flow, so a million can be set up in
+// seconds. Run:
+//
+//	go test -run '^$' -bench 'Scale|HeldToken|AuthorizedGET|SessionMemory' -benchmem ./authcode/
+
+const scaleClientID = "com.example/bench"
+
+// benchRecord is a session record of realistic size (about 1.7 KB of
+// JSON): a JWT access token, a refresh token, an ID token and its claims,
+// each string its own allocation.
+func benchRecord(i int, now time.Time) *record {
+	n := strconv.Itoa(i)
+	fill := func(prefix string, size int) string {
+		var b strings.Builder
+		b.Grow(size)
+		b.WriteString(prefix)
+		b.WriteString(n)
+		for b.Len() < size {
+			b.WriteString("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+		}
+		return b.String()[:size]
+	}
+	claims := fmt.Sprintf(`{"iss":%q,"sub":"user%s","aud":%q,"name":"User %s","email":"user%s@example.com","preferred_username":"user%s","iat":%d,"exp":%d}`,
+		benchIssuer, n, scaleClientID, n, n, n, now.Unix(), now.Add(time.Hour).Unix())
+	return &record{Format: recordFormat, Ver: 1, Issuer: benchIssuer, ClientID: scaleClientID,
+		Subject: "user" + n, Name: "User " + n, Username: "user" + n, Email: "user" + n + "@example.com",
+		Claims: []byte(claims), Scopes: []string{"openid", "profile", "offline_access", "read", "update"},
+		SignedInAt: now, AccessToken: fill("eyJhbGciOiJSUzI1NiJ9.", 600), TokenType: "Bearer",
+		Expiry: now.Add(24 * time.Hour), RefreshToken: fill("rt", 64), IDToken: fill("eyJhbGciOiJSUzI1NiIsImtpZCI6ImJlbmNoIn0.", 620)}
+}
+
+// scaleWorld is n sessions in one memory store, with their cookies.
+type scaleWorld struct {
+	store   *memoryStore
+	ids     []string
+	cookies []string // "name=value" for the Cookie header
+	keys    [][]byte
+}
+
+func newScaleWorld(b *testing.B, n int) *scaleWorld {
+	b.Helper()
+	w := &scaleWorld{store: newMemoryStore(nil), keys: [][]byte{bytes.Repeat([]byte{1}, 32)},
+		ids: make([]string, n), cookies: make([]string, n)}
+	c := w.client(b, 1) // for the cookie sealer and key prefix
+	prefix := storePrefix(benchIssuer, scaleClientID)
+	now := time.Now()
+	for i := range n {
+		id := fmt.Sprintf("%052d", i)
+		rec := benchRecord(i, now)
+		w.store.putRecord(sessionKey(prefix, id), rec, time.Hour)
+		w.ids[i] = id
+		w.cookies[i] = c.cookie + "=" + base64.RawURLEncoding.EncodeToString(c.sealer.Seal([]byte(id), c.cookieAAD))
+	}
+	return w
+}
+
+// client returns a Client on w's store with discovery done, holding at
+// most maxLive sessions in memory.
+func (w *scaleWorld) client(b *testing.B, maxLive int) *Client {
+	b.Helper()
+	stub := newStubIDP(b, scaleClientID)
+	c, err := New(Config{Authority: benchIssuer, ClientID: scaleClientID, ClientSecret: "bench-secret",
+		RedirectURL: "https://app.bench.example/callback", Keys: w.keys, Store: w.store,
+		HTTPClient: &http.Client{Transport: stub}, Logger: slog.New(slog.DiscardHandler),
+		MaxLiveSessions: maxLive})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	if _, err := c.keyPrefix(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// putRecord stores rec under key as a loaded session (benchmarks).
+func (s *memoryStore) putRecord(key string, rec *record, ttl time.Duration) {
+	sh := s.shard(key)
+	sh.mu.Lock()
+	sh.m[key] = memItem{rec: rec, exp: s.now().Add(ttl)}
+	sh.mu.Unlock()
+}
+
+// BenchmarkScaleUserSessionToken is UserSession(r) + TokenSource.Token()
+// per request, each request the session of a user chosen at random among
+// sessions=N. live=all holds every session's token cache in memory
+// (MaxLiveSessions >= N, warmed up); live=10000 is the default
+// MaxLiveSessions, so with more sessions most requests rebuild a token cache
+// and evict one.
+func BenchmarkScaleUserSessionToken(b *testing.B) {
+	type cfg struct{ n, live int }
+	var cases []cfg
+	for _, n := range []int{1, 1_000, 50_000, 100_000, 1_000_000} {
+		cases = append(cases, cfg{n, 0})
+	}
+	cases = append(cases, cfg{100_000, 10_000}, cfg{1_000_000, 10_000})
+	var w *scaleWorld
+	for _, tc := range cases {
+		live := "all"
+		if tc.live != 0 {
+			live = strconv.Itoa(tc.live)
+		}
+		b.Run(fmt.Sprintf("sessions=%d/live=%s", tc.n, live), func(b *testing.B) {
+			if w == nil || len(w.ids) != tc.n {
+				w = nil
+				runtime.GC()
+				w = newScaleWorld(b, tc.n)
+			}
+			maxLive := tc.live
+			if maxLive == 0 {
+				maxLive = tc.n
+			}
+			c := w.client(b, maxLive)
+			ctx := context.Background()
+			r, _ := http.NewRequest(http.MethodGet, "https://app.bench.example/orders", nil)
+			r.Header["Cookie"] = []string{""}
+			get := func(i int) {
+				r.Header["Cookie"][0] = w.cookies[i]
+				s, err := c.UserSession(r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if tok, err := c.TokenSource(ctx, s).Token(); err != nil || tok.AccessToken == "" {
+					b.Fatal(err)
+				}
+			}
+			if tc.live == 0 {
+				for i := range tc.n { // warm up: this process holds every session
+					get(i)
+				}
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			runtime.GC() // the set-up's garbage is not the requests' cost
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				get(rng.IntN(tc.n))
+			}
+		})
+	}
+}
+
+// BenchmarkHeldToken is Token() on a TokenSource of a session the request
+// already holds, next to clientcreds' cached Token() and x/oauth2's
+// ReuseTokenSource over a static token, serial and on all cores.
+func BenchmarkHeldToken(b *testing.B) {
+	w := newScaleWorld(b, 1)
+	c := w.client(b, 1)
+	ctx := context.Background()
+	r, _ := http.NewRequest(http.MethodGet, "https://app.bench.example/orders", nil)
+	r.Header.Set("Cookie", w.cookies[0])
+	s, err := c.UserSession(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	held := c.TokenSource(ctx, s)
+	cc, err := clientcreds.New(clientcreds.Config{Authority: benchIssuer, ClientID: scaleClientID,
+		ClientSecret: "bench-secret", HTTPClient: &http.Client{Transport: newStubIDP(b, scaleClientID)},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cc.Close() })
+	ccSrc := cc.TokenSource(ctx)
+	xo := oauth2.ReuseTokenSource(nil, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "x",
+		TokenType: "Bearer", Expiry: time.Now().Add(24 * time.Hour)}))
+	for _, src := range []struct {
+		name string
+		ts   oauth2.TokenSource
+	}{{"impl=authcode-session", held}, {"impl=clientcreds", ccSrc}, {"impl=x-oauth2-reuse", xo}} {
+		if _, err := src.ts.Token(); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(src.name+"/serial", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := src.ts.Token(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(src.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := src.ts.Token(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkScaleUserSessionParallel is UserSession + Token() on all cores,
+// each goroutine choosing sessions at random among 1,000 (compare its
+// ns/op with the serial sessions=1000/live=all case).
+func BenchmarkScaleUserSessionParallel(b *testing.B) {
+	const n = 1000
+	w := newScaleWorld(b, n)
+	c := w.client(b, n)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r, _ := http.NewRequest(http.MethodGet, "https://app.bench.example/orders", nil)
+		r.Header["Cookie"] = []string{""}
+		rng := rand.New(rand.NewPCG(rand.Uint64(), 2))
+		for pb.Next() {
+			r.Header["Cookie"][0] = w.cookies[rng.IntN(n)]
+			s, err := c.UserSession(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.TokenSource(ctx, s).Token(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAuthorizedGET is one request of a web backend calling an API as
+// its user: UserSession(r), UserClient(ctx, s), one GET; next to the same
+// GET with a static Authorization header through a plain http.Client
+// (impl=plain) and through x/oauth2's Transport over a static token. The
+// SDK's own allocations are those of impl=authcode minus impl=plain.
+func BenchmarkAuthorizedGET(b *testing.B) {
+	srv := apiServer(b)
+	tr := &http.Transport{MaxIdleConnsPerHost: 4}
+	defer tr.CloseIdleConnections()
+	w := newScaleWorld(b, 1)
+	stub := newStubIDP(b, scaleClientID)
+	c, err := New(Config{Authority: benchIssuer, ClientID: scaleClientID, ClientSecret: "bench-secret",
+		RedirectURL: "https://app.bench.example/callback", Keys: w.keys, Store: w.store,
+		HTTPClient: &http.Client{Transport: stub}, Transport: tr, Logger: slog.New(slog.DiscardHandler),
+		DomainAPI: srv.URL + "/api/domain/odata/"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.DomainAPI(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	target := srv.URL + "/api/domain/odata/Crm_Sales_Customers?$top=10"
+	in, _ := http.NewRequest(http.MethodGet, "https://app.bench.example/orders", nil)
+	in.Header.Set("Cookie", w.cookies[0])
+	tok := "Bearer " + benchRecord(0, time.Now()).AccessToken
+	plain := &http.Client{Transport: tr}
+	xo := &http.Client{Transport: &oauth2.Transport{Base: tr, Source: oauth2.StaticTokenSource(
+		&oauth2.Token{AccessToken: tok[len("Bearer "):], TokenType: "Bearer", Expiry: time.Now().Add(24 * time.Hour)})}}
+	get := func(b *testing.B, hc *http.Client, static bool) {
+		req, _ := http.NewRequestWithContext(in.Context(), http.MethodGet, target, nil)
+		req.Header.Set("Accept", "application/json")
+		if static {
+			req.Header.Set("Authorization", tok)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	b.Run("impl=plain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			get(b, plain, true)
+		}
+	})
+	b.Run("impl=x-oauth2", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			get(b, xo, false)
+		}
+	})
+	b.Run("impl=authcode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s, err := c.UserSession(in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			get(b, c.UserClient(in.Context(), s), false)
+		}
+	})
+}
+
+// BenchmarkSessionMemory reports the heap each session takes in the
+// memory store (its decoded record and key) and in this process's live
+// state (its token cache), for sessions of realistic size.
+func BenchmarkSessionMemory(b *testing.B) {
+	const n = 20_000
+	for range b.N {
+		heap := func() uint64 {
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			return ms.HeapAlloc
+		}
+		w := &scaleWorld{store: newMemoryStore(nil), keys: [][]byte{bytes.Repeat([]byte{1}, 32)}}
+		c := w.client(b, n)
+		prefix := storePrefix(benchIssuer, scaleClientID)
+		now := time.Now()
+		ctx := context.Background()
+		recs := make([]*record, n)
+		keys := make([]string, n)
+		h0 := heap()
+		for i := range n {
+			keys[i] = sessionKey(prefix, fmt.Sprintf("%052d", i))
+			recs[i] = benchRecord(i, now)
+			raw, _ := recs[i].encode()
+			_ = w.store.Save(ctx, keys[i], raw, time.Hour)
+			if _, err := w.store.loadRecord(ctx, keys[i]); err != nil { // as after the first request
+				b.Fatal(err)
+			}
+		}
+		recs = nil
+		h1 := heap()
+		for i := range n {
+			rec, _ := w.store.loadRecord(ctx, keys[i])
+			c.adopt(keys[i][len(prefix)+len("session/"):], keys[i], rec)
+		}
+		h2 := heap()
+		b.ReportMetric(float64(h1-h0)/n, "store-B/session")
+		b.ReportMetric(float64(h2-h1)/n, "live-B/session")
+		runtime.KeepAlive(w)
+		runtime.KeepAlive(keys)
+		c.Close()
+	}
+}
