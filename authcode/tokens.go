@@ -689,7 +689,7 @@ func (u *userTokens) transport() *transport.Transport {
 	src := &tokenSource{c: u.c, ctx: context.Background()}
 	src.u.Store(u)
 	t := &transport.Transport{Get: src.entry, InvalidateIf: src.invalidateIf,
-		Allow: u.c.disco.Allow, Base: u.c.cfg.Transport, Retry: u.c.cfg.Retry}
+		Allow: u.c.disco.Allow, Base: u.c.cfg.Transport, Retry: u.c.cfg.Retry, Report: u.c.rep}
 	if u.tr.CompareAndSwap(nil, t) {
 		return t
 	}
