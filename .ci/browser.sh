@@ -17,10 +17,4 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version 2>/dev/null || true
 
-cd examples/browsertest
-go mod download
-go mod verify
-unformatted=$(gofmt -l .)
-if [ -n "$unformatted" ]; then echo "not gofmt'ed:"; echo "$unformatted"; exit 1; fi
-go vet ./...
-go test -race -count=1 -timeout 5m ./...
+bash .ci/module.sh examples/browsertest

@@ -6,10 +6,4 @@
 # Called from .ci/run; runs on its own too:
 #   bash .ci/interop.sh
 set -euo pipefail
-cd "$(dirname "$0")/../interop"
-go mod download
-go mod verify
-unformatted=$(gofmt -l .)
-if [ -n "$unformatted" ]; then echo "not gofmt'ed:"; echo "$unformatted"; exit 1; fi
-go vet ./...
-go test -race -count=1 -timeout 5m ./...
+exec bash "$(dirname "$0")/module.sh" interop

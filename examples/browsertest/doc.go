@@ -18,7 +18,6 @@
 // Environment:
 //
 //	UPDATE_SCREENSHOT=1         rewrite docs/webapp-signed-in.png (repository root)
-//	BROWSERTEST_RUN_PENDING=1   run the checks skipped as "pending: ..." (fixes under way elsewhere)
 //	BROWSERTEST_VERBOSE=1       log every browser navigation and the examples' output
 //
 // See .ci/browser.sh at the repository root for the CI step.

@@ -118,16 +118,6 @@ func chromiumPath(t testing.TB) string {
 	return ""
 }
 
-// pending skips a check of behaviour that is being fixed elsewhere; it fails
-// today. BROWSERTEST_RUN_PENDING=1 runs it anyway (to see whether a merged
-// fix made it pass: then delete the pending call).
-func pending(t testing.TB, what string) {
-	t.Helper()
-	if os.Getenv("BROWSERTEST_RUN_PENDING") == "" {
-		t.Skip("pending: " + what)
-	}
-}
-
 func verbose() bool { return os.Getenv("BROWSERTEST_VERBOSE") != "" }
 
 // ---- example processes ----
