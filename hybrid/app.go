@@ -160,6 +160,13 @@ func (a *App) userAPI(ctx context.Context, s *authcode.Session) UserAPI {
 	}}
 }
 
+// DomainAPI returns the Domain API (OData) root, ending in "/", e.g.
+// https://demodb.my.erp.net/api/domain/odata/: Config.DomainAPI, or the
+// one ERP.net auto-discovery names, or one derived from the Authority (as
+// the service side's clientcreds.Source finds it). Append an entity set:
+// DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
+func (a *App) DomainAPI(ctx context.Context) (string, error) { return a.svc.DomainAPI(ctx) }
+
 // Service returns the ServiceAPI, which acts as the Trusted Application's
 // System User. Every call returns the same value, backed by one token cache
 // per App; create one App per process and keep it.

@@ -92,13 +92,13 @@ func run(ctx context.Context, log *slog.Logger, addr string, every time.Duration
 		return err
 	}
 	base := baseURL(ln.Addr())
-	cfg, apiRoot, cleanup, err := config(log, base)
+	cfg, cleanup, err := config(log, base)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	defer cleanup()
-	p, err := newPortal(cfg, apiRoot, log)
+	p, err := newPortal(cfg, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -150,19 +150,18 @@ func baseURL(a net.Addr) string {
 }
 
 // config reads ERPNET_* or, when ERPNET_AUTHORITY is absent, starts the dev
-// identity server in-process. It returns the App's Config and the Domain
-// API's OData root (ending in "/").
-func config(log *slog.Logger, base string) (hybrid.Config, string, func(), error) {
+// identity server in-process. It returns the App's Config.
+func config(log *slog.Logger, base string) (hybrid.Config, func(), error) {
 	if os.Getenv("ERPNET_AUTHORITY") == "" {
 		idp, err := erpnettest.Start(erpnettest.Config{})
 		if err != nil {
-			return hybrid.Config{}, "", nil, err
+			return hybrid.Config{}, nil, err
 		}
 		d := erpnettest.Demo
 		log.Info("ERPNET_AUTHORITY not set: using the in-process dev identity server",
 			"url", idp.URL(), "client_id", d.WebAppID,
 			"users", d.Alice+"/"+d.AlicePassword+", "+d.Bob+"/"+d.BobPassword)
-		return devAppConfig(idp, base), idp.DomainAPI(), func() { idp.Close() }, nil
+		return devAppConfig(idp, base), func() { idp.Close() }, nil
 	}
 	cfg := hybrid.Config{
 		Authority:             strings.TrimSpace(os.Getenv("ERPNET_AUTHORITY")),
@@ -181,7 +180,7 @@ func config(log *slog.Logger, base string) (hybrid.Config, string, func(), error
 		}
 	}
 	if len(missing) > 0 {
-		return cfg, "", nil, fmt.Errorf("not set in the environment: %s", strings.Join(missing, ", "))
+		return cfg, nil, fmt.Errorf("not set in the environment: %s", strings.Join(missing, ", "))
 	}
 	if cfg.RedirectURL == "" {
 		cfg.RedirectURL = base + "/callback"
@@ -192,18 +191,12 @@ func config(log *slog.Logger, base string) (hybrid.Config, string, func(), error
 	if k := os.Getenv("ERPNET_COOKIE_KEY"); k != "" {
 		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
 		if err != nil {
-			return cfg, "", nil, errors.New("ERPNET_COOKIE_KEY must be base64 (e.g. openssl rand -base64 32)")
+			return cfg, nil, errors.New("ERPNET_COOKIE_KEY must be base64 (e.g. openssl rand -base64 32)")
 		}
 		cfg.Keys = [][]byte{key}
 	}
-	root := os.Getenv("ERPNET_ODATA_ROOT")
-	if root == "" {
-		root = instanceRoot(cfg.Authority) + "/api/domain/odata/"
-	}
-	if !strings.HasSuffix(root, "/") {
-		root += "/"
-	}
-	return cfg, root, func() {}, nil
+	cfg.DomainAPI = os.Getenv("ERPNET_DOMAIN_API") // empty: found by ERP.net auto-discovery
+	return cfg, func() {}, nil
 }
 
 // devAppConfig is the App's Config for the dev identity server: its demo web
@@ -223,15 +216,9 @@ func devAppConfig(idp *erpnettest.Server, base string) hybrid.Config {
 	}
 }
 
-func instanceRoot(authority string) string {
-	authority = strings.TrimRight(authority, "/")
-	return strings.TrimSuffix(authority, "/id")
-}
-
 // portal is the web application.
 type portal struct {
 	app      *hybrid.App
-	api      string // OData root, ending in "/"
 	log      *slog.Logger
 	callback string // path of the redirect URL
 	csp      string // Content-Security-Policy of the portal's own page
@@ -252,7 +239,7 @@ type importRun struct {
 
 const keepImports = 8
 
-func newPortal(cfg hybrid.Config, apiRoot string, log *slog.Logger) (*portal, error) {
+func newPortal(cfg hybrid.Config, log *slog.Logger) (*portal, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log
 	}
@@ -264,7 +251,7 @@ func newPortal(cfg hybrid.Config, apiRoot string, log *slog.Logger) (*portal, er
 	if u, err := url.Parse(cfg.RedirectURL); err == nil && u.Path != "" {
 		cb = u.Path
 	}
-	return &portal{app: app, api: apiRoot, log: log, callback: cb, csp: pageCSP(cfg.Authority)}, nil
+	return &portal{app: app, log: log, callback: cb, csp: pageCSP(cfg.Authority)}, nil
 }
 
 // pageCSP is the Content-Security-Policy of the portal's page. Its forms
@@ -427,7 +414,11 @@ func (p *portal) importOnce(ctx context.Context, svc hybrid.ServiceAPI, run *imp
 // readCustomers reads customers through hc (a user's or the service's
 // client) and returns them with the caller the Domain API reported.
 func (p *portal) readCustomers(ctx context.Context, hc *http.Client, top int) ([]customer, string, error) {
-	u := p.api + "Crm_Sales_Customers"
+	root, err := p.app.DomainAPI(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	u := root + "Crm_Sales_Customers"
 	if top >= 0 {
 		u += fmt.Sprintf("?$top=%d", top)
 	}

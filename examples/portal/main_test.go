@@ -56,7 +56,7 @@ func TestPortalShowsBothIdentities(t *testing.T) {
 	cfg.HTTPClient = &http.Client{Transport: tr, Timeout: 20 * time.Second}
 	calls := &apiCalls{base: tr}
 	cfg.Transport = calls
-	p, err := newPortal(cfg, idp.DomainAPI(), log)
+	p, err := newPortal(cfg, log)
 	require.NoError(t, err)
 	defer p.Close()
 	h := p.Handler()

@@ -107,9 +107,6 @@ func New(hc *http.Client, authority, domainAPI string) *Cache {
 	return c
 }
 
-// Authority returns the authority the Cache was made for.
-func (c *Cache) Authority() string { return c.authority }
-
 // DomainAPI returns the Domain API root, ending in "/": the configured
 // one, else the one discovery finds.
 func (c *Cache) DomainAPI(ctx context.Context) (string, error) {
@@ -183,9 +180,6 @@ func (c *Cache) Get(ctx context.Context) (*Document, error) {
 	c.doc.Store(d)
 	return d, nil
 }
-
-// Forget drops the cached document, so the next Get fetches it again.
-func (c *Cache) Forget() { c.doc.Store(nil) }
 
 func getJSON(ctx context.Context, hc *http.Client, op, u string, into any) (int, error) {
 	resp, attempts, err := httpx.Send(ctx, httpx.Request{

@@ -9,7 +9,7 @@
 // Ages are measured on the monotonic clock, like Go's timers: a change of
 // the wall clock does not make a token look fresher or older than it is.
 // While a machine is suspended the monotonic clock stops, so just after a
-// resume a token may look younger than it is; the transports (internal/bearer)
+// resume a token may look younger than it is; the transport (internal/transport)
 // answer the API's 401 by invalidating it, fetching a new one and retrying.
 package tokencache
 
