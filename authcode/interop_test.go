@@ -3,7 +3,6 @@ package authcode
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/erpnetgo/auth"
 
 	"github.com/erpnetgo/auth/internal/oidctest"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 // interopApp is one Client mounted on its own test server, talking to
@@ -32,7 +31,7 @@ type interopApp struct {
 	handler atomic.Pointer[http.Handler]
 	c       *Client
 	rec     *recorder
-	paths   *pathLog
+	paths   *testutil.PathLog
 	mem     *memoryStore
 	client  oidctest.Client
 }
@@ -88,7 +87,7 @@ func TestInteropERPNetStyle(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, p.DomainAPI(), api)
 			assert.Equal(t, p.Root()+"/api/domain/odata/", api)
-			paths := a.paths.list()
+			paths := a.paths.List()
 			require.GreaterOrEqual(t, len(paths), 2, "%v", paths)
 			assert.Equal(t, "GET /sys/auto-discovery 200", paths[0])
 			assert.Equal(t, "GET /id/.well-known/openid-configuration 200", paths[1])
@@ -97,7 +96,7 @@ func TestInteropERPNetStyle(t *testing.T) {
 
 			// Every endpoint the Client used is under /id/connect (or the
 			// discovery document and its JWKS), as ERP.net lays them out.
-			for _, pth := range a.paths.list() {
+			for _, pth := range a.paths.List() {
 				f := strings.Fields(pth)
 				switch {
 				case f[1] == "/sys/auto-discovery",
@@ -107,9 +106,9 @@ func TestInteropERPNetStyle(t *testing.T) {
 					t.Errorf("request outside ERP.net's identity routes: %s", pth)
 				}
 			}
-			assert.Contains(t, a.paths.list(), "GET /id/.well-known/openid-configuration/jwks 200")
-			assert.Contains(t, a.paths.list(), "POST /id/connect/token 200")
-			assert.Contains(t, a.paths.list(), "POST /id/connect/revocation 200")
+			assert.Contains(t, a.paths.List(), "GET /id/.well-known/openid-configuration/jwks 200")
+			assert.Contains(t, a.paths.List(), "POST /id/connect/token 200")
+			assert.Contains(t, a.paths.List(), "POST /id/connect/revocation 200")
 		})
 	}
 
@@ -140,32 +139,6 @@ func TestInteropERPNetStyle(t *testing.T) {
 	})
 }
 
-// pathLog records "METHOD path status" of every request to the identity
-// server.
-type pathLog struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	log  []string
-}
-
-func (l *pathLog) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := l.base.RoundTrip(req)
-	status := 0
-	if err == nil {
-		status = resp.StatusCode
-	}
-	l.mu.Lock()
-	l.log = append(l.log, fmt.Sprintf("%s %s %d", req.Method, req.URL.Path, status))
-	l.mu.Unlock()
-	return resp, err
-}
-
-func (l *pathLog) list() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.log...)
-}
-
 // startInterop starts oidc-provider (ERP.net's layout if erpnet) with one
 // app per spec, each a Client on its own test server with the instance root
 // (or the issuer) as Authority.
@@ -194,7 +167,7 @@ func startInterop(t *testing.T, specs []oidctest.Client, erpnet bool) (*oidctest
 		if a.client.AuthMethod == "client_secret_post" {
 			style = oauth2.AuthStyleInParams
 		}
-		a.paths = &pathLog{base: tr}
+		a.paths = &testutil.PathLog{Base: tr}
 		a.rec = &recorder{base: a.paths}
 		a.mem = newMemoryStore(nil)
 		c, err := New(Config{

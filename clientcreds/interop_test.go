@@ -2,12 +2,10 @@ package clientcreds_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/clientcreds"
 	"github.com/erpnetgo/auth/internal/oidctest"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 // TestInteropOIDCProvider gets service tokens from the OpenID Certified
@@ -97,7 +96,7 @@ func TestInteropERPNetStyle(t *testing.T) {
 	require.Equal(t, p.Root()+"/id", p.Issuer())
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	log := &pathLog{base: tr}
+	log := &testutil.PathLog{Base: tr}
 	src, err := clientcreds.New(clientcreds.Config{
 		Authority:    p.Root(),
 		ClientID:     id,
@@ -119,7 +118,7 @@ func TestInteropERPNetStyle(t *testing.T) {
 	assert.Equal(t, []string{
 		"GET /sys/auto-discovery 200",
 		"GET /id/.well-known/openid-configuration 200",
-	}, log.list())
+	}, log.List())
 
 	tok, err := src.Token(ctx)
 	require.NoError(t, err)
@@ -130,7 +129,7 @@ func TestInteropERPNetStyle(t *testing.T) {
 		"GET /sys/auto-discovery 200",
 		"GET /id/.well-known/openid-configuration 200",
 		"POST /id/connect/token 200",
-	}, log.list(), "one token request, at the endpoint discovery names")
+	}, log.List(), "one token request, at the endpoint discovery names")
 
 	keys := oidc.NewRemoteKeySet(oidc.ClientContext(ctx, &http.Client{Transport: tr}), p.Issuer()+"/.well-known/openid-configuration/jwks")
 	_, err = keys.VerifySignature(ctx, tok.AccessToken)
@@ -158,34 +157,9 @@ func TestInteropERPNetStyle(t *testing.T) {
 	require.NoError(t, err)
 	unauth.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, unauth.StatusCode, "the stand-in refuses a request without a token")
-	assert.Len(t, log.list(), 3, "no further token request")
-	for _, l := range log.list() {
+	assert.Len(t, log.List(), 3, "no further token request")
+	for _, l := range log.List() {
 		path := strings.Fields(l)[1]
 		assert.True(t, path == "/sys/auto-discovery" || strings.HasPrefix(path, "/id/"), l)
 	}
-}
-
-// pathLog records "METHOD path status" of every request it carries.
-type pathLog struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	log  []string
-}
-
-func (l *pathLog) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := l.base.RoundTrip(req)
-	status := 0
-	if err == nil {
-		status = resp.StatusCode
-	}
-	l.mu.Lock()
-	l.log = append(l.log, fmt.Sprintf("%s %s %d", req.Method, req.URL.Path, status))
-	l.mu.Unlock()
-	return resp, err
-}
-
-func (l *pathLog) list() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.log...)
 }
