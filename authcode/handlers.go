@@ -193,7 +193,9 @@ func (c *Client) setSessionCookie(w http.ResponseWriter, id string) {
 
 // sessionID opens the session cookie of r.
 func (c *Client) sessionID(r *http.Request) (string, bool) {
-	id, ok := c.openSessionCookie(r)
+	buf := cookieBufs.Get().(*[512]byte)
+	defer cookieBufs.Put(buf)
+	id, ok := c.openSessionCookie(r, buf)
 	return string(id), ok
 }
 

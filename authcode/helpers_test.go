@@ -115,6 +115,9 @@ type envSetup struct {
 	public  bool
 	store   func(*memoryStore) Store
 	rewrite func(map[string]any)
+	// storeClock runs the memory store on the Client's clock (as in
+	// production, where the Client makes its memory store).
+	storeClock bool
 }
 
 func withIDP(f func(*devserver.Config)) envOption { return func(s *envSetup) { s.idp = f } }
@@ -123,6 +126,7 @@ func withPublicClient() envOption                 { return func(s *envSetup) { s
 func withStore(f func(*memoryStore) Store) envOption {
 	return func(s *envSetup) { s.store = f }
 }
+func withStoreOnClientClock() envOption { return func(s *envSetup) { s.storeClock = true } }
 func withDiscoveryRewrite(f func(map[string]any)) envOption {
 	return func(s *envSetup) { s.rewrite = f }
 }
@@ -160,6 +164,9 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.tr = &http.Transport{}
 	e.rec = &recorder{base: e.tr, rewriteDiscovery: setup.rewrite}
 	e.mem = newMemoryStore(nil)
+	if setup.storeClock {
+		e.mem = newMemoryStore(e.clk.Now)
+	}
 	e.store = e.mem
 	if setup.store != nil {
 		e.store = setup.store(e.mem)

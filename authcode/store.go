@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,15 +74,26 @@ const memShards = 64
 
 type memShard struct {
 	mu sync.Mutex
-	m  map[string]memItem
+	m  map[string]*memEntry
 	_  [64]byte // keep shards on their own cache lines
 }
 
-// memItem holds v, or rec once decoded (never neither).
-type memItem struct {
-	v   []byte
-	rec *record
-	exp time.Time
+// memEntry is one saved value. Entries are replaced, never changed (but
+// for decoding, under the shard lock): gone is set when the entry is
+// replaced, deleted or found expired, so that a Client holding the entry of
+// a session it loaded can tell, with one atomic load and no map lookup,
+// that the entry is still the stored one.
+type memEntry struct {
+	gone atomic.Bool
+	exp  int64   // unix nanoseconds; 0: never expires
+	v    []byte  // the saved value, until decoded
+	rec  *record // the decoded value (v is then nil)
+}
+
+// live reports whether e is still the stored value at now (unix
+// nanoseconds).
+func (e *memEntry) live(now int64) bool {
+	return !e.gone.Load() && (e.exp == 0 || now < e.exp)
 }
 
 func newMemoryStore(now func() time.Time) *memoryStore {
@@ -90,7 +102,7 @@ func newMemoryStore(now func() time.Time) *memoryStore {
 	}
 	s := &memoryStore{seed: maphash.MakeSeed(), now: now}
 	for i := range s.shards {
-		s.shards[i].m = map[string]memItem{}
+		s.shards[i].m = map[string]*memEntry{}
 	}
 	return s
 }
@@ -99,88 +111,116 @@ func (s *memoryStore) shard(key string) *memShard {
 	return &s.shards[maphash.String(s.seed, key)%memShards]
 }
 
-// item returns key's unexpired item.
-func (s *memoryStore) item(ctx context.Context, key string) (memItem, error) {
+// put replaces key's entry with e. Called with sh.mu held.
+func (sh *memShard) put(key string, e *memEntry) {
+	if old := sh.m[key]; old != nil {
+		old.gone.Store(true)
+	}
+	sh.m[key] = e
+}
+
+// drop deletes key's entry. Called with sh.mu held.
+func (sh *memShard) drop(key string) {
+	if old := sh.m[key]; old != nil {
+		old.gone.Store(true)
+		delete(sh.m, key)
+	}
+}
+
+// entry returns key's unexpired entry.
+func (s *memoryStore) entry(ctx context.Context, key string) (*memEntry, error) {
 	if err := ctx.Err(); err != nil {
-		return memItem{}, err
+		return nil, err
 	}
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	it, ok := sh.m[key]
-	if !ok {
-		return memItem{}, ErrSessionNotFound
+	e := sh.m[key]
+	if e == nil {
+		return nil, ErrSessionNotFound
 	}
-	if !it.exp.IsZero() && !s.now().Before(it.exp) {
-		delete(sh.m, key)
-		return memItem{}, ErrSessionNotFound
+	if !e.live(s.now().UnixNano()) {
+		sh.drop(key)
+		return nil, ErrSessionNotFound
 	}
-	return it, nil
+	return e, nil
 }
 
 func (s *memoryStore) Load(ctx context.Context, key string) ([]byte, error) {
-	it, err := s.item(ctx, key)
+	e, err := s.entry(ctx, key)
 	if err != nil {
 		return nil, err
-	}
-	if it.v == nil {
-		return it.rec.encode()
-	}
-	return it.v, nil
-}
-
-// loadRecord returns key's session, decoding it only on the first load of
-// each saved version. A value that does not decode gives a *decodeError.
-func (s *memoryStore) loadRecord(ctx context.Context, key string) (*record, error) {
-	it, err := s.item(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	if it.rec != nil {
-		return it.rec, nil
-	}
-	rec, err := decodeRecord(it.v)
-	if err != nil {
-		return nil, &decodeError{err}
 	}
 	sh := s.shard(key)
 	sh.mu.Lock()
-	if cur, ok := sh.m[key]; ok && cur.rec == nil && len(cur.v) > 0 && &cur.v[0] == &it.v[0] {
-		sh.m[key] = memItem{rec: rec, exp: cur.exp} // not saved again meanwhile
+	v, rec := e.v, e.rec
+	sh.mu.Unlock()
+	if rec != nil {
+		return rec.encode()
+	}
+	return v, nil
+}
+
+// loadRecord returns key's session and the entry it is held in, decoding
+// it only on the first load of each saved version. A value that does not
+// decode gives a *decodeError.
+func (s *memoryStore) loadRecord(ctx context.Context, key string) (*record, *memEntry, error) {
+	e, err := s.entry(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	sh := s.shard(key)
+	sh.mu.Lock()
+	v, rec := e.v, e.rec
+	sh.mu.Unlock()
+	if rec != nil {
+		return rec, e, nil
+	}
+	rec, err = decodeRecord(v)
+	if err != nil {
+		return nil, nil, &decodeError{err}
+	}
+	sh.mu.Lock()
+	if e.rec == nil {
+		e.rec, e.v = rec, nil
+	} else {
+		rec = e.rec // decoded meanwhile by another caller
 	}
 	sh.mu.Unlock()
-	return rec, nil
+	return rec, e, nil
+}
+
+func (s *memoryStore) newEntry(value []byte, ttl time.Duration) *memEntry {
+	e := &memEntry{v: append([]byte{}, value...)} // never nil: an entry holds v or rec
+	if ttl > 0 {
+		e.exp = s.now().Add(ttl).UnixNano()
+	}
+	return e
 }
 
 func (s *memoryStore) Save(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	it := memItem{v: append([]byte(nil), value...)}
-	if len(it.v) == 0 {
-		it.v = []byte{} // never nil: an item holds v or rec
-	}
-	if ttl > 0 {
-		it.exp = s.now().Add(ttl)
-	}
+	e := s.newEntry(value, ttl)
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	sh.m[key] = it
+	sh.put(key, e)
 	s.sweep(sh)
 	return nil
 }
 
-// sweep drops a few expired items of sh so an idle map does not grow
+// sweep drops a few expired entries of sh so an idle map does not grow
 // forever. Called with sh.mu held.
 func (s *memoryStore) sweep(sh *memShard) {
-	now, n := s.now(), 0
-	for k, it := range sh.m {
+	now, n := s.now().UnixNano(), 0
+	for k, e := range sh.m {
 		if n++; n > 16 {
 			return
 		}
-		if !it.exp.IsZero() && !now.Before(it.exp) {
-			delete(sh.m, k)
+		if !e.live(now) {
+			sh.drop(k)
 		}
 	}
 }
@@ -192,14 +232,10 @@ func (s *memoryStore) Add(ctx context.Context, key string, value []byte, ttl tim
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if it, ok := sh.m[key]; ok && (it.exp.IsZero() || s.now().Before(it.exp)) {
+	if e := sh.m[key]; e != nil && e.live(s.now().UnixNano()) {
 		return false, nil
 	}
-	it := memItem{v: append([]byte{}, value...)}
-	if ttl > 0 {
-		it.exp = s.now().Add(ttl)
-	}
-	sh.m[key] = it
+	sh.put(key, s.newEntry(value, ttl))
 	return true, nil
 }
 
@@ -210,7 +246,7 @@ func (s *memoryStore) Delete(ctx context.Context, key string) error {
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	delete(sh.m, key)
+	sh.drop(key)
 	return nil
 }
 
@@ -233,7 +269,9 @@ func (s *memoryStore) clear() {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		clear(sh.m)
+		for k := range sh.m {
+			sh.drop(k)
+		}
 		sh.mu.Unlock()
 	}
 }

@@ -33,27 +33,42 @@ const (
 // hands out its access token and refreshes it (once, however many requests
 // race), and the latest session record known here.
 type userTokens struct {
-	c     *Client
-	id    string
-	key   string
-	cache *tokencache.Cache
+	// Read by every request of a held session, so first, to share cache
+	// lines: the id (the live set compares it), the current view and the
+	// token cache (its hot fields come first).
+	idb   [inlineID]byte
+	idn   uint8 // 0: the id is longer than inlineID; compare id
+	ref   bool  // used since the CLOCK hand last passed (shard lock)
+	view  atomic.Pointer[sessionView]
+	cache tokencache.Cache
+
+	c   *Client
+	id  string
+	key string
+	h   uint64 // hash of id in the live set
 
 	lastForced atomic.Int64 // last 401-triggered invalidation
 
 	// Guarded by the live set's shard lock.
 	slot     int   // index in the shard's CLOCK ring
-	ref      bool  // used since the CLOCK hand last passed
 	lastUsed int64 // unix nanoseconds
 
-	// seen is the last record loaded from the Store and observed; a load
-	// that yields it again (same bytes) is neither decoded nor observed.
-	seen atomic.Pointer[loaded]
-	tr   atomic.Pointer[transport.Transport] // UserClient's, built on first use
+	tr atomic.Pointer[transport.Transport] // UserClient's, built on first use
 
 	mu      sync.Mutex
 	rec     *record // latest record saved to the Store
 	unsaved *record // refreshed tokens whose Save failed: saved before any new redemption
 	dead    error   // set once the refresh token is known dead
+}
+
+// sessionView is one stored version of a session as this process holds
+// it: where it was loaded from and the Session UserSession hands out (a
+// copy per request). While the memory store still holds the same entry,
+// a request needs nothing else: no store look-up, no decoding.
+type sessionView struct {
+	mem  *memEntry // the memory store's entry (nil for other stores)
+	sess Session   // its rec, key and u are set
+	raw  []byte    // the bytes it was decoded from (other stores)
 }
 
 func (u *userTokens) current() *record {
@@ -65,7 +80,7 @@ func (u *userTokens) current() *record {
 // observe takes a record just loaded from the Store: if another process
 // refreshed the session, its tokens replace ours.
 func (u *userTokens) observe(rec *record) {
-	if l := u.seen.Load(); l != nil && l.rec == rec {
+	if v := u.view.Load(); v != nil && v.sess.rec == rec {
 		return // observed already
 	}
 	u.mu.Lock()
@@ -272,10 +287,11 @@ func (u *userTokens) load(ctx context.Context) (*record, error) {
 	return rec, err
 }
 
-// loaded is a record as loaded from a Store, with the bytes it was decoded
-// from (nil for the memory store, which keeps records decoded).
+// loaded is a session version as loaded from a Store, before it is
+// checked and made a view.
 type loaded struct {
-	raw []byte
+	mem *memEntry // the memory store's entry
+	raw []byte    // the bytes of other stores
 	rec *record
 }
 
@@ -286,23 +302,31 @@ func (e *decodeError) Error() string { return e.err.Error() }
 func (e *decodeError) Unwrap() error { return e.err }
 
 // loadRecord loads session key from the Store. The session is decoded only
-// when its stored version is not the one u (when not nil) last saw: the
+// when its stored version is not the one u (when not nil) holds: the
 // memory store keeps records decoded; for other stores the loaded bytes
-// are compared with the bytes u's copy was decoded from. When it decoded
-// anew, it returns the new *loaded too, for u to remember.
+// are compared with the bytes u's copy was decoded from. When the version
+// is not u's, it returns it as a *loaded too, for u to make a view of.
 func (c *Client) loadRecord(ctx context.Context, key string, u *userTokens) (*record, *loaded, error) {
+	var v *sessionView
+	if u != nil {
+		v = u.view.Load()
+	}
 	if ms, ok := c.store.(*memoryStore); ok {
-		rec, err := ms.loadRecord(ctx, key)
-		return rec, nil, err
+		rec, e, err := ms.loadRecord(ctx, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if v != nil && v.mem == e {
+			return rec, nil, nil
+		}
+		return rec, &loaded{mem: e, rec: rec}, nil
 	}
 	b, err := c.store.Load(ctx, key)
 	if err != nil {
 		return nil, nil, err
 	}
-	if u != nil {
-		if l := u.seen.Load(); l != nil && bytes.Equal(l.raw, b) {
-			return l.rec, nil, nil
-		}
+	if v != nil && v.raw != nil && bytes.Equal(v.raw, b) {
+		return v.sess.rec, nil, nil
 	}
 	rec, err := decodeRecord(b)
 	if err != nil {
@@ -330,7 +354,7 @@ func (c *Client) tokensFor(id, key string, rec *record) (*userTokens, error) {
 		return u, nil
 	}
 	n := &userTokens{c: c, id: id, key: key, rec: rec}
-	n.cache = tokencache.New(n.refresh, tokencache.Options{
+	n.cache.Init(n.refresh, tokencache.Options{
 		Window:     c.cfg.RefreshWindow,
 		Now:        c.cfg.Now, // nil keeps the clock-free fast path
 		Logger:     c.log,
@@ -370,21 +394,19 @@ func (c *Client) forget(id string) {
 	}
 }
 
-// openSessionCookie opens the session cookie of r, allocating only the
-// opened id.
-func (c *Client) openSessionCookie(r *http.Request) ([]byte, bool) {
+// openSessionCookie opens the session cookie of r in buf, without
+// allocating: the id it returns is in buf.
+func (c *Client) openSessionCookie(r *http.Request, buf *[512]byte) ([]byte, bool) {
 	v, ok := cookieValue(r.Header, c.cookie)
-	if !ok || v == "" || len(v) > 512 {
+	if !ok || v == "" || len(v) > len(buf) {
 		return nil, false
 	}
 	var src [512]byte // on the stack
-	buf := cookieBufs.Get().(*[512]byte)
-	defer cookieBufs.Put(buf)
 	n, err := base64.RawURLEncoding.Decode(buf[:], src[:copy(src[:], v)])
 	if err != nil {
 		return nil, false
 	}
-	id, err := c.sealer.Open(buf[:n], c.cookieAAD) // id is a new slice
+	id, err := c.sealer.OpenInPlace(buf[:n], c.cookieAAD)
 	if err != nil || len(id) == 0 {
 		c.log.Debug("authcode: session cookie cannot be opened (tampered, or sealed with a retired key)")
 		return nil, false
@@ -392,7 +414,7 @@ func (c *Client) openSessionCookie(r *http.Request) ([]byte, bool) {
 	return id, true
 }
 
-// cookieBufs hold decoded cookies while they are opened (the AEAD's input
+// cookieBufs hold session cookies while they are opened (the AEAD's input
 // escapes, so a stack buffer would not stay on the stack).
 var cookieBufs = sync.Pool{New: func() any { return new([512]byte) }}
 
@@ -439,20 +461,38 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	if c.closed.Load() {
 		return nil, auth.ErrClosed
 	}
-	rawID, ok := c.openSessionCookie(r)
+	buf := cookieBufs.Get().(*[512]byte)
+	defer cookieBufs.Put(buf)
+	rawID, ok := c.openSessionCookie(r, buf)
 	if !ok {
 		return nil, ErrNoSession
 	}
-	ctx := r.Context()
-	prefix, err := c.keyPrefix(ctx)
-	if err != nil {
-		return nil, err
+	now := c.now().UnixNano()
+	u := c.live.getBytes(rawID, now)
+	if u != nil {
+		// A session this process holds, still the memory store's
+		// current entry: nothing to load.
+		if v := u.view.Load(); v != nil && v.mem != nil && v.mem.live(now) {
+			s := new(Session)
+			*s = v.sess
+			return s, nil
+		}
 	}
+	return c.loadSession(r.Context(), rawID, u)
+}
+
+// loadSession is UserSession past the fast path: it loads session rawID
+// from the Store, and makes what it loaded u's view when it is a version u
+// does not hold yet (u nil: the process holds nothing of the session).
+func (c *Client) loadSession(ctx context.Context, rawID []byte, u *userTokens) (*Session, error) {
 	var id, key string
-	u := c.live.getBytes(rawID, c.now().UnixNano())
 	if u != nil {
 		id, key = u.id, u.key
 	} else {
+		prefix, err := c.keyPrefix(ctx)
+		if err != nil {
+			return nil, err
+		}
 		id = string(rawID)
 		key = sessionKey(prefix, id)
 	}
@@ -469,7 +509,9 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 		if u != nil {
 			if rec := u.current(); u.usable(rec) {
 				c.log.Warn("authcode: session store failed; using this process's copy of the session", "error", err.Error())
-				return rec.session(id, key), nil
+				s := rec.session(id, key)
+				s.u = u
+				return s, nil
 			}
 		}
 		return nil, &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
@@ -484,16 +526,18 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	} else {
 		u.observe(rec)
 	}
-	if l == nil {
-		if seen := u.seen.Load(); seen == nil || seen.rec != rec {
-			l = &loaded{rec: rec} // the memory store's record
+	v := u.view.Load()
+	if l != nil || v == nil || v.sess.rec != rec {
+		nv := &sessionView{sess: *rec.session(id, key)}
+		if l != nil {
+			nv.mem, nv.raw = l.mem, l.raw
 		}
+		nv.sess.u = u
+		u.view.Store(nv)
+		v = nv
 	}
-	if l != nil {
-		u.seen.Store(l)
-	}
-	s := rec.session(id, key)
-	s.u = u
+	s := new(Session)
+	*s = v.sess
 	return s, nil
 }
 

@@ -80,6 +80,16 @@ func (s *Sealer) Seal(plaintext, aad []byte) []byte {
 
 // Open reverses Seal. It returns ErrOpen for anything it cannot authenticate.
 func (s *Sealer) Open(sealed, aad []byte) ([]byte, error) {
+	return s.open(sealed, aad, false)
+}
+
+// OpenInPlace is Open writing the plaintext over sealed (no allocation):
+// sealed's content is lost, whether or not it opens.
+func (s *Sealer) OpenInPlace(sealed, aad []byte) ([]byte, error) {
+	return s.open(sealed, aad, true)
+}
+
+func (s *Sealer) open(sealed, aad []byte, inPlace bool) ([]byte, error) {
 	if len(sealed) < overhead || sealed[0] != version {
 		return nil, ErrOpen
 	}
@@ -89,7 +99,12 @@ func (s *Sealer) Open(sealed, aad []byte) ([]byte, error) {
 			continue
 		}
 		nonce := sealed[1+idLen : 1+idLen+nonceLen]
-		pt, err := k.aead.Open(nil, nonce, sealed[1+idLen+nonceLen:], aad)
+		ct := sealed[1+idLen+nonceLen:]
+		var dst []byte
+		if inPlace {
+			dst = ct[:0]
+		}
+		pt, err := k.aead.Open(dst, nonce, ct, aad)
 		if err != nil {
 			return nil, ErrOpen
 		}

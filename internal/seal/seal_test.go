@@ -56,3 +56,30 @@ func TestRejectsTamperingAndBadInput(t *testing.T) {
 		t.Fatal("31-byte key accepted")
 	}
 }
+
+func TestOpenInPlace(t *testing.T) {
+	s, _ := New(k(4, 32))
+	v := s.Seal([]byte("session-id"), []byte("a"))
+	buf := bytes.Clone(v)
+	pt, err := s.OpenInPlace(buf, []byte("a"))
+	if err != nil || string(pt) != "session-id" {
+		t.Fatalf("OpenInPlace = %q, %v", pt, err)
+	}
+	if &pt[0] != &buf[1+idLen+nonceLen] {
+		t.Fatal("plaintext not written over the sealed value")
+	}
+	aad := []byte("a")
+	if n := testing.AllocsPerRun(100, func() {
+		copy(buf, v)
+		if _, err := s.OpenInPlace(buf, aad); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("OpenInPlace allocates %v times", n)
+	}
+	bad := bytes.Clone(v)
+	bad[len(bad)-1] ^= 1
+	if _, err := s.OpenInPlace(bad, []byte("a")); !errors.Is(err, ErrOpen) {
+		t.Fatal("tampered value opened in place")
+	}
+}

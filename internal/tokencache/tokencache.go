@@ -44,15 +44,17 @@ const (
 // Entry is one cached token and what is derived from it once. Entries are
 // immutable apart from their freshness flag; never modify one or its Token.
 type Entry struct {
-	// Token is the token as the fetch returned it.
+	// fresh is true until the refresh window opens. With the real clock a
+	// timer clears it, so the hot path reads one atomic flag and no clock.
+	fresh atomic.Bool
+	// Token is a copy of the token the fetch returned, held in the entry
+	// itself (tok) so that a cache hit touches one object.
 	Token *oauth2.Token
+	tok   oauth2.Token
 	// Header is the Authorization header value ("Bearer <token>"), built
 	// once per token so requests do not rebuild it.
 	Header []string
 
-	// fresh is true until the refresh window opens. With the real clock a
-	// timer clears it, so the hot path reads one atomic flag and no clock.
-	fresh atomic.Bool
 	timer *time.Timer
 	// born is when the entry was made (with a monotonic reading under the
 	// real clock); refreshAfter and staleAfter are measured from it.
@@ -116,13 +118,19 @@ type call struct {
 }
 
 // Cache caches one token. Create it with New and Close it when done.
+//
+// A Cache may also be embedded in a larger struct (so that a cache hit
+// touches one object less) and set up there with Init.
 type Cache struct {
+	// Read by every Get: kept together at the start.
+	cur    atomic.Pointer[Entry]
+	report *hook.Reporter // nil unless events are wanted
+	clock  bool           // Options.Now is set: the fast path is off
+
 	fetch  Fetch
 	opts   Options
-	report *hook.Reporter // nil unless events are wanted
-	used   atomic.Bool    // with OneSession: the session was opened
+	used   atomic.Bool // with OneSession: the session was opened
 	now    func() time.Time
-	cur    atomic.Pointer[Entry]
 	flight atomic.Pointer[call]
 	// retryAt (unix nanoseconds) holds back background refreshes after one
 	// failed.
@@ -137,7 +145,15 @@ type Cache struct {
 
 // New returns a cache that calls fetch when it needs a token. It does no I/O.
 func New(fetch Fetch, opts Options) *Cache {
-	c := &Cache{fetch: fetch, opts: opts, now: opts.Now}
+	c := new(Cache)
+	c.Init(fetch, opts)
+	return c
+}
+
+// Init sets up a zero Cache (one embedded in another struct) as New does.
+// It must be called once, before any other method.
+func (c *Cache) Init(fetch Fetch, opts Options) {
+	c.fetch, c.opts, c.now, c.clock = fetch, opts, opts.Now, opts.Now != nil
 	if opts.Report.Enabled() {
 		c.report = opts.Report
 	}
@@ -147,7 +163,6 @@ func New(fetch Fetch, opts Options) *Cache {
 	if c.opts.FetchTimeout <= 0 {
 		c.opts.FetchTimeout = DefaultFetchTimeout
 	}
-	return c
 }
 
 // Get returns a usable token. A fresh cached token is returned at once; one
@@ -155,7 +170,7 @@ func New(fetch Fetch, opts Options) *Cache {
 // started if none is running; otherwise Get waits for the single shared
 // fetch or for ctx, whichever ends first.
 func (c *Cache) Get(ctx context.Context) (*Entry, error) {
-	if e := c.cur.Load(); e != nil && e.fresh.Load() && c.opts.Now == nil {
+	if e := c.cur.Load(); e != nil && e.fresh.Load() && !c.clock {
 		if c.report != nil {
 			c.report.Emit(ctx, auth.Event{Name: "token.cache_hit"})
 		}
@@ -331,8 +346,9 @@ var errEmpty error = emptyErr{}
 // entry computes the refresh and stale points of tok and, under the real
 // clock, arms the timer that ends its fresh period.
 func (c *Cache) entry(tok *oauth2.Token) *Entry {
-	e := &Entry{Token: tok, Header: []string{tok.Type() + " " + tok.AccessToken},
+	e := &Entry{tok: *tok, Header: []string{tok.Type() + " " + tok.AccessToken},
 		born: c.now(), refreshAfter: math.MaxInt64, staleAfter: math.MaxInt64, used: &c.used}
+	e.Token = &e.tok
 	if !c.opts.OneSession {
 		e.used = new(atomic.Bool)
 	}
