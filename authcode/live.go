@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/erpnetgo/auth/internal/tokencache"
 )
 
 // liveSet holds this process's per-session state (userTokens), bounded by
@@ -15,11 +17,13 @@ import (
 // that was not. Each insert also looks at the next two entries and drops
 // them if they have been idle for liveIdle.
 //
-// The tables are open-addressed (linear probing, at most half full) and
-// hold each session's hash next to its state, and the state holds its id
-// inline: a look-up reads one slot and the state it finds, and chases no
-// pointer to a key. With many sessions each read is a cache miss, so this
-// is what keeps a request's cost flat as sessions grow.
+// The tables are open-addressed (linear probing, at most half full). A
+// slot holds the session's hash, its state, its current view, the view's
+// store entry and its token entry, and the view holds the id inline: a
+// request of a held session reads one slot, then everything else side by
+// side, and chases no pointer to a key. With many sessions each of those
+// reads is a cache miss, so the fewer reads that wait for one another,
+// the flatter a request's cost as sessions grow.
 type liveSet struct {
 	seed   maphash.Seed
 	shift  uint // a hash's top bits pick the shard
@@ -39,8 +43,13 @@ type liveShard struct {
 }
 
 type liveSlot struct {
-	h uint64
-	u *userTokens // nil: empty
+	h   uint64
+	u   *userTokens  // nil: empty
+	v   *sessionView // u's current view, or nil
+	mem *memEntry    // v.mem
+	// e was u's token entry when v was made: a hint, to start loading it
+	// early (the token cache holds the current one).
+	e *tokencache.Entry
 }
 
 // maxLiveShards bounds the shards; each holds at least minPerShard
@@ -66,23 +75,16 @@ func (ls *liveSet) shard(h uint64) *liveShard {
 	return &ls.shards[h>>ls.shift]
 }
 
-// inlineID is the longest session id a userTokens holds inline (the SDK's
-// ids are 52 characters); longer ones are compared through the id string.
-const inlineID = 64
+// inlineID is the longest session id a view holds inline (the SDK's ids
+// are 52 characters); longer ones are compared through the state's id.
+const inlineID = 52
 
-// setInlineID copies u.id inline, for look-ups that chase no pointer.
-func (u *userTokens) setInlineID() {
-	if len(u.id) <= inlineID {
-		u.idn = uint8(copy(u.idb[:], u.id))
+// hasID reports whether s holds session id.
+func hasID[ID string | []byte](s *liveSlot, id ID) bool {
+	if v := s.v; v != nil && v.idn != 0 {
+		return int(v.idn) == len(id) && string(v.idb[:v.idn]) == string(id)
 	}
-}
-
-// hasID reports whether u is the state of session id.
-func hasID[ID string | []byte](u *userTokens, id ID) bool {
-	if u.idn != 0 {
-		return int(u.idn) == len(id) && string(u.idb[:u.idn]) == string(id)
-	}
-	return u.id == string(id)
+	return s.u.id == string(id)
 }
 
 // find returns the index of the slot holding id (hash h), or of the empty
@@ -95,18 +97,18 @@ func find[ID string | []byte](sh *liveShard, h uint64, id ID) (i uint64, found b
 		if s.u == nil {
 			return i, false
 		}
-		if s.h == h && hasID(s.u, id) {
+		if s.h == h && hasID(s, id) {
 			return i, true
 		}
 	}
 }
 
-func lookup[ID string | []byte](sh *liveShard, h uint64, id ID) *userTokens {
+func lookup[ID string | []byte](sh *liveShard, h uint64, id ID) *liveSlot {
 	if sh.n == 0 {
 		return nil
 	}
 	if i, ok := find(sh, h, id); ok {
-		return sh.slots[i].u
+		return &sh.slots[i]
 	}
 	return nil
 }
@@ -130,6 +132,7 @@ func (sh *liveShard) insert(h uint64, u *userTokens) {
 	}
 	i, _ := find(sh, h, u.id)
 	sh.slots[i] = liveSlot{h: h, u: u}
+	sh.slots[i].setView(u.view.Load())
 	sh.n++
 }
 
@@ -171,37 +174,89 @@ func (ls *liveSet) get(id string, now int64) *userTokens {
 	h := maphash.String(ls.seed, id)
 	sh := ls.shard(h)
 	sh.mu.Lock()
-	u := lookup(sh, h, id)
-	if u != nil {
+	var u *userTokens
+	if s := lookup(sh, h, id); s != nil {
+		u = s.u
 		u.touch(now)
 	}
 	sh.mu.Unlock()
 	return u
 }
 
-// touch marks u used at now, writing only what changed (a request of a
-// held session then dirties no cache line of u). Called with the shard
-// lock held.
+// touch marks u used at now, writing only what changed: a request of a
+// held session then writes nothing, and since an atomic write is a full
+// barrier on most processors, the loads around it are not held back
+// either. It takes no lock (getBytes calls it after releasing the
+// shard's, so that the look-up's reads and u's overlap).
 func (u *userTokens) touch(now int64) {
-	if !u.ref {
-		u.ref = true
+	if !u.ref.Load() {
+		u.ref.Store(true)
 	}
-	if now-u.lastUsed > int64(time.Second) {
-		u.lastUsed = now
+	if now-u.lastUsed.Load() > int64(time.Second) {
+		u.lastUsed.Store(now)
 	}
 }
 
-// getBytes is get for an id held in a byte slice (no conversion).
-func (ls *liveSet) getBytes(id []byte, now int64) *userTokens {
+// getBytes is get for an id held in a byte slice (no conversion); it
+// returns a copy of the session's slot, or a zero slot.
+func (ls *liveSet) getBytes(id []byte, now int64) liveSlot {
 	h := maphash.Bytes(ls.seed, id)
 	sh := ls.shard(h)
 	sh.mu.Lock()
-	u := lookup(sh, h, id)
-	if u != nil {
-		u.touch(now)
+	// Under the lock, only the hash is compared: releasing a lock is a
+	// full barrier on most processors, so every load made before it must
+	// complete first. The id is compared after it, while the state, view
+	// and entries load side by side. (Another session with the same
+	// 64-bit hash sends the look-up through the lock again.)
+	var out liveSlot
+	if sh.n > 0 {
+		mask := uint64(len(sh.slots) - 1)
+		for i := h & mask; sh.slots[i].u != nil; i = (i + 1) & mask {
+			if sh.slots[i].h == h {
+				out = sh.slots[i]
+				break
+			}
+		}
 	}
 	sh.mu.Unlock()
-	return u
+	if out.u != nil && !hasID(&out, id) {
+		sh.mu.Lock()
+		out = liveSlot{}
+		if s := lookup(sh, h, id); s != nil {
+			out = *s
+		}
+		sh.mu.Unlock()
+	}
+	if out.u != nil {
+		out.u.touch(now)
+	}
+	return out
+}
+
+// setView fills the slot's copies of view v (nil: none).
+func (s *liveSlot) setView(v *sessionView) {
+	s.v, s.mem, s.e = v, nil, nil
+	if v != nil {
+		s.mem, s.e = v.mem, s.u.cache.Peek()
+	}
+}
+
+// setView makes v the current view of u, in u and in u's slot.
+func (ls *liveSet) setView(u *userTokens, v *sessionView) {
+	sh := ls.shard(u.h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	u.view.Store(v)
+	if sh.n == 0 {
+		return
+	}
+	mask := uint64(len(sh.slots) - 1)
+	for i := u.h & mask; sh.slots[i].u != nil; i = (i + 1) & mask {
+		if sh.slots[i].u == u {
+			sh.slots[i].setView(v)
+			return
+		}
+	}
 }
 
 // evicted holds what one insert pushed out; the caller closes their
@@ -225,9 +280,9 @@ func (ls *liveSet) getOrInsert(u *userTokens, now, cutoff int64, closed func() b
 	sh := ls.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if cur := lookup(sh, h, u.id); cur != nil {
-		cur.touch(now)
-		return cur, out
+	if s := lookup(sh, h, u.id); s != nil {
+		s.u.touch(now)
+		return s.u, out
 	}
 	if closed() {
 		return nil, out
@@ -252,8 +307,8 @@ func (ls *liveSet) getOrInsert(u *userTokens, now, cutoff int64, closed func() b
 				sh.hand = (sh.hand + 1) % len(sh.ring)
 				continue
 			}
-			if v.ref {
-				v.ref = false
+			if v.ref.Load() {
+				v.ref.Store(false)
 				sh.hand = (sh.hand + 1) % len(sh.ring)
 				continue
 			}
@@ -264,15 +319,16 @@ func (ls *liveSet) getOrInsert(u *userTokens, now, cutoff int64, closed func() b
 			break
 		}
 	}
-	u.slot, u.lastUsed, u.ref, u.h = slot, now, true, h // in use: the hand passes it once
-	u.setInlineID()
+	u.slot, u.h = slot, h
+	u.lastUsed.Store(now)
+	u.ref.Store(true) // in use: the hand passes it once
 	sh.ring[slot] = u
 	sh.insert(h, u)
 	// Look at the next two entries for idle ones.
 	for k := 1; k < len(out); k++ {
 		h := sh.hand
 		sh.hand = (sh.hand + 1) % len(sh.ring)
-		if v := sh.ring[h]; v != nil && v != u && v.lastUsed < cutoff {
+		if v := sh.ring[h]; v != nil && v != u && v.lastUsed.Load() < cutoff {
 			ls.removeLocked(sh, v)
 			out[k] = v
 		}
@@ -292,8 +348,9 @@ func (ls *liveSet) remove(id string) *userTokens {
 	h := maphash.String(ls.seed, id)
 	sh := ls.shard(h)
 	sh.mu.Lock()
-	u := lookup(sh, h, id)
-	if u != nil {
+	var u *userTokens
+	if s := lookup(sh, h, id); s != nil {
+		u = s.u
 		ls.removeLocked(sh, u)
 	}
 	sh.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -249,6 +250,26 @@ func TestUserSessionFastPathFollowsTheStore(t *testing.T) {
 	require.NoError(t, e.mem.Delete(ctx, s.key))
 	_, err = e.sessionErr(b)
 	require.ErrorIs(t, err, ErrNoSession)
+}
+
+// What a request of a held session reads sits on as few cache lines as
+// possible: a view's first line holds its store entry and id; a state's
+// first line its Client, use marks and token cache's hot fields; and both
+// sizes are multiples of 64 that are also allocation size classes, so
+// every object starts on a cache line. A field added to either struct
+// must keep this (adjust the padding).
+func TestHotLayout(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the layout is tuned for 64-bit platforms")
+	}
+	var u userTokens
+	var v sessionView
+	for _, size := range []uintptr{unsafe.Sizeof(u), unsafe.Sizeof(v)} {
+		assert.Zero(t, size%64, "size %d", size)
+		assert.LessOrEqual(t, size, uintptr(768), "size %d", size) // size classes up to 768 include every multiple of 64
+	}
+	assert.LessOrEqual(t, unsafe.Offsetof(u.cache)+24, uintptr(64), "the token cache's hot fields leave the first line")
+	assert.Equal(t, uintptr(64), unsafe.Offsetof(v.sess), "a view's entry and id leave the first line")
 }
 
 // cookieValue finds the same cookie as http.Request.Cookie.

@@ -177,6 +177,49 @@ func BenchmarkScaleUserSessionToken(b *testing.B) {
 	}
 }
 
+// BenchmarkScaleFloor is the least any server-side session design pays
+// per request on the same machine, for comparison with
+// BenchmarkScaleUserSessionToken in the same run: the same cookie (opened
+// with the same sealer), then one look-up of the session id in a Go map
+// to the session's token, and nothing else: no store, no expiry, no
+// refresh. Its growth with the number of sessions is what the memory
+// system charges for state chosen at random among many.
+func BenchmarkScaleFloor(b *testing.B) {
+	for _, n := range []int{1, 1_000, 50_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
+			w := newScaleWorld(b, n)
+			c := w.client(b, 1)
+			m := make(map[string]*oauth2.Token, n)
+			for i, id := range w.ids {
+				rec := w.store.shard(sessionKey(storePrefix(benchIssuer, scaleClientID), id)).m[sessionKey(storePrefix(benchIssuer, scaleClientID), id)].rec
+				if rec == nil {
+					b.Fatalf("session %d not in the store", i)
+				}
+				m[id] = rec.token()
+			}
+			r, _ := http.NewRequest(http.MethodGet, "https://app.bench.example/orders", nil)
+			r.Header["Cookie"] = []string{""}
+			rng := rand.New(rand.NewPCG(1, 2))
+			runtime.GC()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				r.Header["Cookie"][0] = w.cookies[rng.IntN(n)]
+				buf := cookieBufs.Get().(*[512]byte)
+				id, ok := c.openSessionCookie(r, buf)
+				if !ok {
+					b.Fatal("cookie does not open")
+				}
+				tok := m[string(id)]
+				cookieBufs.Put(buf)
+				if tok == nil || tok.AccessToken == "" {
+					b.Fatal("no token")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkHeldToken is Token() on a TokenSource of a session the request
 // already holds, next to clientcreds' cached Token() and x/oauth2's
 // ReuseTokenSource over a static token, serial and on all cores.

@@ -33,25 +33,21 @@ const (
 // hands out its access token and refreshes it (once, however many requests
 // race), and the latest session record known here.
 type userTokens struct {
-	// Read by every request of a held session, so first, to share cache
-	// lines: the id (the live set compares it), the current view and the
-	// token cache (its hot fields come first).
-	idb   [inlineID]byte
-	idn   uint8 // 0: the id is longer than inlineID; compare id
-	ref   bool  // used since the CLOCK hand last passed (shard lock)
-	view  atomic.Pointer[sessionView]
-	cache tokencache.Cache
+	// Read by every request of a held session, so first, to share a cache
+	// line: the Client, the use marks and the token cache (its hot fields
+	// come first).
+	c        *Client
+	lastUsed atomic.Int64 // unix nanoseconds
+	ref      atomic.Bool  // used since the CLOCK hand last passed
+	cache    tokencache.Cache
 
-	c   *Client
-	id  string
-	key string
-	h   uint64 // hash of id in the live set
+	view atomic.Pointer[sessionView] // set through liveSet.setView
+	id   string
+	key  string
+	h    uint64 // hash of id in the live set
+	slot int    // index in the shard's CLOCK ring (shard lock)
 
 	lastForced atomic.Int64 // last 401-triggered invalidation
-
-	// Guarded by the live set's shard lock.
-	slot     int   // index in the shard's CLOCK ring
-	lastUsed int64 // unix nanoseconds
 
 	tr atomic.Pointer[transport.Transport] // UserClient's, built on first use
 
@@ -59,16 +55,36 @@ type userTokens struct {
 	rec     *record // latest record saved to the Store
 	unsaved *record // refreshed tokens whose Save failed: saved before any new redemption
 	dead    error   // set once the refresh token is known dead
+
+	_ [16]byte // 320 bytes: states start on cache lines (TestHotLayout)
 }
 
 // sessionView is one stored version of a session as this process holds
 // it: where it was loaded from and the Session UserSession hands out (a
 // copy per request). While the memory store still holds the same entry,
 // a request needs nothing else: no store look-up, no decoding.
+//
+// Its first cache line holds what a request reads first: the entry and the
+// session id (the live set compares it).
 type sessionView struct {
 	mem  *memEntry // the memory store's entry (nil for other stores)
-	sess Session   // its rec, key and u are set
-	raw  []byte    // the bytes it was decoded from (other stores)
+	idb  [inlineID]byte
+	idn  uint8    // 0: the id is longer than inlineID
+	sess Session  // its rec, key and u are set
+	raw  []byte   // the bytes it was decoded from (other stores)
+	_    [32]byte // 320 bytes: views start on cache lines (TestHotLayout)
+}
+
+func newView(id, key string, rec *record, u *userTokens, l *loaded) *sessionView {
+	v := &sessionView{sess: *rec.session(id, key)}
+	v.sess.u = u
+	if len(id) <= inlineID {
+		v.idn = uint8(copy(v.idb[:], id))
+	}
+	if l != nil {
+		v.mem, v.raw = l.mem, l.raw
+	}
+	return v
 }
 
 func (u *userTokens) current() *record {
@@ -468,17 +484,24 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	now := c.now().UnixNano()
-	u := c.live.getBytes(rawID, now)
-	if u != nil {
-		// A session this process holds, still the memory store's
-		// current entry: nothing to load.
-		if v := u.view.Load(); v != nil && v.mem != nil && v.mem.live(now) {
+	slot := c.live.getBytes(rawID, now)
+	if slot.mem != nil {
+		// Start loading the token's entry, which TokenSource or
+		// UserClient will read next, while the store entry is checked
+		// and the view copied: the loads overlap instead of waiting in
+		// turn.
+		if slot.e != nil {
+			slot.e.Touch()
+		}
+		if slot.mem.live(now) {
+			// A session this process holds, still the memory store's
+			// current entry: nothing to load.
 			s := new(Session)
-			*s = v.sess
+			*s = slot.v.sess
 			return s, nil
 		}
 	}
-	return c.loadSession(r.Context(), rawID, u)
+	return c.loadSession(r.Context(), rawID, slot.u)
 }
 
 // loadSession is UserSession past the fast path: it loads session rawID
@@ -528,13 +551,8 @@ func (c *Client) loadSession(ctx context.Context, rawID []byte, u *userTokens) (
 	}
 	v := u.view.Load()
 	if l != nil || v == nil || v.sess.rec != rec {
-		nv := &sessionView{sess: *rec.session(id, key)}
-		if l != nil {
-			nv.mem, nv.raw = l.mem, l.raw
-		}
-		nv.sess.u = u
-		u.view.Store(nv)
-		v = nv
+		v = newView(id, key, rec, u, l)
+		c.live.setView(u, v)
 	}
 	s := new(Session)
 	*s = v.sess
