@@ -18,12 +18,16 @@ import (
 // them if they have been idle for liveIdle.
 //
 // The tables are open-addressed (linear probing, at most half full). A
-// slot holds the session's hash, its state, its current view, the view's
-// store entry and its token entry, and the view holds the id inline: a
-// request of a held session reads one slot, then everything else side by
-// side, and chases no pointer to a key. With many sessions each of those
-// reads is a cache miss, so the fewer reads that wait for one another,
-// the flatter a request's cost as sessions grow.
+// slot holds the session's hash, its state, its current view and a hint
+// to its token entry, and the view holds the id inline. Requests of held
+// sessions read the tables without any lock (peek): taking and releasing
+// a lock are full memory barriers, which would make each of the look-up's
+// reads wait for the one before. With many sessions each of those reads is
+// a cache miss, so what keeps a request's cost flat as sessions grow is
+// reading one slot and then everything else side by side. Writers hold the
+// shard's lock and publish with atomic stores; a reader that races with
+// one may miss a session (it then takes the locked path), never find the
+// wrong one: what it hands out comes from the view, whose id it compares.
 type liveSet struct {
 	seed   maphash.Seed
 	shift  uint // a hash's top bits pick the shard
@@ -33,23 +37,58 @@ type liveSet struct {
 }
 
 type liveShard struct {
-	mu    sync.Mutex
-	slots []liveSlot    // open addressing; len is a power of two, or 0
-	n     int           // sessions held
-	ring  []*userTokens // nil slots are listed in free
-	free  []int
-	hand  int
-	_     [64]byte // keep shards on their own cache lines
+	mu   sync.Mutex
+	tab  atomic.Pointer[liveTable] // replaced (not changed) when it grows
+	n    int                       // sessions held
+	ring []*userTokens             // nil slots are listed in free
+	free []int
+	hand int
+	_    [64]byte // keep shards on their own cache lines
 }
 
+// liveTable is an open-addressed table; len(slots) is a power of two.
+type liveTable struct {
+	slots []liveSlot
+	mask  uint64
+}
+
+// liveSlot is one table entry. Its fields are written under the shard's
+// lock and read without it.
 type liveSlot struct {
-	h   uint64
-	u   *userTokens  // nil: empty
-	v   *sessionView // u's current view, or nil
-	mem *memEntry    // v.mem
+	h atomic.Uint64
+	u atomic.Pointer[userTokens] // nil: empty
+	v atomic.Pointer[sessionView]
+	// mem is v.mem, so that it loads side by side with v.
+	mem atomic.Pointer[memEntry]
 	// e was u's token entry when v was made: a hint, to start loading it
 	// early (the token cache holds the current one).
-	e *tokencache.Entry
+	e atomic.Pointer[tokencache.Entry]
+}
+
+// set fills s (u stored last: a reader seeing u sees the rest).
+func (s *liveSlot) set(h uint64, u *userTokens) {
+	s.h.Store(h)
+	s.setView(u, u.view.Load())
+	s.u.Store(u)
+}
+
+// setView stores u's view v and its token entry hint.
+func (s *liveSlot) setView(u *userTokens, v *sessionView) {
+	s.v.Store(v)
+	var mem *memEntry
+	if v != nil {
+		mem = v.mem
+	}
+	s.mem.Store(mem)
+	s.e.Store(u.cache.Peek())
+}
+
+func (s *liveSlot) clear() {
+	s.u.Store(nil)
+	s.v.Store(nil)
+	s.mem.Store(nil)
+	s.e.Store(nil)
+	s.h.Store(0)
 }
 
 // maxLiveShards bounds the shards; each holds at least minPerShard
@@ -79,36 +118,37 @@ func (ls *liveSet) shard(h uint64) *liveShard {
 // are 52 characters); longer ones are compared through the state's id.
 const inlineID = 52
 
-// hasID reports whether s holds session id.
-func hasID[ID string | []byte](s *liveSlot, id ID) bool {
-	if v := s.v; v != nil && v.idn != 0 {
-		return int(v.idn) == len(id) && string(v.idb[:v.idn]) == string(id)
-	}
-	return s.u.id == string(id)
+// viewHasID reports whether v is a view of session id.
+func viewHasID[ID string | []byte](v *sessionView, id ID) bool {
+	return v.idn != 0 && int(v.idn) == len(id) && string(v.idb[:v.idn]) == string(id)
 }
 
 // find returns the index of the slot holding id (hash h), or of the empty
-// slot where the probe ended (found false). Called with sh.mu held, and
-// sh.slots not empty.
-func find[ID string | []byte](sh *liveShard, h uint64, id ID) (i uint64, found bool) {
-	mask := uint64(len(sh.slots) - 1)
-	for i = h & mask; ; i = (i + 1) & mask {
-		s := &sh.slots[i]
-		if s.u == nil {
+// slot where the probe ended (found false). Called with sh.mu held.
+func find[ID string | []byte](t *liveTable, h uint64, id ID) (i uint64, found bool) {
+	for i = h & t.mask; ; i = (i + 1) & t.mask {
+		s := &t.slots[i]
+		u := s.u.Load()
+		if u == nil {
 			return i, false
 		}
-		if s.h == h && hasID(s, id) {
-			return i, true
+		if s.h.Load() == h {
+			if v := s.v.Load(); (v != nil && viewHasID(v, id)) || u.id == string(id) {
+				return i, true
+			}
 		}
 	}
 }
 
-func lookup[ID string | []byte](sh *liveShard, h uint64, id ID) *liveSlot {
-	if sh.n == 0 {
+// lookup returns the state of session id (hash h), or nil. Called with
+// sh.mu held.
+func lookup[ID string | []byte](sh *liveShard, h uint64, id ID) *userTokens {
+	t := sh.tab.Load()
+	if sh.n == 0 || t == nil {
 		return nil
 	}
-	if i, ok := find(sh, h, id); ok {
-		return &sh.slots[i]
+	if i, ok := find(t, h, id); ok {
+		return t.slots[i].u.Load()
 	}
 	return nil
 }
@@ -116,56 +156,66 @@ func lookup[ID string | []byte](sh *liveShard, h uint64, id ID) *liveSlot {
 // insert adds u (not held yet) under hash h, growing the table to keep it
 // at most half full. Called with sh.mu held.
 func (sh *liveShard) insert(h uint64, u *userTokens) {
-	if 2*(sh.n+1) > len(sh.slots) {
-		old := sh.slots
-		sh.slots = make([]liveSlot, max(16, 2*len(old)))
-		mask := uint64(len(sh.slots) - 1)
-		for _, s := range old {
-			if s.u != nil {
-				i := s.h & mask
-				for sh.slots[i].u != nil {
-					i = (i + 1) & mask
+	t := sh.tab.Load()
+	if t == nil || 2*(sh.n+1) > len(t.slots) {
+		size := 16
+		if t != nil {
+			size = 2 * len(t.slots)
+		}
+		nt := &liveTable{slots: make([]liveSlot, size), mask: uint64(size - 1)}
+		if t != nil {
+			for i := range t.slots {
+				s := &t.slots[i]
+				if v := s.u.Load(); v != nil {
+					j := s.h.Load() & nt.mask
+					for nt.slots[j].u.Load() != nil {
+						j = (j + 1) & nt.mask
+					}
+					nt.slots[j].set(s.h.Load(), v)
 				}
-				sh.slots[i] = s
 			}
 		}
+		sh.tab.Store(nt)
+		t = nt
 	}
-	i, _ := find(sh, h, u.id)
-	sh.slots[i] = liveSlot{h: h, u: u}
-	sh.slots[i].setView(u.view.Load())
+	i, _ := find(t, h, u.id)
+	t.slots[i].set(h, u)
 	sh.n++
 }
 
 // delete removes the slot of u (hash h), shifting back the entries that
 // follow it in their probe run (no tombstones). Called with sh.mu held.
 func (sh *liveShard) delete(h uint64, u *userTokens) {
-	if sh.n == 0 {
+	t := sh.tab.Load()
+	if sh.n == 0 || t == nil {
 		return
 	}
-	mask := uint64(len(sh.slots) - 1)
-	i := h & mask
-	for sh.slots[i].u != u {
-		if sh.slots[i].u == nil {
+	i := h & t.mask
+	for t.slots[i].u.Load() != u {
+		if t.slots[i].u.Load() == nil {
 			return // not held
 		}
-		i = (i + 1) & mask
+		i = (i + 1) & t.mask
 	}
 	sh.n--
 	for j := i; ; {
-		j = (j + 1) & mask
-		s := sh.slots[j]
-		if s.u == nil {
+		j = (j + 1) & t.mask
+		s := &t.slots[j]
+		su := s.u.Load()
+		if su == nil {
 			break
 		}
 		// s may move to the hole at i unless its home slot lies
 		// cyclically within (i, j].
-		if home := s.h & mask; (j-home)&mask < (j-i)&mask {
+		sj := s.h.Load()
+		if home := sj & t.mask; (j-home)&t.mask < (j-i)&t.mask {
 			continue
 		}
-		sh.slots[i] = s
+		t.slots[i].clear()
+		t.slots[i].set(sj, su)
 		i = j
 	}
-	sh.slots[i] = liveSlot{}
+	t.slots[i].clear()
 }
 
 // get returns the state of session id, marking it used at now (unix
@@ -174,20 +224,71 @@ func (ls *liveSet) get(id string, now int64) *userTokens {
 	h := maphash.String(ls.seed, id)
 	sh := ls.shard(h)
 	sh.mu.Lock()
-	var u *userTokens
-	if s := lookup(sh, h, id); s != nil {
-		u = s.u
+	u := lookup(sh, h, id)
+	sh.mu.Unlock()
+	if u != nil {
 		u.touch(now)
 	}
-	sh.mu.Unlock()
 	return u
+}
+
+// getBytes is get for an id held in a byte slice (no conversion).
+func (ls *liveSet) getBytes(id []byte, now int64) *userTokens {
+	h := maphash.Bytes(ls.seed, id)
+	sh := ls.shard(h)
+	sh.mu.Lock()
+	u := lookup(sh, h, id)
+	sh.mu.Unlock()
+	if u != nil {
+		u.touch(now)
+	}
+	return u
+}
+
+// peek is the request path's look-up, without a lock: it returns the view
+// of session id to hand out, marking the session used at now, when the
+// session is held and its view is still the memory store's current entry;
+// otherwise nil (not held, another store, the entry changed, or a writer
+// was moving the slot: the locked path then tells).
+//
+// Its loads are ordered so that those that do not depend on one another
+// are issued together: the slot, then the view, the store entry and the
+// token entry side by side.
+func (ls *liveSet) peek(id []byte, now int64) *sessionView {
+	h := maphash.Bytes(ls.seed, id)
+	t := ls.shard(h).tab.Load()
+	if t == nil {
+		return nil
+	}
+	for i, n := h&t.mask, 0; n < len(t.slots); i, n = (i+1)&t.mask, n+1 {
+		s := &t.slots[i]
+		u := s.u.Load()
+		if u == nil {
+			return nil
+		}
+		if s.h.Load() != h {
+			continue
+		}
+		v, mem, e := s.v.Load(), s.mem.Load(), s.e.Load()
+		if v == nil || mem == nil {
+			return nil
+		}
+		if e != nil {
+			e.Touch() // TokenSource and UserClient read it next
+		}
+		if !mem.live(now) || v.mem != mem || !viewHasID(v, id) {
+			return nil
+		}
+		u.touch(now)
+		return v
+	}
+	return nil
 }
 
 // touch marks u used at now, writing only what changed: a request of a
 // held session then writes nothing, and since an atomic write is a full
 // barrier on most processors, the loads around it are not held back
-// either. It takes no lock (getBytes calls it after releasing the
-// shard's, so that the look-up's reads and u's overlap).
+// either.
 func (u *userTokens) touch(now int64) {
 	if !u.ref.Load() {
 		u.ref.Store(true)
@@ -197,63 +298,22 @@ func (u *userTokens) touch(now int64) {
 	}
 }
 
-// getBytes is get for an id held in a byte slice (no conversion); it
-// returns a copy of the session's slot, or a zero slot.
-func (ls *liveSet) getBytes(id []byte, now int64) liveSlot {
-	h := maphash.Bytes(ls.seed, id)
-	sh := ls.shard(h)
-	sh.mu.Lock()
-	// Under the lock, only the hash is compared: releasing a lock is a
-	// full barrier on most processors, so every load made before it must
-	// complete first. The id is compared after it, while the state, view
-	// and entries load side by side. (Another session with the same
-	// 64-bit hash sends the look-up through the lock again.)
-	var out liveSlot
-	if sh.n > 0 {
-		mask := uint64(len(sh.slots) - 1)
-		for i := h & mask; sh.slots[i].u != nil; i = (i + 1) & mask {
-			if sh.slots[i].h == h {
-				out = sh.slots[i]
-				break
-			}
-		}
-	}
-	sh.mu.Unlock()
-	if out.u != nil && !hasID(&out, id) {
-		sh.mu.Lock()
-		out = liveSlot{}
-		if s := lookup(sh, h, id); s != nil {
-			out = *s
-		}
-		sh.mu.Unlock()
-	}
-	if out.u != nil {
-		out.u.touch(now)
-	}
-	return out
-}
-
-// setView fills the slot's copies of view v (nil: none).
-func (s *liveSlot) setView(v *sessionView) {
-	s.v, s.mem, s.e = v, nil, nil
-	if v != nil {
-		s.mem, s.e = v.mem, s.u.cache.Peek()
-	}
-}
-
 // setView makes v the current view of u, in u and in u's slot.
 func (ls *liveSet) setView(u *userTokens, v *sessionView) {
 	sh := ls.shard(u.h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	u.view.Store(v)
-	if sh.n == 0 {
+	t := sh.tab.Load()
+	if sh.n == 0 || t == nil {
 		return
 	}
-	mask := uint64(len(sh.slots) - 1)
-	for i := u.h & mask; sh.slots[i].u != nil; i = (i + 1) & mask {
-		if sh.slots[i].u == u {
-			sh.slots[i].setView(v)
+	for i := u.h & t.mask; ; i = (i + 1) & t.mask {
+		switch t.slots[i].u.Load() {
+		case nil:
+			return // not held (evicted)
+		case u:
+			t.slots[i].setView(u, v)
 			return
 		}
 	}
@@ -280,9 +340,9 @@ func (ls *liveSet) getOrInsert(u *userTokens, now, cutoff int64, closed func() b
 	sh := ls.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if s := lookup(sh, h, u.id); s != nil {
-		s.u.touch(now)
-		return s.u, out
+	if cur := lookup(sh, h, u.id); cur != nil {
+		cur.touch(now)
+		return cur, out
 	}
 	if closed() {
 		return nil, out
@@ -348,9 +408,8 @@ func (ls *liveSet) remove(id string) *userTokens {
 	h := maphash.String(ls.seed, id)
 	sh := ls.shard(h)
 	sh.mu.Lock()
-	var u *userTokens
-	if s := lookup(sh, h, id); s != nil {
-		u = s.u
+	u := lookup(sh, h, id)
+	if u != nil {
 		ls.removeLocked(sh, u)
 	}
 	sh.mu.Unlock()
@@ -363,13 +422,16 @@ func (ls *liveSet) drain() []*userTokens {
 	for i := range ls.shards {
 		sh := &ls.shards[i]
 		sh.mu.Lock()
-		for _, s := range sh.slots {
-			if s.u != nil {
-				out = append(out, s.u)
+		if t := sh.tab.Load(); t != nil {
+			for i := range t.slots {
+				if u := t.slots[i].u.Load(); u != nil {
+					out = append(out, u)
+				}
 			}
 		}
 		ls.n.Add(-int64(sh.n))
-		sh.slots, sh.n = nil, 0
+		sh.tab.Store(nil)
+		sh.n = 0
 		sh.ring, sh.free, sh.hand = nil, nil, 0
 		sh.mu.Unlock()
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -387,4 +388,85 @@ func TestUserClientTransportReuse(t *testing.T) {
 		assert.True(t, strings.HasPrefix(a, "Bearer "), "request without the user's token")
 	}
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+}
+
+// Requests read the live set without a lock while other goroutines
+// insert, evict, remove and replace views: a reader may miss a session
+// (it then takes the locked path) but never gets another session's view.
+func TestLiveSetLockFreeReadersNeverSeeAnotherSession(t *testing.T) {
+	const sessions, limit = 200, 64
+	ls := newLiveSet(limit)
+	ids := make([]string, sessions)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%052d", i)
+	}
+	newView := func(u *userTokens) *sessionView {
+		v := &sessionView{mem: &memEntry{}}
+		v.sess.ID = u.id
+		v.idn = uint8(copy(v.idb[:], u.id))
+		return v
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var found, missed atomic.Int64
+	for r := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := r; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := ids[i%sessions]
+				if v := ls.peek([]byte(id), 1); v != nil {
+					if v.sess.ID != id {
+						t.Errorf("peek(%s) returned the view of %s", id, v.sess.ID)
+						return
+					}
+					found.Add(1)
+				} else {
+					missed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range 20_000 {
+		id := ids[(i*7)%sessions]
+		u, out := ls.getOrInsert(liveEntry(id), int64(i), 0, func() bool { return false })
+		out.closeAll()
+		ls.setView(u, newView(u))
+		if i%5 == 0 {
+			if v := ls.remove(ids[(i*13)%sessions]); v != nil {
+				v.cache.Close()
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	for _, u := range ls.drain() {
+		u.cache.Close()
+	}
+	assert.Positive(t, found.Load(), "readers never found a session")
+	t.Logf("found %d, missed %d", found.Load(), missed.Load())
+
+	// A reader that reads a slot half rewritten (the hash of one session,
+	// the view of another) does not hand that view out.
+	ls = newLiveSet(limit)
+	x, _ := ls.getOrInsert(liveEntry(ids[0]), 1, 0, func() bool { return false })
+	y := liveEntry(ids[1])
+	ls.setView(x, newView(x))
+	require.NotNil(t, ls.peek([]byte(ids[0]), 1))
+	tab := ls.shard(x.h).tab.Load()
+	for i := range tab.slots {
+		if tab.slots[i].u.Load() == x {
+			torn := newView(y)
+			torn.mem = tab.slots[i].mem.Load() // the same store entry: only the id differs
+			tab.slots[i].v.Store(torn)
+		}
+	}
+	assert.Nil(t, ls.peek([]byte(ids[0]), 1), "a view of another session was handed out")
+	x.cache.Close()
+	y.cache.Close()
 }

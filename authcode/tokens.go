@@ -469,10 +469,16 @@ func validCookieValue(v string) bool {
 
 // UserSession returns the session of the user who sent r, or ErrNoSession
 // when r carries none (no cookie, a cookie that does not open, a session
-// the Store no longer holds). It costs one Store round trip. If the Store
-// fails but this process holds the session with a still-valid access token,
-// that copy is returned (a shared store being down does not sign users
-// out); otherwise the Store's error is returned, classified ErrTemporary.
+// the Store no longer holds). Each call returns a Session of its own.
+//
+// With a Store of your own (Redis) it costs one round trip, and the
+// session is decoded only when another process changed it. With the
+// default in-memory store, a session this process already holds costs no
+// look-up at all: it is handed out while the store still holds the entry
+// it came from. If the Store fails but this process holds the session with
+// a still-valid access token, that copy is returned (a shared store being
+// down does not sign users out); otherwise the Store's error is returned,
+// classified ErrTemporary.
 func (c *Client) UserSession(r *http.Request) (*Session, error) {
 	if c.closed.Load() {
 		return nil, auth.ErrClosed
@@ -484,24 +490,14 @@ func (c *Client) UserSession(r *http.Request) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	now := c.now().UnixNano()
-	slot := c.live.getBytes(rawID, now)
-	if slot.mem != nil {
-		// Start loading the token's entry, which TokenSource or
-		// UserClient will read next, while the store entry is checked
-		// and the view copied: the loads overlap instead of waiting in
-		// turn.
-		if slot.e != nil {
-			slot.e.Touch()
-		}
-		if slot.mem.live(now) {
-			// A session this process holds, still the memory store's
-			// current entry: nothing to load.
-			s := new(Session)
-			*s = slot.v.sess
-			return s, nil
-		}
+	if v := c.live.peek(rawID, now); v != nil {
+		// A session this process holds, still the memory store's current
+		// entry: nothing to load.
+		s := new(Session)
+		*s = v.sess
+		return s, nil
 	}
-	return c.loadSession(r.Context(), rawID, slot.u)
+	return c.loadSession(r.Context(), rawID, c.live.getBytes(rawID, now))
 }
 
 // loadSession is UserSession past the fast path: it loads session rawID
