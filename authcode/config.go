@@ -118,7 +118,7 @@ type Config struct {
 	// algorithms are never accepted.
 	IDTokenSigningAlgs []string
 	// MaxLiveSessions bounds the sessions this process holds in memory
-	// with their token caches (about 1 KiB each, beyond the Store's copy);
+	// with their token caches (about 1.5 KiB each, beyond the Store's copy);
 	// zero means 10,000. Those not used for longest go first; an evicted
 	// session is simply reloaded from the Store when next used, which
 	// costs a few microseconds. Set it to the number of users signed in at
