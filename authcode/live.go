@@ -221,20 +221,15 @@ func (sh *liveShard) delete(h uint64, u *userTokens) {
 // get returns the state of session id, marking it used at now (unix
 // nanoseconds), or nil.
 func (ls *liveSet) get(id string, now int64) *userTokens {
-	h := maphash.String(ls.seed, id)
-	sh := ls.shard(h)
-	sh.mu.Lock()
-	u := lookup(sh, h, id)
-	sh.mu.Unlock()
-	if u != nil {
-		u.touch(now)
-	}
-	return u
+	return lockedGet(ls, maphash.String(ls.seed, id), id, now)
 }
 
 // getBytes is get for an id held in a byte slice (no conversion).
 func (ls *liveSet) getBytes(id []byte, now int64) *userTokens {
-	h := maphash.Bytes(ls.seed, id)
+	return lockedGet(ls, maphash.Bytes(ls.seed, id), id, now)
+}
+
+func lockedGet[ID string | []byte](ls *liveSet, h uint64, id ID, now int64) *userTokens {
 	sh := ls.shard(h)
 	sh.mu.Lock()
 	u := lookup(sh, h, id)
