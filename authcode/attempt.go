@@ -162,38 +162,22 @@ func (c *Client) readAttempt(r *http.Request, state string) (a *attempt, found b
 	return a, true, nil
 }
 
-// markStateUsed records a's state as consumed, in this process and in the
-// Store (so replicas sharing the Store refuse a replay too). It fails if
-// the state was used before.
+// markStateUsed records a's state as consumed in the Store, atomically
+// (Store.Add), so that a replayed callback fails in this process and in
+// every replica sharing the Store.
 func (c *Client) markStateUsed(ctx context.Context, a *attempt) error {
 	sum := sha256.Sum256([]byte(a.State))
-	h := hex.EncodeToString(sum[:])
-	if !c.used.markUsed(h, c.now()) {
-		return fmt.Errorf("%w: this callback was already used", ErrInvalidState)
-	}
 	prefix, err := c.keyPrefix(ctx)
 	if err != nil {
 		return err
 	}
-	key := prefix + "state/" + h
-	if as, ok := c.store.(AddStore); ok {
-		added, err := as.Add(ctx, key, []byte{1}, attemptTTL+time.Minute)
-		switch {
-		case err != nil:
-			return &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
-		case !added:
-			return fmt.Errorf("%w: this callback was already used", ErrInvalidState)
-		}
-		return nil
-	}
-	switch _, err := c.store.Load(ctx, key); {
-	case err == nil:
-		return fmt.Errorf("%w: this callback was already used", ErrInvalidState)
-	case !errors.Is(err, ErrSessionNotFound):
-		return &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
-	}
-	if err := c.store.Save(ctx, key, []byte{1}, attemptTTL+time.Minute); err != nil {
+	key := prefix + "state/" + hex.EncodeToString(sum[:])
+	added, err := c.store.Add(ctx, key, []byte{1}, attemptTTL+time.Minute)
+	switch {
+	case err != nil:
 		return &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
+	case !added:
+		return fmt.Errorf("%w: this callback was already used", ErrInvalidState)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
+	"github.com/erpnetgo/auth/internal/keylock"
 	"github.com/erpnetgo/auth/internal/seal"
 	"github.com/erpnetgo/auth/internal/tokenep"
 )
@@ -50,8 +51,6 @@ type Client struct {
 	verMu    sync.Mutex
 	verifier atomic.Pointer[verifierFor]
 	prefix   atomic.Pointer[string] // store key prefix once the issuer is known
-
-	used usedStates
 
 	live   *liveSet // this process's per-session state
 	closed atomic.Bool
@@ -94,7 +93,7 @@ func New(cfg Config) (*Client, error) {
 	if l, ok := c.store.(RefreshLocker); ok {
 		c.locker = l
 	} else {
-		c.locker = new(locks)
+		c.locker = new(processLocker)
 	}
 	c.rep = &hook.Reporter{Hooks: cfg.Hooks, Flow: "authcode", ClientID: cfg.ClientID}
 	c.disco = discovery.New(c.hc, cfg.Authority, cfg.DomainAPI)
@@ -262,33 +261,10 @@ func (c *Client) DomainAPI(ctx context.Context) (string, error) {
 	return c.disco.DomainAPI(ctx)
 }
 
-// usedStates remembers states whose callback was accepted, until their
-// attempt would have expired anyway, so a replayed callback fails even if
-// the attempt cookie is replayed with it.
-type usedStates struct {
-	mu    sync.Mutex
-	m     map[string]time.Time
-	sweep time.Time
-}
+// processLocker is the RefreshLocker of a Store that has none: it orders
+// the refreshes and sign-outs of this process only.
+type processLocker struct{ m keylock.Map }
 
-// markUsed records h and reports whether it was new.
-func (u *usedStates) markUsed(h string, now time.Time) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.m == nil {
-		u.m = map[string]time.Time{}
-	}
-	if now.Sub(u.sweep) > time.Minute {
-		for k, exp := range u.m {
-			if now.After(exp) {
-				delete(u.m, k)
-			}
-		}
-		u.sweep = now
-	}
-	if exp, ok := u.m[h]; ok && now.Before(exp) {
-		return false
-	}
-	u.m[h] = now.Add(attemptTTL + time.Minute)
-	return true
+func (l *processLocker) LockRefresh(ctx context.Context, key string) (func(), error) {
+	return l.m.Lock(ctx, key)
 }

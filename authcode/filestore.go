@@ -66,6 +66,23 @@ func (s *FileStore) Save(ctx context.Context, key string, value []byte, ttl time
 	})
 }
 
+// Add implements Store.
+func (s *FileStore) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	added := false
+	err := s.update(ctx, func(m map[string]fileItem) {
+		if it, ok := m[key]; ok && (it.Exp.IsZero() || time.Now().Before(it.Exp)) {
+			return
+		}
+		added = true
+		it := fileItem{V: value}
+		if ttl > 0 {
+			it.Exp = time.Now().Add(ttl)
+		}
+		m[key] = it
+	})
+	return added && err == nil, err
+}
+
 // Delete implements Store.
 func (s *FileStore) Delete(ctx context.Context, key string) error {
 	return s.update(ctx, func(m map[string]fileItem) { delete(m, key) })

@@ -13,7 +13,7 @@ import (
 )
 
 // A replayed callback that reaches two replicas at the same instant must be
-// accepted once: the used-state record is added atomically (AddStore).
+// accepted once: the used-state record is added atomically (Store.Add).
 func TestReplayedStateAcceptedOnceAcrossReplicas(t *testing.T) {
 	e := newEnv(t)
 	other, err := New(e.cfg) // a second replica sharing e's Store

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/erpnetgo/auth/internal/keylock"
 )
 
 // ErrSessionNotFound is returned by a Store for a key it does not hold (never
@@ -19,14 +21,19 @@ var ErrSessionNotFound = errors.New("authcode: session not found")
 // with the issuer, client_id and session id, so one store may serve several
 // apps and instances.
 //
-// Implementations must be safe for concurrent use. A Save or Delete that
-// fails must return an error: the Client then keeps the previous session and
-// reports the failure instead of silently signing the user out.
+// Implementations must be safe for concurrent use. A Save, Add or Delete
+// that fails must return an error: the Client then keeps the previous
+// session and reports the failure instead of silently signing the user out.
 type Store interface {
 	// Load returns the value saved under key, or ErrSessionNotFound.
 	Load(ctx context.Context, key string) ([]byte, error)
 	// Save stores value under key, replacing any previous value, for ttl.
 	Save(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Add saves value under key for ttl only if key is absent, atomically
+	// (Redis SET NX), and reports whether it did. The Client uses it to
+	// make each sign-in state usable once, even when a replayed callback
+	// reaches two replicas at the same moment.
+	Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 }
@@ -43,17 +50,6 @@ type RefreshLocker interface {
 	LockRefresh(ctx context.Context, key string) (unlock func(), err error)
 }
 
-// AddStore is implemented by stores that can save a key only if it is
-// absent, atomically (Redis SET NX). The Client uses it to make each
-// sign-in state usable once even when a replayed callback reaches two
-// replicas at the same moment; with a plain Store it falls back to a Load
-// followed by a Save.
-type AddStore interface {
-	// Add saves value under key for ttl if key is absent and reports
-	// whether it did.
-	Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
-}
-
 // memoryStore is the default Store: sessions live in this process's
 // memory and are lost when it exits. It is also a RefreshLocker for the
 // processes's own goroutines, so a sign-out waits for a refresh in flight.
@@ -66,8 +62,8 @@ type AddStore interface {
 type memoryStore struct {
 	seed   maphash.Seed
 	shards [memShards]memShard
-	locks
-	now func() time.Time
+	locks  keylock.Map
+	now    func() time.Time
 }
 
 const memShards = 64
@@ -276,49 +272,7 @@ func (s *memoryStore) clear() {
 	}
 }
 
-// locks is an in-process RefreshLocker: one context-aware lock per key,
-// dropped when nobody holds or waits for it.
-type locks struct {
-	mu sync.Mutex
-	m  map[string]*keyLock
-}
-
-type keyLock struct {
-	ch chan struct{}
-	n  int // holders and waiters
-}
-
 // LockRefresh implements RefreshLocker within this process.
-func (l *locks) LockRefresh(ctx context.Context, key string) (func(), error) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*keyLock{}
-	}
-	k := l.m[key]
-	if k == nil {
-		k = &keyLock{ch: make(chan struct{}, 1)}
-		l.m[key] = k
-	}
-	k.n++
-	l.mu.Unlock()
-	release := func() {
-		l.mu.Lock()
-		if k.n--; k.n == 0 {
-			delete(l.m, key)
-		}
-		l.mu.Unlock()
-	}
-	select {
-	case k.ch <- struct{}{}:
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			<-k.ch
-			release()
-		})
-	}, nil
+func (s *memoryStore) LockRefresh(ctx context.Context, key string) (func(), error) {
+	return s.locks.Lock(ctx, key)
 }

@@ -63,6 +63,18 @@ func (s *recStore) Save(_ context.Context, key string, v []byte, _ time.Duration
 	return nil
 }
 
+func (s *recStore) Add(_ context.Context, key string, v []byte, _ time.Duration) (bool, error) {
+	s.ops.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.data[key]; ok {
+		return false, nil
+	}
+	s.saves = append(s.saves, savedRecord{key, append([]byte(nil), v...)})
+	s.data[key] = append([]byte(nil), v...)
+	return true, nil
+}
+
 func (s *recStore) Delete(_ context.Context, key string) error {
 	s.ops.Add(1)
 	s.mu.Lock()

@@ -197,7 +197,6 @@ type Store struct {
 var (
 	_ authcode.Store         = (*Store)(nil)
 	_ authcode.RefreshLocker = (*Store)(nil)
-	_ authcode.AddStore      = (*Store)(nil)
 )
 
 // New checks cfg and returns a Store. It does no network I/O: an unreachable
@@ -377,7 +376,7 @@ func (s *Store) Save(ctx context.Context, key string, value []byte, ttl time.Dur
 	return nil
 }
 
-// Add implements authcode.AddStore with one SET NX PX: of several replicas
+// Add implements authcode.Store with one SET NX PX: of several replicas
 // adding the same key at once, exactly one succeeds.
 func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
 	rk, sealed, ttl, err := s.prepare(key, value, ttl)
