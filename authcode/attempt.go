@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/authcode/internal/sessions"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/redact"
 )
@@ -172,7 +173,7 @@ func (c *Client) markStateUsed(ctx context.Context, a *attempt) error {
 		return err
 	}
 	key := prefix + "state/" + hex.EncodeToString(sum[:])
-	added, err := c.store.Add(ctx, key, []byte{1}, attemptTTL+time.Minute)
+	added, err := c.sessions.Store().Add(ctx, key, []byte{1}, attemptTTL+time.Minute)
 	switch {
 	case err != nil:
 		return &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
@@ -186,7 +187,7 @@ func (c *Client) markStateUsed(ctx context.Context, a *attempt) error {
 // code with the PKCE verifier and verifies the ID token. It returns the new
 // session record. It is the part the web callback and the loopback
 // sign-in share.
-func (c *Client) complete(ctx context.Context, doc *discovery.Document, a *attempt, q url.Values, redirectURI string) (*record, error) {
+func (c *Client) complete(ctx context.Context, doc *discovery.Document, a *attempt, q url.Values, redirectURI string) (*sessions.Record, error) {
 	if code := q.Get("error"); code != "" {
 		return nil, &auth.Error{Op: "authorization", Code: redact.Truncate(code, 64),
 			Description: redact.Truncate(q.Get("error_description"), 256)}
@@ -249,13 +250,7 @@ func (c *Client) complete(ctx context.Context, doc *discovery.Document, a *attem
 	if sc, ok := tok.Extra("scope").(string); ok && sc != "" {
 		scopes = strings.Fields(sc)
 	}
-	tt := tok.TokenType
-	if tt == "" {
-		tt = "Bearer"
-	}
-	return &record{
-		Format:       recordFormat,
-		Ver:          1,
+	return sessions.NewRecord(sessions.Record{
 		Issuer:       doc.Issuer,
 		ClientID:     c.cfg.ClientID,
 		Subject:      idt.Subject,
@@ -266,9 +261,9 @@ func (c *Client) complete(ctx context.Context, doc *discovery.Document, a *attem
 		Scopes:       scopes,
 		SignedInAt:   c.now(),
 		AccessToken:  tok.AccessToken,
-		TokenType:    tt,
+		TokenType:    tok.TokenType,
 		Expiry:       tok.Expiry,
 		RefreshToken: tok.RefreshToken,
 		IDToken:      rawID,
-	}, nil
+	}), nil
 }

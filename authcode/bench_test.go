@@ -19,6 +19,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/authcode/internal/sessions"
 )
 
 // stubIDP is an in-memory identity server: an http.RoundTripper that
@@ -196,11 +198,9 @@ func BenchmarkUserClientRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	rec := &record{Format: recordFormat, Ver: 1, Issuer: benchIssuer, ClientID: "com.example/bench", Subject: "alice",
-		AccessToken: "bench-access-token", TokenType: "Bearer", Expiry: time.Now().Add(24 * time.Hour)}
-	key := storePrefix(benchIssuer, "com.example/bench") + "session/bench"
-	c.adopt("bench", key, rec)
-	hc := c.UserClient(context.Background(), rec.session("bench", key))
+	s := c.adopt(b, "bench", sessions.NewRecord(sessions.Record{Issuer: benchIssuer, ClientID: "com.example/bench", Subject: "alice",
+		AccessToken: "bench-access-token", Expiry: time.Now().Add(24 * time.Hour)}))
+	hc := c.UserClient(context.Background(), s)
 	benchRequests(b, hc, srv.URL+"/api/domain/odata/Crm_Sales_Customers?$top=10")
 }
 

@@ -15,10 +15,12 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/authcode/internal/sessions"
+	"github.com/erpnetgo/auth/internal/clock"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
-	"github.com/erpnetgo/auth/internal/keylock"
+	"github.com/erpnetgo/auth/internal/lifetime"
 	"github.com/erpnetgo/auth/internal/seal"
 	"github.com/erpnetgo/auth/internal/tokenep"
 )
@@ -30,19 +32,15 @@ import (
 type Client struct {
 	cfg       Config
 	scope     string // space-separated, ready for the authorize request
-	store     Store
-	locker    RefreshLocker // the store's, or one for this process
+	sessions  *sessions.Engine
 	sealer    *seal.Sealer
 	log       *slog.Logger
 	hc        *http.Client
 	disco     *discovery.Cache
 	tep       *tokenep.Client
 	rep       *hook.Reporter
-	ctx       context.Context // ends at Close: bounds every request the Client makes
-	cancel    context.CancelFunc
-	bgMu      sync.Mutex // guards bg.Add against Close
-	bg        sync.WaitGroup
-	now       func() time.Time
+	life      *lifetime.Group // ends at Close: every request and goroutine of the Client hangs off it
+	clock     clock.Clock
 	secure    bool   // cookies get Secure (the redirect URL is https)
 	cookie    string // session cookie name, prefixed when secure
 	cookieAAD []byte
@@ -51,9 +49,6 @@ type Client struct {
 	verMu    sync.Mutex
 	verifier atomic.Pointer[verifierFor]
 	prefix   atomic.Pointer[string] // store key prefix once the issuer is known
-
-	live   *liveSet // this process's per-session state
-	closed atomic.Bool
 
 	// nonce is a test hook (benchmarks pin the nonce so a pre-signed ID
 	// token can be served); nil means random.
@@ -75,30 +70,31 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:   cfg,
 		scope: strings.Join(cfg.Scopes, " "),
-		store: cfg.Store,
 		log:   cfg.Logger,
 		hc:    httpx.Client(cfg.HTTPClient),
-		now:   cfg.Now,
-		live:  newLiveSet(cfg.MaxLiveSessions),
+		clock: clock.From(cfg.Now),
+		life:  lifetime.New(),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	if c.now == nil {
-		c.now = time.Now
-	}
-	if c.store == nil {
-		c.store = newMemoryStore(cfg.Now)
-	}
-	if l, ok := c.store.(RefreshLocker); ok {
-		c.locker = l
-	} else {
-		c.locker = new(processLocker)
-	}
 	c.rep = &hook.Reporter{Hooks: cfg.Hooks, Flow: "authcode", ClientID: cfg.ClientID}
 	c.disco = discovery.New(c.hc, cfg.Authority, cfg.DomainAPI)
 	c.disco.Report = c.rep
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.sessions = sessions.New(sessions.Config{
+		Store:    cfg.Store,
+		ClientID: cfg.ClientID,
+		TTL:      cfg.SessionTTL,
+		MaxLive:  cfg.MaxLiveSessions,
+		Window:   cfg.RefreshWindow,
+		Prefix:   c.keyPrefix,
+		Redeem:   c.redeem,
+		Clock:    c.clock,
+		Life:     c.life,
+		Logger:   c.log,
+		Report:   c.rep,
+		LogUsers: cfg.LogUsers,
+	})
 	keys := cfg.Keys
 	if len(keys) == 0 {
 		k := make([]byte, 32)
@@ -141,58 +137,25 @@ func New(cfg Config) (*Client, error) {
 // Close ends every request the Client has in flight (sign-in callbacks,
 // refreshes, key fetches, loopback sign-ins) and every background refresh,
 // and waits for its own goroutines to end. Sessions stay in the Store.
-// Using the Client after Close returns ErrClosed.
+// Using the Client after Close returns ErrClosed. Close on a nil Client
+// does nothing.
 func (c *Client) Close() error {
-	c.bgMu.Lock()
-	if c.closed.Swap(true) {
-		c.bgMu.Unlock()
+	if c == nil || !c.life.Close() {
 		return nil
 	}
-	c.bgMu.Unlock()
-	c.cancel()
-	for _, u := range c.live.drain() {
-		u.cache.Close()
-	}
-	c.bg.Wait()
+	c.sessions.Close()
 	return nil
 }
 
-// goBackground runs f in a goroutine Close waits for; it reports false,
-// without running f, once the Client is closed. f must end soon after
-// c.ctx does.
-func (c *Client) goBackground(f func()) bool {
-	c.bgMu.Lock()
-	defer c.bgMu.Unlock()
-	if c.closed.Load() {
-		return false
-	}
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		f()
-	}()
-	return true
-}
-
-// bind returns a context that ends with ctx or when the Client is closed,
-// whichever comes first: every request made on a caller's behalf (a
-// sign-in callback's code exchange, a sign-out's revocation, a loopback
-// sign-in's wait) uses one, so that Close ends it.
-func (c *Client) bind(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(c.ctx, func() { cancel(auth.ErrClosed) })
-	return ctx, func() {
-		stop()
-		cancel(context.Canceled)
-	}
-}
+// now is the Client's clock.
+func (c *Client) now() time.Time { return c.clock.Now() }
 
 // discover returns the identity server's discovery document.
 func (c *Client) discover(ctx context.Context) (*discovery.Document, error) {
-	if c.closed.Load() {
+	if c.life.Closed() {
 		return nil, auth.ErrClosed
 	}
-	ctx, cancel := c.bind(ctx)
+	ctx, cancel := c.life.Bind(ctx)
 	defer cancel()
 	doc, err := c.disco.Get(ctx)
 	if err != nil {
@@ -221,8 +184,6 @@ func (c *Client) keyPrefix(ctx context.Context) (string, error) {
 	return *c.prefix.Load(), nil
 }
 
-func sessionKey(prefix, id string) string { return prefix + "session/" + id }
-
 // idVerifier returns the ID token verifier for doc, creating it (and its
 // JWKS cache) on first use. The key set (keySet) fetches the JWKS once, and
 // again when no cached key verifies a token, at most once per cooldown.
@@ -242,7 +203,7 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 	v := oidc.NewVerifier(doc.Issuer, &keySet{c: c, uri: doc.JWKSURI}, &oidc.Config{
 		ClientID:             c.cfg.ClientID,
 		SupportedSigningAlgs: c.cfg.IDTokenSigningAlgs,
-		Now:                  c.now,
+		Now:                  c.clock.Now,
 	})
 	c.verifier.Store(&verifierFor{issuer: doc.Issuer, jwks: doc.JWKSURI, v: v})
 	return v, nil
@@ -253,18 +214,19 @@ func (c *Client) idVerifier(doc *discovery.Document) (*oidc.IDTokenVerifier, err
 // one ERP.net auto-discovery names, or one derived from the Authority.
 // Append an entity set: DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
 func (c *Client) DomainAPI(ctx context.Context) (string, error) {
-	if c.closed.Load() {
+	if c.life.Closed() {
 		return "", auth.ErrClosed
 	}
-	ctx, cancel := c.bind(ctx)
+	ctx, cancel := c.life.Bind(ctx)
 	defer cancel()
 	return c.disco.DomainAPI(ctx)
 }
 
-// processLocker is the RefreshLocker of a Store that has none: it orders
-// the refreshes and sign-outs of this process only.
-type processLocker struct{ m keylock.Map }
-
-func (l *processLocker) LockRefresh(ctx context.Context, key string) (func(), error) {
-	return l.m.Lock(ctx, key)
+// user returns the log attributes naming a user: none unless
+// Config.LogUsers is set (user names are personal data).
+func (c *Client) user(subject string) []any {
+	if !c.cfg.LogUsers {
+		return nil
+	}
+	return []any{"subject", subject}
 }

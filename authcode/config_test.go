@@ -73,7 +73,8 @@ func TestNewDefaultsAndNoIO(t *testing.T) {
 	assert.Equal(t, "openid profile offline_access read update", c.scope)
 	assert.Equal(t, defaultSessionTTL, c.cfg.SessionTTL)
 	assert.Equal(t, []string{"RS256"}, c.cfg.IDTokenSigningAlgs)
-	assert.IsType(t, &memoryStore{}, c.store)
+	_, locks := c.sessions.Store().(RefreshLocker)
+	assert.True(t, locks, "the default Store is the memory store, a RefreshLocker for this process")
 	assert.Contains(t, logs.String(), "no Keys configured")
 	assert.Equal(t, defaultSignInPath, c.cfg.SignInPath)
 

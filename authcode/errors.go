@@ -1,6 +1,10 @@
 package authcode
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/erpnetgo/auth/authcode/internal/sessions"
+)
 
 // Errors of this package, to branch on with errors.Is. The SDK-wide kinds
 // (auth.ErrReauthRequired, auth.ErrTemporary, auth.ErrMisconfigured,
@@ -10,7 +14,7 @@ var (
 	// cookie, a cookie that cannot be opened (tampered, or sealed under a key
 	// no longer configured), or a session the Store no longer holds (signed
 	// out, expired).
-	ErrNoSession = errors.New("authcode: not signed in")
+	ErrNoSession = sessions.ErrNoSession
 	// ErrInvalidState means a callback did not match a sign-in attempt of
 	// this browser: the state parameter is missing, unknown or mismatched,
 	// the attempt cookie is missing or tampered, or the callback was replayed.

@@ -1,9 +1,7 @@
 package authcode
 
 import (
-	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"html"
@@ -105,7 +103,7 @@ func (c *Client) Callback() http.Handler {
 			return
 		}
 		// Close ends the code exchange and key fetch of a callback in flight.
-		ctx, cancel := c.bind(r.Context())
+		ctx, cancel := c.life.Bind(r.Context())
 		defer cancel()
 		q := r.URL.Query()
 		state := q.Get("state")
@@ -145,27 +143,17 @@ func (c *Client) Callback() http.Handler {
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
-		prefix, err := c.keyPrefix(ctx)
-		if err != nil {
+		// A previous session of this browser is replaced.
+		if old, ok := c.sessionID(r); ok {
+			if err := c.sessions.Drop(ctx, old); err != nil {
+				c.log.Warn("authcode: cannot delete the session this sign-in replaces", "error", err.Error())
+			}
+		}
+		id := rand.Text() + rand.Text() // 260 bits
+		if _, err := c.sessions.Create(ctx, id, rec); err != nil {
 			c.fail(w, r, statusFor(err), err)
 			return
 		}
-		// A previous session of this browser is replaced.
-		if old, ok := c.sessionID(r); ok {
-			c.dropSession(ctx, sessionKey(prefix, old), old)
-		}
-		id := rand.Text() + rand.Text() // 260 bits
-		key := sessionKey(prefix, id)
-		b, err := rec.encode()
-		if err == nil {
-			err = c.store.Save(ctx, key, b, c.cfg.SessionTTL)
-		}
-		if err != nil {
-			err = &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
-			c.fail(w, r, http.StatusServiceUnavailable, err)
-			return
-		}
-		c.adopt(id, key, rec)
 		c.setSessionCookie(w, id)
 		c.log.Info("authcode: signed in", c.user(rec.Subject)...)
 		c.rep.Emit(r.Context(), auth.Event{Name: "signin.completed", User: rec.Subject})
@@ -176,27 +164,6 @@ func (c *Client) Callback() http.Handler {
 		w.Header().Set("Location", ret)
 		w.WriteHeader(http.StatusSeeOther)
 	})
-}
-
-// setSessionCookie sets the cookie holding the sealed session id.
-func (c *Client) setSessionCookie(w http.ResponseWriter, id string) {
-	http.SetCookie(w, &http.Cookie{
-		Name:     c.cookie,
-		Value:    base64.RawURLEncoding.EncodeToString(c.sealer.Seal([]byte(id), c.cookieAAD)),
-		Path:     "/",
-		MaxAge:   int(c.cfg.SessionTTL.Seconds()),
-		HttpOnly: true,
-		Secure:   c.secure,
-		SameSite: http.SameSiteLaxMode,
-	})
-}
-
-// sessionID opens the session cookie of r.
-func (c *Client) sessionID(r *http.Request) (string, bool) {
-	buf := cookieBufs.Get().(*[512]byte)
-	defer cookieBufs.Put(buf)
-	id, ok := c.openSessionCookie(r, buf)
-	return string(id), ok
 }
 
 // SignOut returns the handler that signs the user out: it revokes the
@@ -229,19 +196,17 @@ func (c *Client) SignOut() http.Handler {
 			c.confirmSignOut(w, r)
 			return
 		}
-		ctx, cancel := c.bind(r.Context())
+		ctx, cancel := c.life.Bind(r.Context())
 		defer cancel()
 		var idToken string
 		if id, ok := c.sessionID(r); ok {
 			c.clearCookie(w, c.cookie, "/")
-			if prefix, err := c.keyPrefix(ctx); err == nil {
-				rec, err := c.endSession(ctx, sessionKey(prefix, id), id)
-				if err != nil {
-					c.log.Warn("authcode: sign-out incomplete", "error", err.Error())
-				}
-				if rec != nil {
-					idToken = rec.IDToken
-				}
+			rec, err := c.endSession(ctx, id)
+			if err != nil {
+				c.log.Warn("authcode: sign-out incomplete", "error", err.Error())
+			}
+			if rec != nil {
+				idToken = rec.IDToken
 			}
 		}
 		target := c.cfg.PostLogoutRedirectURL
@@ -299,22 +264,6 @@ func (c *Client) confirmSignOut(w http.ResponseWriter, r *http.Request) {
 			`<p><a href="`+html.EscapeString(c.cfg.DefaultReturnPath)+`">Stay signed in</a></p>`, "")
 }
 
-// loadForSignOut returns the session's latest record from the Store, or
-// from memory if the Store fails.
-func (c *Client) loadForSignOut(ctx context.Context, key, id string) *record {
-	b, err := c.store.Load(ctx, key)
-	if err == nil {
-		if rec, err := decodeRecord(b); err == nil {
-			return rec
-		}
-		return nil
-	}
-	if u := c.liveGet(id); u != nil {
-		return u.current()
-	}
-	return nil
-}
-
 // RequireUser is middleware that lets only signed-in users through, with
 // their Session in the request context (SessionFromContext). Requests
 // without a session, or whose refresh token is dead, are answered with a
@@ -326,7 +275,7 @@ func (c *Client) RequireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.UserSession(r)
 		if err == nil {
-			if _, terr := c.sessionEntry(r.Context(), s); terr != nil {
+			if _, terr := s.sn.State.Entry(r.Context()); terr != nil { // s is this Client's
 				switch {
 				case errors.Is(terr, auth.ErrReauthRequired):
 					// The refresh token is dead: never forward a request

@@ -101,7 +101,7 @@ func TestCallbackWithoutAttemptInSignedInBrowser(t *testing.T) {
 	// A browser that is not signed in gets the error page.
 	requireRefused(t, e, e.browser().get(cb), http.StatusBadRequest, titleState, "no sign-in attempt")
 	// So does a signed-in browser whose session the Store lost.
-	e.mem.clear()
+	require.NoError(t, e.store.Delete(context.Background(), e.session(b).sn.Key))
 	requireRefused(t, e, b.get(cb), http.StatusBadRequest, titleState, "no sign-in attempt")
 }
 
@@ -264,7 +264,7 @@ func TestSignOutSessionRevocationFails(t *testing.T) {
 
 // Invalidate makes the next token request redeem the refresh token.
 func TestInvalidate(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, withSharedStore())
 	b := e.browser()
 	e.mustSignIn(b, "")
 	s := e.session(b)

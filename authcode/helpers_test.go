@@ -20,7 +20,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth/authcode/internal/sessions"
 	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/keylock"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -35,11 +37,11 @@ const (
 	testUser  = devserver.DemoAlice
 )
 
-// clock is the Client's clock in tests: real time plus an offset that
+// testClock is the Client's clock in tests: real time plus an offset that
 // env.advance moves together with the identity server's clock.
-type clock struct{ off atomic.Int64 }
+type testClock struct{ off atomic.Int64 }
 
-func (c *clock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *testClock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
 
 // recorder is a RoundTripper that records token-endpoint requests and can
 // rewrite the discovery document.
@@ -97,9 +99,8 @@ type env struct {
 	app   *httptest.Server
 	c     *Client
 	cfg   Config
-	store Store
-	mem   *memoryStore
-	clk   *clock
+	store Store // Config.Store, or the Client's own memory store
+	clk   *testClock
 	rec   *recorder
 	tr    *http.Transport
 	logs  *testutil.SyncBuffer
@@ -113,20 +114,24 @@ type envSetup struct {
 	idp     func(*devserver.Config)
 	client  func(*Config)
 	public  bool
-	store   func(*memoryStore) Store
+	store   func(*mapStore) Store
 	rewrite func(map[string]any)
-	// storeClock runs the memory store on the Client's clock (as in
-	// production, where the Client makes its memory store).
-	storeClock bool
 }
 
 func withIDP(f func(*devserver.Config)) envOption { return func(s *envSetup) { s.idp = f } }
 func withClient(f func(*Config)) envOption        { return func(s *envSetup) { s.client = f } }
 func withPublicClient() envOption                 { return func(s *envSetup) { s.public = true } }
-func withStore(f func(*memoryStore) Store) envOption {
+
+// withStore gives the Client a Store of its own (as Redis is), made by f
+// from a map store on the test clock; without it the Client uses its
+// default memory store, as in production.
+func withStore(f func(*mapStore) Store) envOption {
 	return func(s *envSetup) { s.store = f }
 }
-func withStoreOnClientClock() envOption { return func(s *envSetup) { s.storeClock = true } }
+
+// withSharedStore gives the Client a map store that other Clients made
+// from e.cfg ("replicas") share.
+func withSharedStore() envOption { return withStore(func(m *mapStore) Store { return m }) }
 func withDiscoveryRewrite(f func(map[string]any)) envOption {
 	return func(s *envSetup) { s.rewrite = f }
 }
@@ -138,7 +143,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&setup)
 	}
-	e := &env{t: t, clk: &clock{}, logs: &testutil.SyncBuffer{}}
+	e := &env{t: t, clk: &testClock{}, logs: &testutil.SyncBuffer{}}
 	var handler atomic.Pointer[http.Handler]
 	e.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*handler.Load()).ServeHTTP(w, r)
@@ -163,13 +168,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 
 	e.tr = &http.Transport{}
 	e.rec = &recorder{base: e.tr, rewriteDiscovery: setup.rewrite}
-	e.mem = newMemoryStore(nil)
-	if setup.storeClock {
-		e.mem = newMemoryStore(e.clk.Now)
-	}
-	e.store = e.mem
 	if setup.store != nil {
-		e.store = setup.store(e.mem)
+		e.store = setup.store(newMapStore(e.clk.Now))
 	}
 	e.cfg = Config{
 		Authority:             e.idp.URL(),
@@ -192,6 +192,9 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	c, err := New(e.cfg)
 	require.NoError(t, err)
 	e.c = c
+	if e.store == nil {
+		e.store = c.sessions.Store()
+	}
 	t.Cleanup(func() {
 		require.NoError(t, c.Close())
 		e.tr.CloseIdleConnections()
@@ -232,7 +235,8 @@ func (e *env) routes(c *Client) http.Handler {
 	return mux
 }
 
-// advance moves the Client's and the identity server's clocks together.
+// advance moves the Client's and the identity server's clocks together
+// (the server's Advance fires what the move made due on every clock).
 func (e *env) advance(d time.Duration) {
 	e.clk.off.Add(int64(d))
 	e.idp.Advance(d)
@@ -344,19 +348,23 @@ func (e *env) sessionWith(c *Client, b *browser) (*Session, error) {
 }
 
 // record loads the session's record from the store.
-func (e *env) record(s *Session) *record {
+func (e *env) record(s *Session) *sessions.Record {
 	e.t.Helper()
-	b, err := e.mem.Load(context.Background(), s.key)
+	b, err := e.store.Load(context.Background(), s.sn.Key)
 	require.NoError(e.t, err)
-	rec, err := decodeRecord(b)
+	rec, err := sessions.Decode(b)
 	require.NoError(e.t, err)
 	return rec
 }
 
 // sessionsInStore counts stored sessions.
 func (e *env) sessionsInStore() int {
+	keys := e.c.sessions.MemoryKeys()
+	if ms, ok := e.store.(interface{ keys() []string }); ok {
+		keys = ms.keys()
+	}
 	n := 0
-	for _, k := range e.mem.keys() {
+	for _, k := range keys {
 		if strings.Contains(k, "/session/") {
 			n++
 		}
@@ -375,10 +383,98 @@ func (b *browser) cookie(u, name string) *http.Cookie {
 	return nil
 }
 
-// flakyStore wraps a MemoryStore with switchable failures and an optional
+// mapStore is a Store of the test's own, shared by "replicas" the way
+// Redis is (without a refresh lock), with its TTLs on the test clock.
+type mapStore struct {
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]mapItem
+}
+
+type mapItem struct {
+	v   []byte
+	exp time.Time
+}
+
+func newMapStore(now func() time.Time) *mapStore { return &mapStore{now: now, m: map[string]mapItem{}} }
+
+func (s *mapStore) get(key string) ([]byte, bool) {
+	it, ok := s.m[key]
+	if ok && !it.exp.IsZero() && !s.now().Before(it.exp) {
+		delete(s.m, key)
+		return nil, false
+	}
+	return it.v, ok
+}
+
+func (s *mapStore) Load(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.get(key)
+	if !ok {
+		return nil, ErrSessionNotFound
+	}
+	return bytes.Clone(v), nil
+}
+
+func (s *mapStore) put(key string, v []byte, ttl time.Duration) {
+	it := mapItem{v: bytes.Clone(v)}
+	if ttl > 0 {
+		it.exp = s.now().Add(ttl)
+	}
+	s.m[key] = it
+}
+
+func (s *mapStore) Save(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.put(key, v, ttl)
+	return nil
+}
+
+func (s *mapStore) Add(ctx context.Context, key string, v []byte, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.get(key); ok {
+		return false, nil
+	}
+	s.put(key, v, ttl)
+	return true, nil
+}
+
+func (s *mapStore) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+func (s *mapStore) keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// flakyStore wraps a map store with switchable failures and an optional
 // hook in Save.
 type flakyStore struct {
-	*memoryStore
+	*mapStore
 	failLoad atomic.Bool
 	failSave atomic.Bool
 	saves    atomic.Int32
@@ -391,7 +487,7 @@ func (f *flakyStore) Load(ctx context.Context, key string) ([]byte, error) {
 	if f.failLoad.Load() {
 		return nil, errStoreDown
 	}
-	return f.memoryStore.Load(ctx, key)
+	return f.mapStore.Load(ctx, key)
 }
 
 func (f *flakyStore) Save(ctx context.Context, key string, v []byte, ttl time.Duration) error {
@@ -402,36 +498,23 @@ func (f *flakyStore) Save(ctx context.Context, key string, v []byte, ttl time.Du
 		return errStoreDown
 	}
 	f.saves.Add(1)
-	return f.memoryStore.Save(ctx, key, v, ttl)
+	return f.mapStore.Save(ctx, key, v, ttl)
 }
 
-// lockingStore is a MemoryStore shared between "replicas" that implements
-// RefreshLocker with one mutex per key.
+// lockingStore is a map store shared between "replicas" that implements
+// RefreshLocker with the SDK's per-key lock.
 type lockingStore struct {
-	*memoryStore
-	mu    sync.Mutex
-	locks map[string]chan struct{}
+	*mapStore
+	locks keylock.Map
 	taken atomic.Int32
 }
 
 func (l *lockingStore) LockRefresh(ctx context.Context, key string) (func(), error) {
-	l.mu.Lock()
-	if l.locks == nil {
-		l.locks = map[string]chan struct{}{}
-	}
-	ch := l.locks[key]
-	if ch == nil {
-		ch = make(chan struct{}, 1)
-		l.locks[key] = ch
-	}
-	l.mu.Unlock()
-	select {
-	case ch <- struct{}{}:
+	unlock, err := l.locks.Lock(ctx, key)
+	if err == nil {
 		l.taken.Add(1)
-		return func() { <-ch }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return unlock, err
 }
 
 // logLine returns the log records that mention ref (an error page's

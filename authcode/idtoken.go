@@ -242,7 +242,7 @@ func (k *keySet) fetch(ctx context.Context, refetch bool) ([]jose.JSONWebKey, er
 		}
 		f = &keyFetch{done: make(chan struct{})}
 		k.inflight = f
-		if !k.c.goBackground(func() { k.run(f) }) {
+		if !k.c.life.Go(func() { k.run(f) }) {
 			k.inflight = nil
 			k.mu.Unlock()
 			return nil, auth.ErrClosed
@@ -258,7 +258,7 @@ func (k *keySet) fetch(ctx context.Context, refetch bool) ([]jose.JSONWebKey, er
 }
 
 func (k *keySet) run(f *keyFetch) {
-	keys, err := k.get(k.c.ctx)
+	keys, err := k.get(k.c.life.Context())
 	k.mu.Lock()
 	if err == nil {
 		k.keys, k.have = keys, true

@@ -32,7 +32,6 @@ type interopApp struct {
 	c       *Client
 	rec     *recorder
 	paths   *testutil.PathLog
-	mem     *memoryStore
 	client  oidctest.Client
 }
 
@@ -118,7 +117,7 @@ func TestInteropERPNetStyle(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		a := apps[0]
-		e := &env{t: t, app: a.srv, c: a.c, mem: a.mem}
+		e := &env{t: t, app: a.srv, c: a.c, store: a.c.sessions.Store()}
 		b := e.browser()
 		r := b.get(a.srv.URL + "/signin")
 		require.Equal(t, http.StatusFound, r.StatusCode, r.body)
@@ -169,14 +168,12 @@ func startInterop(t *testing.T, specs []oidctest.Client, erpnet bool) (*oidctest
 		}
 		a.paths = &testutil.PathLog{Base: tr}
 		a.rec = &recorder{base: a.paths}
-		a.mem = newMemoryStore(nil)
 		c, err := New(Config{
 			Authority:             p.Root(),
 			ClientID:              a.client.ID,
 			ClientSecret:          a.client.Secret,
 			RedirectURL:           a.srv.URL + "/callback",
 			PostLogoutRedirectURL: a.srv.URL + "/bye",
-			Store:                 a.mem,
 			Keys:                  [][]byte{bytes.Repeat([]byte{3}, 32)},
 			AuthStyle:             style,
 			// oidc-provider drops offline_access without prompt=consent
@@ -205,7 +202,7 @@ func startInterop(t *testing.T, specs []oidctest.Client, erpnet bool) (*oidctest
 // RP-initiated logout with id_token_hint), then signs in again and ends
 // that session with SignOutSession.
 func interopFlow(ctx context.Context, t *testing.T, p *oidctest.Provider, a *interopApp) {
-	e := &env{t: t, app: a.srv, c: a.c, mem: a.mem}
+	e := &env{t: t, app: a.srv, c: a.c, store: a.c.sessions.Store()}
 	b := e.browser()
 
 	// Sign in through oidc-provider's own forms.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/authcode/internal/sessions"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/redact"
 )
@@ -73,11 +74,11 @@ func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*Ses
 	if opts.Output == nil {
 		opts.Output = os.Stderr
 	}
-	if c.closed.Load() {
+	if c.life.Closed() {
 		return nil, auth.ErrClosed
 	}
 	// Close ends the wait, and everything the sign-in has in flight.
-	ctx, unbind := c.bind(ctx)
+	ctx, unbind := c.life.Bind(ctx)
 	defer unbind()
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
@@ -94,42 +95,30 @@ func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*Ses
 // reuseLoopback returns the saved loopback session with a usable access
 // token (refreshing it if needed), or nil, nil when the browser is needed.
 func (c *Client) reuseLoopback(ctx context.Context) (*Session, error) {
-	prefix, err := c.keyPrefix(ctx)
-	if err != nil {
-		return nil, err
-	}
-	key := sessionKey(prefix, loopbackID)
-	b, err := c.store.Load(ctx, key)
-	if errors.Is(err, ErrSessionNotFound) {
+	sn, err := c.sessions.Load(ctx, loopbackID)
+	if errors.Is(err, ErrNoSession) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, &auth.Error{Op: "session store load", Kind: auth.ErrTemporary, Err: err}
-	}
-	rec, err := decodeRecord(b)
-	if err != nil || rec.ClientID != c.cfg.ClientID {
-		return nil, nil
-	}
-	u, err := c.tokensFor(loopbackID, key, rec)
-	if err != nil {
 		return nil, err
 	}
-	if _, err := u.entry(ctx); err != nil {
+	if _, err := sn.State.Entry(ctx); err != nil {
 		if errors.Is(err, auth.ErrReauthRequired) {
 			c.log.Info("authcode: the saved session is no longer accepted; signing in again")
-			c.forget(loopbackID)
 			return nil, nil
 		}
 		return nil, err
 	}
-	s := u.current().session(loopbackID, key)
-	s.u = u
-	return s, nil
+	// The entry may have come from a refresh: show the latest record.
+	if sn, err = c.sessions.Load(ctx, loopbackID); err != nil {
+		return nil, err
+	}
+	return newSession(sn), nil
 }
 
 type loopbackOutcome struct {
 	s   *Session
-	rec *record
+	rec *sessions.Record
 	err error
 }
 
@@ -211,7 +200,7 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 			return out.s, out.err
 		default:
 		}
-		if c.closed.Load() {
+		if c.life.Closed() {
 			return nil, auth.ErrClosed
 		}
 		return nil, fmt.Errorf("authcode: loopback sign-in: no callback received: %w", ctx.Err())
@@ -220,25 +209,14 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 
 // saveLoopback saves rec as the loopback session, replacing an earlier
 // one, and starts tracking it.
-func (c *Client) saveLoopback(ctx context.Context, rec *record) (*Session, error) {
-	prefix, err := c.keyPrefix(ctx)
+func (c *Client) saveLoopback(ctx context.Context, rec *sessions.Record) (*Session, error) {
+	sn, err := c.sessions.Create(ctx, loopbackID, rec)
 	if err != nil {
 		return nil, err
 	}
-	key := sessionKey(prefix, loopbackID)
-	c.forget(loopbackID)
-	b, err := rec.encode()
-	if err == nil {
-		err = c.store.Save(ctx, key, b, c.cfg.SessionTTL)
-	}
-	if err != nil {
-		return nil, &auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: err}
-	}
-	s := rec.session(loopbackID, key)
-	s.u = c.adopt(loopbackID, key, rec)
 	c.log.Info("authcode: signed in", c.user(rec.Subject)...)
 	c.rep.Emit(ctx, auth.Event{Name: "signin.completed", User: rec.Subject})
-	return s, nil
+	return newSession(sn), nil
 }
 
 // openSystemBrowser opens u in the system browser and reports whether the

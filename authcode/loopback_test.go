@@ -89,10 +89,10 @@ func TestLoopbackSignIn(t *testing.T) {
 	assert.Equal(t, "/callback", fb.final.Path)
 	assert.Equal(t, "alice", s.Subject)
 	assert.Equal(t, loopbackID, s.ID)
-	assert.NotEmpty(t, s.rec.RefreshToken)
-	assert.NotEmpty(t, s.rec.IDToken)
-	assert.NotContains(t, s.String(), s.rec.AccessToken)
-	assert.NotContains(t, fmt.Sprintf("%v %+v %#v", s, s, s), s.rec.AccessToken)
+	assert.NotEmpty(t, s.sn.Rec.RefreshToken)
+	assert.NotEmpty(t, s.sn.Rec.IDToken)
+	assert.NotContains(t, s.String(), s.sn.Rec.AccessToken)
+	assert.NotContains(t, fmt.Sprintf("%v %+v %#v", s, s, s), s.sn.Rec.AccessToken)
 	assert.Contains(t, out.String(), "/connect/authorize?", "the fallback line names the URL")
 
 	// The listener is gone.
@@ -107,7 +107,7 @@ func TestLoopbackSignIn(t *testing.T) {
 	e.advance(time.Hour + time.Minute)
 	tok, err := e.c.TokenSource(context.Background(), s).Token()
 	require.NoError(t, err)
-	assert.NotEqual(t, s.rec.AccessToken, tok.AccessToken)
+	assert.NotEqual(t, s.sn.Rec.AccessToken, tok.AccessToken)
 	assert.Empty(t, tok.RefreshToken, "handed-out tokens carry no refresh token")
 	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
 	for _, r := range e.rec.requests() {
@@ -228,7 +228,7 @@ func TestLoopbackFileStore(t *testing.T) {
 	s2, err := run(neverOpen(t))
 	require.NoError(t, err)
 	assert.Equal(t, "alice", s2.Subject)
-	assert.Equal(t, s.rec.AccessToken, s2.rec.AccessToken)
+	assert.Equal(t, s.sn.Rec.AccessToken, s2.sn.Rec.AccessToken)
 	assert.Equal(t, 1, e.idp.GrantCount("authorization_code"))
 	assert.Zero(t, e.idp.GrantCount("refresh_token"))
 
@@ -238,8 +238,8 @@ func TestLoopbackFileStore(t *testing.T) {
 	s3, err := run(neverOpen(t))
 	require.NoError(t, err)
 	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
-	assert.NotEqual(t, s.rec.AccessToken, s3.rec.AccessToken)
-	assert.NotEqual(t, s.rec.RefreshToken, s3.rec.RefreshToken, "rotated")
+	assert.NotEqual(t, s.sn.Rec.AccessToken, s3.sn.Rec.AccessToken)
+	assert.NotEqual(t, s.sn.Rec.RefreshToken, s3.sn.Rec.RefreshToken, "rotated")
 	second, _ := os.ReadFile(file)
 	assert.NotEqual(t, string(first), string(second))
 	st, _ = os.Stat(file)
@@ -273,7 +273,7 @@ func TestLoopbackFileStore(t *testing.T) {
 	// And the new session is what the run after that reuses.
 	s5, err := run(neverOpen(t))
 	require.NoError(t, err)
-	assert.Equal(t, s4.rec.AccessToken, s5.rec.AccessToken)
+	assert.Equal(t, s4.sn.Rec.AccessToken, s5.sn.Rec.AccessToken)
 }
 
 // urlWatcher is an Output that hands the first match of re to found, as

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,7 +14,7 @@ import (
 // A replayed callback that reaches two replicas at the same instant must be
 // accepted once: the used-state record is added atomically (Store.Add).
 func TestReplayedStateAcceptedOnceAcrossReplicas(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, withSharedStore())
 	other, err := New(e.cfg) // a second replica sharing e's Store
 	require.NoError(t, err)
 	defer other.Close()
@@ -46,20 +45,4 @@ func TestReplayedStateAcceptedOnceAcrossReplicas(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, int32(1), ok.Load())
 	assert.Equal(t, int32(39), replay.Load())
-}
-
-func TestMemoryStoreAdd(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	s := newMemoryStore(func() time.Time { return now })
-	ctx := context.Background()
-	added, err := s.Add(ctx, "k", []byte("a"), time.Minute)
-	require.NoError(t, err)
-	assert.True(t, added)
-	added, _ = s.Add(ctx, "k", []byte("b"), time.Minute)
-	assert.False(t, added, "present key must not be replaced")
-	v, _ := s.Load(ctx, "k")
-	assert.Equal(t, "a", string(v))
-	now = now.Add(2 * time.Minute)
-	added, _ = s.Add(ctx, "k", []byte("c"), time.Minute)
-	assert.True(t, added, "an expired key counts as absent")
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/erpnetgo/auth/authcode/internal/sessions"
 	"github.com/erpnetgo/auth/clientcreds"
 )
 
@@ -35,7 +36,7 @@ const scaleClientID = "com.example/bench"
 // benchRecord is a session record of realistic size (about 1.7 KB of
 // JSON): a JWT access token, a refresh token, an ID token and its claims,
 // each string its own allocation.
-func benchRecord(i int, now time.Time) *record {
+func benchRecord(i int, now time.Time) *sessions.Record {
 	n := strconv.Itoa(i)
 	fill := func(prefix string, size int) string {
 		var b strings.Builder
@@ -49,16 +50,17 @@ func benchRecord(i int, now time.Time) *record {
 	}
 	claims := fmt.Sprintf(`{"iss":%q,"sub":"user%s","aud":%q,"name":"User %s","email":"user%s@example.com","preferred_username":"user%s","iat":%d,"exp":%d}`,
 		benchIssuer, n, scaleClientID, n, n, n, now.Unix(), now.Add(time.Hour).Unix())
-	return &record{Format: recordFormat, Ver: 1, Issuer: benchIssuer, ClientID: scaleClientID,
+	return sessions.NewRecord(sessions.Record{Issuer: benchIssuer, ClientID: scaleClientID,
 		Subject: "user" + n, Name: "User " + n, Username: "user" + n, Email: "user" + n + "@example.com",
 		Claims: []byte(claims), Scopes: []string{"openid", "profile", "offline_access", "read", "update"},
 		SignedInAt: now, AccessToken: fill("eyJhbGciOiJSUzI1NiJ9.", 600), TokenType: "Bearer",
-		Expiry: now.Add(24 * time.Hour), RefreshToken: fill("rt", 64), IDToken: fill("eyJhbGciOiJSUzI1NiIsImtpZCI6ImJlbmNoIn0.", 620)}
+		Expiry: now.Add(24 * time.Hour), RefreshToken: fill("rt", 64), IDToken: fill("eyJhbGciOiJSUzI1NiIsImtpZCI6ImJlbmNoIn0.", 620)})
 }
 
-// scaleWorld is n sessions in one memory store, with their cookies.
+// scaleWorld is n sessions, with their cookies; each Client it makes holds
+// them all in its memory store.
 type scaleWorld struct {
-	store   *memoryStore
+	recs    []*sessions.Record
 	ids     []string
 	cookies []string // "name=value" for the Cookie header
 	keys    [][]byte
@@ -66,17 +68,15 @@ type scaleWorld struct {
 
 func newScaleWorld(b *testing.B, n int) *scaleWorld {
 	b.Helper()
-	w := &scaleWorld{store: newMemoryStore(nil), keys: [][]byte{bytes.Repeat([]byte{1}, 32)},
-		ids: make([]string, n), cookies: make([]string, n)}
-	c := w.client(b, 1) // for the cookie sealer and key prefix
-	prefix := storePrefix(benchIssuer, scaleClientID)
+	w := &scaleWorld{keys: [][]byte{bytes.Repeat([]byte{1}, 32)},
+		ids: make([]string, n), cookies: make([]string, n), recs: make([]*sessions.Record, n)}
+	c := w.newClient(b, 1) // for the cookie sealer
 	now := time.Now()
 	var all strings.Builder
 	ends := make([]int, n)
 	for i := range n {
 		id := fmt.Sprintf("%052d", i)
-		rec := benchRecord(i, now)
-		w.store.putRecord(sessionKey(prefix, id), rec, time.Hour)
+		w.recs[i] = benchRecord(i, now)
 		w.ids[i] = id
 		all.WriteString(c.cookie + "=" + base64.RawURLEncoding.EncodeToString(c.sealer.Seal([]byte(id), c.cookieAAD)))
 		ends[i] = all.Len()
@@ -91,13 +91,13 @@ func newScaleWorld(b *testing.B, n int) *scaleWorld {
 	return w
 }
 
-// client returns a Client on w's store with discovery done, holding at
-// most maxLive sessions in memory.
-func (w *scaleWorld) client(b *testing.B, maxLive int) *Client {
+// newClient returns a Client with discovery done, holding at most maxLive
+// sessions in memory, and none of w's sessions yet.
+func (w *scaleWorld) newClient(b *testing.B, maxLive int) *Client {
 	b.Helper()
 	stub := newStubIDP(b, scaleClientID)
 	c, err := New(Config{Authority: benchIssuer, ClientID: scaleClientID, ClientSecret: "bench-secret",
-		RedirectURL: "https://app.bench.example/callback", Keys: w.keys, Store: w.store,
+		RedirectURL: "https://app.bench.example/callback", Keys: w.keys,
 		HTTPClient: &http.Client{Transport: stub}, Logger: slog.New(slog.DiscardHandler),
 		MaxLiveSessions: maxLive})
 	if err != nil {
@@ -110,12 +110,17 @@ func (w *scaleWorld) client(b *testing.B, maxLive int) *Client {
 	return c
 }
 
-// putRecord stores rec under key as a loaded session (benchmarks).
-func (s *memoryStore) putRecord(key string, rec *record, ttl time.Duration) {
-	sh := s.shard(key)
-	sh.mu.Lock()
-	sh.put(key, &memEntry{rec: rec, exp: s.now().Add(ttl).UnixNano()})
-	sh.mu.Unlock()
+// client returns a Client whose memory store holds every session of w (as
+// the record a sign-in saves), none of them live yet.
+func (w *scaleWorld) client(b *testing.B, maxLive int) *Client {
+	b.Helper()
+	c := w.newClient(b, maxLive)
+	for i, id := range w.ids {
+		if _, err := c.sessions.Put(context.Background(), id, w.recs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return c
 }
 
 // BenchmarkScaleUserSessionToken is UserSession(r) + TokenSource.Token()
@@ -198,15 +203,10 @@ func BenchmarkScaleUserSessionToken(b *testing.B) {
 
 // benchFloor is the floor case of BenchmarkScaleUserSessionToken.
 func benchFloor(b *testing.B, w *scaleWorld) {
-	c := w.client(b, 1)
-	prefix := storePrefix(benchIssuer, scaleClientID)
+	c := w.newClient(b, 1)
 	m := make(map[string]*oauth2.Token, len(w.ids))
-	for _, id := range w.ids {
-		rec, _, err := w.store.loadRecord(context.Background(), sessionKey(prefix, id))
-		if err != nil {
-			b.Fatal(err)
-		}
-		m[id] = rec.token()
+	for i, id := range w.ids {
+		m[id] = w.recs[i].Token()
 	}
 	r, _ := http.NewRequest(http.MethodGet, "https://app.bench.example/orders", nil)
 	r.Header["Cookie"] = []string{""}
@@ -319,7 +319,7 @@ func BenchmarkAuthorizedGET(b *testing.B) {
 	w := newScaleWorld(b, 1)
 	stub := newStubIDP(b, scaleClientID)
 	c, err := New(Config{Authority: benchIssuer, ClientID: scaleClientID, ClientSecret: "bench-secret",
-		RedirectURL: "https://app.bench.example/callback", Keys: w.keys, Store: w.store,
+		RedirectURL: "https://app.bench.example/callback", Keys: w.keys,
 		HTTPClient: &http.Client{Transport: stub}, Transport: tr, Logger: slog.New(slog.DiscardHandler),
 		DomainAPI: srv.URL + "/api/domain/odata/"})
 	if err != nil {
@@ -327,6 +327,12 @@ func BenchmarkAuthorizedGET(b *testing.B) {
 	}
 	defer c.Close()
 	if _, err := c.DomainAPI(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.keyPrefix(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.sessions.Put(context.Background(), w.ids[0], w.recs[0]); err != nil {
 		b.Fatal(err)
 	}
 	target := srv.URL + "/api/domain/odata/Crm_Sales_Customers?$top=10"
@@ -378,7 +384,7 @@ func BenchmarkAuthorizedGET(b *testing.B) {
 
 // BenchmarkSessionMemory reports the heap each session takes in the
 // memory store (its decoded record and key) and in this process's live
-// state (its token cache), for sessions of realistic size.
+// state (its token cache and snapshot), for sessions of realistic size.
 func BenchmarkSessionMemory(b *testing.B) {
 	const n = 20_000
 	for range b.N {
@@ -388,34 +394,28 @@ func BenchmarkSessionMemory(b *testing.B) {
 			runtime.ReadMemStats(&ms)
 			return ms.HeapAlloc
 		}
-		w := &scaleWorld{store: newMemoryStore(nil), keys: [][]byte{bytes.Repeat([]byte{1}, 32)}}
-		c := w.client(b, n)
-		prefix := storePrefix(benchIssuer, scaleClientID)
+		w := &scaleWorld{keys: [][]byte{bytes.Repeat([]byte{1}, 32)}}
+		c := w.newClient(b, n)
 		now := time.Now()
 		ctx := context.Background()
-		recs := make([]*record, n)
-		keys := make([]string, n)
+		ids := make([]string, n)
 		h0 := heap()
 		for i := range n {
-			keys[i] = sessionKey(prefix, fmt.Sprintf("%052d", i))
-			recs[i] = benchRecord(i, now)
-			raw, _ := recs[i].encode()
-			_ = w.store.Save(ctx, keys[i], raw, time.Hour)
-			if _, _, err := w.store.loadRecord(ctx, keys[i]); err != nil { // as after the first request
+			ids[i] = fmt.Sprintf("%052d", i)
+			if _, err := c.sessions.Put(ctx, ids[i], benchRecord(i, now)); err != nil {
 				b.Fatal(err)
 			}
 		}
-		recs = nil
 		h1 := heap()
-		for i := range n {
-			rec, _, _ := w.store.loadRecord(ctx, keys[i])
-			c.adopt(keys[i][len(prefix)+len("session/"):], keys[i], rec)
+		for _, id := range ids { // the first request of each: its live state and snapshot
+			if _, err := c.sessions.Load(ctx, id); err != nil {
+				b.Fatal(err)
+			}
 		}
 		h2 := heap()
 		b.ReportMetric(float64(h1-h0)/n, "store-B/session")
 		b.ReportMetric(float64(h2-h1)/n, "live-B/session")
-		runtime.KeepAlive(w)
-		runtime.KeepAlive(keys)
+		runtime.KeepAlive(ids)
 		c.Close()
 	}
 }

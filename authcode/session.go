@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
+	"github.com/erpnetgo/auth/authcode/internal/sessions"
 )
 
 // Session is a signed-in user as the application sees them: who they are
@@ -39,17 +39,39 @@ type Session struct {
 	// ahead of that while a refresh token is held).
 	Expiry time.Time
 
-	rec *record
-	key string
-	u   *userTokens // this process's token cache for the session
+	sn *sessions.Snapshot // what it was built from
+}
+
+// sessionBox is a Session and room for its scopes: a Session handed out
+// is one allocation, and its Scopes are its own.
+type sessionBox struct {
+	s      Session
+	scopes [6]string
+}
+
+// newSession builds the Session a caller gets from sn. It shares no slice
+// or map with sn or any other Session.
+func newSession(sn *sessions.Snapshot) *Session {
+	b := new(sessionBox)
+	p := &sn.Public
+	b.s = Session{ID: p.ID, Subject: p.Subject, Name: p.Name, PreferredUsername: p.PreferredUsername,
+		Email: p.Email, Issuer: p.Issuer, SignedInAt: p.SignedInAt, Expiry: p.Expiry, sn: sn}
+	switch n := len(p.Scopes); {
+	case n == 0:
+	case n <= len(b.scopes):
+		b.s.Scopes = b.scopes[:copy(b.scopes[:], p.Scopes):n]
+	default:
+		b.s.Scopes = append([]string(nil), p.Scopes...)
+	}
+	return &b.s
 }
 
 // Claims decodes the claims of the ID token received at sign-in into v.
 func (s *Session) Claims(v any) error {
-	if s == nil || s.rec == nil || len(s.rec.Claims) == 0 {
+	if s == nil || s.sn == nil || len(s.sn.Rec.Claims) == 0 {
 		return fmt.Errorf("authcode: session has no ID token claims")
 	}
-	return json.Unmarshal(s.rec.Claims, v)
+	return json.Unmarshal(s.sn.Rec.Claims, v)
 }
 
 // String describes the session without any token.
@@ -93,97 +115,4 @@ func SessionFromContext(ctx context.Context) *Session {
 // contextWithSession returns a copy of ctx carrying s.
 func contextWithSession(ctx context.Context, s *Session) context.Context {
 	return context.WithValue(ctx, ctxKey{}, s)
-}
-
-// recordFormat is the version of the serialised session format.
-const recordFormat = 1
-
-// record is what the Store holds for a session. It is immutable once built:
-// updates make a new record with Ver+1.
-type record struct {
-	Format     int             `json:"f"`
-	Ver        uint64          `json:"ver"`
-	Issuer     string          `json:"iss"`
-	ClientID   string          `json:"cid"`
-	Subject    string          `json:"sub"`
-	Name       string          `json:"name,omitempty"`
-	Username   string          `json:"pun,omitempty"`
-	Email      string          `json:"email,omitempty"`
-	Claims     json.RawMessage `json:"claims,omitempty"`
-	Scopes     []string        `json:"scp,omitempty"`
-	SignedInAt time.Time       `json:"at"`
-
-	AccessToken  string    `json:"atk"`
-	TokenType    string    `json:"tt,omitempty"`
-	Expiry       time.Time `json:"exp"`
-	RefreshToken string    `json:"rtk,omitempty"`
-	IDToken      string    `json:"idt,omitempty"`
-}
-
-// String never shows tokens (in case a record ends up in a log).
-func (r *record) String() string { return "authcode.record{sub: " + r.Subject + "}" }
-
-// GoString is String.
-func (r *record) GoString() string { return r.String() }
-
-func (r *record) encode() ([]byte, error) { return json.Marshal(r) }
-
-func decodeRecord(b []byte) (*record, error) {
-	var r record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("authcode: session in store is not valid JSON")
-	}
-	if r.Format != recordFormat {
-		return nil, fmt.Errorf("authcode: session in store has unknown format %d", r.Format)
-	}
-	if r.AccessToken == "" || r.Subject == "" {
-		return nil, fmt.Errorf("authcode: session in store is incomplete")
-	}
-	return &r, nil
-}
-
-// token is the access token as handed out: no refresh or ID token.
-func (r *record) token() *oauth2.Token {
-	tt := r.TokenType
-	if tt == "" {
-		tt = "Bearer"
-	}
-	return &oauth2.Token{AccessToken: r.AccessToken, TokenType: tt, Expiry: r.Expiry}
-}
-
-// withTokens returns a copy of r with tok's tokens, Ver+1. A missing
-// refresh token keeps the old one; a missing ID token keeps the old one.
-func (r *record) withTokens(tok *oauth2.Token, idToken string) *record {
-	n := *r
-	n.Ver++
-	n.AccessToken = tok.AccessToken
-	n.TokenType = tok.TokenType
-	n.Expiry = tok.Expiry
-	if tok.RefreshToken != "" {
-		n.RefreshToken = tok.RefreshToken
-	}
-	if idToken != "" {
-		n.IDToken = idToken
-	}
-	if sc, ok := tok.Extra("scope").(string); ok && sc != "" {
-		n.Scopes = strings.Fields(sc)
-	}
-	return &n
-}
-
-// session builds the public view of r.
-func (r *record) session(id, key string) *Session {
-	return &Session{
-		ID:                id,
-		Subject:           r.Subject,
-		Name:              r.Name,
-		PreferredUsername: r.Username,
-		Email:             r.Email,
-		Issuer:            r.Issuer,
-		Scopes:            r.Scopes,
-		SignedInAt:        r.SignedInAt,
-		Expiry:            r.Expiry,
-		rec:               r,
-		key:               key,
-	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 
+	"github.com/erpnetgo/auth/internal/clock"
 	"github.com/erpnetgo/auth/internal/devserver"
 )
 
@@ -95,8 +96,8 @@ func TestSignInHappyPath(t *testing.T) {
 	assert.NotEmpty(t, claims.Sid)
 	assert.Equal(t, 1, e.sessionsInStore())
 	// The Store key is namespaced by issuer and client_id.
-	assert.Contains(t, s.key, url.PathEscape(e.idp.Issuer()))
-	assert.Contains(t, s.key, url.PathEscape(webID))
+	assert.Contains(t, s.sn.Key, url.PathEscape(e.idp.Issuer()))
+	assert.Contains(t, s.sn.Key, url.PathEscape(webID))
 
 	// The session cookie holds only a sealed id.
 	raw, err := base64.RawURLEncoding.DecodeString(sess.Value)
@@ -554,7 +555,7 @@ func TestConfidentialClientAuthStyles(t *testing.T) {
 }
 
 func TestChallengeIsS256(t *testing.T) {
-	a := (&Client{now: time.Now}).newAttempt("/")
+	a := (&Client{clock: clock.Real}).newAttempt("/")
 	sum := sha256.Sum256([]byte(a.Verifier))
 	assert.Equal(t, base64.RawURLEncoding.EncodeToString(sum[:]), a.challenge())
 	assert.Len(t, a.Verifier, 43)

@@ -102,8 +102,8 @@ func TestRotatedTokensSavedBeforeUse(t *testing.T) {
 	var release chan struct{}
 	var saving chan struct{}
 	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *memoryStore) Store {
-		fs = &flakyStore{memoryStore: m}
+	e := newEnv(t, withStore(func(m *mapStore) Store {
+		fs = &flakyStore{mapStore: m}
 		return fs
 	}))
 	b := e.browser()
@@ -133,9 +133,9 @@ func TestRotatedTokensSavedBeforeUse(t *testing.T) {
 		t.Fatal("the new access token was handed out before the Store saved it")
 	default:
 	}
-	u := e.c.liveGet(s.ID)
+	u := e.c.sessions.Held(s.ID)
 	require.NotNil(t, u)
-	assert.Equal(t, s.rec.AccessToken, u.cache.Peek().Token.AccessToken)
+	assert.Equal(t, s.sn.Rec.AccessToken, u.Cached().AccessToken)
 	require.Equal(t, 1, e.idp.GrantCount("refresh_token"))
 	close(release)
 	tok := <-got
@@ -145,8 +145,8 @@ func TestRotatedTokensSavedBeforeUse(t *testing.T) {
 
 func TestRefreshStoreFailureKeepsOldSession(t *testing.T) {
 	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *memoryStore) Store {
-		fs = &flakyStore{memoryStore: m}
+	e := newEnv(t, withStore(func(m *mapStore) Store {
+		fs = &flakyStore{mapStore: m}
 		return fs
 	}))
 	b := e.browser()
@@ -196,10 +196,10 @@ func TestRefreshTokenReuseIsReauth(t *testing.T) {
 	b := e.browser()
 	e.mustSignIn(b, "")
 	s := e.session(b)
-	copyStore := newMemoryStore(nil)
-	v, err := e.mem.Load(context.Background(), s.key)
+	copyStore := newMapStore(time.Now)
+	v, err := e.store.Load(context.Background(), s.sn.Key)
 	require.NoError(t, err)
-	require.NoError(t, copyStore.Save(context.Background(), s.key, v, time.Hour))
+	require.NoError(t, copyStore.Save(context.Background(), s.sn.Key, v, time.Hour))
 	cfgB := e.cfg
 	cfgB.Store = copyStore
 	cB, err := New(cfgB)
@@ -234,8 +234,8 @@ func TestRefreshTokenReuseIsReauth(t *testing.T) {
 
 func TestReplicasShareRefreshThroughLocker(t *testing.T) {
 	var ls *lockingStore
-	e := newEnv(t, withStore(func(m *memoryStore) Store {
-		ls = &lockingStore{memoryStore: m}
+	e := newEnv(t, withStore(func(m *mapStore) Store {
+		ls = &lockingStore{mapStore: m}
 		return ls
 	}))
 	b := e.browser()
@@ -305,8 +305,8 @@ func TestNoOfflineAccessMeansReauthAtExpiry(t *testing.T) {
 // apiStub is an API that answers with the queued statuses, then 200.
 func TestStoreOutage(t *testing.T) {
 	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *memoryStore) Store {
-		fs = &flakyStore{memoryStore: m}
+	e := newEnv(t, withStore(func(m *mapStore) Store {
+		fs = &flakyStore{mapStore: m}
 		return fs
 	}))
 	b := e.browser()
@@ -342,7 +342,7 @@ func TestStoreOutage(t *testing.T) {
 }
 
 func TestRequireUser(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, withSharedStore())
 	b := e.browser()
 	t.Run("browser is redirected to sign in and back", func(t *testing.T) {
 		r := b.get(e.app.URL + "/me?x=1&y=2")
@@ -417,7 +417,7 @@ func TestLiveSessionEviction(t *testing.T) {
 		e.mustSignIn(b, "")
 		sessions = append(sessions, e.session(b))
 	}
-	n := e.c.live.len()
+	n := e.c.sessions.Len()
 	assert.LessOrEqual(t, n, 2)
 	// An evicted session is simply picked up again.
 	for _, s := range sessions {

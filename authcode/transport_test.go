@@ -107,7 +107,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		assert.Len(t, auths, 1, "no refresh storm against an API that refuses fresh tokens")
 		assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
 	})
-	e.clk.off.Add(int64(forcedRefresh)) // client clock only: tokens stay valid
+	e.clk.off.Add(int64(30 * time.Second)) // the guard interval // client clock only: tokens stay valid
 	t.Run("POST with a replayable body", func(t *testing.T) {
 		api.reset("", http.StatusUnauthorized)
 		resp, err := e.c.UserClient(context.Background(), s).Post(api.srv.URL, "text/plain", bytes.NewReader([]byte("payload")))
@@ -118,7 +118,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		assert.Equal(t, []string{"payload", "payload"}, bodies)
 		assert.Equal(t, 2, e.idp.GrantCount("refresh_token"))
 	})
-	e.clk.off.Add(int64(forcedRefresh))
+	e.clk.off.Add(int64(30 * time.Second)) // the guard interval
 	t.Run("body that cannot be replayed is not retried", func(t *testing.T) {
 		api.reset("", http.StatusUnauthorized)
 		req, _ := http.NewRequest(http.MethodPost, api.srv.URL, io.NopCloser(strings.NewReader("once")))

@@ -14,9 +14,11 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/clock"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
+	"github.com/erpnetgo/auth/internal/lifetime"
 	"github.com/erpnetgo/auth/internal/tokencache"
 	"github.com/erpnetgo/auth/internal/tokenep"
 	"github.com/erpnetgo/auth/internal/transport"
@@ -154,6 +156,7 @@ type Source struct {
 	disco *discovery.Cache
 	ep    tokenep.Client
 	cache *tokencache.Cache
+	life  *lifetime.Group
 	log   *slog.Logger
 	now   func() time.Time
 	rep   *hook.Reporter
@@ -176,7 +179,9 @@ func New(cfg Config) (*Source, error) {
 	}
 	s.ep = tokenep.Client{HTTPClient: hc, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		Style: cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now, Report: s.rep}
-	s.cache = tokencache.New(s.fetch, tokencache.Options{Window: cfg.RefreshWindow, Logger: s.log, Now: cfg.Now, Report: s.rep})
+	s.life = lifetime.New()
+	s.cache = tokencache.New(s.fetch, tokencache.Options{Life: s.life, Window: cfg.RefreshWindow, Logger: s.log,
+		Clock: clock.From(cfg.Now), Report: s.rep})
 	return s, nil
 }
 
@@ -221,7 +226,7 @@ func (s *Source) Invalidate() { s.cache.Invalidate() }
 // Close stops any background refresh and waits for it to end. Token after
 // Close returns the cached token while it is usable, then ErrClosed.
 func (s *Source) Close() error {
-	s.cache.Close()
+	s.life.Close()
 	return nil
 }
 
@@ -252,7 +257,7 @@ func (s *Source) Client(ctx context.Context) *http.Client {
 	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil && hc.Transport != nil {
 		base = hc.Transport
 	}
-	return &http.Client{Transport: &transport.Transport{Get: s.cache.Get, InvalidateIf: s.cache.InvalidateIf,
+	return &http.Client{Transport: &transport.Transport{Get: s.cache.Credential, InvalidateIf: s.cache.InvalidateIf,
 		Allow: s.disco.Allow, Base: base, Retry: s.cfg.Retry, Report: s.rep}}
 }
 

@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/credential"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/hook"
-	"github.com/erpnetgo/auth/internal/tokencache"
 	"github.com/erpnetgo/auth/internal/transport"
 )
 
@@ -89,20 +89,20 @@ func (t Token) Client(cfg Config) (*http.Client, error) {
 	} else if err := discovery.CheckAuthority("DomainAPI", domainAPI); err != nil {
 		return nil, err
 	}
-	var e *tokencache.Entry
+	var cr *credential.Credential
 	var header string
 	switch cfg.Header {
 	case Bearer:
-		e = tokencache.Static("Bearer " + t.RevealSecret())
+		cr = credential.New("Bearer "+t.RevealSecret(), nil)
 	case APIKey:
-		e = tokencache.Static(t.RevealSecret())
+		cr = credential.New(t.RevealSecret(), nil)
 		header = "X-Api-Key"
 	default:
 		return nil, &auth.ConfigError{Field: "Header", Reason: "must be reftoken.Bearer or reftoken.APIKey"}
 	}
 	instance, api := transport.OriginOf(root), transport.OriginOf(domainAPI)
 	return &http.Client{Transport: &transport.Transport{
-		Get:    func(context.Context) (*tokencache.Entry, error) { return e, nil },
+		Get:    func(context.Context) (*credential.Credential, error) { return cr, nil },
 		Header: header,
 		Report: &hook.Reporter{Hooks: cfg.Hooks, Flow: "reftoken"},
 		Allow: func(_ context.Context, u *url.URL) error {

@@ -20,6 +20,8 @@
 package devserver
 
 import (
+	"github.com/erpnetgo/auth/internal/clock"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -336,6 +338,9 @@ func (s *Server) Advance(d time.Duration) {
 	if d > 0 {
 		s.offset.Add(int64(d))
 	}
+	// Apps in this process whose clock follows this server's (Config.Now =
+	// the server's Now) see what the move made due at once.
+	clock.Poke()
 }
 
 func (s *Server) now() time.Time {

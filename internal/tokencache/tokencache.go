@@ -1,20 +1,28 @@
 // Package tokencache is the SDK's one token cache. It holds one access token
 // and hands it out with an atomic load: no lock, no allocation and no clock
-// read while the token is fresh (a timer marks the end of that period). In the token's last part of life exactly one background
-// refresh runs while callers keep the still-valid token; when the cache is
-// cold or the token has expired, exactly one fetch runs however many
-// goroutines ask, and each caller may give up through its own context
-// without cancelling the shared fetch.
+// read while the token is fresh (a timer of the cache's clock marks the end
+// of that period; a test clock drives the same timer). In the token's last
+// part of life exactly one background refresh runs while callers keep the
+// still-valid token; when the cache is cold or the token has expired,
+// exactly one fetch runs however many goroutines ask, and each caller may
+// give up through its own context without cancelling the shared fetch.
 //
-// Ages are measured on the monotonic clock, like Go's timers: a change of
-// the wall clock does not make a token look fresher or older than it is.
-// While a machine is suspended the monotonic clock stops, so just after a
-// resume a token may look younger than it is; the transport (internal/transport)
-// answer the API's 401 by invalidating it, fetching a new one and retrying.
+// A fetch belongs to the cache's owner, not to any caller: it runs in the
+// owner's lifetime.Group and ends only when the owner closes. Detaching a
+// cache (a session dropped from memory) stops its timer and refuses new
+// fetches, but never ends a fetch in flight.
+//
+// Ages are measured on the monotonic clock under the real clock, like Go's
+// timers: a change of the wall clock does not make a token look fresher or
+// older than it is. While a machine is suspended the monotonic clock stops,
+// so just after a resume a token may look younger than it is; the
+// transport (internal/transport) answers the API's 401 by invalidating it,
+// fetching a new one and retrying.
 package tokencache
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"sync"
@@ -24,7 +32,10 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/clock"
+	"github.com/erpnetgo/auth/internal/credential"
 	"github.com/erpnetgo/auth/internal/hook"
+	"github.com/erpnetgo/auth/internal/lifetime"
 )
 
 // Defaults for Options.
@@ -41,40 +52,31 @@ const (
 	DefaultFetchTimeout = 2 * time.Minute
 )
 
+// ErrDetached is returned by Get of a detached cache when it has no fresh
+// token to hand out: the owner looks up the cache that replaced it.
+var ErrDetached = errors.New("tokencache: detached")
+
 // Entry is one cached token and what is derived from it once. Entries are
-// immutable apart from their freshness flag; never modify one or its Token.
+// immutable apart from their freshness flag and API-session mark; never
+// modify one or its Token.
 type Entry struct {
-	// fresh is true until the refresh window opens. With the real clock a
-	// timer clears it, so the hot path reads one atomic flag and no clock.
+	// fresh is true until the refresh window opens; the clock's timer
+	// clears it, so the hot path reads one atomic flag and no clock.
 	fresh atomic.Bool
 	// Token is a copy of the token the fetch returned, held in the entry
 	// itself (tok) so that a cache hit touches one object.
 	Token *oauth2.Token
 	tok   oauth2.Token
-	// Header is the Authorization header value ("Bearer <token>"), built
-	// once per token so requests do not rebuild it.
-	Header []string
+	// Credential is what the transport sends: the Authorization header
+	// value ("Bearer <token>"), built once per token.
+	credential.Credential
 
-	timer *time.Timer
+	timer clock.Timer
 	// born is when the entry was made (with a monotonic reading under the
 	// real clock); refreshAfter and staleAfter are measured from it.
 	born                     time.Time
 	refreshAfter, staleAfter time.Duration
-	used                     *atomic.Bool // this entry's, or the cache's with OneSession
 }
-
-// Static returns an entry that is not in any cache, for a credential that
-// never changes (a reference token): header is the credential header's
-// value.
-func Static(header string) *Entry {
-	return &Entry{Header: []string{header}, used: new(atomic.Bool), refreshAfter: math.MaxInt64, staleAfter: math.MaxInt64}
-}
-
-// FirstUse reports true once: the first time it is called for the entry,
-// or with Options.OneSession for any entry of its cache (the transport
-// calls it when the API first accepts a token, which on ERP.net opens a
-// session).
-func (e *Entry) FirstUse() bool { return !e.used.Load() && e.used.CompareAndSwap(false, true) }
 
 // Touch reads e's first bytes, so that a Get soon after finds them in the
 // processor's cache: a caller with other memory to wait for starts this
@@ -93,27 +95,31 @@ func (e *Entry) stop() {
 	}
 }
 
-// Options tune a Cache. The zero value is the documented default.
+// Options tune a Cache. Life is required; the rest has useful zero values.
 type Options struct {
+	// Life is the owner's lifetime: fetches run in its goroutines and end
+	// when it closes; once it is closed the cache fetches nothing.
+	Life *lifetime.Group
 	// Window is how long before expiry the background refresh starts.
 	// Zero means DefaultWindow, or 20% of the lifetime for short tokens.
 	Window time.Duration
 	// FetchTimeout bounds one fetch; zero means DefaultFetchTimeout.
 	FetchTimeout time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time and runs the timer that ends a token's fresh
+	// period; nil means the real clock.
+	Clock clock.Clock
 	// Logger receives a warning when a background refresh fails.
 	Logger *slog.Logger
 	// Report receives token.cache_hit, token.wait and token.refresh_ahead.
 	Report *hook.Reporter
-	// OneSession says every token of the cache belongs to one ERP.net
+	// OneSession says every token of the cache belongs to one ERP.net API
 	// session (a user's sign-in: a refresh keeps the session), so only the
-	// first use of the first token opens one.
+	// first accepted use of the first token opens one.
 	OneSession bool
 }
 
-// Fetch obtains a new token. ctx belongs to the cache, not to any caller: it
-// ends when the cache is closed or the fetch times out.
+// Fetch obtains a new token. ctx belongs to the cache's owner, not to any
+// caller: it ends when the owner closes or the fetch times out.
 type Fetch func(ctx context.Context) (*oauth2.Token, error)
 
 type call struct {
@@ -122,30 +128,24 @@ type call struct {
 	err  error
 }
 
-// Cache caches one token. Create it with New and Close it when done.
-//
-// A Cache may also be embedded in a larger struct (so that a cache hit
-// touches one object less) and set up there with Init.
+// Cache caches one token. Create it with New, or embed it in a larger
+// struct (so that a cache hit touches one object less) and set it up there
+// with Init.
 type Cache struct {
 	// Read by every Get: kept together at the start.
 	cur    atomic.Pointer[Entry]
 	report *hook.Reporter // nil unless events are wanted
-	clock  bool           // Options.Now is set: the fast path is off
 
-	fetch  Fetch
-	opts   Options
-	used   atomic.Bool // with OneSession: the session was opened
-	now    func() time.Time
-	flight atomic.Pointer[call]
+	fetch   Fetch
+	opts    Options
+	session atomic.Bool // with OneSession: the API session was opened
+	flight  atomic.Pointer[call]
 	// retryAt (unix nanoseconds) holds back background refreshes after one
 	// failed.
 	retryAt atomic.Int64
 
-	mu     sync.Mutex // guards closed, ctx, cancel and wg.Add
-	closed bool
-	ctx    context.Context // made by the first fetch: a cache that never fetches costs none
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu       sync.Mutex // guards detached and the start of a fetch
+	detached bool
 }
 
 // New returns a cache that calls fetch when it needs a token. It does no I/O.
@@ -158,12 +158,12 @@ func New(fetch Fetch, opts Options) *Cache {
 // Init sets up a zero Cache (one embedded in another struct) as New does.
 // It must be called once, before any other method.
 func (c *Cache) Init(fetch Fetch, opts Options) {
-	c.fetch, c.opts, c.now, c.clock = fetch, opts, opts.Now, opts.Now != nil
+	c.fetch, c.opts = fetch, opts
 	if opts.Report.Enabled() {
 		c.report = opts.Report
 	}
-	if c.now == nil {
-		c.now = time.Now
+	if c.opts.Clock == nil {
+		c.opts.Clock = clock.Real
 	}
 	if c.opts.FetchTimeout <= 0 {
 		c.opts.FetchTimeout = DefaultFetchTimeout
@@ -175,7 +175,7 @@ func (c *Cache) Init(fetch Fetch, opts Options) {
 // started if none is running; otherwise Get waits for the single shared
 // fetch or for ctx, whichever ends first.
 func (c *Cache) Get(ctx context.Context) (*Entry, error) {
-	if e := c.cur.Load(); e != nil && e.fresh.Load() && !c.clock {
+	if e := c.cur.Load(); e != nil && e.fresh.Load() {
 		if c.report != nil {
 			c.report.Emit(ctx, auth.Event{Name: "token.cache_hit"})
 		}
@@ -184,28 +184,30 @@ func (c *Cache) Get(ctx context.Context) (*Entry, error) {
 	return c.get(ctx)
 }
 
-// get is Get past the fast path.
+// Credential is Get for the credential transport: the entry's credential.
+func (c *Cache) Credential(ctx context.Context) (*credential.Credential, error) {
+	e, err := c.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &e.Credential, nil
+}
+
+// get is Get past the fresh flag: the timer has fired (or, with a test
+// clock, its time has come but nothing has read the clock yet), the cache
+// is cold, or it was detached.
 func (c *Cache) get(ctx context.Context) (*Entry, error) {
 	if e := c.cur.Load(); e != nil {
-		if e.fresh.Load() {
-			// A test clock drives the flag: it is cleared when that clock
-			// passes the refresh point (the real clock's timer does it).
-			if c.age(e) < e.refreshAfter {
-				c.hit(ctx)
-				return e, nil
-			}
-			e.fresh.Store(false)
-		}
 		age := c.age(e)
-		if age < e.refreshAfter {
+		if age < e.refreshAfter && !c.isDetached() {
 			c.hit(ctx)
 			return e, nil
 		}
-		if age < e.staleAfter {
-			if c.flight.Load() == nil && c.now().UnixNano() >= c.retryAt.Load() {
+		if age < e.staleAfter && !c.isDetached() {
+			if c.flight.Load() == nil && c.opts.Clock.Now().UnixNano() >= c.retryAt.Load() {
 				c.start()
 				if c.report != nil {
-					c.report.Emit(ctx, auth.Event{Name: "token.refresh_ahead", Lead: e.Token.Expiry.Sub(c.now())})
+					c.report.Emit(ctx, auth.Event{Name: "token.refresh_ahead", Lead: e.Token.Expiry.Sub(c.opts.Clock.Now())})
 				}
 			}
 			c.hit(ctx)
@@ -225,7 +227,7 @@ func (c *Cache) get(ctx context.Context) (*Entry, error) {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	if c.report != nil {
+	if c.report != nil && !errors.Is(err, ErrDetached) {
 		c.report.Emit(ctx, auth.Event{Name: "token.wait", Duration: time.Since(start), Err: err})
 	}
 	return e, err
@@ -237,22 +239,25 @@ func (c *Cache) hit(ctx context.Context) {
 	}
 }
 
-// age is how long ago e was made: on the monotonic clock unless a test
-// clock is set.
-func (c *Cache) age(e *Entry) time.Duration {
-	if c.opts.Now == nil {
-		return time.Since(e.born)
-	}
-	return c.now().Sub(e.born)
+func (c *Cache) isDetached() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.detached
 }
 
-// Peek returns the cached entry, usable or not, or nil. It never fetches.
+// age is how long ago e was made, by the cache's clock.
+func (c *Cache) age(e *Entry) time.Duration { return c.opts.Clock.Now().Sub(e.born) }
+
+// Peek returns the cached entry, usable or not, or nil. It never fetches
+// and reports nothing.
 func (c *Cache) Peek() *Entry { return c.cur.Load() }
 
 // Set puts tok in the cache (for example one obtained by a code exchange)
 // and returns its entry.
 func (c *Cache) Set(tok *oauth2.Token) *Entry {
-	e := c.entry(tok)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entry(tok, !c.detached)
 	c.cur.Swap(e).stop()
 	c.retryAt.Store(0)
 	return e
@@ -261,28 +266,34 @@ func (c *Cache) Set(tok *oauth2.Token) *Entry {
 // Invalidate drops the cached token so the next Get fetches.
 func (c *Cache) Invalidate() { c.cur.Swap(nil).stop() }
 
-// InvalidateIf drops the cached token only if it is still e (so a 401 on an
-// old token does not discard a new one another goroutine just fetched).
-func (c *Cache) InvalidateIf(e *Entry) bool {
-	if c.cur.CompareAndSwap(e, nil) {
+// InvalidateIf drops the cached token only if its credential is still cr
+// (so a 401 on an old token does not discard a new one another goroutine
+// just fetched).
+func (c *Cache) InvalidateIf(cr *credential.Credential) bool {
+	e := c.cur.Load()
+	if e != nil && &e.Credential == cr && c.cur.CompareAndSwap(e, nil) {
 		e.stop()
 		return true
 	}
 	return false
 }
 
-// Close stops any running fetch and waits for it. Get after Close returns a
-// still-usable cached token, or auth.ErrClosed.
-func (c *Cache) Close() {
+// Detach stops the cache's timer and makes every later Get that finds no
+// token in its fresh period fail with ErrDetached instead of fetching. It
+// refuses (false) while a fetch is in flight: a cache is detached only
+// when nothing of it is under way, so a fetch is never abandoned.
+func (c *Cache) Detach() bool {
 	c.mu.Lock()
-	c.closed = true
-	cancel := c.cancel
-	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	defer c.mu.Unlock()
+	if c.flight.Load() != nil {
+		return false
 	}
-	c.wg.Wait()
-	c.cur.Load().stop()
+	c.detached = true
+	if e := c.cur.Load(); e != nil {
+		e.stop()
+		e.fresh.Store(false)
+	}
+	return true
 }
 
 var closedDone = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
@@ -294,26 +305,24 @@ func (c *Cache) start() *call {
 	if cl := c.flight.Load(); cl != nil {
 		return cl
 	}
+	if c.detached {
+		return &call{done: closedDone, err: ErrDetached}
+	}
 	if e := c.cur.Load(); e != nil && c.age(e) < e.refreshAfter {
 		// Another fetch completed between the caller's check and now.
 		return &call{done: closedDone, e: e}
 	}
-	if c.closed {
-		return &call{done: closedDone, err: auth.ErrClosed}
-	}
-	if c.ctx == nil {
-		c.ctx, c.cancel = context.WithCancel(context.Background())
-	}
 	cl := &call{done: make(chan struct{})}
 	c.flight.Store(cl)
-	c.wg.Add(1)
-	go c.run(cl)
+	if !c.opts.Life.Go(func() { c.run(cl) }) {
+		c.flight.Store(nil)
+		return &call{done: closedDone, err: auth.ErrClosed}
+	}
 	return cl
 }
 
 func (c *Cache) run(cl *call) {
-	defer c.wg.Done()
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
+	ctx, cancel := context.WithTimeout(c.opts.Life.Context(), c.opts.FetchTimeout)
 	tok, err := c.fetch(ctx)
 	cancel()
 	if err == nil && (tok == nil || tok.AccessToken == "") {
@@ -322,19 +331,21 @@ func (c *Cache) run(cl *call) {
 	if err == nil {
 		cl.e = c.Set(tok)
 	} else {
+		if c.opts.Life.Closed() {
+			err = auth.ErrClosed
+		}
 		cl.err = err
-		now := c.now()
 		backoff := 10 * time.Second
 		if e := c.cur.Load(); e != nil {
 			// Try again within the token's remaining life, not after it.
 			left := e.staleAfter - c.age(e)
 			backoff = min(backoff, max(100*time.Millisecond, left/4))
-			if c.opts.Logger != nil && left > 0 {
+			if c.opts.Logger != nil && left > 0 && !errors.Is(err, auth.ErrClosed) {
 				c.opts.Logger.Warn("background token refresh failed; still using the current token",
 					"error", err.Error(), "retry_in", backoff)
 			}
 		}
-		c.retryAt.Store(now.Add(backoff).UnixNano())
+		c.retryAt.Store(c.opts.Clock.Now().Add(backoff).UnixNano())
 	}
 	c.mu.Lock()
 	c.flight.Store(nil)
@@ -348,15 +359,16 @@ func (emptyErr) Error() string { return "fetch returned no access token" }
 
 var errEmpty error = emptyErr{}
 
-// entry computes the refresh and stale points of tok and, under the real
-// clock, arms the timer that ends its fresh period.
-func (c *Cache) entry(tok *oauth2.Token) *Entry {
-	e := &Entry{tok: *tok, Header: []string{tok.Type() + " " + tok.AccessToken},
-		born: c.now(), refreshAfter: math.MaxInt64, staleAfter: math.MaxInt64, used: &c.used}
+// entry computes the refresh and stale points of tok and, when arm is set,
+// starts the timer that ends its fresh period.
+func (c *Cache) entry(tok *oauth2.Token, arm bool) *Entry {
+	e := &Entry{tok: *tok, born: c.opts.Clock.Now(), refreshAfter: math.MaxInt64, staleAfter: math.MaxInt64}
 	e.Token = &e.tok
-	if !c.opts.OneSession {
-		e.used = new(atomic.Bool)
+	var session *atomic.Bool
+	if c.opts.OneSession {
+		session = &c.session
 	}
+	e.Credential.Init(tok.Type()+" "+tok.AccessToken, session)
 	if !tok.Expiry.IsZero() {
 		life := tok.Expiry.Sub(e.born)
 		skew := min(maxSkew, life/10)
@@ -367,10 +379,10 @@ func (c *Cache) entry(tok *oauth2.Token) *Entry {
 		e.staleAfter = life - max(skew, 0)
 		e.refreshAfter = min(life-window, e.staleAfter)
 	}
-	if e.refreshAfter > 0 {
+	if e.refreshAfter > 0 && arm {
 		e.fresh.Store(true)
-		if c.opts.Now == nil && e.refreshAfter != math.MaxInt64 {
-			e.timer = time.AfterFunc(e.refreshAfter, func() { e.fresh.Store(false) })
+		if e.refreshAfter != math.MaxInt64 {
+			e.timer = c.opts.Clock.AfterFunc(e.refreshAfter, func() { e.fresh.Store(false) })
 		}
 	}
 	return e

@@ -12,22 +12,41 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/clock"
+	"github.com/erpnetgo/auth/internal/lifetime"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 // clock is a settable test clock.
-type clock struct{ t atomic.Int64 }
+type testClock struct{ t atomic.Int64 }
 
-func newClock() *clock          { c := &clock{}; c.t.Store(time.Unix(1_700_000_000, 0).UnixNano()); return c }
-func (c *clock) Now() time.Time { return time.Unix(0, c.t.Load()) }
-func (c *clock) Advance(d time.Duration) {
+func newClock() *testClock {
+	c := &testClock{}
+	c.t.Store(time.Unix(1_700_000_000, 0).UnixNano())
+	return c
+}
+func (c *testClock) Now() time.Time { return time.Unix(0, c.t.Load()) }
+func (c *testClock) Advance(d time.Duration) {
 	c.t.Add(int64(d))
+	clock.Poke() // as the test server's Advance does
+}
+
+// newCache returns a cache on clk (nil: the real clock) whose owner closes
+// when the test ends.
+func newCache(t *testing.T, f Fetch, clk *testClock, opts Options) (*Cache, *lifetime.Group) {
+	life := lifetime.New()
+	t.Cleanup(func() { life.Close() })
+	opts.Life = life
+	if clk != nil {
+		opts.Clock = clock.From(clk.Now)
+	}
+	return New(f, opts), life
 }
 
 type fetcher struct {
-	clk   *clock
+	clk   *testClock
 	calls atomic.Int32
 	life  time.Duration
 	gate  chan struct{} // when non-nil, each fetch waits for a value
@@ -52,8 +71,7 @@ func (f *fetcher) fetch(ctx context.Context) (*oauth2.Token, error) {
 func TestColdCacheOneFetchForManyCallers(t *testing.T) {
 	clk := newClock()
 	f := &fetcher{clk: clk, life: time.Hour, gate: make(chan struct{})}
-	c := New(f.fetch, Options{Now: clk.Now})
-	defer c.Close()
+	c, _ := newCache(t, f.fetch, clk, Options{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 1000)
 	for i := 0; i < 1000; i++ {
@@ -84,8 +102,7 @@ func TestColdCacheOneFetchForManyCallers(t *testing.T) {
 func TestRefreshWindowServesOldTokenAndRefreshesOnce(t *testing.T) {
 	clk := newClock()
 	f := &fetcher{clk: clk, life: time.Hour}
-	c := New(f.fetch, Options{Now: clk.Now})
-	defer c.Close()
+	c, _ := newCache(t, f.fetch, clk, Options{})
 	if _, err := c.Get(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +139,7 @@ func TestRefreshWindowServesOldTokenAndRefreshesOnce(t *testing.T) {
 func TestWindowForShortLifetimeIsTwentyPercent(t *testing.T) {
 	clk := newClock()
 	f := &fetcher{clk: clk, life: 10 * time.Minute}
-	c := New(f.fetch, Options{Now: clk.Now})
-	defer c.Close()
+	c, _ := newCache(t, f.fetch, clk, Options{})
 	e, _ := c.Get(context.Background())
 	if !e.Fresh(clk.Now().Add(7*time.Minute + 59*time.Second)) {
 		t.Fatal("not fresh before the last 20%")
@@ -139,8 +155,7 @@ func TestWindowForShortLifetimeIsTwentyPercent(t *testing.T) {
 func TestCallerContextDoesNotCancelSharedFetch(t *testing.T) {
 	clk := newClock()
 	f := &fetcher{clk: clk, life: time.Hour, gate: make(chan struct{})}
-	c := New(f.fetch, Options{Now: clk.Now})
-	defer c.Close()
+	c, _ := newCache(t, f.fetch, clk, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	gotErr := make(chan error, 1)
 	go func() { _, err := c.Get(ctx); gotErr <- err }()
@@ -168,8 +183,7 @@ func TestCallerContextDoesNotCancelSharedFetch(t *testing.T) {
 func TestFailedBackgroundRefreshKeepsTokenAndBacksOff(t *testing.T) {
 	clk := newClock()
 	f := &fetcher{clk: clk, life: time.Hour}
-	c := New(f.fetch, Options{Now: clk.Now})
-	defer c.Close()
+	c, _ := newCache(t, f.fetch, clk, Options{})
 	c.Get(context.Background())
 	f.fail.Store(true)
 	clk.Advance(56 * time.Minute)
@@ -196,8 +210,7 @@ func TestFailedBackgroundRefreshKeepsTokenAndBacksOff(t *testing.T) {
 func TestExpiredFailureReturnsErrorThenRecovers(t *testing.T) {
 	clk := newClock()
 	f := &fetcher{clk: clk, life: time.Minute}
-	c := New(f.fetch, Options{Now: clk.Now})
-	defer c.Close()
+	c, _ := newCache(t, f.fetch, clk, Options{})
 	c.Get(context.Background())
 	clk.Advance(2 * time.Minute)
 	f.fail.Store(true)
@@ -213,18 +226,17 @@ func TestExpiredFailureReturnsErrorThenRecovers(t *testing.T) {
 func TestInvalidateIf(t *testing.T) {
 	clk := newClock()
 	f := &fetcher{clk: clk, life: time.Hour}
-	c := New(f.fetch, Options{Now: clk.Now})
-	defer c.Close()
+	c, _ := newCache(t, f.fetch, clk, Options{})
 	e1, _ := c.Get(context.Background())
 	c.Invalidate()
 	e2, _ := c.Get(context.Background())
 	if e1 == e2 || e2.Token.AccessToken != "tok-2" {
 		t.Fatal("Invalidate did not force a fetch")
 	}
-	if c.InvalidateIf(e1) {
+	if c.InvalidateIf(&e1.Credential) {
 		t.Fatal("stale entry invalidated the new one")
 	}
-	if !c.InvalidateIf(e2) || c.Peek() != nil {
+	if !c.InvalidateIf(&e2.Credential) || c.Peek() != nil {
 		t.Fatal("InvalidateIf on the current entry failed")
 	}
 }
@@ -232,12 +244,12 @@ func TestInvalidateIf(t *testing.T) {
 func TestCloseStopsFetchAndRefusesNew(t *testing.T) {
 	clk := newClock()
 	f := &fetcher{clk: clk, life: time.Hour, gate: make(chan struct{})}
-	c := New(f.fetch, Options{Now: clk.Now})
+	c, life := newCache(t, f.fetch, clk, Options{})
 	res := make(chan error, 1)
 	go func() { _, err := c.Get(context.Background()); res <- err }()
 	time.Sleep(10 * time.Millisecond)
-	c.Close() // must cancel the held fetch and wait for it
-	if err := <-res; !errors.Is(err, context.Canceled) {
+	life.Close() // must cancel the held fetch and wait for it
+	if err := <-res; !errors.Is(err, auth.ErrClosed) {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := c.Get(context.Background()); !errors.Is(err, auth.ErrClosed) {
@@ -247,9 +259,8 @@ func TestCloseStopsFetchAndRefusesNew(t *testing.T) {
 
 func TestCachedGetAllocatesNothing(t *testing.T) {
 	f := &fetcher{clk: newClock(), life: time.Hour}
-	c := New(f.fetch, Options{})
-	defer c.Close()
-	f.clk = &clock{}
+	c, _ := newCache(t, f.fetch, nil, Options{})
+	f.clk = &testClock{}
 	f.clk.t.Store(time.Now().UnixNano())
 	c.Get(context.Background())
 	ctx := context.Background()
@@ -271,11 +282,10 @@ func waitIdle(t *testing.T, c *Cache) {
 
 func TestRealClockTimerEndsFreshPeriod(t *testing.T) {
 	var calls atomic.Int32
-	c := New(func(context.Context) (*oauth2.Token, error) {
+	c, _ := newCache(t, func(context.Context) (*oauth2.Token, error) {
 		n := calls.Add(1)
 		return &oauth2.Token{AccessToken: fmt.Sprint("t", n), Expiry: time.Now().Add(time.Second)}, nil
-	}, Options{})
-	defer c.Close()
+	}, nil, Options{})
 	e, err := c.Get(context.Background())
 	if err != nil || !e.fresh.Load() {
 		t.Fatalf("new entry not fresh: %v", err)
@@ -292,5 +302,66 @@ func TestRealClockTimerEndsFreshPeriod(t *testing.T) {
 	waitIdle(t, c)
 	if got := c.Peek().Token.AccessToken; got != "t2" || calls.Load() != 2 {
 		t.Fatalf("got %s after %d fetches", got, calls.Load())
+	}
+}
+
+// A test clock drives the same timer as the real one: the fresh flag ends
+// when the clock passes the refresh point, and the hot path (the flag) is
+// the only path.
+func TestTestClockDrivesTheFreshTimer(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Hour}
+	c, _ := newCache(t, f.fetch, clk, Options{})
+	e, err := c.Get(context.Background())
+	if err != nil || !e.fresh.Load() {
+		t.Fatalf("new entry not fresh: %v", err)
+	}
+	clk.Advance(54 * time.Minute)
+	if !e.fresh.Load() {
+		t.Fatal("fresh period ended before the refresh window")
+	}
+	clk.Advance(2 * time.Minute)
+	if e.fresh.Load() {
+		t.Fatal("the test clock's move did not end the fresh period")
+	}
+	c.Get(context.Background())
+	waitIdle(t, c)
+	if got := c.Peek().Token.AccessToken; got != "tok-2" {
+		t.Fatalf("after the window opened: %s", got)
+	}
+}
+
+// Detaching never abandons a fetch: it is refused while one is in flight,
+// and the fetch completes for its waiters. A detached cache hands out its
+// token no more and fetches nothing.
+func TestDetachWaitsForNoFetchAndRefusesNew(t *testing.T) {
+	clk := newClock()
+	f := &fetcher{clk: clk, life: time.Hour, gate: make(chan struct{})}
+	c, _ := newCache(t, f.fetch, clk, Options{})
+	res := make(chan *Entry, 1)
+	go func() { e, _ := c.Get(context.Background()); res <- e }()
+	for c.flight.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if c.Detach() {
+		t.Fatal("detached with a fetch in flight")
+	}
+	close(f.gate)
+	if e := <-res; e == nil || e.Token.AccessToken != "tok-1" {
+		t.Fatal("the waiter lost its fetch")
+	}
+	waitIdle(t, c)
+	e := c.Peek()
+	if !c.Detach() {
+		t.Fatal("Detach refused with nothing in flight")
+	}
+	if e.fresh.Load() || e.timer.Stop() {
+		t.Fatal("a detached cache's entry is still fresh or its timer still pending")
+	}
+	if _, err := c.Get(context.Background()); !errors.Is(err, ErrDetached) {
+		t.Fatalf("Get of a detached cache: %v", err)
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Fatalf("fetches = %d, want 1", n)
 	}
 }

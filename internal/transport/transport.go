@@ -34,20 +34,19 @@ import (
 	"time"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/credential"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/retry"
-	"github.com/erpnetgo/auth/internal/tokencache"
 )
 
 // Transport adds credentials to requests for the instance.
 type Transport struct {
-	// Get returns the current credential: its Header holds the value of
-	// the credential header, built once.
-	Get func(ctx context.Context) (*tokencache.Entry, error)
-	// InvalidateIf drops e if it is still the current credential, so that
+	// Get returns the current credential, its header value built once.
+	Get func(ctx context.Context) (*credential.Credential, error)
+	// InvalidateIf drops cr if it is still the current credential, so that
 	// the next Get fetches a fresh one. Nil: the credential cannot be
 	// renewed (a reference token) and a 401 is returned as it is.
-	InvalidateIf func(e *tokencache.Entry) bool
+	InvalidateIf func(cr *credential.Credential) bool
 	// Header carries the credential; "" means Authorization.
 	Header string
 	// Allow reports whether credentials may go to the origin of u (nil
@@ -86,12 +85,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, err
 	}
-	e, err := t.Get(req.Context())
+	cr, err := t.Get(req.Context())
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	resp, used, err := t.roundTrip(req, e)
+	resp, used, err := t.roundTrip(req, cr)
 	if resp != nil {
 		resp.Request = req // the credential does not travel back with resp
 		if t.Report.Enabled() {
@@ -101,50 +100,60 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// report sends the events of a response to Report; e is the credential
+// report sends the events of a response to Report; cr is the credential
 // the response answered.
-func (t *Transport) report(req *http.Request, resp *http.Response, e *tokencache.Entry) {
+func (t *Transport) report(req *http.Request, resp *http.Response, cr *credential.Credential) {
 	if resp.StatusCode == http.StatusUnauthorized {
 		if t.InvalidateIf == nil {
 			t.Report.Emit(req.Context(), auth.Event{Name: "reftoken.rejected", StatusCode: resp.StatusCode})
 		}
 		return
 	}
-	if e.FirstUse() {
+	if cr.Opened() {
 		t.Report.Emit(req.Context(), auth.Event{Name: "api.session_opened"})
 	}
 }
 
-func (t *Transport) roundTrip(req *http.Request, e *tokencache.Entry) (*http.Response, *tokencache.Entry, error) {
-	resp, err := t.send(req, e, req.Body)
+func (t *Transport) roundTrip(req *http.Request, cr *credential.Credential) (*http.Response, *credential.Credential, error) {
+	resp, err := t.send(req, cr, req.Body)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.InvalidateIf == nil {
-		return resp, e, err
+		return resp, cr, err
 	}
 	// 401: the token was revoked or expired early. Retry once with a fresh
 	// token if the request can be sent again.
 	body, ok := replayBody(req)
 	if !ok {
-		return resp, e, nil
+		return resp, cr, nil
 	}
-	t.InvalidateIf(e)
+	t.InvalidateIf(cr)
 	t.Report.Emit(req.Context(), auth.Event{Name: "api.retry_401", StatusCode: resp.StatusCode})
-	e2, err := t.Get(req.Context())
-	if err != nil || e2 == e {
+	cr2, err := t.Get(req.Context())
+	if err != nil {
+		// No fresh token: the caller learns why (the user must sign in
+		// again, the identity server is down), not just that the API
+		// refused the old one.
 		if body != nil {
 			body.Close()
 		}
-		return resp, e, nil
+		drainClose(resp.Body)
+		return nil, cr, err
+	}
+	if cr2 == cr {
+		if body != nil {
+			body.Close()
+		}
+		return resp, cr, nil
 	}
 	drainClose(resp.Body)
-	resp, err = t.send(req, e2, body)
-	return resp, e2, err
+	resp, err = t.send(req, cr2, body)
+	return resp, cr2, err
 }
 
-// send sends req with e's credential and body, retrying 429 and 503 for
+// send sends req with credential cr and body, retrying 429 and 503 for
 // idempotent, replayable requests.
-func (t *Transport) send(req *http.Request, e *tokencache.Entry, body io.ReadCloser) (*http.Response, error) {
+func (t *Transport) send(req *http.Request, cr *credential.Credential, body io.ReadCloser) (*http.Response, error) {
 	if !retriable(req) {
-		return t.base().RoundTrip(withCredential(req, t.Header, e.Header, body))
+		return t.base().RoundTrip(withCredential(req, t.Header, cr.Value, body))
 	}
 	var last *http.Response
 	_, err := retry.Do(req.Context(), t.Retry, func(ctx context.Context, attempt int) (retry.Outcome, error) {
@@ -157,7 +166,7 @@ func (t *Transport) send(req *http.Request, e *tokencache.Entry, body io.ReadClo
 			}
 			body = b
 		}
-		resp, err := t.base().RoundTrip(withCredential(req, t.Header, e.Header, body))
+		resp, err := t.base().RoundTrip(withCredential(req, t.Header, cr.Value, body))
 		if err != nil {
 			return retry.Outcome{}, err
 		}

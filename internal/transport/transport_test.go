@@ -15,17 +15,19 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/credential"
+	"github.com/erpnetgo/auth/internal/lifetime"
 	"github.com/erpnetgo/auth/internal/retry"
 	"github.com/erpnetgo/auth/internal/tokencache"
 )
 
 func newCache(t *testing.T) *tokencache.Cache {
 	var n atomic.Int32
-	c := tokencache.New(func(context.Context) (*oauth2.Token, error) {
+	life := lifetime.New()
+	t.Cleanup(func() { life.Close() })
+	return tokencache.New(func(context.Context) (*oauth2.Token, error) {
 		return &oauth2.Token{AccessToken: "tok" + string(rune('0'+n.Add(1))), Expiry: time.Now().Add(time.Hour)}, nil
-	}, tokencache.Options{})
-	t.Cleanup(c.Close)
-	return c
+	}, tokencache.Options{Life: life})
 }
 
 func TestRedirectToAnotherHostDropsToken(t *testing.T) {
@@ -46,7 +48,7 @@ func TestRedirectToAnotherHostDropsToken(t *testing.T) {
 	}))
 	defer home.Close()
 	c := newCache(t)
-	hc := &http.Client{Transport: &Transport{Get: c.Get, InvalidateIf: c.InvalidateIf}}
+	hc := &http.Client{Transport: &Transport{Get: c.Credential, InvalidateIf: c.InvalidateIf}}
 
 	resp, err := hc.Get(home.URL + "/away")
 	if err != nil {
@@ -71,7 +73,7 @@ func TestRequestIsNotModified(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
 	c := newCache(t)
-	tr := &Transport{Get: c.Get, InvalidateIf: c.InvalidateIf}
+	tr := &Transport{Get: c.Credential, InvalidateIf: c.InvalidateIf}
 	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
 	req.Header.Set("X-Keep", "1")
 	resp, err := tr.RoundTrip(req)
@@ -126,7 +128,7 @@ func TestTransportRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newRulesServer(t, tc.statuses...)
 			c := newCache(t)
-			hc := &http.Client{Transport: &Transport{Get: c.Get, InvalidateIf: c.InvalidateIf, Retry: fast}}
+			hc := &http.Client{Transport: &Transport{Get: c.Credential, InvalidateIf: c.InvalidateIf, Retry: fast}}
 			var body io.Reader
 			if tc.body {
 				body = io.NopCloser(strings.NewReader("x")) // no GetBody
@@ -147,7 +149,7 @@ func TestTransportRules(t *testing.T) {
 func TestForeignHostIsRefusedBeforeSending(t *testing.T) {
 	s := newRulesServer(t)
 	c := newCache(t)
-	tr := &Transport{Get: c.Get, InvalidateIf: c.InvalidateIf, Allow: func(_ context.Context, u *url.URL) error {
+	tr := &Transport{Get: c.Credential, InvalidateIf: c.InvalidateIf, Allow: func(_ context.Context, u *url.URL) error {
 		return Refused(u, "https://demodb.my.erp.net:443")
 	}}
 	_, err := (&http.Client{Transport: tr}).Get(s.srv.URL)
@@ -164,7 +166,7 @@ func TestOtherCredentialsAndUserInfoAreStripped(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := newCache(t)
-	tr := &Transport{Get: c.Get, Header: "X-Api-Key"}
+	tr := &Transport{Get: c.Credential, Header: "X-Api-Key"}
 	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
 	req.Header.Set("Authorization", "Basic eDp5")
 	req.Header["api-key"] = []string{"other"}
@@ -175,5 +177,40 @@ func TestOtherCredentialsAndUserInfoAreStripped(t *testing.T) {
 	resp.Body.Close()
 	if seen.Get("Authorization") != "" || seen.Get("Api-Key") != "" || seen.Get("X-Api-Key") != "Bearer tok1" || user != nil {
 		t.Fatalf("headers sent: %v", seen)
+	}
+}
+
+// After a 401, a token that cannot be renewed (the user must sign in
+// again) is the caller's error, not the API's bare 401.
+func TestUnauthorizedThenNoTokenIsTheError(t *testing.T) {
+	var sent atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer api.Close()
+	dead := &auth.Error{Op: "token refresh", Kind: auth.ErrReauthRequired}
+	var gets atomic.Int32
+	cr := credential.New("Bearer old", nil)
+	tr := &Transport{
+		Get: func(context.Context) (*credential.Credential, error) {
+			if gets.Add(1) == 1 {
+				return cr, nil
+			}
+			return nil, dead
+		},
+		InvalidateIf: func(*credential.Credential) bool { return true },
+	}
+	resp, err := (&http.Client{Transport: tr}).Get(api.URL + "/x")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got %s and no error", resp.Status)
+	}
+	var ue *url.Error
+	if !errors.As(err, &ue) || !errors.Is(err, auth.ErrReauthRequired) {
+		t.Fatalf("err = %v (%T), want a *url.Error matching ErrReauthRequired", err, err)
+	}
+	if sent.Load() != 1 {
+		t.Fatalf("requests sent = %d, want 1", sent.Load())
 	}
 }

@@ -1,0 +1,44 @@
+// Package credential is what the credential transport sends: one header
+// value, built once per token, and the mark of the ERP.net API session it
+// opens on first use. Token caches make one per token; reference tokens
+// make one for their life.
+package credential
+
+import "sync/atomic"
+
+// Credential is one credential header value. It is immutable but for its
+// API-session mark; never change Value.
+type Credential struct {
+	// Value is the header's value ("Bearer <token>", or a reference token
+	// for X-Api-Key), ready to put in a header map.
+	Value []string
+	// session is set once the API accepted a credential of this API
+	// session.
+	session *atomic.Bool
+}
+
+// New returns a Credential for value. Credentials that share session
+// belong to one ERP.net API session (a user's sign-in: a refresh keeps
+// it); nil gives the credential an API session of its own.
+func New(value string, session *atomic.Bool) *Credential {
+	if session == nil {
+		session = new(atomic.Bool)
+	}
+	return &Credential{Value: []string{value}, session: session}
+}
+
+// Init sets up c in place (a credential embedded in a larger struct) as New
+// does.
+func (c *Credential) Init(value string, session *atomic.Bool) {
+	if session == nil {
+		session = new(atomic.Bool)
+	}
+	c.Value, c.session = []string{value}, session
+}
+
+// Opened reports true once per API session: the first time the API accepts
+// a credential of it (the transport calls it on a success answer, which on
+// ERP.net means an API session, a license slot, was opened).
+func (c *Credential) Opened() bool {
+	return !c.session.Load() && c.session.CompareAndSwap(false, true)
+}
