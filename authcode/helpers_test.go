@@ -51,6 +51,18 @@ type recorder struct {
 	tokenReqs []recordedReq
 	// rewriteDiscovery, if set, edits the discovery document.
 	rewriteDiscovery func(map[string]any)
+	// around, if set, is called with each token request's form before it
+	// is sent and after its answer came back (sent true).
+	around atomic.Pointer[func(ctx context.Context, form url.Values, sent bool)]
+}
+
+// onToken sets the recorder's around hook (nil removes it).
+func (r *recorder) onToken(f func(ctx context.Context, form url.Values, sent bool)) {
+	if f == nil {
+		r.around.Store(nil)
+		return
+	}
+	r.around.Store(&f)
 }
 
 type recordedReq struct {
@@ -60,16 +72,25 @@ type recordedReq struct {
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	var around func(context.Context, url.Values, bool)
+	var form url.Values
 	if req.Method == http.MethodPost && req.Body != nil && (strings.HasSuffix(req.URL.Path, "/token") || strings.Contains(req.URL.Path, "revoc")) {
 		b, _ := io.ReadAll(req.Body)
 		req.Body.Close()
-		form, _ := url.ParseQuery(string(b))
+		form, _ = url.ParseQuery(string(b))
 		r.mu.Lock()
 		r.tokenReqs = append(r.tokenReqs, recordedReq{URL: req.URL.String(), Header: req.Header.Clone(), Form: form})
 		r.mu.Unlock()
 		req.Body = io.NopCloser(bytes.NewReader(b))
+		if f := r.around.Load(); f != nil && strings.HasSuffix(req.URL.Path, "/token") {
+			around = *f
+			around(req.Context(), form, false)
+		}
 	}
 	resp, err := r.base.RoundTrip(req)
+	if around != nil {
+		around(req.Context(), form, true)
+	}
 	if err == nil && r.rewriteDiscovery != nil && strings.HasSuffix(req.URL.Path, "/.well-known/openid-configuration") {
 		var doc map[string]any
 		b, _ := io.ReadAll(resp.Body)

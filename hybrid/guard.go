@@ -2,12 +2,12 @@ package hybrid
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/svcpeek"
 )
 
 // ErrIdentityMix matches (errors.Is) every *IdentityMixError: user and
@@ -132,22 +132,14 @@ func (a *App) noteServiceToken(tok string) {
 	}
 }
 
-// doneCtx is a cancelled context: Source.Token with it returns the cached
-// token, if there is one, and never sends a request.
-var doneCtx = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
-
-// knownTokens asks the App's own Source for its current service token
-// (without a request: a cached token or none) and returns the tokens the
-// App has seen. While the token stays the same this costs two atomic loads
-// and allocates nothing.
+// knownTokens learns the service token the App's own Source holds (a peek:
+// no request, no refresh, no hook event) and returns the tokens the App
+// has seen. While the token stays the same this costs two atomic loads and
+// allocates nothing.
 func (a *App) knownTokens() *seenTokens {
-	if tok, err := a.svc.Token(doneCtx); err == nil && tok != nil {
-		if s := a.seen.Load(); s == nil || s.cur != tok.AccessToken {
-			a.noteServiceToken(tok.AccessToken)
+	if tok := svcpeek.Token(a.svc); tok != "" {
+		if s := a.seen.Load(); s == nil || s.cur != tok {
+			a.noteServiceToken(tok)
 		}
 	}
 	return a.seen.Load()

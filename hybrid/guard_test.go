@@ -1,15 +1,20 @@
 package hybrid_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/hybrid"
 	"github.com/erpnetgo/auth/internal/devserver"
 )
 
@@ -154,4 +159,52 @@ func TestGuardLearnsRefreshedServiceTokens(t *testing.T) {
 		assert.Equal(t, http.StatusInternalServerError, rec.Code)
 		assert.NotContains(t, rec.Body.String(), tok)
 	}
+}
+
+// TestGuardPeeksSilently: learning the service token for the response
+// guard is not a use of it. Service calls report one cache hit each (the
+// call's own), and a guarded response while the token is in its refresh
+// window starts no refresh.
+func TestGuardPeeksSilently(t *testing.T) {
+	var hits, aheads atomic.Int32
+	var off atomic.Int64
+	e := newEnv(t, func(c *hybrid.Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(off.Load())) }
+		c.Hooks = &auth.Hooks{Event: func(_ context.Context, ev auth.Event) {
+			if ev.Flow != "clientcreds" {
+				return
+			}
+			switch ev.Name {
+			case "token.cache_hit":
+				hits.Add(1)
+			case "token.refresh_ahead":
+				aheads.Add(1)
+			}
+		}}
+	})
+	_, _, err := callAPI(t.Context(), e.app.Service().ServiceClient(), e.apiURL()) // fetches the token
+	require.NoError(t, err)
+	hits.Store(0)
+	for range 10 {
+		_, status, err := callAPI(t.Context(), e.app.Service().ServiceClient(), e.apiURL())
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status)
+	}
+	assert.EqualValues(t, 10, hits.Load(), "cache hits of 10 service calls")
+
+	// Into the refresh window (both clocks): guarded responses peek only.
+	off.Add(int64(56 * time.Minute))
+	e.idp.Advance(56 * time.Minute)
+	grants := e.idp.GrantCount("client_credentials")
+	h := e.app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "nothing secret")
+	}))
+	for range 5 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+	}
+	assert.Zero(t, aheads.Load(), "a peek started a refresh")
+	assert.Equal(t, grants, e.idp.GrantCount("client_credentials"))
+	assert.EqualValues(t, 0, hits.Load()-10, "a peek counted as a cache hit")
 }
