@@ -14,7 +14,7 @@ var (
 	// cookie, a cookie that cannot be opened (tampered, or sealed under a key
 	// no longer configured), or a session the Store no longer holds (signed
 	// out, expired).
-	ErrNoSession = sessions.ErrNoSession
+	ErrNoSession = errors.New("authcode: not signed in")
 	// ErrInvalidState means a callback did not match a sign-in attempt of
 	// this browser: the state parameter is missing, unknown or mismatched,
 	// the attempt cookie is missing or tampered, or the callback was replayed.
@@ -29,3 +29,12 @@ var (
 	// algorithm, issuer, audience, expiry, nonce or at_hash), or is missing.
 	ErrInvalidIDToken = errors.New("authcode: ID token rejected")
 )
+
+// ErrSessionNotFound is returned by a Store for a key it does not hold (never
+// saved, deleted, or expired).
+var ErrSessionNotFound = errors.New("authcode: session not found")
+
+func init() {
+	// The session engine reports these errors as they are.
+	sessions.ErrNotFound, sessions.ErrNoSession = ErrSessionNotFound, ErrNoSession
+}

@@ -3,13 +3,7 @@ package authcode
 import (
 	"context"
 	"time"
-
-	"github.com/erpnetgo/auth/authcode/internal/sessions"
 )
-
-// ErrSessionNotFound is returned by a Store for a key it does not hold (never
-// saved, deleted, or expired).
-var ErrSessionNotFound = sessions.ErrNotFound
 
 // Store keeps users' sessions. Values are opaque to the store: the Client
 // serialises a session (its tokens included) to bytes, and the store keeps

@@ -7,13 +7,16 @@ import (
 	"time"
 )
 
-// ErrNotFound is returned by a Store for a key it does not hold (never
-// saved, deleted, or expired). authcode.ErrSessionNotFound is this value.
-var ErrNotFound = errors.New("authcode: session not found")
-
-// ErrNoSession means there is no session to hand out. authcode.ErrNoSession
-// is this value.
-var ErrNoSession = errors.New("authcode: not signed in")
+// The engine's errors. Package authcode sets them to its public errors
+// (ErrSessionNotFound, ErrNoSession) when it is initialised, before any
+// engine exists.
+var (
+	// ErrNotFound is returned by a Store for a key it does not hold (never
+	// saved, deleted, or expired).
+	ErrNotFound = errors.New("authcode: session not found")
+	// ErrNoSession means there is no session to hand out.
+	ErrNoSession = errors.New("authcode: not signed in")
+)
 
 // Store is authcode.Store: where records are kept, as opaque bytes.
 type Store interface {
