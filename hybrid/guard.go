@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/credential"
 	"github.com/erpnetgo/auth/internal/svcpeek"
 )
 
@@ -22,7 +23,8 @@ type IdentityMixError struct {
 	// token was about to be sent to a browser.
 	Client string
 	// Found is what was found: a header name ("Authorization",
-	// "X-Api-Key", "Api-Key"), "URL user info", or "service token".
+	// "X-Api-Key", "Api-Key", "Cookie"), "URL user info", or "service
+	// token".
 	Found string
 }
 
@@ -87,16 +89,8 @@ func presetCredential(req *http.Request) string {
 		return "URL user info"
 	}
 	for k, v := range req.Header {
-		if len(v) == 0 {
-			continue
-		}
-		switch {
-		case strings.EqualFold(k, "Authorization"):
-			return "Authorization"
-		case strings.EqualFold(k, "X-Api-Key"):
-			return "X-Api-Key"
-		case strings.EqualFold(k, "Api-Key"):
-			return "Api-Key"
+		if len(v) > 0 && credential.IsHeader(k) {
+			return http.CanonicalHeaderKey(k)
 		}
 	}
 	return ""

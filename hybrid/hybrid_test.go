@@ -185,6 +185,8 @@ func TestGuardRefusesRequestsCarryingCredentials(t *testing.T) {
 			func(r *http.Request) { r.Header["authorization"] = []string{"Bearer " + aliceTok} }, "Authorization"},
 		{"URL user info on the user client", u.UserClient(),
 			func(r *http.Request) { r.URL.User = url.UserPassword("someone", "pw") }, "URL user info"},
+		{"a browser's cookie on the service client", e.app.Service().ServiceClient(),
+			func(r *http.Request) { r.Header.Set("Cookie", "erpnet_session=abc") }, "Cookie"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

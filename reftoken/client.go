@@ -85,7 +85,7 @@ func (t Token) Client(cfg Config) (*http.Client, error) {
 	root := strings.TrimSuffix(strings.TrimRight(cfg.Authority, "/"), "/id")
 	domainAPI := cfg.DomainAPI
 	if domainAPI == "" {
-		domainAPI = root + "/api/domain/odata/"
+		domainAPI = discovery.DefaultDomainAPI(root)
 	} else if err := discovery.CheckAuthority("DomainAPI", domainAPI); err != nil {
 		return nil, err
 	}

@@ -4,7 +4,26 @@
 // make one for their life.
 package credential
 
-import "sync/atomic"
+import (
+	"strings"
+	"sync/atomic"
+)
+
+// Headers are the request headers that carry credentials to ERP.net: the
+// SDK's transport removes every one of them before it adds its own, and
+// hybrid's guard refuses a request that already carries one.
+var Headers = []string{"Authorization", "X-Api-Key", "Api-Key", "Cookie"}
+
+// IsHeader reports whether the header named k (in any case) carries a
+// credential.
+func IsHeader(k string) bool {
+	for _, c := range Headers {
+		if len(k) == len(c) && (k == c || strings.EqualFold(k, c)) {
+			return true
+		}
+	}
+	return false
+}
 
 // Credential is one credential header value. It is immutable but for its
 // API-session mark; never change Value.

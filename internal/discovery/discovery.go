@@ -268,7 +268,7 @@ func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, e
 			Err: fmt.Errorf("discovery document at %s has no token_endpoint", issuer)}
 	}
 	if odata == "" {
-		odata = strings.TrimSuffix(issuer, "/id") + "/api/domain/odata/"
+		odata = DefaultDomainAPI(issuer)
 	} else if !strings.HasSuffix(odata, "/") {
 		odata += "/"
 	}
@@ -278,6 +278,13 @@ func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, e
 	d.DomainAPI = odata
 	d.fetched = time.Now()
 	return &d, nil
+}
+
+// DefaultDomainAPI is the Domain API root of an instance whose
+// auto-discovery names none: <instance root>/api/domain/odata/, where the
+// instance root is authority without a trailing "/id".
+func DefaultDomainAPI(authority string) string {
+	return strings.TrimSuffix(strings.TrimRight(authority, "/"), "/id") + "/api/domain/odata/"
 }
 
 // Supports reports whether list contains v; an empty list supports nothing.

@@ -241,10 +241,6 @@ func (t *Transport) allowed(req *http.Request) error {
 	return nil
 }
 
-// credentialHeaders are removed from every request before one credential
-// is added.
-var credentialHeaders = []string{"Authorization", "X-Api-Key", "Api-Key", "Cookie"}
-
 // withCredential returns a shallow copy of req with its own header map
 // holding the credential (none when header is ""), no other credential and
 // no user information in the URL. Header values are shared, read-only.
@@ -253,7 +249,7 @@ func withCredential(req *http.Request, header string, value []string, body io.Re
 	*r2 = *req
 	h := make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
-		if !isCredential(k) {
+		if !credential.IsHeader(k) {
 			h[k] = v
 		}
 	}
@@ -271,15 +267,6 @@ func withCredential(req *http.Request, header string, value []string, body io.Re
 		r2.URL = &u
 	}
 	return r2
-}
-
-func isCredential(k string) bool {
-	for _, c := range credentialHeaders {
-		if len(k) == len(c) && (k == c || strings.EqualFold(k, c)) {
-			return true
-		}
-	}
-	return false
 }
 
 // Origin returns u's scheme://host:port, lower case, with the default port
