@@ -16,6 +16,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/flight"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/retry"
 )
@@ -158,13 +159,7 @@ type keySet struct {
 	keys        []jose.JSONWebKey
 	have        bool      // a fetch succeeded once
 	lastRefetch time.Time // of the last refetch (not the first fetch)
-	inflight    *keyFetch
-}
-
-type keyFetch struct {
-	done chan struct{}
-	keys []jose.JSONWebKey
-	err  error
+	flight      flight.Group[[]jose.JSONWebKey]
 }
 
 // errNoKey is returned when no key of the JWKS verifies the signature.
@@ -225,7 +220,7 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) 
 // bound to the Client.
 func (k *keySet) fetch(ctx context.Context, refetch bool) ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	f := k.inflight
+	f := k.flight.Current()
 	if f == nil {
 		if k.have && !refetch {
 			keys := k.keys
@@ -240,33 +235,15 @@ func (k *keySet) fetch(ctx context.Context, refetch bool) ([]jose.JSONWebKey, er
 			}
 			k.lastRefetch = now
 		}
-		f = &keyFetch{done: make(chan struct{})}
-		k.inflight = f
-		if !k.c.life.Go(func() { k.run(f) }) {
-			k.inflight = nil
-			k.mu.Unlock()
-			return nil, auth.ErrClosed
-		}
+		f = k.flight.Start(&k.mu, k.c.life, k.get, func(keys []jose.JSONWebKey, err error) ([]jose.JSONWebKey, error) {
+			if err == nil {
+				k.keys, k.have = keys, true
+			}
+			return keys, err
+		})
 	}
 	k.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.keys, f.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (k *keySet) run(f *keyFetch) {
-	keys, err := k.get(k.c.life.Context())
-	k.mu.Lock()
-	if err == nil {
-		k.keys, k.have = keys, true
-	}
-	k.inflight = nil
-	k.mu.Unlock()
-	f.keys, f.err = keys, err
-	close(f.done)
+	return f.Wait(ctx)
 }
 
 // get downloads and parses the JWKS. Keys go-jose cannot parse (other key

@@ -34,6 +34,7 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/clock"
 	"github.com/erpnetgo/auth/internal/credential"
+	"github.com/erpnetgo/auth/internal/flight"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/lifetime"
 )
@@ -122,12 +123,6 @@ type Options struct {
 // caller: it ends when the owner closes or the fetch times out.
 type Fetch func(ctx context.Context) (*oauth2.Token, error)
 
-type call struct {
-	done chan struct{}
-	e    *Entry
-	err  error
-}
-
 // Cache caches one token. Create it with New, or embed it in a larger
 // struct (so that a cache hit touches one object less) and set it up there
 // with Init.
@@ -139,7 +134,7 @@ type Cache struct {
 	fetch   Fetch
 	opts    Options
 	session atomic.Bool // with OneSession: the API session was opened
-	flight  atomic.Pointer[call]
+	flight  flight.Group[*Entry]
 	// retryAt (unix nanoseconds) holds back background refreshes after one
 	// failed.
 	retryAt atomic.Int64
@@ -204,7 +199,7 @@ func (c *Cache) get(ctx context.Context) (*Entry, error) {
 			return e, nil
 		}
 		if age < e.staleAfter && !c.isDetached() {
-			if c.flight.Load() == nil && c.opts.Clock.Now().UnixNano() >= c.retryAt.Load() {
+			if !c.flight.Running() && c.opts.Clock.Now().UnixNano() >= c.retryAt.Load() {
 				c.start()
 				if c.report != nil {
 					c.report.Emit(ctx, auth.Event{Name: "token.refresh_ahead", Lead: e.Token.Expiry.Sub(c.opts.Clock.Now())})
@@ -218,15 +213,7 @@ func (c *Cache) get(ctx context.Context) (*Entry, error) {
 		return nil, err
 	}
 	start := time.Now()
-	cl := c.start()
-	var e *Entry
-	var err error
-	select {
-	case <-cl.done:
-		e, err = cl.e, cl.err
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+	e, err := c.start().Wait(ctx)
 	if c.report != nil && !errors.Is(err, ErrDetached) {
 		c.report.Emit(ctx, auth.Event{Name: "token.wait", Duration: time.Since(start), Err: err})
 	}
@@ -285,7 +272,7 @@ func (c *Cache) InvalidateIf(cr *credential.Credential) bool {
 func (c *Cache) Detach() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.flight.Load() != nil {
+	if c.flight.Running() {
 		return false
 	}
 	c.detached = true
@@ -296,61 +283,65 @@ func (c *Cache) Detach() bool {
 	return true
 }
 
-var closedDone = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
-
 // start joins the running fetch or starts one.
-func (c *Cache) start() *call {
+func (c *Cache) start() *flight.Call[*Entry] {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cl := c.flight.Load(); cl != nil {
+	if cl := c.flight.Current(); cl != nil {
 		return cl
 	}
 	if c.detached {
-		return &call{done: closedDone, err: ErrDetached}
+		return flight.Done[*Entry](nil, ErrDetached)
 	}
 	if e := c.cur.Load(); e != nil && c.age(e) < e.refreshAfter {
 		// Another fetch completed between the caller's check and now.
-		return &call{done: closedDone, e: e}
+		return flight.Done(e, nil)
 	}
-	cl := &call{done: make(chan struct{})}
-	c.flight.Store(cl)
-	if !c.opts.Life.Go(func() { c.run(cl) }) {
-		c.flight.Store(nil)
-		return &call{done: closedDone, err: auth.ErrClosed}
-	}
-	return cl
+	return c.flight.Start(&c.mu, c.opts.Life, c.run, c.land)
 }
 
-func (c *Cache) run(cl *call) {
-	ctx, cancel := context.WithTimeout(c.opts.Life.Context(), c.opts.FetchTimeout)
+// run is one fetch, bounded by FetchTimeout and by the owner's lifetime.
+func (c *Cache) run(ctx context.Context) (*Entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.FetchTimeout)
+	defer cancel()
 	tok, err := c.fetch(ctx)
-	cancel()
 	if err == nil && (tok == nil || tok.AccessToken == "") {
 		err = &auth.Error{Op: "token fetch", Kind: auth.ErrTemporary, Err: errEmpty}
 	}
-	if err == nil {
-		cl.e = c.Set(tok)
-	} else {
-		if c.opts.Life.Closed() {
-			err = auth.ErrClosed
-		}
-		cl.err = err
-		backoff := 10 * time.Second
-		if e := c.cur.Load(); e != nil {
-			// Try again within the token's remaining life, not after it.
-			left := e.staleAfter - c.age(e)
-			backoff = min(backoff, max(100*time.Millisecond, left/4))
-			if c.opts.Logger != nil && left > 0 && !errors.Is(err, auth.ErrClosed) {
-				c.opts.Logger.Warn("background token refresh failed; still using the current token",
-					"error", err.Error(), "retry_in", backoff)
-			}
-		}
-		c.retryAt.Store(c.opts.Clock.Now().Add(backoff).UnixNano())
+	if err != nil {
+		return nil, err
 	}
-	c.mu.Lock()
-	c.flight.Store(nil)
-	c.mu.Unlock()
-	close(cl.done)
+	return c.entry(tok, true), nil
+}
+
+// land puts what a fetch returned in the cache, with c.mu held: a new
+// entry, or after a failure the time before which no background refresh
+// starts again.
+func (c *Cache) land(e *Entry, err error) (*Entry, error) {
+	if err == nil {
+		if c.detached { // detached meanwhile: no timer
+			e.stop()
+			e.fresh.Store(false)
+		}
+		c.cur.Swap(e).stop()
+		c.retryAt.Store(0)
+		return e, nil
+	}
+	if c.opts.Life.Closed() {
+		err = auth.ErrClosed
+	}
+	backoff := 10 * time.Second
+	if cur := c.cur.Load(); cur != nil {
+		// Try again within the token's remaining life, not after it.
+		left := cur.staleAfter - c.age(cur)
+		backoff = min(backoff, max(100*time.Millisecond, left/4))
+		if c.opts.Logger != nil && left > 0 && !errors.Is(err, auth.ErrClosed) {
+			c.opts.Logger.Warn("background token refresh failed; still using the current token",
+				"error", err.Error(), "retry_in", backoff)
+		}
+	}
+	c.retryAt.Store(c.opts.Clock.Now().Add(backoff).UnixNano())
+	return nil, err
 }
 
 type emptyErr struct{}
