@@ -53,6 +53,7 @@ type Client struct {
 	prefix   atomic.Pointer[string] // store key prefix once the issuer is known
 
 	live   *liveSet // this process's per-session state
+	inst   *binding // set by package instances (bridge.go); nil otherwise
 	closed atomic.Bool
 
 	// nonce is a test hook (benchmarks pin the nonce so a pre-signed ID

@@ -413,7 +413,7 @@ func (c *Client) forget(id string) {
 // openSessionCookie opens the session cookie of r in buf, without
 // allocating: the id it returns is in buf.
 func (c *Client) openSessionCookie(r *http.Request, buf *[512]byte) ([]byte, bool) {
-	v, ok := cookieValue(r.Header, c.cookie)
+	v, ok := c.sessionCookieValue(r.Header)
 	if !ok || v == "" || len(v) > len(buf) {
 		return nil, false
 	}
