@@ -35,7 +35,7 @@ type instance struct {
 	secret string
 }
 
-func newInstance(t *testing.T, name string, cfg ...erpnettest.Config) *instance {
+func newInstance(t testing.TB, name string, cfg ...erpnettest.Config) *instance {
 	t.Helper()
 	var c erpnettest.Config
 	if len(cfg) > 0 {
@@ -51,7 +51,7 @@ func newInstance(t *testing.T, name string, cfg ...erpnettest.Config) *instance 
 
 // app is the vendor's app under test: a Registry behind httptest.
 type app struct {
-	t    *testing.T
+	t    testing.TB
 	reg  *instances.Registry
 	ts   *httptest.Server
 	logs *testutil.SyncBuffer
@@ -60,7 +60,7 @@ type app struct {
 
 // newApp serves a Registry made from cfg (RedirectURL, ClientID, Logger
 // and HTTPClient filled in when empty).
-func newApp(t *testing.T, cfg instances.Config) *app {
+func newApp(t testing.TB, cfg instances.Config) *app {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	a := &app{t: t, ts: ts, logs: new(testutil.SyncBuffer), wire: newWire()}
@@ -203,7 +203,7 @@ func (w *wire) secretsSentTo(in *instance) []string {
 }
 
 // browser is a cookie jar client that does not follow redirects.
-func browser(t *testing.T) *http.Client {
+func browser(t testing.TB) *http.Client {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func browser(t *testing.T) *http.Client {
 }
 
 // get sends a GET accepting HTML, as a browser navigates.
-func get(t *testing.T, c *http.Client, u string) *http.Response {
+func get(t testing.TB, c *http.Client, u string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, u, nil)
 	req.Header.Set("Accept", "text/html")
