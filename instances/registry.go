@@ -157,7 +157,7 @@ func (g *Registry) Close() error {
 	g.mu.Unlock()
 	g.cancel()
 	for _, in := range all {
-		in.close(nil)
+		in.close(g.ctx, false)
 	}
 	g.bg.Wait()
 	return g.tpl.Close()
@@ -348,7 +348,7 @@ func (g *Registry) drop(ctx context.Context, root string) error {
 	if in == nil {
 		return nil
 	}
-	return in.close(ctx)
+	return in.close(ctx, true)
 }
 
 // markUnknown remembers root as unknown for recheck. Called with g.mu held.
@@ -388,11 +388,8 @@ func (g *Registry) install(root string, rec *record) (*instance, error) {
 	g.byRoot[root], g.byTag[n.tag] = n, n
 	g.mu.Unlock()
 	if cur != nil {
-		var purge context.Context
-		if cur.rec.Epoch != rec.Epoch {
-			purge = context.WithoutCancel(g.ctx) // removed and added again elsewhere
-		}
-		if err := cur.close(purge); err != nil {
+		// Removed and added again elsewhere (a new epoch): purge.
+		if err := cur.close(context.WithoutCancel(g.ctx), cur.rec.Epoch != rec.Epoch); err != nil {
 			g.log.Warn("instances: earlier installation not fully purged", "root", root, "error", err.Error())
 		}
 	}
@@ -564,8 +561,8 @@ func (in *instance) source() (*clientcreds.Source, error) {
 // close closes the instance's clients: requests in flight end, and a
 // Source or Session handed out earlier gets auth.ErrClosed instead of
 // sending anything. With purge set, the sessions this process wrote are
-// deleted too (with purge's context).
-func (in *instance) close(purge context.Context) error {
+// deleted too, within ctx.
+func (in *instance) close(ctx context.Context, purge bool) error {
 	in.mu.Lock()
 	in.closed = true
 	src, p := in.src, in.web.Load()
@@ -577,8 +574,8 @@ func (in *instance) close(purge context.Context) error {
 	if p != nil {
 		p.client.Close()
 	}
-	if purge != nil && in.ns != nil {
-		return in.ns.purge(purge)
+	if purge && in.ns != nil {
+		return in.ns.purge(ctx)
 	}
 	return nil
 }
