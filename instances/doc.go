@@ -57,8 +57,9 @@
 // host only; PEM or JWK; cached, and fetched again at most once a minute),
 // checks that the event is for this application (request.applicationUri is
 // ClientID, request.redirectUri is RedirectURL), and applies it:
-// "installed" adds the instance with the secret it carries, "uninstalled"
-// removes it. An event the instance's record already shows is answered 200
+// "installed" adds the instance with the secret it carries (without one,
+// an instance already served keeps its secret, a new one is added as a
+// public client: sign-in only), "uninstalled" removes it. An event the instance's record already shows is answered 200
 // and changes nothing; so is one older than the record's last change. A
 // bad signature gets 401, a malformed event 400, and nothing is stored.
 // Config.OnEvent then lets the app provision its own data.

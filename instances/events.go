@@ -283,11 +283,14 @@ func (g *Registry) applyEvent(ctx context.Context, ev *Event, secret string) (st
 	default:
 		rec = &record{Format: recordFormat, Root: ev.Root, EventID: ev.ID, At: ev.OccurredAt, Done: g.cfg.OnEvent == nil}
 		if ev.Type == "installed" {
-			rec.Secret = secret
+			rec.Secret, rec.Epoch = secret, newEpoch()
 			if cur != nil && !cur.Removed {
+				// Installed again: the sessions stay, and without a new
+				// secret (requestSecret=false) so does the old one.
 				rec.Epoch = cur.Epoch
-			} else {
-				rec.Epoch = newEpoch()
+				if secret == "" {
+					rec.Secret = cur.Secret
+				}
 			}
 		} else {
 			rec.Removed = true

@@ -109,6 +109,21 @@ func TestEventInstallThenUninstall(t *testing.T) {
 	if _, err := src.Token(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Installed again without a new secret: the instance keeps its secret
+	// and its sessions.
+	again := e.event("installed", A, t0.Add(30*time.Second))
+	again.ClientSecret = ""
+	if st := e.deliver(again); st != http.StatusOK {
+		t.Fatalf("installed again: %d", st)
+	}
+	src, err = e.reg.Service(context.Background(), A.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Invalidate()
+	if _, err := src.Token(context.Background()); err != nil {
+		t.Fatalf("after installed without a secret: %v", err)
+	}
 	if st := e.deliver(e.event("uninstalled", A, t0.Add(time.Minute))); st != http.StatusOK {
 		t.Fatalf("uninstalled: %d", st)
 	}
@@ -116,7 +131,7 @@ func TestEventInstallThenUninstall(t *testing.T) {
 		t.Fatal("served after uninstalled")
 	}
 	evs := e.events()
-	if len(evs) != 2 || evs[0].Type != "installed" || evs[1].Type != "uninstalled" || evs[0].Root != A.URL() {
+	if len(evs) != 3 || evs[0].Type != "installed" || evs[2].Type != "uninstalled" || evs[0].Root != A.URL() {
 		t.Fatalf("OnEvent saw %+v", evs)
 	}
 	if !evs[0].OccurredAt.Equal(t0.Truncate(time.Millisecond)) || evs[0].Request.ApplicationURI != clientID {
