@@ -79,8 +79,7 @@ type Config struct {
 	// once the registry has applied it (the instance added or removed),
 	// for the application to provision or drop its own data. An error
 	// answers the Marketplace 500 and OnEvent sees the event again when
-	// the Marketplace delivers it again, so make it idempotent. It must
-	// not call Add or Remove.
+	// the Marketplace delivers it again, so make it idempotent.
 	OnEvent func(ctx context.Context, e Event) error
 
 	// SessionTTL is the lifetime of a session (see authcode.Config).
