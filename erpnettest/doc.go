@@ -67,7 +67,7 @@
 //   - Deliver ERP.net Marketplace lifecycle events: a Marketplace (NewMarketplace) publishes its
 //     well-known document and public key (PEM or JWK) and signs "installed" and "uninstalled"
 //     events (LifecycleEvent) as the Marketplace does; Deliver posts one to the app's redirect
-//     URI, Body, Sign and Envelope build tampered ones, KeyFetches counts key fetches.
+//     URI, Payload, Sign and Envelope build tampered ones, KeyFetches counts key fetches.
 //
 // Endpoints are named, case-insensitively and ignoring '-' and '_': "discovery", "jwks",
 // "authorize", "signin" (the sign-in form's POST), "token", "userinfo", "revocation",

@@ -272,13 +272,6 @@ func (m *Marketplace) Sign(payload []byte) string {
 	return base64.StdEncoding.EncodeToString(sig)
 }
 
-// Body returns the signed request body of e, as the Marketplace posts it:
-// {"schema":"erpnet.appLifecycleEvent.v2","signature":...,"payload":...}.
-func (m *Marketplace) Body(e LifecycleEvent) []byte {
-	p := m.Payload(e)
-	return Envelope(p, m.Sign(p))
-}
-
 // Envelope returns a lifecycle event's body from a payload (raw JSON, kept byte for byte)
 // and a signature, for tests that tamper with either.
 func Envelope(payload []byte, signature string) []byte {
@@ -292,15 +285,13 @@ func Envelope(payload []byte, signature string) []byte {
 	return b.Bytes()
 }
 
-// Deliver posts e, signed, to an app's redirect URI (callbackURL) and returns the HTTP status
-// the app answered with.
+// Deliver posts e, signed, to an app's redirect URI (callbackURL), as the Marketplace posts
+// {"schema":"erpnet.appLifecycleEvent.v2","signature":...,"payload":...}, and returns the HTTP
+// status the app answered with. Tests of tampered events build the body with Payload, Sign and
+// Envelope and post it themselves.
 func (m *Marketplace) Deliver(callbackURL string, e LifecycleEvent) (int, error) {
-	return m.Post(callbackURL, m.Body(e))
-}
-
-// Post posts body to callbackURL as the Marketplace posts events, and returns the status.
-func (m *Marketplace) Post(callbackURL string, body []byte) (int, error) {
-	resp, err := m.hc.Post(callbackURL, "application/json", bytes.NewReader(body))
+	p := m.Payload(e)
+	resp, err := m.hc.Post(callbackURL, "application/json", bytes.NewReader(Envelope(p, m.Sign(p))))
 	if err != nil {
 		return 0, fmt.Errorf("erpnettest: marketplace: deliver: %w", err)
 	}

@@ -91,7 +91,7 @@ func TestMarketplaceSignsWhatItPublishes(t *testing.T) {
 			Schema, Signature string
 			Payload           json.RawMessage
 		}
-		if err := json.Unmarshal(m.Body(ev), &body); err != nil || body.Schema != "erpnet.appLifecycleEvent.v2" || !bytes.Equal(body.Payload, p) {
+		if err := json.Unmarshal(erpnettest.Envelope(p, m.Sign(p)), &body); err != nil || body.Schema != "erpnet.appLifecycleEvent.v2" || !bytes.Equal(body.Payload, p) {
 			t.Fatalf("body: %v %+v", err, body)
 		}
 		sig, _ := base64.StdEncoding.DecodeString(body.Signature)

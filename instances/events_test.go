@@ -74,11 +74,18 @@ func (e *eventApp) deliver(ev erpnettest.LifecycleEvent) int {
 
 func (e *eventApp) post(body []byte) int {
 	e.t.Helper()
-	st, err := e.mp.Post(e.url("/callback"), body)
+	resp, err := http.Post(e.url("/callback"), "application/json", bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return st
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// signed is ev's body, signed.
+func (e *eventApp) signed(ev erpnettest.LifecycleEvent) []byte {
+	p := e.mp.Payload(ev)
+	return erpnettest.Envelope(p, e.mp.Sign(p))
 }
 
 // served reports whether the registry serves in.
@@ -249,7 +256,7 @@ func TestEventReplayAndOrder(t *testing.T) {
 	A := newInstance(t, "acme")
 	t0 := e.clock.Now()
 	install := e.event("installed", A, t0.Add(2*time.Minute))
-	body := e.mp.Body(install)
+	body := e.signed(install)
 	for i := range 3 {
 		if st := e.post(body); st != http.StatusOK {
 			t.Fatalf("delivery %d: %d", i, st)
@@ -328,7 +335,7 @@ func TestEventForAnotherApp(t *testing.T) {
 func TestEventOnEventFails(t *testing.T) {
 	e := newEventApp(t)
 	A := newInstance(t, "acme")
-	body := e.mp.Body(e.event("installed", A, e.clock.Now()))
+	body := e.signed(e.event("installed", A, e.clock.Now()))
 	e.fail.Store(true)
 	if st := e.post(body); st != http.StatusInternalServerError {
 		t.Fatalf("OnEvent failing: %d; want 500", st)
