@@ -37,7 +37,7 @@ type attempt struct {
 // (130 bits each) and a 256-bit PKCE verifier.
 func (c *Client) newAttempt(returnPath string) *attempt {
 	a := &attempt{
-		State:    rand.Text() + c.stateTag(), // 26 base32 characters: 130 bits
+		State:    rand.Text() + c.stateTag(), // 26 base32 characters (130 bits), then a bound Client's instance tag
 		Nonce:    rand.Text(),
 		Verifier: oauth2.GenerateVerifier(), // 256 bits, RFC 7636 §4.1
 		Return:   returnPath,
