@@ -184,6 +184,11 @@ func TestMixUpWithoutIss(t *testing.T) {
 			t.Errorf("sign-in at %s: /me %d %q", in.URL(), st, iss)
 		}
 	}
+	for _, in := range []*instance{A, B} {
+		if strings.Contains(a.logs.String(), in.secret) || strings.Contains(a.logs.String(), fromB.Get("code")) {
+			t.Fatal("a secret or code reached the log")
+		}
+	}
 }
 
 // Each instance's service calls use its own secret and open one ERP.net
