@@ -38,7 +38,7 @@ type attempt struct {
 // (130 bits each) and a 256-bit PKCE verifier.
 func (c *Client) newAttempt(returnPath string) *attempt {
 	a := &attempt{
-		State:    rand.Text(), // 26 base32 characters: 130 bits
+		State:    rand.Text() + c.stateTag(), // 26 base32 characters (130 bits), then a bound Client's instance tag
 		Nonce:    rand.Text(),
 		Verifier: oauth2.GenerateVerifier(), // 256 bits, RFC 7636 §4.1
 		Return:   returnPath,
@@ -108,15 +108,13 @@ func (c *Client) attemptCookieName(state string) string {
 	return name
 }
 
-func attemptAAD(name string) []byte { return []byte("erpnetgo/authcode attempt cookie\x00" + name) }
-
 // setAttemptCookie stores a sealed in its own cookie.
 func (c *Client) setAttemptCookie(w http.ResponseWriter, a *attempt) {
 	name := c.attemptCookieName(a.State)
 	pt, _ := json.Marshal(a)
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
-		Value:    base64.RawURLEncoding.EncodeToString(c.sealer.Seal(pt, attemptAAD(name))),
+		Value:    base64.RawURLEncoding.EncodeToString(c.sealer.Seal(pt, c.attemptAAD(name))),
 		Path:     c.attemptCP,
 		MaxAge:   int(attemptTTL / time.Second),
 		HttpOnly: true,
@@ -146,7 +144,7 @@ func (c *Client) readAttempt(r *http.Request, state string) (a *attempt, found b
 	if err != nil {
 		return nil, true, fmt.Errorf("%w: the sign-in attempt cookie is malformed", ErrInvalidState)
 	}
-	pt, err := c.sealer.Open(raw, attemptAAD(name))
+	pt, err := c.sealer.Open(raw, c.attemptAAD(name))
 	if err != nil {
 		return nil, true, fmt.Errorf("%w: the sign-in attempt cookie cannot be opened (tampered, or sealed with another key)", ErrInvalidState)
 	}

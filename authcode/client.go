@@ -50,6 +50,8 @@ type Client struct {
 	verifier atomic.Pointer[verifierFor]
 	prefix   atomic.Pointer[string] // store key prefix once the issuer is known
 
+	inst *binding // set by package instances (bridge.go); nil otherwise
+
 	// nonce is a test hook (benchmarks pin the nonce so a pre-signed ID
 	// token can be served); nil means random.
 	nonce func() string
@@ -94,6 +96,7 @@ func New(cfg Config) (*Client, error) {
 		Logger:   c.log,
 		Report:   c.rep,
 		LogUsers: cfg.LogUsers,
+		Owner:    c,
 	})
 	keys := cfg.Keys
 	if len(keys) == 0 {

@@ -12,7 +12,7 @@ import (
 func (c *Client) setSessionCookie(w http.ResponseWriter, id string) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     c.cookie,
-		Value:    base64.RawURLEncoding.EncodeToString(c.sealer.Seal([]byte(id), c.cookieAAD)),
+		Value:    c.cookiePrefix() + base64.RawURLEncoding.EncodeToString(c.sealer.Seal([]byte(id), c.cookieAAD)),
 		Path:     "/",
 		MaxAge:   int(c.cfg.SessionTTL.Seconds()),
 		HttpOnly: true,
@@ -32,7 +32,7 @@ func (c *Client) sessionID(r *http.Request) (string, bool) {
 // openSessionCookie opens the session cookie of r in buf, without
 // allocating: the id it returns is in buf.
 func (c *Client) openSessionCookie(r *http.Request, buf *[512]byte) ([]byte, bool) {
-	v, ok := cookieValue(r.Header, c.cookie)
+	v, ok := c.sessionCookieValue(r.Header)
 	if !ok || v == "" || len(v) > len(buf) {
 		return nil, false
 	}

@@ -401,6 +401,9 @@ func (c *Client) fail(w http.ResponseWriter, r *http.Request, status int, err er
 
 // explain says what happened, in words for a person.
 func explain(err error) (title, msg string) {
+	if _, t, m, ok := explainProblem(err); ok {
+		return t, m
+	}
 	var ae *auth.Error
 	switch {
 	case errors.As(err, &ae) && ae.Op == "authorization" && ae.Code == "access_denied":
@@ -455,6 +458,9 @@ func page(w http.ResponseWriter, status int, title, msg, extraHTML, ref string) 
 
 // errorCode is a short machine-readable code for err.
 func errorCode(err error) string {
+	if code, _, _, ok := explainProblem(err); ok {
+		return code
+	}
 	var ae *auth.Error
 	switch {
 	case errors.As(err, &ae) && ae.Code != "":

@@ -59,6 +59,15 @@
 //     (Server.RevokeUser).
 //   - Assert on counters: requests per endpoint (Server.Requests), ERP.net sessions opened
 //     (Server.SessionsOpened) and license slots in use (Server.LicensesInUse).
+//   - Serve several instances: each Server is one instance root with its own identity server,
+//     keys and counters; register the same App ID with a different Secret on each, as a vendor's
+//     Trusted Application is registered on every customer's instance. Authorization responses
+//     carry the RFC 9207 iss parameter, so an app can refuse another instance's code before
+//     redeeming it; Config.OmitIss leaves it out, as ERP.net versions that predate it do.
+//   - Deliver ERP.net Marketplace lifecycle events: a Marketplace (NewMarketplace) publishes its
+//     well-known document and public key (PEM or JWK) and signs "installed" and "uninstalled"
+//     events (LifecycleEvent) as the Marketplace does; Deliver posts one to the app's redirect
+//     URI, Payload, Sign and Envelope build tampered ones, KeyFetches counts key fetches.
 //
 // Endpoints are named, case-insensitively and ignoring '-' and '_': "discovery", "jwks",
 // "authorize", "signin" (the sign-in form's POST), "token", "userinfo", "revocation",

@@ -38,6 +38,10 @@ type Config struct {
 	// Logger receives the server's diagnostics (sign-ins, token issues, faults, sessions);
 	// nil discards them. Secrets are never logged.
 	Logger *slog.Logger
+	// OmitIss leaves the RFC 9207 iss parameter out of authorization responses (and its
+	// advertisement out of discovery), as ERP.net versions that predate it do. By default the
+	// server sends it, so an app can refuse another instance's code before redeeming it.
+	OmitIss bool
 }
 
 // App is a Trusted Application: an OAuth client registration.
@@ -321,6 +325,7 @@ func devConfig(cfg Config) (devserver.Config, map[string]string, error) {
 	d.RefreshTokenLifetime = cfg.RefreshTokenLifetime
 	d.LicenseCount = cfg.LicenseCount
 	d.Logger = cfg.Logger
+	d.AuthorizationResponseIss = !cfg.OmitIss
 	if err := errors.Join(errs...); err != nil {
 		return d, nil, fmt.Errorf("erpnettest: invalid config: %w", err)
 	}

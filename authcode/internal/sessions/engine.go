@@ -39,6 +39,8 @@ type Config struct {
 	Clock clock.Clock
 	// Life is the Client's lifetime: refreshes run in it.
 	Life *lifetime.Group
+	// Owner is the Client, for Snapshot.Owner.
+	Owner any
 	// Logger, Report and LogUsers are the Client's.
 	Logger   *slog.Logger
 	Report   *hook.Reporter
@@ -62,8 +64,11 @@ type Engine struct {
 // New returns an engine for cfg. It does no I/O.
 func New(cfg Config) *Engine {
 	e := &Engine{cfg: cfg, clock: cfg.Clock, life: cfg.Life, log: cfg.Logger, live: newLiveSet(cfg.MaxLive)}
+	m, _ := cfg.Store.(*memStore) // one made by NewMemoryStore, shared by Clients in turn
 	if cfg.Store == nil {
-		m := newMemStore(cfg.Clock)
+		m = newMemStore(cfg.Clock)
+	}
+	if m != nil {
 		e.store, e.src, e.locker = m, m, m
 	} else {
 		e.store, e.src = cfg.Store, storeSource{cfg.Store}

@@ -50,6 +50,11 @@ func (e *memEntry) live(now int64) bool {
 	return !e.gone.Load() && (e.exp == 0 || now < e.exp)
 }
 
+// NewMemoryStore returns a memory store that Clients may pass to one
+// another (package instances keeps an instance's sessions in one while it
+// rebuilds the instance's Client): an engine given one uses it as its own.
+func NewMemoryStore(c clock.Clock) Store { return newMemStore(c) }
+
 func newMemStore(c clock.Clock) *memStore {
 	s := &memStore{seed: maphash.MakeSeed(), clock: c}
 	for i := range s.shards {

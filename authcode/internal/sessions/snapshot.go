@@ -60,6 +60,14 @@ func newSnapshot(st *State, rec *Record, org origin) *Snapshot {
 	return sn
 }
 
+// Owner returns the Config.Owner of the engine the snapshot belongs to.
+func (sn *Snapshot) Owner() any {
+	if sn.State == nil {
+		return nil
+	}
+	return sn.State.e.cfg.Owner
+}
+
 func (sn *Snapshot) origin() origin { return origin{mem: sn.mem, raw: sn.raw} }
 
 // hasID reports whether sn is a snapshot of session id.

@@ -1,0 +1,321 @@
+package erpnettest
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/erpnetgo/auth/internal/jsjson"
+)
+
+// MarketplaceConfig tunes a Marketplace. The zero value publishes the key as PEM (PKIX).
+type MarketplaceConfig struct {
+	// KeyFormat is how the public key is published: "pkix" (PEM "PUBLIC KEY", the default),
+	// "pkcs1" (PEM "RSA PUBLIC KEY"), "jwk" or "jwks" (the real Marketplace does not document
+	// which it uses).
+	KeyFormat string
+	// Addr is the host:port to listen on; empty means 127.0.0.1 on a free port.
+	Addr string
+}
+
+// LifecycleEvent is what a Marketplace delivers to an app's redirect URI when the app is
+// installed on an instance or uninstalled from it (schema erpnet.appLifecycleEvent.v2).
+type LifecycleEvent struct {
+	// ID is the eventId; empty means a random one.
+	ID string
+	// Event is "installed" or "uninstalled".
+	Event string
+	// OccurredAt is when it happened; zero means now.
+	OccurredAt time.Time
+	// Instance is the instance's root (instanceBaseUrl), e.g. Server.URL().
+	Instance string
+	// User is who installed or uninstalled the app; empty means "admin".
+	User string
+	// ClientSecret is the Trusted Application's new secret (installations with
+	// requestSecret=true); empty leaves it out.
+	ClientSecret string
+	// ReferenceToken is a reference token the installation issued; empty leaves it out.
+	ReferenceToken string
+	// ApplicationURI and RedirectURI echo the installation link's applicationUri and
+	// redirectUri: the app's client_id and redirect URI.
+	ApplicationURI, RedirectURI string
+	// ClientType echoes clientType; empty means "Confidential".
+	ClientType string
+	// Scope echoes scope; empty means "read update".
+	Scope string
+}
+
+// Marketplace is a stand-in for the ERP.net Marketplace, for tests of apps that receive its
+// lifecycle events: it publishes its well-known document (/.well-known/marketplace.json,
+// whose endpoints.public_key names its key) and signs events with RSA-SHA256 over
+// JSON.stringify(payload), as the Marketplace does. Its methods are safe for concurrent use.
+type Marketplace struct {
+	srv        *http.Server
+	ln         net.Listener
+	url        string
+	format     string
+	tb         testing.TB
+	mu         sync.Mutex
+	keyIdx     int
+	key        *rsa.PrivateKey
+	keyFetches atomic.Int64
+	docFetches atomic.Int64
+	hc         *http.Client
+	closeOnce  sync.Once
+}
+
+// NewMarketplace starts a Marketplace for a test on 127.0.0.1 and closes it with tb.Cleanup.
+// At most one MarketplaceConfig may be given. Every Marketplace starts with the same key
+// (generated once per process); RotateKey moves it to another.
+func NewMarketplace(tb testing.TB, cfg ...MarketplaceConfig) *Marketplace {
+	tb.Helper()
+	if len(cfg) > 1 {
+		tb.Fatalf("erpnettest: NewMarketplace takes at most one MarketplaceConfig, got %d", len(cfg))
+	}
+	var c MarketplaceConfig
+	if len(cfg) == 1 {
+		c = cfg[0]
+	}
+	m, err := StartMarketplace(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.tb = tb
+	tb.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// StartMarketplace starts a Marketplace that runs until Close, for programs and Example
+// functions; tests use NewMarketplace.
+func StartMarketplace(cfg MarketplaceConfig) (*Marketplace, error) {
+	switch cfg.KeyFormat {
+	case "":
+		cfg.KeyFormat = "pkix"
+	case "pkix", "pkcs1", "jwk", "jwks":
+	default:
+		return nil, fmt.Errorf("erpnettest: MarketplaceConfig.KeyFormat %q is not pkix, pkcs1, jwk or jwks", cfg.KeyFormat)
+	}
+	key, err := marketplaceKey(0)
+	if err != nil {
+		return nil, err
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("erpnettest: marketplace: %w", err)
+	}
+	m := &Marketplace{ln: ln, url: "http://" + ln.Addr().String(), format: cfg.KeyFormat, key: key,
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/marketplace.json", m.serveDoc)
+	mux.HandleFunc("GET /public-key", m.serveKey)
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = m.srv.Serve(ln) }()
+	return m, nil
+}
+
+// URL returns the Marketplace's root, e.g. "http://127.0.0.1:41235": an app's
+// MarketplaceURL.
+func (m *Marketplace) URL() string { return m.url }
+
+// Close stops the Marketplace. It is idempotent.
+func (m *Marketplace) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		err = m.srv.Close()
+		m.hc.CloseIdleConnections()
+	})
+	return err
+}
+
+// KeyFetches returns how many times its public key was fetched.
+func (m *Marketplace) KeyFetches() int { return int(m.keyFetches.Load()) }
+
+// RotateKey makes a new key current: events are signed with it and the public key endpoint
+// publishes it (the old one no longer).
+func (m *Marketplace) RotateKey() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, err := marketplaceKey(m.keyIdx + 1)
+	if err != nil {
+		m.fail("RotateKey: %v", err)
+		return
+	}
+	m.keyIdx++
+	m.key = k
+}
+
+func (m *Marketplace) fail(format string, args ...any) {
+	msg := fmt.Sprintf("erpnettest: marketplace: "+format, args...)
+	if m.tb != nil {
+		m.tb.Helper()
+		m.tb.Fatal(msg)
+		return
+	}
+	panic(msg)
+}
+
+func (m *Marketplace) serveDoc(w http.ResponseWriter, _ *http.Request) {
+	m.docFetches.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"issuer":    m.url,
+		"endpoints": map[string]string{"public_key": m.url + "/public-key"},
+	})
+}
+
+func (m *Marketplace) serveKey(w http.ResponseWriter, _ *http.Request) {
+	m.keyFetches.Add(1)
+	m.mu.Lock()
+	pub := &m.key.PublicKey
+	m.mu.Unlock()
+	switch m.format {
+	case "pkix", "pkcs1":
+		blk := &pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(pub)}
+		if m.format == "pkix" {
+			der, _ := x509.MarshalPKIXPublicKey(pub)
+			blk = &pem.Block{Type: "PUBLIC KEY", Bytes: der}
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_ = pem.Encode(w, blk)
+	default:
+		jwk := map[string]string{"kty": "RSA", "use": "sig", "alg": "RS256",
+			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes())}
+		w.Header().Set("Content-Type", "application/json")
+		if m.format == "jwks" {
+			_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{jwk}})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(jwk)
+	}
+}
+
+// Payload returns the event's payload as the Marketplace signs it: JSON.stringify of the
+// payload object, keys in the Marketplace's order (eventId, event, occurredAt,
+// instanceBaseUrl, user, clientSecret, referenceToken, request).
+func (m *Marketplace) Payload(e LifecycleEvent) []byte {
+	if e.ID == "" {
+		e.ID = "evt_" + strings.ToLower(rand.Text())
+	}
+	if e.OccurredAt.IsZero() {
+		e.OccurredAt = time.Now()
+	}
+	if e.User == "" {
+		e.User = "admin"
+	}
+	if e.ClientType == "" {
+		e.ClientType = "Confidential"
+	}
+	if e.Scope == "" {
+		e.Scope = "read update"
+	}
+	type request struct {
+		ApplicationURI  string `json:"applicationUri"`
+		ClientType      string `json:"clientType"`
+		RedirectURI     string `json:"redirectUri"`
+		Impersonate     string `json:"impersonate"`
+		ServiceAccess   string `json:"serviceAccess"`
+		ReferenceTokens string `json:"referenceTokens"`
+		Scope           string `json:"scope"`
+	}
+	p := struct {
+		EventID         string  `json:"eventId"`
+		Event           string  `json:"event"`
+		OccurredAt      string  `json:"occurredAt"`
+		InstanceBaseURL string  `json:"instanceBaseUrl"`
+		User            string  `json:"user"`
+		ClientSecret    string  `json:"clientSecret,omitempty"`
+		ReferenceToken  string  `json:"referenceToken,omitempty"`
+		Request         request `json:"request"`
+	}{e.ID, e.Event, e.OccurredAt.UTC().Format("2006-01-02T15:04:05.000Z"), e.Instance, e.User, e.ClientSecret, e.ReferenceToken,
+		request{e.ApplicationURI, e.ClientType, e.RedirectURI, "all", "clientCredentials", "none", e.Scope}}
+	raw, _ := json.Marshal(p)
+	js, err := jsjson.Stringify(raw) // JavaScript's escaping, not Go's
+	if err != nil {
+		m.fail("Payload: %v", err)
+	}
+	return js
+}
+
+// Sign returns the base64 RSA-SHA256 (PKCS #1 v1.5) signature of payload with the current
+// key, as the Marketplace signs JSON.stringify(payload).
+func (m *Marketplace) Sign(payload []byte) string {
+	m.mu.Lock()
+	key := m.key
+	m.mu.Unlock()
+	sum := sha256.Sum256(payload)
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		m.fail("Sign: %v", err)
+	}
+	return base64.StdEncoding.EncodeToString(sig)
+}
+
+// Envelope returns a lifecycle event's body from a payload (raw JSON, kept byte for byte)
+// and a signature, for tests that tamper with either.
+func Envelope(payload []byte, signature string) []byte {
+	sig, _ := json.Marshal(signature)
+	var b bytes.Buffer
+	b.WriteString(`{"schema":"erpnet.appLifecycleEvent.v2","signature":`)
+	b.Write(sig)
+	b.WriteString(`,"payload":`)
+	b.Write(payload)
+	b.WriteString(`}`)
+	return b.Bytes()
+}
+
+// Deliver posts e, signed, to an app's redirect URI (callbackURL), as the Marketplace posts
+// {"schema":"erpnet.appLifecycleEvent.v2","signature":...,"payload":...}, and returns the HTTP
+// status the app answered with. Tests of tampered events build the body with Payload, Sign and
+// Envelope and post it themselves.
+func (m *Marketplace) Deliver(callbackURL string, e LifecycleEvent) (int, error) {
+	p := m.Payload(e)
+	resp, err := m.hc.Post(callbackURL, "application/json", bytes.NewReader(Envelope(p, m.Sign(p))))
+	if err != nil {
+		return 0, fmt.Errorf("erpnettest: marketplace: deliver: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// marketplaceKeys are the Marketplace's signing keys, generated once per process (2048-bit
+// RSA keys are slow to make).
+var marketplaceKeys struct {
+	mu   sync.Mutex
+	keys []*rsa.PrivateKey
+}
+
+func marketplaceKey(i int) (*rsa.PrivateKey, error) {
+	marketplaceKeys.mu.Lock()
+	defer marketplaceKeys.mu.Unlock()
+	for len(marketplaceKeys.keys) <= i {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return nil, errors.New("erpnettest: marketplace: cannot generate a key: " + err.Error())
+		}
+		marketplaceKeys.keys = append(marketplaceKeys.keys, k)
+	}
+	return marketplaceKeys.keys[i], nil
+}
