@@ -103,7 +103,7 @@ func TestSignInUserAPISignOut(t *testing.T) {
 	assert.NotEmpty(t, end.Query().Get("id_token_hint"))
 	assert.Equal(t, w.app.URL+"/", end.Query().Get("post_logout_redirect_uri"))
 	assert.Contains(t, strings.Join(r.header.Values("Set-Cookie"), "\n"), "erpnet_session=;", "the cookie is cleared")
-	assert.Equal(t, 1, w.ev.count("signout.completed"))
+	assert.Equal(t, 1, w.ev.Count("signout.completed"))
 	assert.Equal(t, 1, w.idp.Count(devserver.Revocation), "the refresh token is revoked")
 
 	u = b.get("/bff/user")
@@ -122,25 +122,43 @@ func TestSignInUserAPISignOut(t *testing.T) {
 	assert.NotContains(t, w.logs.String(), "Crm_Sales_Customers", "API paths are not logged")
 }
 
-func TestCookieIsHttpOnlyLax(t *testing.T) {
-	w := newWorld(t)
-	b := w.browser()
-	r := b.do(http.MethodGet, "/bff/login", nil)
-	authz := r.header.Get("Location")
-	r = b.do(http.MethodGet, authz, nil)
-	r = b.do(http.MethodGet, r.header.Get("Location"), nil)
-	require.Equal(t, http.StatusSeeOther, r.status)
-	var session *http.Cookie
-	for _, c := range (&http.Response{Header: r.header}).Cookies() {
-		if c.Name == "erpnet_session" {
-			session = c
-		}
+// The session cookie is authcode's: HttpOnly, SameSite=Lax (the identity
+// server is always another site), Secure and __Host- prefixed over https.
+func TestSessionCookie(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   []func(*setup)
+		cookie string
+		secure bool
+	}{
+		{"http on loopback", nil, "erpnet_session", false},
+		{"https", []func(*setup){withTLS()}, "__Host-erpnet_session", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, tc.opts...)
+			b := w.browser()
+			r := b.do(http.MethodGet, "/bff/login", nil)
+			r = b.do(http.MethodGet, r.header.Get("Location"), nil)
+			r = b.do(http.MethodGet, r.header.Get("Location"), nil)
+			require.Equal(t, http.StatusSeeOther, r.status, r.body)
+			var session *http.Cookie
+			for _, c := range (&http.Response{Header: r.header}).Cookies() {
+				if strings.HasSuffix(c.Name, "erpnet_session") && c.MaxAge > 0 {
+					session = c
+				}
+			}
+			require.NotNil(t, session, "%q", r.header.Values("Set-Cookie"))
+			assert.Equal(t, tc.cookie, session.Name)
+			assert.True(t, session.HttpOnly)
+			assert.Equal(t, http.SameSiteLaxMode, session.SameSite)
+			assert.Equal(t, "/", session.Path)
+			assert.Empty(t, session.Domain)
+			assert.Equal(t, tc.secure, session.Secure)
+			assert.Equal(t, http.StatusOK, b.get("/bff/user").status)
+			assert.Equal(t, http.StatusOK, b.get("/bff/api/Crm_Sales_Customers").status)
+			w.requireNoTokens()
+		})
 	}
-	require.NotNil(t, session)
-	assert.True(t, session.HttpOnly)
-	assert.Equal(t, http.SameSiteLaxMode, session.SameSite)
-	assert.Equal(t, "/", session.Path)
-	assert.False(t, session.Secure, "loopback over http: no Secure, no __Host- prefix (authcode adds both over https)")
 }
 
 func TestLoginReturnURL(t *testing.T) {
@@ -202,7 +220,7 @@ func TestAntiForgeryHeader(t *testing.T) {
 	assert.NotContains(t, r.body, "bff:")
 	assert.Equal(t, before, w.domainAPICalls(), "nothing forwarded")
 
-	refused := w.ev.named("bff.refused")
+	refused := named(w.ev, "bff.refused")
 	require.Len(t, refused, 4*4+1)
 	assert.Equal(t, "bff", refused[0].Flow)
 	assert.Equal(t, appID, refused[0].ClientID)
@@ -244,7 +262,7 @@ func TestRevokedUserMustSignInAgain(t *testing.T) {
 			assert.Equal(t, "reauth_required", r.json(t)["error"], p)
 		}
 		assert.Equal(t, before, w.domainAPICalls(), "nothing forwarded once the session is dead")
-		assert.Equal(t, 1, w.ev.count("reauth.required"))
+		assert.Equal(t, 1, w.ev.Count("reauth.required"))
 		// Signing in again works.
 		assert.Equal(t, "/", b.signIn(""))
 		assert.Equal(t, http.StatusOK, b.get("/bff/api/Crm_Sales_Customers").status)

@@ -37,7 +37,8 @@
 //
 //	{"sub":"alice","name":"Alice Anderson","logoutUrl":"/bff/logout?sid=...","sessionExpiresIn":1209540}
 //
-// with the ID token claims Config.Claims names added beside sub and name.
+// with the ID token claims Config.Claims names added beside sub and name
+// (401 JSON when signed out: see Errors).
 // sessionExpiresIn is the number of seconds until the session ends (its
 // cookie's lifetime, authcode.Config.SessionTTL, counts from the sign-in).
 // The sid of logoutUrl is derived one-way from the session; it is not the
@@ -54,6 +55,19 @@
 // a script) or the sid of logoutUrl, which another site cannot know: a GET
 // of /bff/logout without sid is answered 400.
 //
+// # Signing out
+//
+// Send the browser to logoutUrl (a link, or window.location): the BFF
+// revokes the refresh token, deletes the session and clears the cookie
+// (authcode's SignOut), then redirects to the identity server's
+// end-session endpoint, which ends the user's session there (and frees
+// its ERP.net license) and returns to the Client's PostLogoutRedirectURL.
+// A script's POST /bff/logout with the anti-forgery header signs out alike, but
+// fetch cannot follow the redirect to another origin: the identity
+// server's session then stays, so prefer the navigation. A sign-out link
+// of a browser that has no session any more leads back to the app without
+// asking the identity server anything.
+//
 // # The API proxy
 //
 // /bff/api/<path>?<query> is sent to the Domain API root (what
@@ -68,7 +82,9 @@
 // the Domain API root, decoded layer by layer: dot segments (.., %2e%2e,
 // ..%2f), empty segments (//), backslashes, '@', control characters, a
 // scheme (an absolute URI), an absolute-form request target; and answers
-// 405 to a method off its allowlist (Config.Methods). It removes the
+// 405 to a method off its allowlist (Config.Methods). (A router that
+// cleans paths, as http.ServeMux does, may redirect such a request to its
+// cleaned path first; that path is checked the same way.) It removes the
 // browser's Cookie, Authorization, X-Api-Key and Api-Key headers (and X-CSRF,
 // Origin, Referer and the Sec-Fetch headers), and the Domain API's
 // Set-Cookie. A request whose method is not idempotent (POST, PATCH) is
@@ -84,9 +100,11 @@
 //	                           refresh token revoked, e.g. a password change): /bff/login
 //	401 antiforgery_required   the X-CSRF: 1 header is missing
 //	400 invalid_path           the path leaves the Domain API root
+//	400 invalid_request        a sign-out without the sid, or with another session's
 //	405 method_not_allowed     the method is not on the allowlist (Allow lists it)
 //	503 temporarily_unavailable the session store or the identity server is down
 //	502 bad_gateway            the Domain API cannot be reached
+//	502 server_misconfigured   the Domain API root is wrong (Client's Config.DomainAPI)
 //
 // Any other status of /bff/api/ is the Domain API's own answer (a 401 from
 // it without one of these codes means the token was refused: retry once).

@@ -2,7 +2,6 @@ package bff
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -68,39 +67,12 @@ func (s *tokenSpy) all() []string {
 	return append([]string(nil), s.tokens...)
 }
 
-// events records the Hooks' events.
-type events struct {
-	mu  sync.Mutex
-	evs []auth.Event
-}
-
-func (e *events) hooks() *auth.Hooks {
-	return &auth.Hooks{Event: func(_ context.Context, ev auth.Event) {
-		e.mu.Lock()
-		e.evs = append(e.evs, ev)
-		e.mu.Unlock()
-	}}
-}
-
-func (e *events) count(name string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := 0
-	for _, ev := range e.evs {
-		if ev.Name == name {
-			n++
-		}
-	}
-	return n
-}
-
-func (e *events) named(name string) []auth.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// named returns the recorded events called name.
+func named(r *testutil.Recorder, name string) []auth.Event {
 	var out []auth.Event
-	for _, ev := range e.evs {
-		if ev.Name == name {
-			out = append(out, ev)
+	for _, e := range r.Events() {
+		if e.Name == name {
+			out = append(out, e)
 		}
 	}
 	return out
@@ -116,7 +88,7 @@ type world struct {
 	ac     *authcode.Client
 	bff    http.Handler
 	spy    *tokenSpy
-	ev     *events
+	ev     *testutil.Recorder
 	logs   *testutil.SyncBuffer
 	acfg   authcode.Config
 	served []*response // every answer the app gave, for the token scan
@@ -125,10 +97,12 @@ type world struct {
 
 type setup struct {
 	client func(*authcode.Config)
+	tls    bool // the app is served over https
 	bff    func(*Config)
 }
 
 func withClient(f func(*authcode.Config)) func(*setup) { return func(s *setup) { s.client = f } }
+func withTLS() func(*setup)                            { return func(s *setup) { s.tls = true } }
 func withBFF(f func(*Config)) func(*setup)             { return func(s *setup) { s.bff = f } }
 
 // The test app's registration with the identity server.
@@ -148,11 +122,14 @@ func newWorld(t *testing.T, opts ...func(*setup)) *world {
 	for _, o := range opts {
 		o(&st)
 	}
-	w := &world{t: t, clk: &clock{}, ev: &events{}, logs: &testutil.SyncBuffer{}}
+	w := &world{t: t, clk: &clock{}, ev: &testutil.Recorder{}, logs: &testutil.SyncBuffer{}}
 	var h atomic.Pointer[http.Handler]
-	w.app = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		(*h.Load()).ServeHTTP(rw, r)
-	}))
+	serve := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(rw, r) })
+	if st.tls {
+		w.app = httptest.NewTLSServer(serve)
+	} else {
+		w.app = httptest.NewServer(serve)
+	}
 	t.Cleanup(w.app.Close)
 	dcfg := devserver.Demo()
 	dcfg.Apps = append(dcfg.Apps, devserver.App{ApplicationURI: appID, Name: "BFF test", ClientType: devserver.Confidential,
@@ -175,7 +152,7 @@ func newWorld(t *testing.T, opts ...func(*setup)) *world {
 		Transport:             tr,
 		Retry:                 auth.Retry{Base: time.Millisecond, Cap: time.Millisecond},
 		Logger:                slog.New(slog.NewJSONHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Hooks:                 w.ev.hooks(),
+		Hooks:                 w.ev.Hooks(false),
 		Now:                   w.clk.Now,
 	}
 	if st.client != nil {
@@ -216,6 +193,9 @@ type browser struct {
 func (w *world) browser() *browser {
 	jar, _ := cookiejar.New(nil)
 	tr := &http.Transport{}
+	if w.app.TLS != nil {
+		tr = w.app.Client().Transport.(*http.Transport).Clone() // trusts the app's certificate
+	}
 	w.t.Cleanup(tr.CloseIdleConnections)
 	return &browser{w: w, hc: &http.Client{Jar: jar, Transport: tr, Timeout: 20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}

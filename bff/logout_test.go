@@ -31,7 +31,7 @@ func requireEndSession(t *testing.T, w *world, b *browser, r *response) {
 	require.True(t, strings.HasPrefix(r.header.Get("Location"), w.idp.Issuer()+"/connect/endsession?"), r.header.Get("Location"))
 	u := b.get("/bff/user")
 	require.Equal(t, http.StatusUnauthorized, u.status)
-	assert.Equal(t, 1, w.ev.count("signout.completed"))
+	assert.Equal(t, 1, w.ev.Count("signout.completed"))
 	assert.Equal(t, 1, w.idp.Count(devserver.Revocation))
 }
 
@@ -85,7 +85,7 @@ func TestLogout(t *testing.T) {
 		assert.Contains(t, page.header.Get("Content-Type"), "text/html")
 		assert.Contains(t, page.body, "Use the application")
 		assert.Equal(t, http.StatusOK, b.get("/bff/user").status, "still signed in")
-		assert.Zero(t, w.ev.count("signout.completed"))
+		assert.Zero(t, w.ev.Count("signout.completed"))
 		assert.Zero(t, w.idp.Count(devserver.Revocation))
 	})
 	t.Run("signed out already", func(t *testing.T) {

@@ -88,7 +88,7 @@ func TestNonIdempotentCallIsNotReplayed(t *testing.T) {
 			assert.Equal(t, http.StatusUnauthorized, r.status, r.body)
 			assert.NotEqual(t, "reauth_required", r.json(t)["error"], "the session is alive")
 			assert.Equal(t, before+1, w.domainAPICalls(), "sent once")
-			assert.Zero(t, w.ev.count("api.retry_401"))
+			assert.Zero(t, w.ev.Count("api.retry_401"))
 			// The SPA retries: a fresh token, one refresh.
 			r = b.do(m, path, strings.NewReader(`{"Name":"New"}`), "X-CSRF", "1", "Content-Type", "application/json")
 			assert.Less(t, r.status, 300, r.body)
@@ -111,7 +111,7 @@ func TestNonIdempotentCallIsNotReplayed(t *testing.T) {
 		before := w.domainAPICalls()
 		assert.Equal(t, http.StatusOK, b.get("/bff/api/Crm_Sales_Customers").status)
 		assert.Equal(t, before+2, w.domainAPICalls())
-		assert.Equal(t, 1, w.ev.count("api.retry_401"))
+		assert.Equal(t, 1, w.ev.Count("api.retry_401"))
 		assert.Equal(t, 1, w.idp.GrantCount("refresh_token"))
 	})
 }
@@ -127,7 +127,7 @@ func TestTabsShareOneSession(t *testing.T) {
 	}
 	assert.Equal(t, 1, w.idp.SessionsOpened())
 	assert.Equal(t, 1, w.idp.OpenSessions())
-	assert.Equal(t, 1, w.ev.count("api.session_opened"))
+	assert.Equal(t, 1, w.ev.Count("api.session_opened"))
 	assert.Equal(t, 1, w.idp.GrantCount("authorization_code"))
 	assert.Zero(t, w.idp.GrantCount("refresh_token"))
 }
