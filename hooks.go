@@ -36,6 +36,9 @@ type Hooks struct {
 	//	signin.failed         a sign-in callback was refused               Err
 	//	signout.completed     a user signed out (handler or SignOutSession) User
 	//	reauth.required       a user's refresh token is dead               User, Err
+	//	bff.refused           the BFF refused a request before sending     StatusCode
+	//	                      anything (no X-CSRF: 1 header, a path off
+	//	                      the Domain API root, a method off its list)
 	Event func(ctx context.Context, e Event)
 	// Call starts a call to the identity server: op is "discovery",
 	// "jwks", "token", "revocation" or "end_session" (the browser redirect
@@ -53,8 +56,9 @@ type Hooks struct {
 type Event struct {
 	// Name says what happened, e.g. "token.issued"; see Hooks.Event.
 	Name string
-	// Flow is the package that reports: "clientcreds", "authcode" or
-	// "reftoken" (hybrid reports through the first two).
+	// Flow is the package that reports: "clientcreds", "authcode",
+	// "reftoken" or "bff" (hybrid reports through the first two; the BFF's
+	// proxied calls report as "authcode", their Client).
 	Flow string
 	// ClientID is the Trusted Application's client_id, where there is one.
 	ClientID string

@@ -45,6 +45,8 @@ for prog in "$checkout"/examples/*/; do
   d="$tmp/programs/$(basename "$prog")"
   mkdir -p "$d"
   find "$prog" -maxdepth 1 -name '*.go' -not -name '*_test.go' -exec cp {} "$d/" \;
+  # What a program embeds (examples/spa's static/) travels with it.
+  find "$prog" -mindepth 1 -maxdepth 1 -type d -exec cp -r {} "$d/" \;
 done
 cd "$tmp"
 export GOFLAGS=-mod=mod

@@ -129,6 +129,16 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		auths, _ := api.calls()
 		assert.Len(t, auths, 1)
 		assert.Equal(t, 2, e.idp.GrantCount("refresh_token"))
+		// ...but the refused token is dropped: the next request carries a
+		// fresh one.
+		api.reset("")
+		resp, err = e.c.UserClient(context.Background(), s).Get(api.srv.URL)
+		require.NoError(t, err)
+		resp.Body.Close()
+		next, _ := api.calls()
+		require.Len(t, next, 1)
+		assert.NotEqual(t, auths[0], next[0])
+		assert.Equal(t, 3, e.idp.GrantCount("refresh_token"))
 	})
 	t.Run("403 is never retried", func(t *testing.T) {
 		api.reset("", http.StatusForbidden)
@@ -140,7 +150,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 		auths, _ := api.calls()
 		assert.Len(t, auths, 1)
-		assert.Equal(t, 2, e.idp.GrantCount("refresh_token"), "a 403 does not refresh either")
+		assert.Equal(t, 3, e.idp.GrantCount("refresh_token"), "a 403 does not refresh either")
 		assert.Empty(t, req.Header.Get("Authorization"), "the caller's request is not modified")
 		assert.Equal(t, "1", req.Header.Get("X-Custom"))
 	})

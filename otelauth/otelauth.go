@@ -32,10 +32,11 @@
 //	erpnet.auth.signins                     counter     {signin}   signin.completed, signin.failed
 //	erpnet.auth.signouts                    counter     {signout}  signout.completed
 //	erpnet.auth.reauth_required             counter     {session}  reauth.required
+//	erpnet.auth.bff.refused                 counter     {request}  bff.refused
 //
 // Their attributes, where the event has them:
 //
-//	erpnet.auth.flow            clientcreds, authcode or reftoken
+//	erpnet.auth.flow            clientcreds, authcode, reftoken or bff
 //	erpnet.auth.client_id       the Trusted Application's client_id
 //	erpnet.auth.grant           client_credentials, authorization_code or refresh_token
 //	erpnet.auth.outcome         issued or failed (token requests), completed or failed (sign-ins)
@@ -155,6 +156,7 @@ func New(cfg Config) *auth.Hooks {
 	r.signins = counter("erpnet.auth.signins", "{signin}", "User sign-ins, by outcome.")
 	r.signouts = counter("erpnet.auth.signouts", "{signout}", "User sign-outs.")
 	r.reauth = counter("erpnet.auth.reauth_required", "{session}", "User sessions whose refresh token died: the user must sign in again.")
+	r.refused = counter("erpnet.auth.bff.refused", "{request}", "Requests the backend-for-frontend refused before sending anything (no anti-forgery header, a path off the Domain API root, a method off its list), by status.")
 	r.requestDuration = histogram("erpnet.auth.token.request.duration", "Duration of token requests, retries included.", durationBuckets)
 	r.waitDuration = histogram("erpnet.auth.token.wait.duration", "How long callers waited for a token request.", durationBuckets)
 	r.lead = histogram("erpnet.auth.token.refresh.lead", "Life a token had left when its background refresh started.", leadBuckets)
@@ -165,8 +167,8 @@ type recorder struct {
 	includeUser bool
 	tracer      trace.Tracer
 
-	requests, retries, cacheHits, unauthorized, backoffs, sessions, rejections, signins, signouts, reauth metric.Int64Counter
-	requestDuration, waitDuration, lead                                                                   metric.Float64Histogram
+	requests, retries, cacheHits, unauthorized, backoffs, sessions, rejections, signins, signouts, reauth, refused metric.Int64Counter
+	requestDuration, waitDuration, lead                                                                            metric.Float64Histogram
 
 	// hitAttrs caches the attribute set of each client's cache hits, the
 	// hot path: client -> []metric.AddOption.
@@ -222,6 +224,8 @@ func (r *recorder) event(ctx context.Context, e auth.Event) {
 		r.signouts.Add(ctx, 1, metric.WithAttributes(r.user(attrs, e)...))
 	case "reauth.required":
 		r.reauth.Add(ctx, 1, metric.WithAttributes(r.user(attrs, e)...))
+	case "bff.refused":
+		r.refused.Add(ctx, 1, metric.WithAttributes(attrs...))
 	}
 }
 

@@ -85,6 +85,9 @@ func TestEventsBecomeMetrics(t *testing.T) {
 		{auth.Event{Name: "reauth.required", Flow: "authcode", ClientID: "app", Err: reauth},
 			1, "erpnet.auth.reauth_required",
 			"erpnet.auth.client_id=app,erpnet.auth.flow=authcode,error.type=reauth", 0},
+		{auth.Event{Name: "bff.refused", Flow: "bff", ClientID: "app", StatusCode: 401},
+			3, "erpnet.auth.bff.refused",
+			"erpnet.auth.client_id=app,erpnet.auth.flow=bff,http.response.status_code=401", 0},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s", tt.event.Name, tt.metric), func(t *testing.T) {
@@ -144,7 +147,7 @@ func TestInstrumentUnits(t *testing.T) {
 	tm := newTelemetry(t, true)
 	ctx := context.Background()
 	for _, name := range []string{"token.issued", "token.cache_hit", "token.wait", "token.refresh_ahead", "api.retry_401", "api.backoff",
-		"api.session_opened", "reftoken.rejected", "signin.completed", "signout.completed", "reauth.required"} {
+		"api.session_opened", "reftoken.rejected", "signin.completed", "signout.completed", "reauth.required", "bff.refused"} {
 		tm.hooks.Event(ctx, auth.Event{Name: name, Flow: "authcode", Attempts: 2})
 	}
 	want := map[string]string{
@@ -161,6 +164,7 @@ func TestInstrumentUnits(t *testing.T) {
 		"erpnet.auth.signins":                  "{signin}",
 		"erpnet.auth.signouts":                 "{signout}",
 		"erpnet.auth.reauth_required":          "{session}",
+		"erpnet.auth.bff.refused":              "{request}",
 	}
 	got := tm.metrics()
 	if len(got) != len(want) {

@@ -1,8 +1,10 @@
 // Package browsertest drives the example programs (examples/webapp,
-// examples/portal and the loopback sign-in of examples/cli) in a real,
-// headless Chromium over the DevTools protocol (chromedp), against the dev
-// identity server the examples embed. It has no code of its own: everything
-// is in its tests.
+// examples/portal, examples/spa and the loopback sign-in of examples/cli)
+// in a real, headless Chromium over the DevTools protocol (chromedp),
+// against the dev identity server the examples embed (examples/spa runs
+// against one the test starts with package erpnettest, whose counters and
+// clock the tests use). It has no code of its own: everything is in its
+// tests.
 //
 // It is a module of its own so that the browser driver never shows up in
 // the module graph of the SDK's users. Run it from this folder:

@@ -10,6 +10,7 @@ replace github.com/erpnetgo/auth => ../..
 require (
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
+	github.com/erpnetgo/auth v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 )
 

@@ -79,7 +79,7 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator), "./examples/webapp", "./examples/portal", "./examples/cli")
+	cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator), "./examples/webapp", "./examples/portal", "./examples/cli", "./examples/spa")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -232,7 +232,7 @@ func (p *proc) wait(ctx context.Context) error {
 }
 
 var (
-	listeningRe = regexp.MustCompile(`msg="(?:webapp|portal) listening" url=(http://127\.0\.0\.1:\d+)/?(?:\s|$)`)
+	listeningRe = regexp.MustCompile(`msg="(?:webapp|portal|spa) listening" url=(http://127\.0\.0\.1:\d+)/?(?:\s|$)`)
 	devServerRe = regexp.MustCompile(`msg="ERPNET_AUTHORITY not set: using the in-process dev identity server" url=(http://127\.0\.0\.1:\d+)(?:\s|$)`)
 )
 

@@ -13,7 +13,7 @@
 //     that carried the credential.
 //   - On a 401 a renewable credential (an access token) is dropped, a fresh
 //     one fetched, and the request sent once more when its body can be
-//     replayed. A 403 is never retried.
+//     replayed and its context is not marked Once. A 403 is never retried.
 //   - A 429 or 503 is retried with backoff, jitter and Retry-After for
 //     idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any
 //     request with an Idempotency-Key header) whose body can be replayed,
@@ -119,13 +119,17 @@ func (t *Transport) roundTrip(req *http.Request, cr *credential.Credential) (*ht
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.InvalidateIf == nil {
 		return resp, cr, err
 	}
-	// 401: the token was revoked or expired early. Retry once with a fresh
-	// token if the request can be sent again.
+	// 401: the token was revoked or expired early. Drop it, so the next
+	// request gets a fresh one even when this one cannot be sent again,
+	// and retry once with a fresh token if the request can be.
+	t.InvalidateIf(cr)
+	if sendOnce(req) {
+		return resp, cr, nil
+	}
 	body, ok := replayBody(req)
 	if !ok {
 		return resp, cr, nil
 	}
-	t.InvalidateIf(cr)
 	t.Report.Emit(req.Context(), auth.Event{Name: "api.retry_401", StatusCode: resp.StatusCode})
 	cr2, err := t.Get(req.Context())
 	if err != nil {
@@ -152,7 +156,7 @@ func (t *Transport) roundTrip(req *http.Request, cr *credential.Credential) (*ht
 // send sends req with credential cr and body, retrying 429 and 503 for
 // idempotent, replayable requests.
 func (t *Transport) send(req *http.Request, cr *credential.Credential, body io.ReadCloser) (*http.Response, error) {
-	if !retriable(req) {
+	if !retriable(req) || sendOnce(req) {
 		return t.base().RoundTrip(withCredential(req, t.Header, cr.Value, body))
 	}
 	var last *http.Response
@@ -185,6 +189,20 @@ func (t *Transport) send(req *http.Request, cr *credential.Credential, body io.R
 }
 
 var errBusy = errors.New("busy")
+
+type onceKey struct{}
+
+// Once returns a context under which the Transport sends a request at most
+// once: no replay after a 401 (the credential is still dropped, so the next
+// request gets a fresh one) and no retry after a 429 or 503, whatever the
+// method and body. Package bff forwards the browser's non-idempotent
+// requests this way.
+func Once(ctx context.Context) context.Context { return context.WithValue(ctx, onceKey{}, true) }
+
+func sendOnce(req *http.Request) bool {
+	once, _ := req.Context().Value(onceKey{}).(bool)
+	return once
+}
 
 // retriable reports whether req may be sent again after a 429 or 503: an
 // idempotent method (or an Idempotency-Key, as net/http treats it) and a

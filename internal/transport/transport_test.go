@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -212,5 +213,81 @@ func TestUnauthorizedThenNoTokenIsTheError(t *testing.T) {
 	}
 	if sent.Load() != 1 {
 		t.Fatalf("requests sent = %d, want 1", sent.Load())
+	}
+}
+
+// A 401 to a request that is not sent again still drops the token: the
+// next request carries a fresh one instead of the refused one.
+func TestUnreplayed401DropsTheToken(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  func(url string) *http.Request
+	}{
+		{"body that cannot be replayed", func(u string) *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, u, io.NopCloser(strings.NewReader("x")))
+			return r
+		}},
+		{"request marked Once", func(u string) *http.Request {
+			r, _ := http.NewRequestWithContext(Once(context.Background()), http.MethodPost, u, nil)
+			return r
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newRulesServer(t, 401, 200)
+			c := newCache(t)
+			hc := &http.Client{Transport: &Transport{Get: c.Credential, InvalidateIf: c.InvalidateIf}}
+			resp, err := hc.Do(tc.req(s.srv.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 || s.n.Load() != 1 {
+				t.Fatalf("status %d after %d requests, want the 401 after 1", resp.StatusCode, s.n.Load())
+			}
+			resp, err = hc.Get(s.srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if first, next := <-s.auths, <-s.auths; first != "Bearer tok1" || next != "Bearer tok2" {
+				t.Fatalf("tokens sent: %q then %q, want tok1 then a fresh tok2", first, next)
+			}
+		})
+	}
+}
+
+// Under Once a request is sent once whatever its method and body: no
+// replay after a 401, no retry after a 429 or 503.
+func TestOnceSendsOnce(t *testing.T) {
+	fast := retry.Policy{Base: time.Millisecond, Cap: time.Millisecond}
+	for _, tc := range []struct {
+		method string
+		body   bool // replayable
+		status int
+	}{
+		{http.MethodPost, true, 401},
+		{http.MethodPost, false, 401},
+		{http.MethodGet, false, 401},
+		{http.MethodGet, false, 429},
+		{http.MethodPut, true, 503},
+	} {
+		t.Run(tc.method+" "+strconv.Itoa(tc.status), func(t *testing.T) {
+			s := newRulesServer(t, tc.status, 200, 200)
+			c := newCache(t)
+			hc := &http.Client{Transport: &Transport{Get: c.Credential, InvalidateIf: c.InvalidateIf, Retry: fast}}
+			var body io.Reader
+			if tc.body {
+				body = strings.NewReader("payload") // GetBody set
+			}
+			req, _ := http.NewRequestWithContext(Once(context.Background()), tc.method, s.srv.URL, body)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := s.n.Load(); got != 1 || resp.StatusCode != tc.status {
+				t.Fatalf("requests = %d, final status %d; want 1 request answered %d", got, resp.StatusCode, tc.status)
+			}
+		})
 	}
 }

@@ -56,8 +56,13 @@ func (st *State) fetch(ctx context.Context) (*oauth2.Token, error) {
 // needed (another process refreshed, or unsaved tokens were saved now).
 func (st *State) reconcile(ctx context.Context) (*Record, *oauth2.Token, error) {
 	st.mu.Lock()
-	cur, unsaved := st.rec, st.unsaved
+	cur, unsaved, en := st.rec, st.unsaved, st.cache.Peek()
 	st.mu.Unlock()
+	if unsaved == nil && en != nil && en.Fresh(st.e.clock.Now()) {
+		// A newer record reached this state while this refresh waited
+		// (a request loaded what another replica saved): nothing to redeem.
+		return nil, en.Token, nil
+	}
 	latest, err := st.reload(ctx)
 	if err != nil {
 		return nil, nil, err

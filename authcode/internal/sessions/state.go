@@ -79,19 +79,19 @@ func (st *State) observe(rec *Record) {
 		return // observed already
 	}
 	st.mu.Lock()
-	newer := rec.Ver > st.rec.Ver
-	if newer {
-		st.rec = rec
-		st.dead = nil
-		if st.unsaved != nil && st.unsaved.Ver <= rec.Ver {
-			st.unsaved = nil
-		}
+	defer st.mu.Unlock()
+	if rec.Ver <= st.rec.Ver {
+		return
 	}
-	st.mu.Unlock()
-	if newer {
-		if en := st.cache.Peek(); en == nil || en.Token.AccessToken != rec.AccessToken {
-			st.cache.Set(rec.Token())
-		}
+	st.rec = rec
+	st.dead = nil
+	if st.unsaved != nil && st.unsaved.Ver <= rec.Ver {
+		st.unsaved = nil
+	}
+	// Under st.mu, so that a refresh deciding whether to redeem sees the
+	// record and its token together.
+	if en := st.cache.Peek(); en == nil || en.Token.AccessToken != rec.AccessToken {
+		st.cache.Set(rec.Token())
 	}
 }
 

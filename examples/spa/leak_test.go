@@ -1,0 +1,9 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/erpnetgo/auth/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
