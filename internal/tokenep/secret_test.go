@@ -52,53 +52,13 @@ func newSecretServer(t *testing.T, secret string) *secretServer {
 
 func (s *secretServer) rotate(secret string) { s.secret.Store(&secret) }
 
-// k8sMount lays out a directory as the kubelet mounts a Secret: the file
-// is a symlink through ..data to a timestamped directory, and an update
-// swaps ..data atomically to a new directory.
-type k8sMount struct {
-	t   *testing.T
-	dir string
-	gen int
-}
-
-func newK8sMount(t *testing.T, secret string) *k8sMount {
-	m := &k8sMount{t: t, dir: t.TempDir()}
-	m.write(secret)
-	if err := os.Symlink(filepath.Join("..data", "client-secret"), filepath.Join(m.dir, "client-secret")); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func (m *k8sMount) path() string { return filepath.Join(m.dir, "client-secret") }
-
-// write puts secret (with the trailing newline editors add) in a new
-// timestamped directory and swaps ..data to it.
-func (m *k8sMount) write(secret string) {
-	m.gen++
-	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%d", m.gen, m.gen)
-	if err := os.Mkdir(filepath.Join(m.dir, ts), 0o755); err != nil {
-		m.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.dir, ts, "client-secret"), []byte(secret+"\n"), 0o400); err != nil {
-		m.t.Fatal(err)
-	}
-	tmp := filepath.Join(m.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		m.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
-		m.t.Fatal(err)
-	}
-}
-
 var ccForm = url.Values{"grant_type": {"client_credentials"}}
 
 func TestSecretFileRotationRetriesOnceWithTheNewSecret(t *testing.T) {
 	srv := newSecretServer(t, "old-secret")
-	mount := newK8sMount(t, "old-secret")
+	mount := testutil.NewSecretMount(t, "old-secret")
 	logs := &testutil.SyncBuffer{}
-	c := &Client{ClientID: "com.example/worker", SecretFile: NewSecretFile(mount.path(), slog.New(slog.NewTextHandler(logs, nil)))}
+	c := &Client{ClientID: "com.example/worker", SecretFile: NewSecretFile(mount.Path(), slog.New(slog.NewTextHandler(logs, nil)))}
 
 	_, err := c.Exchange(context.Background(), srv.doc, ccForm)
 	if err != nil {
@@ -111,7 +71,7 @@ func TestSecretFileRotationRetriesOnceWithTheNewSecret(t *testing.T) {
 	// The admin stores a new secret (the old one fails at once), and the
 	// kubelet swaps the mounted file.
 	srv.rotate("new-secret")
-	mount.write("new-secret")
+	mount.Write("new-secret")
 	tok, err := c.Exchange(context.Background(), srv.doc, ccForm)
 	if err != nil {
 		t.Fatalf("after rotation: %v", err)
@@ -185,14 +145,14 @@ func TestSecretFileRevocationRetriesToo(t *testing.T) {
 
 func TestSecretFileConcurrentCallersShareTheReread(t *testing.T) {
 	srv := newSecretServer(t, "old")
-	mount := newK8sMount(t, "old")
+	mount := testutil.NewSecretMount(t, "old")
 	logs := &testutil.SyncBuffer{}
-	c := &Client{ClientID: "id", SecretFile: NewSecretFile(mount.path(), slog.New(slog.NewTextHandler(logs, nil)))}
+	c := &Client{ClientID: "id", SecretFile: NewSecretFile(mount.Path(), slog.New(slog.NewTextHandler(logs, nil)))}
 	if _, err := c.Exchange(context.Background(), srv.doc, ccForm); err != nil {
 		t.Fatal(err)
 	}
 	srv.rotate("new")
-	mount.write("new")
+	mount.Write("new")
 	const n = 100
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
