@@ -198,7 +198,7 @@ func New(cfg Config) (*Source, error) {
 	}
 	s.ep = tokenep.Client{HTTPClient: hc, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		SecretFile: tokenep.NewSecretFile(cfg.ClientSecretFile, s.log),
-		Style: cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now, Report: s.rep}
+		Style:      cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now, Report: s.rep}
 	s.cache = tokencache.New(s.fetch, tokencache.Options{Window: cfg.RefreshWindow, Logger: s.log, Now: cfg.Now, Report: s.rep})
 	s.release = countSource(cfg, s.log)
 	return s, nil

@@ -253,7 +253,7 @@ func TestSecondSourceForTheSameClientWarnsOnce(t *testing.T) {
 	}
 	const warning = "second clientcreds.Source for the same instance and client"
 	a := mk("https://dup-test.example", "com.example/dup")
-	mk("https://dup-test.example/id", "com.example/other") // another client
+	mk("https://dup-test.example/id", "com.example/other")  // another client
 	mk("https://other-dup-test.example", "com.example/dup") // another instance
 	assert.NotContains(t, logs.String(), warning)
 	require.NoError(t, a.Close())
