@@ -197,8 +197,8 @@ func New(cfg Config) (*Source, error) {
 		s.now = time.Now
 	}
 	s.ep = tokenep.Client{HTTPClient: hc, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		SecretFile: tokenep.NewSecretFile(cfg.ClientSecretFile, s.log),
-		Style:      cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now, Report: s.rep}
+		Style: cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now, Report: s.rep}
+	s.ep.SecretFile = tokenep.NewSecretFile(cfg.ClientSecretFile, s.log)
 	s.cache = tokencache.New(s.fetch, tokencache.Options{Window: cfg.RefreshWindow, Logger: s.log, Now: cfg.Now, Report: s.rep})
 	s.release = countSource(cfg, s.log)
 	return s, nil
