@@ -130,6 +130,7 @@ func New(cfg Config) (*Client, error) {
 		HTTPClient:   c.hc,
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
+		SecretFile:   tokenep.NewSecretFile(cfg.ClientSecretFile, c.log),
 		Style:        cfg.AuthStyle,
 		Policy:       cfg.Retry,
 		Now:          cfg.Now,

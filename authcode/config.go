@@ -12,6 +12,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/tokenep"
 )
 
 // Scopes understood by ERP.net.
@@ -47,6 +48,16 @@ type Config struct {
 	// ClientSecret is the confidential client's secret; leave it empty for
 	// a public client, which then never sends a secret (PKCE protects it).
 	ClientSecret string
+	// ClientSecretFile is the path of a file holding the secret instead
+	// (a mounted Kubernetes Secret, say), for rotation without a restart:
+	// the file is read when the first secret is needed and read again when
+	// the identity server refuses the secret (invalid_client) in a code
+	// exchange, refresh or revocation; if it then holds another secret the
+	// request is sent once more with it, else the call fails at once with
+	// auth.ErrMisconfigured. A trailing newline is trimmed; a file readable
+	// by others than its owner (mode wider than 0600) gets a warning.
+	// Exclusive with ClientSecret.
+	ClientSecretFile string
 	// RedirectURL is the absolute URL of the Callback handler as registered
 	// with the Trusted Application, e.g. https://app.example.com/callback.
 	// Required for SignIn and Callback; LoopbackSignIn does not use it.
@@ -175,6 +186,9 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if strings.ContainsAny(cfg.ClientSecret, "\r\n") {
 		return cfg, &auth.ConfigError{Field: "ClientSecret", Reason: "must not contain line breaks"}
+	}
+	if err := tokenep.CheckSecretConfig(cfg.ClientSecret, cfg.ClientSecretFile); err != nil {
+		return cfg, err
 	}
 	if cfg.RedirectURL != "" {
 		if err := checkURL("RedirectURL", cfg.RedirectURL); err != nil {
