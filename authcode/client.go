@@ -125,6 +125,7 @@ func New(cfg Config) (*Client, error) {
 	if c.secure {
 		c.cookie = "__Host-" + c.cookie
 	}
+	warnRedirectURIs(c.log, cfg)
 	c.cookieAAD = []byte("erpnetgo/authcode session cookie\x00" + c.cookie + "\x00" + cfg.Authority + "\x00" + cfg.ClientID)
 	c.tep = &tokenep.Client{
 		HTTPClient:   c.hc,

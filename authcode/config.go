@@ -60,10 +60,16 @@ type Config struct {
 	ClientSecretFile string
 	// RedirectURL is the absolute URL of the Callback handler as registered
 	// with the Trusted Application, e.g. https://app.example.com/callback.
-	// Required for SignIn and Callback; LoopbackSignIn does not use it.
+	// Required for SignIn and Callback (without it, building them logs the
+	// configuration error and they answer with an error page);
+	// LoopbackSignIn does not use it. https is required except on loopback
+	// hosts. ERP.net compares it byte for byte with the registered one: a
+	// trailing slash or upper-case letters get a warning at New naming the
+	// exact string to register.
 	RedirectURL string
 	// PostLogoutRedirectURL is where the identity server sends the browser
-	// after sign-out; it must be registered with the Trusted Application.
+	// after sign-out; it must be registered with the Trusted Application,
+	// byte for byte (checked and warned about as RedirectURL is).
 	// Empty: the identity server shows its own page (and, without an
 	// end-session endpoint, SignOut redirects to "/").
 	PostLogoutRedirectURL string
