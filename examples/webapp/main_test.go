@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpnetgo/auth/clientcreds"
 	"github.com/erpnetgo/auth/erpnettest"
 )
 
@@ -135,5 +136,65 @@ func TestWebAppRedisNeedsOneIdentityServer(t *testing.T) {
 	err := run(context.Background(), "127.0.0.1:0", slog.New(slog.DiscardHandler), nil)
 	if err == nil || !strings.Contains(err.Error(), "-redis needs ERPNET_AUTHORITY") || !strings.Contains(err.Error(), "examples/devserver") {
 		t.Fatalf("run = %v", err)
+	}
+}
+
+// TestWebAppLicensesExhausted: with every license of the instance taken,
+// the customers page says so in plain words (503, Retry-After), not with
+// the API's error text.
+func TestWebAppLicensesExhausted(t *testing.T) {
+	srv := erpnettest.NewServer(t, erpnettest.Config{LicenseCount: 1})
+	// A worker takes the only license slot.
+	worker, err := clientcreds.New(clientcreds.Config{Authority: srv.URL(), ClientID: erpnettest.Demo.WorkerID, ClientSecret: erpnettest.Demo.WorkerSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer worker.Close()
+	resp, err := worker.Client(context.Background()).Get(srv.DomainAPI() + "Crm_Sales_Customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	t.Setenv("ERPNET_AUTHORITY", srv.URL())
+	t.Setenv("ERPNET_CLIENT_ID", erpnettest.Demo.WebAppID)
+	t.Setenv("ERPNET_CLIENT_SECRET", erpnettest.Demo.WebAppSecret)
+	t.Setenv("ERPNET_CLIENT_SECRET_FILE", "")
+	t.Setenv("ERPNET_REDIRECT_URL", "")
+	t.Setenv("ERPNET_POST_LOGOUT_URL", "")
+	t.Setenv("ERPNET_DOMAIN_API", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(site string, _ *erpnettest.Server) { ready <- site })
+	}()
+	var site string
+	select {
+	case site = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	browser, err := srv.SignIn(site+"/customers", erpnettest.Demo.Alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = browser.Get(site + "/customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("customers: %s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	if !strings.Contains(string(b), "All ERP.net licenses of this instance are in use; try again in a few minutes.") || strings.Contains(string(b), "MaximumLicenseCountExceeded") {
+		t.Fatalf("customers page:\n%s", b)
 	}
 }
