@@ -13,8 +13,10 @@ import (
 	"github.com/erpnetgo/auth/erpnettest"
 )
 
-func TestWebAppSignInCustomersSignOut(t *testing.T) {
-	t.Setenv("ERPNET_AUTHORITY", "")
+// startSite runs the web app until the test ends and returns its URL and
+// its in-process identity server (nil with ERPNET_AUTHORITY set).
+func startSite(t *testing.T) (string, *erpnettest.Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	type started struct {
 		site string
@@ -27,22 +29,28 @@ func TestWebAppSignInCustomersSignOut(t *testing.T) {
 			ready <- started{site, idp}
 		})
 	}()
-	var st started
-	select {
-	case st = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	site := st.site
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	select {
+	case st := <-ready:
+		return st.site, st.idp
+	case err := <-done:
+		done <- nil
+		t.Fatal(err)
+		return "", nil
+	}
+}
+
+func TestWebAppSignInCustomersSignOut(t *testing.T) {
+	t.Setenv("ERPNET_AUTHORITY", "")
+	site, idp := startSite(t)
 	// /customers sends the browser through the sign-in (the identity
 	// server's form, filled in as alice) and back.
-	browser, err := st.idp.SignIn(site+"/customers", erpnettest.Demo.Alice)
+	browser, err := idp.SignIn(site+"/customers", erpnettest.Demo.Alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,24 +101,7 @@ func TestWebAppSignInCustomersSignOut(t *testing.T) {
 
 func TestWebAppHomeOffersSignIn(t *testing.T) {
 	t.Setenv("ERPNET_AUTHORITY", "")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(site string, _ *erpnettest.Server) { ready <- site })
-	}()
-	var site string
-	select {
-	case site = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	site, _ := startSite(t)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Get(site + "/")
@@ -163,24 +154,7 @@ func TestWebAppLicensesExhausted(t *testing.T) {
 	t.Setenv("ERPNET_REDIRECT_URL", "")
 	t.Setenv("ERPNET_POST_LOGOUT_URL", "")
 	t.Setenv("ERPNET_DOMAIN_API", "")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(site string, _ *erpnettest.Server) { ready <- site })
-	}()
-	var site string
-	select {
-	case site = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	site, _ := startSite(t)
 	browser, err := srv.SignIn(site+"/customers", erpnettest.Demo.Alice)
 	if err != nil {
 		t.Fatal(err)
