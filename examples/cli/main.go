@@ -158,11 +158,11 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 }
 
 // noBrowser reports whether no browser can open on this machine:
-// ERPNET_NO_BROWSER=1, a session over SSH without X forwarding, or
-// (outside macOS and Windows) no xdg-open to open one.
+// ERPNET_NO_BROWSER=1 (0 says one can), a session over SSH without X
+// forwarding, or (outside macOS and Windows) no xdg-open to open one.
 func noBrowser() bool {
-	if os.Getenv("ERPNET_NO_BROWSER") == "1" {
-		return true
+	if v := os.Getenv("ERPNET_NO_BROWSER"); v == "1" || v == "0" {
+		return v == "1"
 	}
 	if (os.Getenv("SSH_CONNECTION") != "" || os.Getenv("SSH_TTY") != "") && os.Getenv("DISPLAY") == "" {
 		return true
