@@ -20,7 +20,9 @@
 // [ErrMisconfigured] (fix the configuration; never retried),
 // [ErrTemporary] (the server, the network or a store failed in a way that
 // may pass; already retried with backoff), [ErrReauthRequired] (the user
-// must sign in again) and [ErrClosed]. [errors.As] gives an [*Error] with
+// must sign in again), [ErrLicenseExhausted] (all ERP.net licenses of the
+// instance are in use: try again in a few minutes) and [ErrClosed].
+// [errors.As] gives an [*Error] with
 // the RFC 6749 code, description and HTTP status, or an [*ConfigError]
 // naming the Config field at fault. Token-endpoint failures can also be read
 // into a [*golang.org/x/oauth2.RetrieveError], so existing x/oauth2 error

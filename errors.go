@@ -29,6 +29,15 @@ var (
 	ErrMisconfigured = errors.New("misconfigured")
 	// ErrClosed means the client was closed and has no usable token.
 	ErrClosed = errors.New("closed")
+	// ErrLicenseExhausted means the ERP.net instance refused an API call
+	// because all its licenses are in use (MaximumLicenseCountExceeded):
+	// the call opened no ERP.net session and did nothing. The SDK has
+	// already waited and tried once more (Error.RetryAfter says how long
+	// the server asked to wait, if it did); slots free up as other API
+	// sessions end, so try again in a few minutes, and tell people so:
+	// "All ERP.net licenses of this instance are in use; try again in a
+	// few minutes".
+	ErrLicenseExhausted = errors.New("all ERP.net licenses in use")
 )
 
 // Error is a failed call to the identity server or the API, or an error
@@ -56,7 +65,8 @@ type Error struct {
 	// Attempts is how many requests were sent, retries included.
 	Attempts int
 	// Kind is ErrReauthRequired, ErrTemporary, ErrMisconfigured, ErrClosed,
-	// or nil when the failure fits none of them; errors.Is matches it.
+	// ErrLicenseExhausted, or nil when the failure fits none of them;
+	// errors.Is matches it.
 	Kind error
 	// Err is the underlying cause, if any (a network error, a context
 	// error); errors.Is and errors.As see it too.

@@ -29,8 +29,13 @@ type Hooks struct {
 	//	token.refresh_ahead   a background refresh started before expiry   Lead (life left)
 	//	api.retry_401         an API call got 401: fresh token, one retry  StatusCode
 	//	api.backoff           an API call got 429/503 and is retried       StatusCode, RetryAfter, Attempts
-	//	api.session_opened    a token was used at the API for the first    -
-	//	                      time: ERP.net opened a session (a license)
+	//	api.session_opened    the API first answered a token with 2xx:     -
+	//	                      ERP.net opened a session (a license slot);
+	//	                      a refused request opens none
+	//	api.license_exhausted the API refused a call: all licenses of the  StatusCode, RetryAfter, Attempts
+	//	                      instance are in use (one per refusal; the
+	//	                      call is retried once, then fails with
+	//	                      ErrLicenseExhausted)
 	//	reftoken.rejected     the API refused a reference token (401)      StatusCode
 	//	signin.completed      a user signed in                             User
 	//	signin.failed         a sign-in callback was refused               Err

@@ -124,11 +124,13 @@ func New(cfg Config) (*Client, error) {
 	if c.secure {
 		c.cookie = "__Host-" + c.cookie
 	}
+	warnRedirectURIs(c.log, cfg)
 	c.cookieAAD = []byte("erpnetgo/authcode session cookie\x00" + c.cookie + "\x00" + cfg.Authority + "\x00" + cfg.ClientID)
 	c.tep = &tokenep.Client{
 		HTTPClient:   c.hc,
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
+		SecretFile:   tokenep.NewSecretFile(cfg.ClientSecretFile, c.log),
 		Style:        cfg.AuthStyle,
 		Policy:       cfg.Retry,
 		Now:          cfg.Now,

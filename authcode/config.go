@@ -12,6 +12,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/tokenep"
 )
 
 // Scopes understood by ERP.net.
@@ -47,12 +48,28 @@ type Config struct {
 	// ClientSecret is the confidential client's secret; leave it empty for
 	// a public client, which then never sends a secret (PKCE protects it).
 	ClientSecret string
+	// ClientSecretFile is the path of a file holding the secret instead
+	// (a mounted Kubernetes Secret, say), for rotation without a restart:
+	// the file is read when the first secret is needed and read again when
+	// the identity server refuses the secret (invalid_client) in a code
+	// exchange, refresh or revocation; if it then holds another secret the
+	// request is sent once more with it, else the call fails at once with
+	// auth.ErrMisconfigured. A trailing newline is trimmed; a file readable
+	// by others than its owner (mode wider than 0600) gets a warning.
+	// Exclusive with ClientSecret.
+	ClientSecretFile string
 	// RedirectURL is the absolute URL of the Callback handler as registered
 	// with the Trusted Application, e.g. https://app.example.com/callback.
-	// Required for SignIn and Callback; LoopbackSignIn does not use it.
+	// Required for SignIn and Callback (without it, building them logs the
+	// configuration error and they answer with an error page);
+	// LoopbackSignIn does not use it. https is required except on loopback
+	// hosts. ERP.net compares it byte for byte with the registered one: a
+	// trailing slash or upper-case letters get a warning at New naming the
+	// exact string to register.
 	RedirectURL string
 	// PostLogoutRedirectURL is where the identity server sends the browser
-	// after sign-out; it must be registered with the Trusted Application.
+	// after sign-out; it must be registered with the Trusted Application,
+	// byte for byte (checked and warned about as RedirectURL is).
 	// Empty: the identity server shows its own page (and, without an
 	// end-session endpoint, SignOut redirects to "/").
 	PostLogoutRedirectURL string
@@ -175,6 +192,9 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if strings.ContainsAny(cfg.ClientSecret, "\r\n") {
 		return cfg, &auth.ConfigError{Field: "ClientSecret", Reason: "must not contain line breaks"}
+	}
+	if err := tokenep.CheckSecretConfig(cfg.ClientSecret, cfg.ClientSecretFile); err != nil {
+		return cfg, err
 	}
 	if cfg.RedirectURL != "" {
 		if err := checkURL("RedirectURL", cfg.RedirectURL); err != nil {

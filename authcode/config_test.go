@@ -89,7 +89,7 @@ func TestNewDefaultsAndNoIO(t *testing.T) {
 	assert.Empty(t, logs.String())
 	w := newRecorder()
 	c2.SignIn().ServeHTTP(w, newRequest(http.MethodGet, "/signin", nil))
-	assert.Equal(t, http.StatusInternalServerError, w.Code)
+	assert.Equal(t, http.StatusNotImplemented, w.Code)
 	// The page says what happened in plain words, with a reference; the
 	// technical cause (naming the field) goes to the log under the same
 	// reference.

@@ -73,6 +73,8 @@
 // listener on 127.0.0.1 (RFC 8252), for public clients without a secret.
 // With a FileStore (a 0600 file) as Config.Store the session is kept
 // between runs, and the next run reuses it without opening the browser.
+// Over SSH, where the browser runs on another machine, LoopbackOptions.Paste
+// lets the user paste the address the browser ended on instead.
 //
 // # Errors
 //

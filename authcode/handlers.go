@@ -25,15 +25,17 @@ const returnParam = "return_to"
 // endpoint. The optional return_to parameter names the local path to land
 // on afterwards; anything that is not a plain local path is ignored (no
 // open redirect). Mount it at Config.SignInPath; it accepts GET and POST.
+// Without Config.RedirectURL the handler cannot sign anyone in: building it
+// logs that configuration error (at start-up, where routes are mounted),
+// and it answers every request with a page saying sign-in is not set up.
 func (c *Client) SignIn() http.Handler {
+	if h := c.withoutRedirectURL("SignIn"); h != nil {
+		return h
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
 			w.Header().Set("Allow", "GET, HEAD, POST")
 			c.fail(w, r, http.StatusMethodNotAllowed, errMethod)
-			return
-		}
-		if c.cfg.RedirectURL == "" {
-			c.fail(w, r, http.StatusInternalServerError, &auth.ConfigError{Field: "RedirectURL", Reason: "is required to serve SignIn and Callback"})
 			return
 		}
 		doc, err := c.discover(r.Context())
@@ -89,17 +91,16 @@ func (c *Client) returnPath(p string) string {
 // at_hash), saves the session in the Store, and only then sets the session
 // cookie (a sealed session id) and redirects to the attempt's return path.
 // Errors, including an error sent by the identity server, are rendered by
-// Config.ErrorHandler.
+// Config.ErrorHandler. Without Config.RedirectURL it behaves as SignIn does.
 func (c *Client) Callback() http.Handler {
+	if h := c.withoutRedirectURL("Callback"); h != nil {
+		return h
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		noCache(w)
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET")
 			c.fail(w, r, http.StatusMethodNotAllowed, errMethod)
-			return
-		}
-		if c.cfg.RedirectURL == "" {
-			c.fail(w, r, http.StatusInternalServerError, &auth.ConfigError{Field: "RedirectURL", Reason: "is required to serve SignIn and Callback"})
 			return
 		}
 		// Close ends the code exchange and key fetch of a callback in flight.

@@ -1,6 +1,7 @@
 package authcode
 
 import (
+	"bufio"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -43,6 +45,18 @@ type LoopbackOptions struct {
 	// Path is the redirect URI's path; empty means "/callback". The
 	// Trusted Application must list http://127.0.0.1<Path> (any port).
 	Path string
+	// Paste, if set, is where the user may paste the address the browser
+	// ended on, for a browser on another machine (a session over SSH),
+	// whose redirect to 127.0.0.1 cannot reach this one; typically
+	// os.Stdin. The URL is printed with a prompt, the listener keeps
+	// waiting, and whichever comes first completes the sign-in: the
+	// browser's redirect or a pasted line. A pasted address of another
+	// sign-in (another state) or for another address than the redirect
+	// URI is refused and the prompt repeats. Reading stops when the
+	// sign-in ends; a Read already waiting on Paste then returns only with
+	// the next line (which is discarded) or at its end, unless Paste has a
+	// SetReadDeadline method that interrupts it.
+	Paste io.Reader
 }
 
 // LoopbackSignIn signs a user in from a native or command-line app (RFC
@@ -57,7 +71,10 @@ type LoopbackOptions struct {
 // http://127.0.0.1:<port><Path>, waits for the callback (at most Timeout),
 // checks state, PKCE and the ID token exactly as the web Callback does,
 // shows a short page, stops listening and returns. Callbacks with a wrong
-// state are refused and the wait goes on.
+// state are refused and the wait goes on. With LoopbackOptions.Paste the
+// user may paste the address the browser ended on instead (a browser on
+// another machine). An attempt that ends unanswered (Timeout) gives an
+// error matching ErrAttemptExpired.
 func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*Session, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultLoopbackTimeout
@@ -134,8 +151,33 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 		ln.Close()
 		return nil, err
 	}
-	results := make(chan loopbackOutcome, 1)
+	// The browser's redirect and a pasted address race; the first to
+	// claim the attempt completes it.
 	var once sync.Once
+	claim := func() (first bool) {
+		once.Do(func() { first = true })
+		return first
+	}
+	finish := func(q url.Values) loopbackOutcome {
+		out := loopbackOutcome{}
+		switch {
+		case q.Get("error") != "":
+			out.err = &auth.Error{Op: "authorization", Code: redact.Truncate(q.Get("error"), 64), Description: redact.Truncate(q.Get("error_description"), 256)}
+		case a.expired(c.now()):
+			out.err = fmt.Errorf("authcode: loopback sign-in: the attempt was started more than %s ago: %w", attemptTTL, ErrAttemptExpired)
+		default:
+			out.rec, out.err = c.complete(ctx, doc, a, q, redirectURI)
+		}
+		if out.err == nil {
+			out.s, out.err = c.saveLoopback(ctx, out.rec)
+		}
+		if out.err != nil {
+			c.log.Warn("authcode: loopback sign-in failed", "error", out.err.Error())
+			c.rep.Emit(ctx, auth.Event{Name: "signin.failed", Err: out.err})
+		}
+		return out
+	}
+	results := make(chan loopbackOutcome, 1)
 	mux := http.NewServeMux()
 	mux.HandleFunc(opts.Path, func(w http.ResponseWriter, r *http.Request) {
 		noCache(w)
@@ -145,24 +187,12 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 			page(w, http.StatusBadRequest, "Sign-in link no longer valid", "This is not the sign-in the application is waiting for. Start again from the application.", "", "")
 			return
 		}
-		first := false
-		once.Do(func() { first = true })
-		if !first {
+		if !claim() {
 			page(w, http.StatusBadRequest, "Already signed in", "This sign-in was already completed. You can close this window.", "", "")
 			return
 		}
-		out := loopbackOutcome{}
-		if q.Get("error") != "" {
-			out.err = &auth.Error{Op: "authorization", Code: redact.Truncate(q.Get("error"), 64), Description: redact.Truncate(q.Get("error_description"), 256)}
-		} else {
-			out.rec, out.err = c.complete(ctx, doc, a, q, redirectURI)
-		}
-		if out.err == nil {
-			out.s, out.err = c.saveLoopback(ctx, out.rec)
-		}
+		out := finish(q)
 		if out.err != nil {
-			c.log.Warn("authcode: loopback sign-in failed", "error", out.err.Error())
-			c.rep.Emit(ctx, auth.Event{Name: "signin.failed", Err: out.err})
 			title, msg := explain(out.err)
 			page(w, statusFor(out.err), title, msg+" Return to the application for details.", "", "")
 		} else {
@@ -191,20 +221,101 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 	} else {
 		fmt.Fprintf(opts.Output, "If no browser window opened, open this address to sign in:\n\n  %s\n\n", authURL)
 	}
-	select {
-	case out := <-results:
-		return out.s, out.err
-	case <-ctx.Done():
-		select {
-		case out := <-results: // completed just in time
-			return out.s, out.err
-		default:
-		}
-		if c.life.Closed() {
-			return nil, auth.ErrClosed
-		}
-		return nil, fmt.Errorf("authcode: loopback sign-in: no callback received: %w", ctx.Err())
+	var pasted <-chan string
+	if opts.Paste != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		pasted = readLines(opts.Paste, stop)
+		fmt.Fprintf(opts.Output, "After you sign in, the browser goes to %s?... If the browser is on another machine, that page\n"+
+			"does not load: copy the whole address from its address bar and paste it here.\n\n%s", redirectURI, pastePrompt)
 	}
+	for {
+		select {
+		case out := <-results:
+			return out.s, out.err
+		case line, ok := <-pasted:
+			if !ok {
+				pasted = nil // the input ended: the browser's redirect may still come
+				continue
+			}
+			q, problem := checkPasted(line, redirectURI, a.State)
+			if problem != "" {
+				fmt.Fprintf(opts.Output, "%s\n\n%s", problem, pastePrompt)
+				continue
+			}
+			if !claim() {
+				continue // the browser's redirect won: its outcome is on its way
+			}
+			out := finish(q)
+			return out.s, out.err
+		case <-ctx.Done():
+			select {
+			case out := <-results: // completed just in time
+				return out.s, out.err
+			default:
+			}
+			if c.life.Closed() {
+				return nil, auth.ErrClosed
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, fmt.Errorf("authcode: loopback sign-in: no answer from the browser within %s: %w (%w)", opts.Timeout, ErrAttemptExpired, ctx.Err())
+			}
+			return nil, fmt.Errorf("authcode: loopback sign-in: no callback received: %w", ctx.Err())
+		}
+	}
+}
+
+// pastePrompt asks for the address the browser ended on.
+const pastePrompt = "Address: "
+
+// checkPasted checks a pasted address against the loopback sign-in's
+// redirect URI and state. It returns the address's query, or a problem to
+// show the user (who then pastes again).
+func checkPasted(line, redirectURI, state string) (url.Values, string) {
+	line = strings.Trim(strings.TrimSpace(line), `"'<>`)
+	if line == "" {
+		return nil, "Nothing was pasted."
+	}
+	u, err := url.Parse(line)
+	want, _ := url.Parse(redirectURI)
+	if err != nil || u.Scheme != want.Scheme || u.Host != want.Host || u.Path != want.Path {
+		return nil, "That is not the address of this sign-in: it must start with " + redirectURI + "?"
+	}
+	q := u.Query()
+	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+		return nil, "That address belongs to another sign-in (its state does not match): paste the address of the sign-in started above."
+	}
+	if q.Get("code") == "" && q.Get("error") == "" {
+		return nil, "That address has no sign-in result in it: paste the whole address, after signing in."
+	}
+	return q, ""
+}
+
+// readLines sends the lines of r (at most 64 KiB each) until r ends or
+// stop is closed; the channel is closed when r ends. A reader with a
+// SetReadDeadline method (a file that supports it, a connection) is
+// interrupted when stop is closed.
+func readLines(r io.Reader, stop <-chan struct{}) <-chan string {
+	lines := make(chan string)
+	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
+		go func() {
+			<-stop
+			_ = d.SetReadDeadline(time.Unix(1, 0))
+		}()
+	}
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 4096), 64<<10)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return lines
 }
 
 // saveLoopback saves rec as the loopback session, replacing an earlier

@@ -29,12 +29,13 @@ const (
 	envAuthority    = "ERPNET_AUTHORITY"
 	envClientID     = "ERPNET_CLIENT_ID"
 	envClientSecret = "ERPNET_CLIENT_SECRET"
+	envSecretFile   = "ERPNET_CLIENT_SECRET_FILE"
 	envScopes       = "ERPNET_SCOPES"
 	envDomainAPI    = "ERPNET_DOMAIN_API"
 )
 
-// Config configures a Source. Authority, ClientID and ClientSecret are
-// required; every other field has a useful zero value. The same field names
+// Config configures a Source. Authority, ClientID and ClientSecret (or
+// ClientSecretFile) are required; every other field has a useful zero value. The same field names
 // mean the same thing, with the same defaults, in every package of the SDK.
 type Config struct {
 	// Authority is the ERP.net instance root (https://demodb.my.erp.net,
@@ -46,6 +47,18 @@ type Config struct {
 	ClientID string
 	// ClientSecret is the Trusted Application's secret.
 	ClientSecret string
+	// ClientSecretFile is the path of a file holding the secret instead
+	// (a mounted Kubernetes Secret, say), for rotation without a restart:
+	// the file is read when the first token is needed and read again when
+	// the identity server refuses the secret (invalid_client); if it then
+	// holds another secret the request is sent once more with it, else the
+	// call fails at once with auth.ErrMisconfigured. Store the new secret
+	// in ERP.net, then in the file (an atomic replace or Kubernetes'
+	// symlink swap): the next token request is refused once and succeeds.
+	// A trailing newline is trimmed; a file readable by others than its
+	// owner (mode wider than 0600) gets a warning. Exclusive with
+	// ClientSecret.
+	ClientSecretFile string
 	// Scopes to request, e.g. read and update. Empty asks for every scope
 	// the Trusted Application allows.
 	Scopes []string
@@ -85,19 +98,22 @@ type Config struct {
 }
 
 // ConfigFromEnv reads ERPNET_AUTHORITY, ERPNET_CLIENT_ID,
-// ERPNET_CLIENT_SECRET, ERPNET_SCOPES (separated by spaces or commas) and
-// ERPNET_DOMAIN_API (optional). It reports which required variables are
-// missing, never their values.
+// ERPNET_CLIENT_SECRET or ERPNET_CLIENT_SECRET_FILE (the path of a file
+// holding it: Config.ClientSecretFile), ERPNET_SCOPES (separated by spaces
+// or commas) and ERPNET_DOMAIN_API (optional). It reports which required
+// variables are missing, never their values.
 func ConfigFromEnv() (Config, error) {
 	cfg := Config{
-		Authority:    strings.TrimSpace(os.Getenv(envAuthority)),
-		ClientID:     strings.TrimSpace(os.Getenv(envClientID)),
-		ClientSecret: strings.TrimRight(os.Getenv(envClientSecret), "\r\n"),
-		Scopes:       strings.FieldsFunc(os.Getenv(envScopes), func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }),
-		DomainAPI:    strings.TrimSpace(os.Getenv(envDomainAPI)),
+		Authority:        strings.TrimSpace(os.Getenv(envAuthority)),
+		ClientID:         strings.TrimSpace(os.Getenv(envClientID)),
+		ClientSecret:     strings.TrimRight(os.Getenv(envClientSecret), "\r\n"),
+		ClientSecretFile: strings.TrimSpace(os.Getenv(envSecretFile)),
+		Scopes:           strings.FieldsFunc(os.Getenv(envScopes), func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }),
+		DomainAPI:        strings.TrimSpace(os.Getenv(envDomainAPI)),
 	}
 	var missing []string
-	for _, v := range []struct{ name, val string }{{envAuthority, cfg.Authority}, {envClientID, cfg.ClientID}, {envClientSecret, cfg.ClientSecret}} {
+	for _, v := range []struct{ name, val string }{{envAuthority, cfg.Authority}, {envClientID, cfg.ClientID},
+		{envClientSecret + " or " + envSecretFile, cfg.ClientSecret + cfg.ClientSecretFile}} {
 		if v.val == "" {
 			missing = append(missing, v.name)
 		}
@@ -120,8 +136,11 @@ func (c Config) validate() error {
 	if strings.ContainsFunc(c.ClientID, isCtl) {
 		return &auth.ConfigError{Field: "ClientID", Reason: "contains control characters"}
 	}
-	if c.ClientSecret == "" {
-		return &auth.ConfigError{Field: "ClientSecret", Reason: "is required: client credentials need a confidential Trusted Application"}
+	if err := tokenep.CheckSecretConfig(c.ClientSecret, c.ClientSecretFile); err != nil {
+		return err
+	}
+	if c.ClientSecret == "" && c.ClientSecretFile == "" {
+		return &auth.ConfigError{Field: "ClientSecret", Reason: "is required (or ClientSecretFile): client credentials need a confidential Trusted Application"}
 	}
 	if strings.ContainsFunc(c.ClientSecret, isCtl) {
 		return &auth.ConfigError{Field: "ClientSecret", Reason: "contains control characters (a stray newline from a file?)"}
@@ -160,6 +179,9 @@ type Source struct {
 	log   *slog.Logger
 	now   func() time.Time
 	rep   *hook.Reporter
+	// release unregisters the Source from the count of open Sources per
+	// instance and client (countSource).
+	release func()
 }
 
 // New validates cfg and returns a Source. It does no network I/O: discovery
@@ -179,9 +201,11 @@ func New(cfg Config) (*Source, error) {
 	}
 	s.ep = tokenep.Client{HTTPClient: hc, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		Style: cfg.AuthStyle, Policy: cfg.Retry, Now: cfg.Now, Report: s.rep}
+	s.ep.SecretFile = tokenep.NewSecretFile(cfg.ClientSecretFile, s.log)
 	s.life = lifetime.New()
 	s.cache = tokencache.New(s.fetch, tokencache.Options{Life: s.life, Window: cfg.RefreshWindow, Logger: s.log,
 		Clock: clock.From(cfg.Now), Report: s.rep})
+	s.release = countSource(cfg, s.log)
 	return s, nil
 }
 
@@ -227,6 +251,7 @@ func (s *Source) Invalidate() { s.cache.Invalidate() }
 // Close returns the cached token while it is usable, then ErrClosed.
 func (s *Source) Close() error {
 	s.life.Close()
+	s.release()
 	return nil
 }
 

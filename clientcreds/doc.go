@@ -20,7 +20,17 @@
 // sessions until the server answers MaximumLicenseCountExceeded. A Source is
 // therefore deliberately an in-memory, per-process cache with no shared
 // store: create one per process, at start-up, and keep it for the life of
-// the process.
+// the process. A second Source for the same instance and client in one
+// process logs a warning, once. When every license is taken, API calls
+// through Client fail, after one delayed retry, with an error matching
+// auth.ErrLicenseExhausted.
+//
+// # Rotating the secret
+//
+// With Config.ClientSecretFile the secret is read from a file, and read
+// again when the identity server refuses it (invalid_client): store the new
+// secret in ERP.net, then in the file, and the running Source switches to it
+// with one refused request, without a restart.
 //
 // # Errors
 //

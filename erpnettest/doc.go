@@ -56,7 +56,8 @@
 //     oversized or empty bodies, dropped connections (Server.InjectFault).
 //   - Move the server's clock (Server.Advance), rotate its signing keys (Server.RotateKeys),
 //     revoke a user's sign-ins and refresh tokens as a password change does
-//     (Server.RevokeUser).
+//     (Server.RevokeUser), store a new client secret as an administrator does
+//     (Server.SetSecret: the old one fails at once with invalid_client).
 //   - Assert on counters: requests per endpoint (Server.Requests), ERP.net sessions opened
 //     (Server.SessionsOpened) and license slots in use (Server.LicensesInUse).
 //   - Serve several instances: each Server is one instance root with its own identity server,

@@ -42,6 +42,12 @@ type Config struct {
 	// Trusted Application with SystemUserAllowed. (With ServiceSource set,
 	// an empty ClientSecret makes the user side a public client.)
 	ClientSecret string
+	// ClientSecretFile is the path of a file holding the secret instead,
+	// for rotation without a restart (see clientcreds.Config.ClientSecretFile
+	// and authcode.Config.ClientSecretFile): both sides read it, and each
+	// reads it again when the identity server refuses the secret.
+	// Exclusive with ClientSecret.
+	ClientSecretFile string
 	// RedirectURL is the absolute URL of the Callback handler, as
 	// registered with the Trusted Application.
 	RedirectURL string
@@ -122,6 +128,7 @@ func (c Config) userConfig() authcode.Config {
 		Authority:             c.Authority,
 		ClientID:              c.ClientID,
 		ClientSecret:          c.ClientSecret,
+		ClientSecretFile:      c.ClientSecretFile,
 		RedirectURL:           c.RedirectURL,
 		PostLogoutRedirectURL: c.PostLogoutRedirectURL,
 		Scopes:                c.UserScopes,
@@ -140,7 +147,7 @@ func (c Config) userConfig() authcode.Config {
 }
 
 func (c Config) serviceConfig() clientcreds.Config {
-	return clientcreds.Config{
+	sc := clientcreds.Config{
 		Authority:    c.Authority,
 		ClientID:     c.ClientID,
 		ClientSecret: c.ClientSecret,
@@ -154,6 +161,8 @@ func (c Config) serviceConfig() clientcreds.Config {
 		Hooks:        c.Hooks,
 		Now:          c.Now,
 	}
+	sc.ClientSecretFile = c.ClientSecretFile
+	return sc
 }
 
 // validate checks what the sub-packages do not: the App serves the
@@ -197,8 +206,8 @@ func (c Config) validate() error {
 		}
 	}
 	if c.UserClient != nil && c.ServiceSource != nil {
-		if err := unused([]string{"Authority", "ClientSecret", "DomainAPI", "HTTPClient", "Transport", "AuthStyle", "Retry", "Now", "Hooks", "LogUsers"},
-			[]bool{c.Authority != "", c.ClientSecret != "", c.DomainAPI != "", c.HTTPClient != nil, c.Transport != nil,
+		if err := unused([]string{"Authority", "ClientSecret", "ClientSecretFile", "DomainAPI", "HTTPClient", "Transport", "AuthStyle", "Retry", "Now", "Hooks", "LogUsers"},
+			[]bool{c.Authority != "", c.ClientSecret != "", c.ClientSecretFile != "", c.DomainAPI != "", c.HTTPClient != nil, c.Transport != nil,
 				c.AuthStyle != oauth2.AuthStyleAutoDetect, c.Retry != (auth.Retry{}), c.Now != nil, c.Hooks != nil, c.LogUsers},
 			"UserClient and ServiceSource"); err != nil {
 			return err

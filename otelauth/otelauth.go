@@ -28,6 +28,7 @@
 //	erpnet.auth.api.unauthorized_retries    counter     {retry}    api.retry_401
 //	erpnet.auth.api.backoffs                counter     {backoff}  api.backoff
 //	erpnet.auth.api.sessions_opened         counter     {session}  api.session_opened
+//	erpnet.auth.api.license_refusals        counter     {refusal}  api.license_exhausted
 //	erpnet.auth.reftoken.rejections         counter     {token}    reftoken.rejected
 //	erpnet.auth.signins                     counter     {signin}   signin.completed, signin.failed
 //	erpnet.auth.signouts                    counter     {signout}  signout.completed
@@ -152,6 +153,7 @@ func New(cfg Config) *auth.Hooks {
 	r.unauthorized = counter("erpnet.auth.api.unauthorized_retries", "{retry}", "API calls answered 401 and retried once with a fresh token.")
 	r.backoffs = counter("erpnet.auth.api.backoffs", "{backoff}", "API calls answered 429 or 503 and retried after a backoff.")
 	r.sessions = counter("erpnet.auth.api.sessions_opened", "{session}", "Tokens used at the API for the first time: ERP.net sessions opened, each taking a license.")
+	r.licenses = counter("erpnet.auth.api.license_refusals", "{refusal}", "API calls refused because all ERP.net licenses of the instance are in use.")
 	r.rejections = counter("erpnet.auth.reftoken.rejections", "{token}", "Reference tokens the API refused.")
 	r.signins = counter("erpnet.auth.signins", "{signin}", "User sign-ins, by outcome.")
 	r.signouts = counter("erpnet.auth.signouts", "{signout}", "User sign-outs.")
@@ -167,8 +169,8 @@ type recorder struct {
 	includeUser bool
 	tracer      trace.Tracer
 
-	requests, retries, cacheHits, unauthorized, backoffs, sessions, rejections, signins, signouts, reauth, refused metric.Int64Counter
-	requestDuration, waitDuration, lead                                                                            metric.Float64Histogram
+	requests, retries, cacheHits, unauthorized, backoffs, sessions, licenses, rejections, signins, signouts, reauth, refused metric.Int64Counter
+	requestDuration, waitDuration, lead                                                                                      metric.Float64Histogram
 
 	// hitAttrs caches the attribute set of each client's cache hits, the
 	// hot path: client -> []metric.AddOption.
@@ -215,6 +217,8 @@ func (r *recorder) event(ctx context.Context, e auth.Event) {
 		r.backoffs.Add(ctx, 1, metric.WithAttributes(attrs...))
 	case "api.session_opened":
 		r.sessions.Add(ctx, 1, metric.WithAttributes(attrs...))
+	case "api.license_exhausted":
+		r.licenses.Add(ctx, 1, metric.WithAttributes(attrs...))
 	case "reftoken.rejected":
 		r.rejections.Add(ctx, 1, metric.WithAttributes(attrs...))
 	case "signin.completed", "signin.failed":

@@ -44,7 +44,10 @@
 // Retry-After ([Config.Retry]), for idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT,
 // DELETE, or any request with an Idempotency-Key header) whose body can be sent again. Turn
 // answers into errors with [CheckResponse]: an *auth.Error whose Kind is [ErrTokenRejected]
-// (401), [ErrNotPermitted] (403) or auth.ErrTemporary (429, 502, 503, 504).
+// (401), [ErrNotPermitted] (403) or auth.ErrTemporary (429, 502, 503, 504). One answer is
+// an error already: when every license of the instance is in use (MaximumLicenseCountExceeded)
+// the client waits, tries once more, and then returns an error matching
+// auth.ErrLicenseExhausted.
 //
 // [Token.TokenSource] adapts a Token to golang.org/x/oauth2 (a static Bearer token without
 // expiry). Prefer Client: oauth2.Transport neither binds the token to an instance nor strips

@@ -53,7 +53,8 @@ func TestCLILoopbackSignIn(t *testing.T) {
 
 	idps := make(chan string, 1)
 	p := start(t, bin, []string{"-timeout", hangGuard.String()},
-		[]string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"), "BROWSERTEST_OPENED=" + opened},
+		[]string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"), "BROWSERTEST_OPENED=" + opened,
+			"ERPNET_NO_BROWSER=0"}, // the stand-in xdg-open is the browser, even in a session over SSH
 		func(line string) {
 			if m := cliDevServerRe.FindStringSubmatch(line); m != nil {
 				trySend(idps, m[1])

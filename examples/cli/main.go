@@ -16,6 +16,11 @@
 // With -session-file the session (with its refresh token) is kept in that
 // file (an authcode.FileStore, mode 0600) and the next run signs in without
 // the browser while the refresh token is still accepted.
+//
+// On a machine without a browser (a session over SSH, no xdg-open, or
+// ERPNET_NO_BROWSER=1) it prints the sign-in address: open it in a browser
+// anywhere, sign in, and paste the address the browser ends on (a page on
+// 127.0.0.1 that does not load) back into the terminal.
 package main
 
 import (
@@ -28,7 +33,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"runtime"
 	"time"
 
 	"github.com/erpnetgo/auth/authcode"
@@ -48,7 +55,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout, log, options{auto: *auto, sessionFile: *sessionFile, timeout: *timeout}); err != nil {
+	if err := run(ctx, os.Stdout, log, options{auto: *auto, sessionFile: *sessionFile, timeout: *timeout, in: os.Stdin}); err != nil {
 		fmt.Fprintln(os.Stderr, "cli:", err)
 		os.Exit(1)
 	}
@@ -58,6 +65,7 @@ type options struct {
 	auto        bool
 	sessionFile string
 	timeout     time.Duration
+	in          io.Reader // where the address the browser ended on is pasted (os.Stdin)
 }
 
 func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) error {
@@ -97,11 +105,18 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 	defer c.Close()
 
 	how := "through the browser"
-	if openBrowser != nil {
+	lopts := authcode.LoopbackOptions{OpenBrowser: openBrowser, Timeout: opts.timeout, Output: out}
+	switch {
+	case openBrowser != nil:
 		how = "without a browser (an HTTP client filled in the sign-in form)"
+	case noBrowser():
+		// The browser is elsewhere: its redirect to 127.0.0.1 cannot reach
+		// this machine, so the user pastes the address it ended on.
+		lopts.OpenBrowser = func(string) error { return errors.New("no browser on this machine") }
+		lopts.Paste = opts.in
 	}
 	start := time.Now()
-	sess, err := c.LoopbackSignIn(ctx, authcode.LoopbackOptions{OpenBrowser: openBrowser, Timeout: opts.timeout, Output: out})
+	sess, err := c.LoopbackSignIn(ctx, lopts)
 	if err != nil {
 		return err
 	}
@@ -140,4 +155,22 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, opts options) err
 		fmt.Fprintf(out, "  %-8s %s\n", cust.Number, cust.Name)
 	}
 	return nil
+}
+
+// noBrowser reports whether no browser can open on this machine:
+// ERPNET_NO_BROWSER=1 (0 says one can), a session over SSH without X
+// forwarding, or (outside macOS and Windows) no xdg-open to open one.
+func noBrowser() bool {
+	if v := os.Getenv("ERPNET_NO_BROWSER"); v == "1" || v == "0" {
+		return v == "1"
+	}
+	if (os.Getenv("SSH_CONNECTION") != "" || os.Getenv("SSH_TTY") != "") && os.Getenv("DISPLAY") == "" {
+		return true
+	}
+	switch runtime.GOOS {
+	case "darwin", "windows":
+		return false
+	}
+	_, err := exec.LookPath("xdg-open")
+	return err != nil
 }

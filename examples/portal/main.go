@@ -25,7 +25,7 @@
 //
 //	export ERPNET_AUTHORITY=https://demodb.my.erp.net
 //	export ERPNET_CLIENT_ID=com.example/portal
-//	export ERPNET_CLIENT_SECRET=...
+//	export ERPNET_CLIENT_SECRET=...     # or ERPNET_CLIENT_SECRET_FILE=<path>: rotated without a restart
 //	export ERPNET_REDIRECT_URL=http://127.0.0.1:8080/callback   # default: http://<addr>/callback
 //	export ERPNET_POST_LOGOUT_URL=http://127.0.0.1:8080/signed-out   # optional, must be registered
 //	export ERPNET_COOKIE_KEY=$(openssl rand -base64 32)            # optional: sessions survive restarts
@@ -167,6 +167,7 @@ func config(log *slog.Logger, base string) (hybrid.Config, func(), error) {
 		Authority:             strings.TrimSpace(os.Getenv("ERPNET_AUTHORITY")),
 		ClientID:              strings.TrimSpace(os.Getenv("ERPNET_CLIENT_ID")),
 		ClientSecret:          strings.TrimRight(os.Getenv("ERPNET_CLIENT_SECRET"), "\r\n"),
+		ClientSecretFile:      strings.TrimSpace(os.Getenv("ERPNET_CLIENT_SECRET_FILE")), // instead: rotated without a restart
 		RedirectURL:           strings.TrimSpace(os.Getenv("ERPNET_REDIRECT_URL")),
 		PostLogoutRedirectURL: strings.TrimSpace(os.Getenv("ERPNET_POST_LOGOUT_URL")),
 		UserScopes:            strings.Fields(os.Getenv("ERPNET_USER_SCOPES")),
@@ -174,7 +175,8 @@ func config(log *slog.Logger, base string) (hybrid.Config, func(), error) {
 		Logger:                log,
 	}
 	var missing []string
-	for _, v := range []struct{ name, val string }{{"ERPNET_CLIENT_ID", cfg.ClientID}, {"ERPNET_CLIENT_SECRET", cfg.ClientSecret}} {
+	for _, v := range []struct{ name, val string }{{"ERPNET_CLIENT_ID", cfg.ClientID},
+		{"ERPNET_CLIENT_SECRET or ERPNET_CLIENT_SECRET_FILE", cfg.ClientSecret + cfg.ClientSecretFile}} {
 		if v.val == "" {
 			missing = append(missing, v.name)
 		}
@@ -330,6 +332,9 @@ func (p *portal) home(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, auth.ErrReauthRequired):
 		http.Redirect(w, r, "/signin", http.StatusFound)
 		return
+	case errors.Is(err, auth.ErrLicenseExhausted):
+		p.log.Warn("all ERP.net licenses are in use", "error", err)
+		data.Error = "All ERP.net licenses of this instance are in use; try again in a few minutes."
 	case err != nil:
 		p.log.Warn("reading customers as the user failed", "user", u.Session().Subject, "error", err)
 		data.Error = err.Error()

@@ -11,7 +11,7 @@
 //
 //	export ERPNET_AUTHORITY=https://demodb.my.erp.net     # instance root or its /id URL
 //	export ERPNET_CLIENT_ID=com.example/webapp            # the Trusted Application's ApplicationUri
-//	export ERPNET_CLIENT_SECRET=...
+//	export ERPNET_CLIENT_SECRET=...     # or ERPNET_CLIENT_SECRET_FILE=<path>: rotated without a restart
 //	export ERPNET_REDIRECT_URL=http://127.0.0.1:8080/callback   # registered with the application
 //	export ERPNET_POST_LOGOUT_URL=http://127.0.0.1:8080/        # optional, registered too
 //	export ERPNET_COOKIE_KEY=$(openssl rand -base64 32)         # optional: sessions survive restarts
@@ -19,7 +19,8 @@
 //
 // Routes: / (home), /signin, /callback, POST /signout, /signed-out (where
 // the identity server returns after sign-out), /customers (signed-in users
-// only).
+// only; when every ERP.net license of the instance is in use it says so in
+// plain words, with 503 and Retry-After).
 //
 // # Two replicas sharing sessions (-redis)
 //
@@ -70,6 +71,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -183,6 +185,7 @@ func config(siteURL string, log *slog.Logger) (authcode.Config, *erpnettest.Serv
 			Authority:             authority,
 			ClientID:              os.Getenv("ERPNET_CLIENT_ID"),
 			ClientSecret:          os.Getenv("ERPNET_CLIENT_SECRET"),
+			ClientSecretFile:      os.Getenv("ERPNET_CLIENT_SECRET_FILE"), // instead: rotated without a restart
 			RedirectURL:           os.Getenv("ERPNET_REDIRECT_URL"),
 			PostLogoutRedirectURL: os.Getenv("ERPNET_POST_LOGOUT_URL"),
 			DomainAPI:             os.Getenv("ERPNET_DOMAIN_API"), // empty: found by auto-discovery
@@ -301,6 +304,15 @@ func (s *site) customers(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/signin?return_to=%2Fcustomers", http.StatusFound)
 		return
 	}
+	if errors.Is(err, auth.ErrLicenseExhausted) {
+		// Every license slot of the instance is taken: say so in plain
+		// words; retrying at once would only take a slot someone else needs.
+		s.log.Warn("all ERP.net licenses are in use", "error", err)
+		data["Error"] = "All ERP.net licenses of this instance are in use; try again in a few minutes."
+		w.Header().Set("Retry-After", "120")
+		renderStatus(w, http.StatusServiceUnavailable, "customers", data)
+		return
+	}
 	if err != nil {
 		s.log.Warn("Domain API call failed", "error", err)
 		data["Error"] = "The Domain API cannot be reached right now."
@@ -339,10 +351,16 @@ func displayName(s *authcode.Session) string {
 	return s.Subject
 }
 
-func render(w http.ResponseWriter, name string, data any) {
+func render(w http.ResponseWriter, name string, data any) { renderStatus(w, http.StatusOK, name, data) }
+
+func renderStatus(w http.ResponseWriter, status int, name string, data any) {
+	var b bytes.Buffer
+	if err := pages.ExecuteTemplate(&b, name, data); err != nil {
+		http.Error(w, "template error", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if err := pages.ExecuteTemplate(w, name, data); err != nil {
-		http.Error(w, "template error", http.StatusInternalServerError)
-	}
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
 }

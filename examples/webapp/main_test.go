@@ -9,11 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/erpnetgo/auth/clientcreds"
 	"github.com/erpnetgo/auth/erpnettest"
 )
 
-func TestWebAppSignInCustomersSignOut(t *testing.T) {
-	t.Setenv("ERPNET_AUTHORITY", "")
+// startSite runs the web app until the test ends and returns its URL and
+// its in-process identity server (nil with ERPNET_AUTHORITY set).
+func startSite(t *testing.T) (string, *erpnettest.Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	type started struct {
 		site string
@@ -26,22 +29,28 @@ func TestWebAppSignInCustomersSignOut(t *testing.T) {
 			ready <- started{site, idp}
 		})
 	}()
-	var st started
-	select {
-	case st = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	site := st.site
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	select {
+	case st := <-ready:
+		return st.site, st.idp
+	case err := <-done:
+		done <- nil
+		t.Fatal(err)
+		return "", nil
+	}
+}
+
+func TestWebAppSignInCustomersSignOut(t *testing.T) {
+	t.Setenv("ERPNET_AUTHORITY", "")
+	site, idp := startSite(t)
 	// /customers sends the browser through the sign-in (the identity
 	// server's form, filled in as alice) and back.
-	browser, err := st.idp.SignIn(site+"/customers", erpnettest.Demo.Alice)
+	browser, err := idp.SignIn(site+"/customers", erpnettest.Demo.Alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,24 +101,7 @@ func TestWebAppSignInCustomersSignOut(t *testing.T) {
 
 func TestWebAppHomeOffersSignIn(t *testing.T) {
 	t.Setenv("ERPNET_AUTHORITY", "")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler), func(site string, _ *erpnettest.Server) { ready <- site })
-	}()
-	var site string
-	select {
-	case site = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	site, _ := startSite(t)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Get(site + "/")
@@ -135,5 +127,48 @@ func TestWebAppRedisNeedsOneIdentityServer(t *testing.T) {
 	err := run(context.Background(), "127.0.0.1:0", slog.New(slog.DiscardHandler), nil)
 	if err == nil || !strings.Contains(err.Error(), "-redis needs ERPNET_AUTHORITY") || !strings.Contains(err.Error(), "examples/devserver") {
 		t.Fatalf("run = %v", err)
+	}
+}
+
+// TestWebAppLicensesExhausted: with every license of the instance taken,
+// the customers page says so in plain words (503, Retry-After), not with
+// the API's error text.
+func TestWebAppLicensesExhausted(t *testing.T) {
+	srv := erpnettest.NewServer(t, erpnettest.Config{LicenseCount: 1})
+	// A worker takes the only license slot.
+	worker, err := clientcreds.New(clientcreds.Config{Authority: srv.URL(), ClientID: erpnettest.Demo.WorkerID, ClientSecret: erpnettest.Demo.WorkerSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer worker.Close()
+	resp, err := worker.Client(context.Background()).Get(srv.DomainAPI() + "Crm_Sales_Customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	t.Setenv("ERPNET_AUTHORITY", srv.URL())
+	t.Setenv("ERPNET_CLIENT_ID", erpnettest.Demo.WebAppID)
+	t.Setenv("ERPNET_CLIENT_SECRET", erpnettest.Demo.WebAppSecret)
+	t.Setenv("ERPNET_CLIENT_SECRET_FILE", "")
+	t.Setenv("ERPNET_REDIRECT_URL", "")
+	t.Setenv("ERPNET_POST_LOGOUT_URL", "")
+	t.Setenv("ERPNET_DOMAIN_API", "")
+	site, _ := startSite(t)
+	browser, err := srv.SignIn(site+"/customers", erpnettest.Demo.Alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = browser.Get(site + "/customers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("customers: %s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	if !strings.Contains(string(b), "All ERP.net licenses of this instance are in use; try again in a few minutes.") || strings.Contains(string(b), "MaximumLicenseCountExceeded") {
+		t.Fatalf("customers page:\n%s", b)
 	}
 }

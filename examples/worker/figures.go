@@ -16,6 +16,7 @@ import (
 type figures struct {
 	tokens, tokenFailures, tokenRetries atomic.Int64
 	sessions, cacheHits, apiRetries     atomic.Int64
+	licenseRefusals                     atomic.Int64
 }
 
 func (f *figures) hooks() *auth.Hooks {
@@ -33,6 +34,8 @@ func (f *figures) hooks() *auth.Hooks {
 			f.cacheHits.Add(1)
 		case "api.retry_401", "api.backoff":
 			f.apiRetries.Add(1)
+		case "api.license_exhausted":
+			f.licenseRefusals.Add(1)
 		}
 	}}
 }
@@ -45,5 +48,6 @@ func (f *figures) log(log *slog.Logger, msg string) {
 		"token_retries", f.tokenRetries.Load(),
 		"erpnet_sessions_opened", f.sessions.Load(),
 		"cache_hits", f.cacheHits.Load(),
-		"api_retries", f.apiRetries.Load())
+		"api_retries", f.apiRetries.Load(),
+		"license_refusals", f.licenseRefusals.Load())
 }

@@ -11,6 +11,16 @@
 //	export ERPNET_SCOPES="read"
 //	go run ./examples/worker -every 10s
 //
+// Or, to rotate the secret without a restart, give the path of a file
+// holding it (a mounted Kubernetes Secret, say) instead of the secret:
+//
+//	export ERPNET_CLIENT_SECRET_FILE=/var/run/secrets/erpnet/client-secret
+//
+// Store the new secret in ERP.net, then in the file: the next token
+// request is refused once, the file is read again and the request repeated
+// with the new secret. Until the file is updated the worker reports the
+// refusal and keeps trying, instead of exiting.
+//
 // With ERPNET_AUTHORITY unset it starts the dev identity server in-process
 // (package erpnettest, an ERP.net stand-in) and uses its demo worker
 // application. -n stops after that many calls.
@@ -100,8 +110,16 @@ func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) erro
 		if err != nil {
 			switch {
 			case errors.Is(err, context.Canceled):
+			case errors.Is(err, auth.ErrMisconfigured) && cfg.ClientSecretFile != "" && secretRefused(err):
+				// The admin stored a new secret; the mounted file may take a
+				// minute to follow. Each call reads it again.
+				failed++
+				log.Warn("the identity server refused the client secret; waiting for ClientSecretFile to hold the new one", "path", cfg.ClientSecretFile)
 			case errors.Is(err, auth.ErrMisconfigured):
 				return err // retrying cannot help
+			case errors.Is(err, auth.ErrLicenseExhausted):
+				failed++
+				log.Warn("all ERP.net licenses of this instance are in use; will try again", "error", err)
 			default:
 				failed++
 				log.Warn("call failed; will try again", "error", err) // ErrTemporary and API errors
@@ -137,6 +155,13 @@ func config(log *slog.Logger) (clientcreds.Config, func(), error) {
 	cfg := clientcreds.Config{Authority: srv.URL(), ClientID: erpnettest.Demo.WorkerID,
 		ClientSecret: erpnettest.Demo.WorkerSecret, Scopes: []string{"read"}}
 	return cfg, func() { srv.Close() }, nil
+}
+
+// secretRefused reports whether err is the identity server refusing the
+// client secret (invalid_client).
+func secretRefused(err error) bool {
+	var ae *auth.Error
+	return errors.As(err, &ae) && ae.Code == "invalid_client"
 }
 
 func call(ctx context.Context, hc *http.Client, apiRoot string, log *slog.Logger) error {

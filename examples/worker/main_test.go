@@ -5,11 +5,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 func TestWorkerCallsDomainAPIAsSystemUser(t *testing.T) {
@@ -64,5 +67,51 @@ func TestWorkerFailsWhenItNeverGetsAToken(t *testing.T) {
 	}
 	if srv.Requests("domainapi") != 0 {
 		t.Errorf("the Domain API was called %d times without a token", srv.Requests("domainapi"))
+	}
+}
+
+// TestWorkerSurvivesSecretRotation: the worker reads its secret from a
+// file (ERPNET_CLIENT_SECRET_FILE); the admin stores a new secret and the
+// file is replaced while it runs: the next token comes with one refused
+// request and one good one, every call succeeds, and no restart is needed.
+func TestWorkerSurvivesSecretRotation(t *testing.T) {
+	srv := erpnettest.NewServer(t, erpnettest.Config{AccessTokenLifetime: 2 * time.Second})
+	file := filepath.Join(t.TempDir(), "client-secret")
+	if err := os.WriteFile(file, []byte(erpnettest.Demo.WorkerSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ERPNET_AUTHORITY", srv.URL())
+	t.Setenv("ERPNET_CLIENT_ID", erpnettest.Demo.WorkerID)
+	t.Setenv("ERPNET_CLIENT_SECRET", "")
+	t.Setenv("ERPNET_CLIENT_SECRET_FILE", file)
+	t.Setenv("ERPNET_SCOPES", "read")
+	const rotated = "rotated-w0rker-s3cret"
+	rotate := make(chan struct{})
+	go func() {
+		defer close(rotate)
+		for srv.Requests("domainapi") == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		srv.SetSecret(erpnettest.Demo.WorkerID, rotated)
+		tmp := file + ".tmp"
+		os.WriteFile(tmp, []byte(rotated+"\n"), 0o600)
+		os.Rename(tmp, file) // an atomic replace
+	}()
+	var buf testutil.SyncBuffer
+	err := run(context.Background(), slog.New(slog.NewTextHandler(&buf, nil)), 100*time.Millisecond, 40)
+	<-rotate
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, buf.String())
+	}
+	out := buf.String()
+	for _, want := range []string{"calls_ok=40 calls_failed=0", "token_failures=0", "ClientSecretFile holds a new one"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	for _, secret := range []string{erpnettest.Demo.WorkerSecret, rotated} {
+		if strings.Contains(out, secret) {
+			t.Fatal("a secret reached the log")
+		}
 	}
 }

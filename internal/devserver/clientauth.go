@@ -121,7 +121,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*authedCl
 		if secret == "" {
 			return nil, errInvalidClient("client authentication failed: client secret required")
 		}
-		if !secretMatches(app.SecretHash, secret) {
+		if !secretMatches(s.secretHash(app), secret) {
 			return nil, errInvalidClient("client authentication failed")
 		}
 	}

@@ -116,6 +116,7 @@ type Server struct {
 	active atomic.Int64 // handlers running now
 
 	sessionsOpened atomic.Int64 // ERP.net sessions opened by the Domain API, ever
+	rotated        sync.Map     // app id -> secret hash stored by SetSecret
 
 	keysMu sync.RWMutex
 	keys   []*signingKey // the last one is current

@@ -81,6 +81,10 @@ type Client struct {
 	// may request, among openid, offline_access, profile, email, read and
 	// update. Empty allows all of them.
 	Scope string
+	// Native registers a native application (application_type "native"):
+	// a loopback redirect URI such as http://127.0.0.1/callback then
+	// matches on any port (RFC 8252 §7.3).
+	Native bool
 }
 
 // Config configures a provider started by [Start].
@@ -275,6 +279,9 @@ func serverConfig(cfg Config) map[string]any {
 		}
 		if c.Scope != "" {
 			m["scope"] = c.Scope
+		}
+		if c.Native {
+			m["application_type"] = "native"
 		}
 		clients = append(clients, m)
 	}

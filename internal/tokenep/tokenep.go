@@ -38,6 +38,10 @@ type Client struct {
 	HTTPClient   *http.Client
 	ClientID     string
 	ClientSecret string // empty: public client, no secret is ever sent
+	// SecretFile, if set, supplies the secret instead of ClientSecret, and
+	// an invalid_client answer is sent once more when the file then holds
+	// another secret (rotation without a restart).
+	SecretFile *SecretFile
 	// Style is how the secret is sent; oauth2.AuthStyleAutoDetect picks
 	// HTTP Basic unless discovery lists only client_secret_post.
 	Style  oauth2.AuthStyle
@@ -146,12 +150,12 @@ func (c *Client) Exchange(ctx context.Context, doc *discovery.Document, form url
 	return tok.WithExtra(extra), nil
 }
 
-func (c *Client) errorFrom(op, grant string, resp *httpx.Response, attempts int, form url.Values) error {
+func (c *Client) errorFrom(op, grant, secret string, resp *httpx.Response, attempts int, form url.Values) error {
 	e := &auth.Error{Op: op, StatusCode: resp.Status, Attempts: attempts,
 		RetryAfter: retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var ej errorJSON
 	if json.Unmarshal(resp.Body, &ej) == nil && ej.Error != "" {
-		secrets := []string{c.ClientSecret, form.Get("refresh_token"), form.Get("code"), form.Get("code_verifier")}
+		secrets := []string{secret, form.Get("refresh_token"), form.Get("code"), form.Get("code_verifier")}
 		e.Code = redact.Truncate(redact.Scrub(ej.Error, secrets...), 64)
 		e.Description = redact.Truncate(redact.Scrub(ej.ErrorDescription, secrets...), 256)
 		e.URI = redact.Truncate(ej.ErrorURI, 256)
@@ -220,22 +224,59 @@ func (c *Client) Revoke(ctx context.Context, doc *discovery.Document, token, hin
 }
 
 // post sends form to endpoint with client authentication and returns the
-// 200 response, or an *auth.Error for any other outcome.
+// 200 response, or an *auth.Error for any other outcome. With a SecretFile,
+// a refused secret (invalid_client) is sent once more when the file holds
+// another one by then; otherwise the refusal is returned at once.
 func (c *Client) post(ctx context.Context, endpoint string, methods []string, op string, form url.Values) (*httpx.Response, int, error) {
+	secret := c.ClientSecret
+	if c.SecretFile != nil {
+		var err error
+		if secret, err = c.SecretFile.Get(); err != nil {
+			return nil, 0, err
+		}
+	}
+	resp, attempts, err := c.postWith(ctx, endpoint, methods, op, form, secret)
+	if c.SecretFile == nil || !clientRefused(err) {
+		return resp, attempts, err
+	}
+	next, changed := c.SecretFile.Reload(secret)
+	if !changed {
+		var ae *auth.Error
+		if errors.As(err, &ae) && ae.Err == nil {
+			ae.Err = errSecretUnchanged
+		}
+		return nil, attempts, err
+	}
+	resp, more, err := c.postWith(ctx, endpoint, methods, op, form, next)
+	return resp, attempts + more, err
+}
+
+// clientRefused reports whether err is the identity server refusing the
+// client's authentication: invalid_client, or a 401 without an error code.
+func clientRefused(err error) bool {
+	var ae *auth.Error
+	if !errors.As(err, &ae) {
+		return false
+	}
+	return ae.Code == "invalid_client" || (ae.Code == "" && ae.StatusCode == http.StatusUnauthorized)
+}
+
+// postWith is post with the given secret ("": a public client).
+func (c *Client) postWith(ctx context.Context, endpoint string, methods []string, op string, form url.Values, secret string) (*httpx.Response, int, error) {
 	body := make(url.Values, len(form)+2)
 	for k, v := range form {
 		body[k] = v
 	}
 	var basic string
 	switch {
-	case c.ClientSecret == "":
+	case secret == "":
 		body.Set("client_id", c.ClientID)
 	case c.style(methods) == oauth2.AuthStyleInParams:
 		body.Set("client_id", c.ClientID)
-		body.Set("client_secret", c.ClientSecret)
+		body.Set("client_secret", secret)
 	default:
 		basic = "Basic " + base64.StdEncoding.EncodeToString(
-			[]byte(url.QueryEscape(c.ClientID)+":"+url.QueryEscape(c.ClientSecret)))
+			[]byte(url.QueryEscape(c.ClientID)+":"+url.QueryEscape(secret)))
 	}
 	encoded := body.Encode()
 	resp, attempts, err := httpx.Send(ctx, httpx.Request{
@@ -257,7 +298,7 @@ func (c *Client) post(ctx context.Context, endpoint string, methods []string, op
 		return nil, attempts, err
 	}
 	if resp.Status != http.StatusOK {
-		return nil, attempts, c.errorFrom(op, form.Get("grant_type"), resp, attempts, form)
+		return nil, attempts, c.errorFrom(op, form.Get("grant_type"), secret, resp, attempts, form)
 	}
 	return resp, attempts, nil
 }

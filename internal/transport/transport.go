@@ -18,6 +18,12 @@
 //     idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any
 //     request with an Idempotency-Key header) whose body can be replayed,
 //     bounded by the request's context; other requests get the answer.
+//   - An answer that all licenses are in use (MaximumLicenseCountExceeded
+//     in a 4xx or 5xx body) is retried once after a delay when the body can
+//     be replayed, then returned as an error of kind
+//     auth.ErrLicenseExhausted (license.go).
+//   - api.session_opened is reported once per ERP.net session, on the
+//     first 2xx answer to a credential: a refused request opens none.
 //
 // The header value is built once per token and the request shallow-copied,
 // so an authorized request allocates little more than an unauthorized one.
@@ -57,8 +63,8 @@ type Transport struct {
 	Base http.RoundTripper
 	// Retry tunes the 429/503 retries.
 	Retry retry.Policy
-	// Report receives api.retry_401, api.backoff, api.session_opened and
-	// reftoken.rejected.
+	// Report receives api.retry_401, api.backoff, api.session_opened,
+	// api.license_exhausted and reftoken.rejected.
 	Report *hook.Reporter
 }
 
@@ -91,6 +97,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, used, err := t.roundTrip(req, cr)
+	if err == nil && licenseRefused(resp) {
+		resp, err = t.afterLicenseRefusal(req, resp, func(body io.ReadCloser) (*http.Response, error) { return t.send(req, used, body) })
+	}
 	if resp != nil {
 		resp.Request = req // the credential does not travel back with resp
 		if t.Report.Enabled() {
@@ -109,14 +118,19 @@ func (t *Transport) report(req *http.Request, resp *http.Response, cr *credentia
 		}
 		return
 	}
-	if cr.Opened() {
+	// Only an answer the API served opens an ERP.net session: a refusal
+	// (403 MaximumLicenseCountExceeded, any 4xx or 5xx) leaves the token's
+	// first use pending.
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 && cr.Opened() {
 		t.Report.Emit(req.Context(), auth.Event{Name: "api.session_opened"})
 	}
 }
 
 func (t *Transport) roundTrip(req *http.Request, cr *credential.Credential) (*http.Response, *credential.Credential, error) {
 	resp, err := t.send(req, cr, req.Body)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.InvalidateIf == nil {
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.InvalidateIf == nil || licenseRefused(resp) {
+		// A license refusal, whatever its status, says nothing of the
+		// token: dropping it would only open another API session.
 		return resp, cr, err
 	}
 	// 401: the token was revoked or expired early. Drop it, so the next
@@ -175,7 +189,7 @@ func (t *Transport) send(req *http.Request, cr *credential.Credential, body io.R
 			return retry.Outcome{}, err
 		}
 		last = resp
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && !licenseRefused(resp) {
 			ra := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 			t.Report.Emit(ctx, auth.Event{Name: "api.backoff", StatusCode: resp.StatusCode, RetryAfter: ra, Attempts: attempt + 1})
 			return retry.Outcome{Retry: true, RetryAfter: ra}, errBusy
