@@ -56,21 +56,40 @@ type Error struct {
 	// Attempts is how many requests were sent, retries included.
 	Attempts int
 	// Kind is ErrReauthRequired, ErrTemporary, ErrMisconfigured, ErrClosed,
-	// or nil when the failure fits none of them; errors.Is matches it.
+	// or nil when the failure fits none of them; errors.Is matches it. When
+	// Err already has a kind (it is or wraps an *Error with one, a
+	// *ConfigError, or one of these errors), that kind is the error's and
+	// Kind is not used: every error matches at most one kind.
 	Kind error
 	// Err is the underlying cause, if any (a network error, a context
 	// error); errors.Is and errors.As see it too.
 	Err error
 }
 
-// Error implements error.
+// prefix starts every message of the SDK's errors, once.
+const prefix = "erpnet auth: "
+
+// Error implements error. The message reads once however deeply errors of
+// the SDK wrap each other: one "erpnet auth: " prefix, each operation once,
+// and one kind tag at the end ("[temporary failure]").
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString("erpnet auth: ")
+	b.WriteString(prefix)
+	e.write(&b)
+	if k := e.kind(); k != nil {
+		b.WriteString(" [")
+		b.WriteString(k.Error())
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+// write writes e's message without the prefix and the kind tag.
+func (e *Error) write(b *strings.Builder) {
 	b.WriteString(e.Op)
 	b.WriteString(" failed")
 	if e.StatusCode != 0 {
-		fmt.Fprintf(&b, ": HTTP %d", e.StatusCode)
+		fmt.Fprintf(b, ": HTTP %d", e.StatusCode)
 	}
 	if e.Code != "" {
 		b.WriteString(": ")
@@ -83,26 +102,72 @@ func (e *Error) Error() string {
 	}
 	if e.Err != nil {
 		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+		b.WriteString(bare(e.Err))
 	}
 	if e.Attempts > 1 {
-		fmt.Fprintf(&b, " after %d attempts", e.Attempts)
+		fmt.Fprintf(b, " after %d attempts", e.Attempts)
 	}
 	if e.RetryAfter > 0 {
-		fmt.Fprintf(&b, ", retry after %s", e.RetryAfter)
+		fmt.Fprintf(b, ", retry after %s", e.RetryAfter)
 	}
-	if e.Kind != nil {
-		b.WriteString(" [")
-		b.WriteString(e.Kind.Error())
-		b.WriteString("]")
-	}
-	return b.String()
 }
 
-// Unwrap returns Kind and Err, so errors.Is and errors.As see both.
+// bare is err's message with the prefix and kind tags of the SDK's errors
+// inside it removed, so that a wrapping Error states them once.
+func bare(err error) string {
+	msg := err.Error()
+	var ae *Error
+	if errors.As(err, &ae) {
+		var b strings.Builder
+		ae.write(&b)
+		msg = strings.Replace(msg, ae.Error(), b.String(), 1)
+	}
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		msg = strings.Replace(msg, ce.Error(), strings.TrimPrefix(ce.Error(), prefix), 1)
+	}
+	return msg
+}
+
+// kinds are the kinds of package auth, for kind.
+var kinds = [...]error{ErrReauthRequired, ErrTemporary, ErrMisconfigured, ErrClosed}
+
+// kind is the kind e matches: the kind its cause already has (an *Error
+// with a kind, a *ConfigError, or one of the kinds of package auth),
+// else Kind. A cause knows best what went wrong: a store that refuses a
+// file's mode is misconfigured even where every store failure is first
+// taken for a temporary one.
+func (e *Error) kind() error {
+	if k := kindOf(e.Err); k != nil {
+		return k
+	}
+	return e.Kind
+}
+
+// kindOf is the kind err already has, or nil.
+func kindOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *Error
+	if errors.As(err, &ae) {
+		if k := ae.kind(); k != nil {
+			return k
+		}
+	}
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return nil
+}
+
+// Unwrap returns Kind and Err, so errors.Is and errors.As see both; when
+// Err already has a kind, only Err (see Kind).
 func (e *Error) Unwrap() []error {
 	var out []error
-	if e.Kind != nil {
+	if e.Kind != nil && kindOf(e.Err) == nil {
 		out = append(out, e.Kind)
 	}
 	if e.Err != nil {
@@ -141,7 +206,7 @@ type ConfigError struct {
 
 // Error implements error: "erpnet auth: config: <Field> <Reason>".
 func (e *ConfigError) Error() string {
-	return "erpnet auth: config: " + e.Field + " " + e.Reason
+	return prefix + "config: " + e.Field + " " + e.Reason
 }
 
 // Is makes every ConfigError match ErrMisconfigured.
