@@ -19,8 +19,13 @@ var (
 	ErrReauthRequired = errors.New("re-authentication required")
 	// ErrTemporary means the identity server, the API, the network or a
 	// session store failed in a way that may pass (5xx, 429, a dropped
-	// connection). The SDK has already retried with backoff; Error.RetryAfter
-	// says when to try again if the server said so.
+	// connection, a token response that is malformed, empty or too large).
+	// The SDK has already retried with backoff as Retry allows, with one
+	// exception: a token request that redeems an authorization code or a
+	// refresh token is not sent again after an answer it cannot use, since
+	// the server may already have redeemed it (both are one-time); the
+	// error then says "not retried" and why. Error.RetryAfter says when to
+	// try again if the server said so.
 	ErrTemporary = errors.New("temporary failure")
 	// ErrMisconfigured means the call can never succeed as configured:
 	// invalid_client, unauthorized_client, invalid_scope, a bad authority or
