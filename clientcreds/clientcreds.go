@@ -14,9 +14,11 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
+	"github.com/erpnetgo/auth/internal/peek"
 	"github.com/erpnetgo/auth/internal/tokencache"
 	"github.com/erpnetgo/auth/internal/tokenep"
 	"github.com/erpnetgo/auth/internal/transport"
@@ -95,57 +97,39 @@ func ConfigFromEnv() (Config, error) {
 		DomainAPI:    strings.TrimSpace(os.Getenv(envDomainAPI)),
 	}
 	var missing []string
-	for _, v := range []struct{ name, val string }{{envAuthority, cfg.Authority}, {envClientID, cfg.ClientID}, {envClientSecret, cfg.ClientSecret}} {
+	field := ""
+	for _, v := range []struct{ field, name, val string }{
+		{"Authority", envAuthority, cfg.Authority}, {"ClientID", envClientID, cfg.ClientID}, {"ClientSecret", envClientSecret, cfg.ClientSecret},
+	} {
 		if v.val == "" {
 			missing = append(missing, v.name)
+			field = cmp.Or(field, v.field)
 		}
 	}
 	if len(missing) > 0 {
-		return cfg, &auth.ConfigError{Field: strings.Join(missing, ", "), Reason: "not set in the environment"}
+		return cfg, config.Err(field, "is empty: the environment does not set "+strings.Join(missing, ", "))
 	}
 	return cfg, nil
 }
 
-// validate checks the Config without any network I/O. Errors name the field
-// and never contain the secret.
+// validate checks the Config without any network I/O, with the rules
+// every package shares (internal/config). Errors name the field and never
+// contain the secret.
 func (c Config) validate() error {
-	if err := discovery.CheckAuthority("Authority", c.Authority); err != nil {
-		return err
-	}
-	if c.ClientID == "" {
-		return &auth.ConfigError{Field: "ClientID", Reason: "is required (the Trusted Application's ApplicationUri)"}
-	}
-	if strings.ContainsFunc(c.ClientID, isCtl) {
-		return &auth.ConfigError{Field: "ClientID", Reason: "contains control characters"}
-	}
-	if c.ClientSecret == "" {
-		return &auth.ConfigError{Field: "ClientSecret", Reason: "is required: client credentials need a confidential Trusted Application"}
-	}
-	if strings.ContainsFunc(c.ClientSecret, isCtl) {
-		return &auth.ConfigError{Field: "ClientSecret", Reason: "contains control characters (a stray newline from a file?)"}
-	}
-	for i, s := range c.Scopes {
-		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r == ' ' || r == '"' || r == '\\' || isCtl(r) }) {
-			return &auth.ConfigError{Field: fmt.Sprintf("Scopes[%d]", i), Reason: "must be a non-empty scope token without spaces, quotes or control characters"}
-		}
-	}
-	if c.RefreshWindow < 0 {
-		return &auth.ConfigError{Field: "RefreshWindow", Reason: "must not be negative"}
-	}
-	if c.DomainAPI != "" {
-		if err := discovery.CheckAuthority("DomainAPI", c.DomainAPI); err != nil {
-			return err
-		}
-	}
-	switch c.AuthStyle {
-	case oauth2.AuthStyleAutoDetect, oauth2.AuthStyleInParams, oauth2.AuthStyleInHeader:
-	default:
-		return &auth.ConfigError{Field: "AuthStyle", Reason: "is not an oauth2.AuthStyle"}
-	}
-	return nil
+	return config.First(
+		config.Authority("Authority", c.Authority),
+		config.ClientID("ClientID", c.ClientID),
+		config.ClientSecret("ClientSecret", c.ClientSecret, true, "client credentials need a confidential Trusted Application"),
+		config.Scopes("Scopes", c.Scopes),
+		config.DomainAPI("DomainAPI", c.DomainAPI),
+		config.AuthStyle("AuthStyle", c.AuthStyle),
+		config.NotNegative("RefreshWindow", c.RefreshWindow),
+	)
 }
 
-func isCtl(r rune) bool { return r < 0x20 || r == 0x7f }
+func init() {
+	peek.SourceClientID = func(src any) string { return src.(*Source).cfg.ClientID }
+}
 
 // Source is a per-process cache of one service token. It is safe for
 // concurrent use. Close it when the process no longer needs tokens.

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/erpnetgo/auth"
-	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/tokencache"
 	"github.com/erpnetgo/auth/internal/transport"
@@ -79,15 +79,13 @@ func (t Token) Client(cfg Config) (*http.Client, error) {
 	if t.IsZero() {
 		return nil, errZeroToken
 	}
-	if err := discovery.CheckAuthority("Authority", cfg.Authority); err != nil {
+	if err := config.First(config.Authority("Authority", cfg.Authority), config.DomainAPI("DomainAPI", cfg.DomainAPI)); err != nil {
 		return nil, err
 	}
 	root := strings.TrimSuffix(strings.TrimRight(cfg.Authority, "/"), "/id")
 	domainAPI := cfg.DomainAPI
 	if domainAPI == "" {
 		domainAPI = root + "/api/domain/odata/"
-	} else if err := discovery.CheckAuthority("DomainAPI", domainAPI); err != nil {
-		return nil, err
 	}
 	var e *tokencache.Entry
 	var header string
@@ -98,7 +96,7 @@ func (t Token) Client(cfg Config) (*http.Client, error) {
 		e = tokencache.Static(t.RevealSecret())
 		header = "X-Api-Key"
 	default:
-		return nil, &auth.ConfigError{Field: "Header", Reason: "must be reftoken.Bearer or reftoken.APIKey"}
+		return nil, config.Err("Header", "must be reftoken.Bearer or reftoken.APIKey")
 	}
 	instance, api := transport.OriginOf(root), transport.OriginOf(domainAPI)
 	return &http.Client{Transport: &transport.Transport{

@@ -172,23 +172,3 @@ func TestEachCacheIsItsOwn(t *testing.T) {
 		t.Fatalf("discovery requests = %d, want one per Cache", p.disco.Load())
 	}
 }
-
-func TestCheckAuthority(t *testing.T) {
-	for in, ok := range map[string]bool{
-		"https://demodb.my.erp.net":     true,
-		"https://demodb.my.erp.net/id":  true,
-		"http://127.0.0.1:5080":         true,
-		"http://localhost:5080/id":      true,
-		"http://[::1]:80":               true,
-		"http://demodb.my.erp.net":      false,
-		"ftp://demodb.my.erp.net":       false,
-		"demodb.my.erp.net":             false,
-		"":                              false,
-		"https://u:p@demodb.my.erp.net": false,
-		"https://demodb.my.erp.net/#x":  false,
-	} {
-		if err := CheckAuthority("Authority", in); (err == nil) != ok {
-			t.Errorf("%q: %v", in, err)
-		}
-	}
-}

@@ -163,7 +163,9 @@ func TestUnusableAnswers(t *testing.T) {
 		"malformed": func(w http.ResponseWriter) { fmt.Fprint(w, `{"access_token":"x`) },
 		"empty":     func(w http.ResponseWriter) {},
 		"no token":  func(w http.ResponseWriter) { fmt.Fprint(w, `{"token_type":"Bearer"}`) },
-		"oversized": func(w http.ResponseWriter) { fmt.Fprintf(w, `{"access_token":"x","pad":%q}`, strings.Repeat("p", 2<<20)) },
+		"oversized": func(w http.ResponseWriter) {
+			fmt.Fprintf(w, `{"access_token":"x","pad":%q}`, strings.Repeat("p", 2<<20))
+		},
 	}
 	for name, bad := range bodies {
 		for _, grant := range []string{"client_credentials", "authorization_code", "refresh_token"} {
