@@ -10,6 +10,7 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/clientcreds"
+	"github.com/erpnetgo/auth/internal/peek"
 )
 
 // App is one application that signs users in and also works as its Trusted
@@ -17,9 +18,8 @@ import (
 // with New; it is safe for concurrent use. Close it when done.
 type App struct {
 	users     *authcode.Client
-	ownUsers  bool // New built users: Close closes it
 	svc       *clientcreds.Source
-	ownSvc    bool         // New built svc: Close closes it
+	own       bool         // New built users and svc (the simple set-up): Close closes them
 	svcClient *http.Client // the guarded service client
 	service   ServiceAPI   // what Service returns
 	svcID     string       // the service side's client_id
@@ -34,26 +34,27 @@ type App struct {
 // use. Errors are *auth.ConfigError values naming the Config field (as
 // spelled in this package's Config) and never contain a secret.
 func New(cfg Config) (*App, error) {
-	if err := cfg.validate(); err != nil {
+	split, err := cfg.split()
+	if err != nil {
 		return nil, err
 	}
-	a := &App{users: cfg.UserClient, svc: cfg.ServiceSource, svcID: cfg.ClientID, log: cfg.Logger, audit: cfg.AuditLogger}
-	if a.users == nil {
+	a := &App{log: cfg.Logger, audit: cfg.AuditLogger}
+	if split {
+		a.users, a.svc, a.svcID = cfg.Users, cfg.Service, peek.SourceClientID(cfg.Service)
+	} else {
+		if err := cfg.check(); err != nil {
+			return nil, err
+		}
 		users, err := authcode.New(cfg.userConfig())
 		if err != nil {
 			return nil, fieldName(err, "UserScopes")
 		}
-		a.users, a.ownUsers = users, true
-	}
-	if a.svc == nil {
 		svc, err := clientcreds.New(cfg.serviceConfig())
 		if err != nil {
-			if a.ownUsers {
-				_ = a.users.Close()
-			}
+			_ = users.Close()
 			return nil, fieldName(err, "ServiceScopes")
 		}
-		a.svc, a.ownSvc = svc, true
+		a.users, a.svc, a.svcID, a.own = users, svc, cfg.ClientID, true
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -68,22 +69,18 @@ func New(cfg Config) (*App, error) {
 }
 
 // Close stops the background token refreshes of the sides New built, and
-// waits for them; a Config.UserClient or Config.ServiceSource the caller
-// passed in is left open (the caller closes it). Sessions stay in the
+// waits for them; the Config.Users and Config.Service of a split set-up
+// are left open (the caller closes them). Sessions stay in the
 // Store. After Close, the App's clients, token sources and jobs fail with
 // auth.ErrClosed.
 func (a *App) Close() error {
 	if a.closed.Swap(true) {
 		return nil
 	}
-	var errs []error
-	if a.ownUsers {
-		errs = append(errs, a.users.Close())
+	if !a.own {
+		return nil
 	}
-	if a.ownSvc {
-		errs = append(errs, a.svc.Close())
-	}
-	return errors.Join(errs...)
+	return errors.Join(a.users.Close(), a.svc.Close())
 }
 
 // SignIn returns the handler that starts a user's sign-in (see

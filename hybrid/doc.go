@@ -72,9 +72,11 @@
 // The Trusted Application needs the redirect URI registered, and
 // SystemUserAllowed with a System User for the service side. With two
 // Trusted Applications (one for users, one for the service), or settings
-// only authcode.Config or clientcreds.Config offer, build that side
-// yourself and pass it as Config.UserClient or Config.ServiceSource; the
-// App uses it as it is and leaves closing it to you.
+// only authcode.Config or clientcreds.Config offer, build both sides
+// yourself and pass them as Config.Users and Config.Service (the split
+// set-up); the App uses them as they are and leaves closing them to you:
+//
+//	app, err := hybrid.New(hybrid.Config{Users: users, Service: source, AuditLogger: audit})
 //
 // Errors match the SDK-wide kinds of package auth (auth.ErrReauthRequired,
 // auth.ErrTemporary, auth.ErrMisconfigured, auth.ErrClosed) and
