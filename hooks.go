@@ -30,7 +30,7 @@ type Hooks struct {
 	//	api.retry_401         an API call got 401: fresh token, one retry  StatusCode
 	//	api.backoff           an API call got 429/503 and is retried       StatusCode, RetryAfter, Attempts
 	//	api.session_opened    a token was used at the API for the first    -
-	//	                      time: ERP.net opened a session (a license)
+	//	                      time: ERP.net opened an API session (a license slot)
 	//	reftoken.rejected     the API refused a reference token (401)      StatusCode
 	//	signin.completed      a user signed in                             User
 	//	signin.failed         a sign-in callback was refused               Err

@@ -156,7 +156,7 @@ type Config struct {
 	// personal data, and sign-in counts need none.
 	LogUsers bool
 	// Hooks, if set, receive what the Client does (sign-ins, sign-outs,
-	// token requests, cache hits, API retries, ERP.net sessions opened,
+	// token requests, cache hits, API retries, ERP.net API sessions opened,
 	// re-authentication required); see auth.Hooks.
 	Hooks *auth.Hooks
 	// Now is the clock, for tests; nil means time.Now.

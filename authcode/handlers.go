@@ -205,7 +205,7 @@ func (c *Client) sessionID(r *http.Request) (string, bool) {
 // replica can bring it back), clears the session cookie, and redirects the
 // browser to the identity server's end-session endpoint with id_token_hint
 // (the latest ID token) and post_logout_redirect_uri, which ends the
-// ERP.net session and frees its license; the identity server then sends
+// ERP.net API session and frees its license; the identity server then sends
 // the browser to Config.PostLogoutRedirectURL with nothing added to it.
 // Without an end-session endpoint it redirects to PostLogoutRedirectURL
 // (or DefaultReturnPath).

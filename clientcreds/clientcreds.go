@@ -79,7 +79,7 @@ type Config struct {
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
 	// Hooks, if set, receive what the Source does (token requests, cache
-	// hits, waits, background refreshes, API retries, ERP.net sessions
+	// hits, waits, background refreshes, API retries, ERP.net API sessions
 	// opened); see auth.Hooks.
 	Hooks *auth.Hooks
 }

@@ -15,7 +15,7 @@
 //
 // ERP.net's license terms forbid sharing one token across users, machines or
 // processes: every service process must authenticate on its own. And every
-// new token opens a new ERP.net session (taking a license slot) on its first
+// new token opens a new ERP.net API session (taking a license slot) on its first
 // use, so fetching a token per request, or per short-lived worker, burns
 // sessions until the server answers MaximumLicenseCountExceeded. A Source is
 // therefore deliberately an in-memory, per-process cache with no shared

@@ -7,7 +7,7 @@
 // token, revocation, userinfo, introspection and end-session endpoints, and a small Domain
 // API (OData) at <root>/api/domain/odata/ with the entity sets Crm_Sales_Customers and
 // General_Contacts. Tokens are RS256 JWTs; refresh tokens are one-time (every refresh
-// rotates them); PKCE (S256) is required; ERP.net sessions and license slots are counted on
+// rotates them); PKCE (S256) is required; ERP.net API sessions and license slots are counted on
 // the Domain API.
 //
 // In a test, NewServer starts one and closes it when the test ends:
@@ -57,7 +57,7 @@
 //   - Move the server's clock (Server.Advance), rotate its signing keys (Server.RotateKeys),
 //     revoke a user's sign-ins and refresh tokens as a password change does
 //     (Server.RevokeUser).
-//   - Assert on counters: requests per endpoint (Server.Requests), ERP.net sessions opened
+//   - Assert on counters: requests per endpoint (Server.Requests), ERP.net API sessions opened
 //     (Server.SessionsOpened) and license slots in use (Server.LicensesInUse).
 //
 // Endpoints are named, case-insensitively and ignoring '-' and '_': "discovery", "jwks",

@@ -9,7 +9,7 @@ import (
 )
 
 // figures are what an operator watches on an ERP.net worker: every token
-// fetched opens a new ERP.net session (a license slot) on first use, so a
+// fetched opens a new ERP.net API session (a license slot) on first use, so a
 // healthy worker fetches one token per token lifetime and opens one
 // session per token. They are counted through the SDK's hooks (auth.Hooks;
 // the otelauth module exports the same events to OpenTelemetry).

@@ -16,12 +16,12 @@
 // application. -n stops after that many calls.
 //
 // The worker logs the figures an operator cares about (tokens fetched,
-// ERP.net sessions opened, retries) when it stops and on SIGUSR1; see
+// ERP.net API sessions opened, retries) when it stops and on SIGUSR1; see
 // README's "Operating it" for what healthy numbers look like.
 //
 // One Source per process, created at start-up and kept: the token is cached
 // and refreshed in the background, so the job makes one token request an
-// hour, not one per call (each new token would open a new ERP.net session).
+// hour, not one per call (each new token would open a new ERP.net API session).
 package main
 
 import (
