@@ -307,11 +307,15 @@ func (c *Client) loadForSignOut(ctx context.Context, key, id string) *record {
 
 // RequireUser is middleware that lets only signed-in users through, with
 // their Session in the request context (SessionFromContext). Requests
-// without a session, or whose refresh token is dead, are answered with a
-// redirect to Config.SignInPath (browsers: a GET or HEAD accepting
-// text/html, without X-Requested-With) that returns to the original path
-// afterwards, or with 401 and a JSON error body (API callers). A failing
-// Store gives 503: users are not silently signed out.
+// without a session, or whose refresh token is dead, are answered as their
+// sender can use: a browser loading a page (a navigation of any method:
+// Sec-Fetch-Mode navigate, or without fetch metadata an Accept of
+// text/html and no X-Requested-With) is redirected to Config.SignInPath,
+// returning to the original path afterwards, or, for a form it submitted
+// (POST and the like, which cannot be replayed), gets a page that says it
+// is signed out with a button to sign in again; fetch, XHR and API callers
+// get 401 and a JSON error body. A failing Store gives 503: users are not
+// silently signed out.
 func (c *Client) RequireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.UserSession(r)
@@ -348,9 +352,7 @@ func (c *Client) RequireUser(next http.Handler) http.Handler {
 func (c *Client) challenge(w http.ResponseWriter, r *http.Request) {
 	noCache(w)
 	if isBrowserNavigation(r) {
-		ret := c.returnPath(r.URL.RequestURI())
-		target := c.cfg.SignInPath + "?" + url.Values{returnParam: {ret}}.Encode()
-		http.Redirect(w, r, target, http.StatusFound)
+		c.toSignIn(w, r)
 		return
 	}
 	writeError(w, r, http.StatusUnauthorized, "login_required", "sign-in required")

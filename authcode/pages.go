@@ -7,6 +7,7 @@ import (
 	"html"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/erpnetgo/auth"
@@ -24,17 +25,17 @@ func (c *Client) confirmSignOut(w http.ResponseWriter, r *http.Request) {
 }
 
 // isBrowserNavigation reports whether r looks like a browser loading a page
-// (which may be redirected to sign in) rather than a script or API client
-// (which gets a 401 it can handle).
+// (a link, a typed address, a submitted form: any method), which gets a
+// page or a redirect, rather than a script or API client (fetch, XHR),
+// which gets an answer it can handle. Browsers say so with Sec-Fetch-Mode
+// (https://www.w3.org/TR/fetch-metadata/#sec-fetch-mode-header); without
+// it, an Accept of text/html and no X-Requested-With count as a page load.
 func isBrowserNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
-	}
 	if r.Header.Get("X-Requested-With") != "" {
 		return false
 	}
-	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
-		return false
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" {
+		return m == "navigate"
 	}
 	for _, v := range r.Header.Values("Accept") {
 		if strings.Contains(v, "text/html") {
@@ -42,6 +43,25 @@ func isBrowserNavigation(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// toSignIn answers a browser navigation that needs a signed-in user: a GET
+// or HEAD is redirected to sign in and back; a submitted form cannot be
+// sent again after sign-in, so it gets a page saying that it was not, with
+// a button to sign in that returns to the page the form was on.
+func (c *Client) toSignIn(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		ret := c.returnPath(r.URL.RequestURI())
+		http.Redirect(w, r, c.cfg.SignInPath+"?"+url.Values{returnParam: {ret}}.Encode(), http.StatusFound)
+		return
+	}
+	ret := c.cfg.DefaultReturnPath
+	if u, err := url.Parse(r.Header.Get("Referer")); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		ret = c.returnPath(u.RequestURI())
+	}
+	page(w, http.StatusUnauthorized, "You are signed out",
+		"You are no longer signed in to this application, so what you sent was not done. Sign in, then try again.",
+		`<p><a class="button" href="`+html.EscapeString(c.cfg.SignInPath+"?"+url.Values{returnParam: {ret}}.Encode())+`">Sign in</a></p>`, "")
 }
 
 func wantsJSON(r *http.Request) bool {

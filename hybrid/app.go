@@ -99,10 +99,12 @@ func (a *App) SignOut() http.Handler { return a.users.SignOut() }
 // WithUser is middleware that lets only signed-in users through: it
 // resolves the user's UserAPI once per request and puts it in the request
 // context, where UserFrom (and App.User) find it; the authcode.Session is
-// there too (authcode.SessionFromContext). Requests without a session are
-// handled as by authcode.Client.RequireUser: browsers are redirected to
-// sign in, API callers get 401, a failing Store gives 503. Responses are
-// guarded against service tokens (GuardResponses).
+// there too ([authcode.SessionFromContext]). Requests without a session
+// are handled as by [authcode.Client.RequireUser]: a browser loading a page
+// is redirected to sign in, one that submitted a form gets a page saying it
+// is signed out, fetch, XHR and API callers get 401 with JSON, and a
+// failing Store gives 503. Responses are guarded against service tokens
+// ([App.GuardResponses]).
 func (a *App) WithUser(next http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := authcode.SessionFromContext(r.Context())
