@@ -204,8 +204,11 @@ func (c *Client) sessionID(r *http.Request) (string, bool) {
 // (the latest ID token) and post_logout_redirect_uri, which ends the
 // ERP.net API session and frees its license; the identity server then sends
 // the browser to Config.PostLogoutRedirectURL with nothing added to it.
-// Without an end-session endpoint it redirects to PostLogoutRedirectURL
-// (or DefaultReturnPath).
+// Without an end-session endpoint, and when the browser has no session left
+// to end (it signed out in another tab, or clicked twice), it redirects to
+// PostLogoutRedirectURL (or DefaultReturnPath) at once: without a session
+// there is no ID token to send as id_token_hint, and without one the
+// identity server would leave the user on its own signed-out page.
 //
 // Use a POST form (a "Sign out" button). A GET signs out only when it
 // comes from the app's own pages or a typed address (Sec-Fetch-Site
@@ -229,8 +232,10 @@ func (c *Client) SignOut() http.Handler {
 		ctx, cancel := c.bind(r.Context())
 		defer cancel()
 		var idToken string
+		gone := true // no session of this browser is left to end
 		if id, ok := c.sessionID(r); ok {
 			c.clearCookie(w, c.cookie, "/")
+			gone = false
 			if prefix, err := c.keyPrefix(ctx); err == nil {
 				rec, err := c.endSession(ctx, sessionKey(prefix, id), id)
 				if err != nil {
@@ -239,11 +244,22 @@ func (c *Client) SignOut() http.Handler {
 				if rec != nil {
 					idToken = rec.IDToken
 				}
+				// Nothing read and nothing failed: the Store no longer
+				// holds the session (signed out in another tab, a double
+				// click).
+				gone = rec == nil && err == nil
 			}
 		}
 		target := c.cfg.PostLogoutRedirectURL
 		if target == "" {
 			target = c.cfg.DefaultReturnPath
+		}
+		if gone {
+			// Without a session there is no ID token to send as a hint,
+			// and without one the identity server would not send the
+			// browser back: land on the app's signed-out page instead.
+			http.Redirect(w, r, target, http.StatusSeeOther)
+			return
 		}
 		doc, derr := c.discover(ctx)
 		if derr == nil && doc.EndSessionEndpoint != "" {
