@@ -112,13 +112,25 @@ func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) erro
 		if n > 0 && i >= n {
 			return done()
 		}
-		select {
-		case <-ctx.Done():
+		if err := waitTick(ctx, tick.C, sig, func() { fig.log(log, "figures") }); err != nil {
 			log.Info("stopping: signal received")
 			return done()
+		}
+	}
+}
+
+// waitTick waits for the next tick, calling figures on every SIGUSR1 in
+// between (which makes no API call); it returns ctx's error when ctx ends
+// first.
+func waitTick(ctx context.Context, tick <-chan time.Time, sig <-chan os.Signal, figures func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-sig:
-			fig.log(log, "figures")
-		case <-tick.C:
+			figures()
+		case <-tick:
+			return nil
 		}
 	}
 }

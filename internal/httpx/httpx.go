@@ -5,6 +5,7 @@ package httpx
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +94,11 @@ func Send(ctx context.Context, r Request) (*Response, int, error) {
 			if ctx.Err() != nil {
 				return retry.Outcome{}, &auth.Error{Op: r.Op, Err: ctx.Err()}
 			}
+			if PlainHTTP(err) {
+				// Not a failure that passes: the URL is wrong.
+				return retry.Outcome{}, &auth.Error{Op: r.Op, Kind: auth.ErrMisconfigured,
+					Err: fmt.Errorf("the server at %s speaks plain http, not https: check the scheme and port of the URL", req.URL.Host)}
+			}
 			return retry.Outcome{Retry: true}, &auth.Error{Op: r.Op, Err: err, Kind: auth.ErrTemporary}
 		}
 		body, rerr := io.ReadAll(io.LimitReader(hr.Body, limit+1))
@@ -131,6 +137,13 @@ func Send(ctx context.Context, r Request) (*Response, int, error) {
 }
 
 var errRetryableStatus = errors.New("retryable status")
+
+// PlainHTTP reports whether err is the failure of an https request to a
+// server that answered in plain http.
+func PlainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) || (errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/")
+}
 
 // unusable is the outcome of an attempt whose answer cannot be used: a
 // temporary failure, retried unless the request is one-time.

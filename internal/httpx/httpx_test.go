@@ -138,3 +138,20 @@ func TestRetryAfterBeyondTheCapIsRemembered(t *testing.T) {
 		t.Fatalf("requests = %d, want 1", n.Load())
 	}
 }
+
+// TestSendHTTPSToPlainHTTP: an https URL for a server that speaks plain
+// http is a misconfiguration, said in plain words, and not retried (issue
+// 23: it was ErrTemporary, and the worker example retried it forever).
+func TestSendHTTPSToPlainHTTP(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1) }))
+	defer srv.Close()
+	u := "https://" + strings.TrimPrefix(srv.URL, "http://") + "/.well-known/openid-configuration"
+	_, attempts, err := Send(context.Background(), Request{Op: "discovery", Policy: fast, Build: get(u)})
+	if !errors.Is(err, auth.ErrMisconfigured) || errors.Is(err, auth.ErrTemporary) || attempts != 1 {
+		t.Fatalf("attempts=%d err=%v", attempts, err)
+	}
+	if !strings.Contains(err.Error(), "speaks plain http, not https") {
+		t.Fatalf("the error does not say what is wrong: %v", err)
+	}
+}
