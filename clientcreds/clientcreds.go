@@ -203,8 +203,13 @@ func (s *Source) Token(ctx context.Context) (*oauth2.Token, error) {
 func (s *Source) Invalidate() { s.cache.Invalidate() }
 
 // Close stops any background refresh and waits for it to end. Token after
-// Close returns the cached token while it is usable, then ErrClosed.
+// Close returns the cached token while it is usable, then ErrClosed. Close
+// on a nil *Source does nothing, so a deferred Close is safe even when New
+// failed.
 func (s *Source) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.cache.Close()
 	return nil
 }

@@ -173,8 +173,12 @@ func (s *Server) Authority() string { return s.ds.Issuer() }
 func (s *Server) DomainAPI() string { return s.ds.URL() + "/api/domain/odata/" }
 
 // Close stops the server, waits for the requests in flight and closes the idle connections
-// of the clients SignIn returned. It is idempotent; NewServer's cleanup calls it.
+// of the clients SignIn returned. It is idempotent, and does nothing on a nil *Server;
+// NewServer's cleanup calls it.
 func (s *Server) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.closeOnce.Do(func() {
 		s.closeErr = s.ds.Close()
 		s.tr.CloseIdleConnections()

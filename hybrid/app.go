@@ -72,8 +72,11 @@ func New(cfg Config) (*App, error) {
 // waits for them; the Config.Users and Config.Service of a split set-up
 // are left open (the caller closes them). Sessions stay in the
 // Store. After Close, the App's clients, token sources and jobs fail with
-// auth.ErrClosed.
+// auth.ErrClosed. Close on a nil *App does nothing.
 func (a *App) Close() error {
+	if a == nil {
+		return nil
+	}
 	if a.closed.Swap(true) {
 		return nil
 	}

@@ -314,8 +314,12 @@ func clientOptions(addr string) (*redis.Options, error) {
 
 // Close stops renewing the refresh locks still held (they then expire
 // within LockTTL) and closes the Redis client if the Store made it
-// (Config.Addr); a Config.Client is left to its owner.
+// (Config.Addr); a Config.Client is left to its owner. Close on a nil
+// *Store does nothing.
 func (s *Store) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.renewCancel()
 	s.renewers.Wait()
 	if !s.owned {
