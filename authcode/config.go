@@ -49,7 +49,10 @@ type Config struct {
 	ClientSecret string
 	// RedirectURL is the absolute URL of the Callback handler as registered
 	// with the Trusted Application, e.g. https://app.example.com/callback.
-	// Required for SignIn and Callback; LoopbackSignIn does not use it.
+	// Required for SignIn and Callback; LoopbackSignIn does not use it, so
+	// New checks its form when it is set but cannot require it: without
+	// it, SignIn and Callback answer with a "not set up correctly" page
+	// (status 500) and log that RedirectURL is missing.
 	RedirectURL string
 	// PostLogoutRedirectURL is where the identity server sends the browser
 	// after sign-out; it must be registered with the Trusted Application.

@@ -23,12 +23,14 @@
 // and UserClient an *http.Client that calls the Domain API as that user:
 //
 //	s := authcode.SessionFromContext(r.Context())
-//	resp, err := c.UserClient(r.Context(), s).Get(odataRoot + "/Crm_Sales_Customers?$top=10")
+//	root, err := c.DomainAPI(r.Context()) // ends in "/": https://demodb.my.erp.net/api/domain/odata/
+//	resp, err := c.UserClient(r.Context(), s).Get(root + "Crm_Sales_Customers?$top=10")
 //
 // # What the Client guarantees
 //
-// Sign-in: every attempt gets its own 256-bit state, nonce and PKCE (S256)
-// verifier, kept in a sealed (AES-GCM), HttpOnly, SameSite=Lax cookie of its
+// Sign-in: every attempt gets its own state and nonce (130 bits each from
+// crypto/rand; at least 128 bits is what matters) and PKCE (S256) verifier
+// (256 bits), kept in a sealed (AES-GCM), HttpOnly, SameSite=Lax cookie of its
 // own, so several tabs can sign in at once; the callback accepts each state
 // once, for ten minutes, and checks the RFC 9207 iss parameter. The ID token
 // is verified with go-oidc against the JWKS from discovery (RS256 only by

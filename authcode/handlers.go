@@ -18,10 +18,10 @@ import (
 const returnParam = "return_to"
 
 // SignIn returns the handler that starts a sign-in: it creates an attempt
-// (state, nonce and PKCE verifier, 256 bits each from crypto/rand), keeps it
-// in a sealed, HttpOnly, SameSite=Lax cookie of its own that lives ten
-// minutes, and redirects the browser to the identity server's authorize
-// endpoint. The optional return_to parameter names the local path to land
+// (a state and a nonce of 130 bits each and a PKCE verifier of 256 bits,
+// from crypto/rand), keeps it in a sealed, HttpOnly, SameSite=Lax cookie of
+// its own that lives ten minutes, and redirects the browser to the identity
+// server's authorize endpoint. The optional return_to parameter names the local path to land
 // on afterwards; anything that is not a plain local path is ignored (no
 // open redirect). Mount it at Config.SignInPath; it accepts GET and POST.
 func (c *Client) SignIn() http.Handler {
@@ -37,8 +37,7 @@ func (c *Client) SignIn() http.Handler {
 		}
 		doc, err := c.discover(r.Context())
 		if err != nil {
-			c.log.Error("authcode: sign-in: discovery failed", "error", err.Error())
-			c.fail(w, r, statusFor(err), err)
+			c.fail(w, r, statusFor(err), err) // logs it, once
 			return
 		}
 		ret := r.URL.Query().Get(returnParam)

@@ -3,10 +3,13 @@ package authcode
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/erpnetgo/auth/internal/devserver"
 )
 
 // TestSignedOutFormPostGetsAPage: a browser that submits a form behind
@@ -82,4 +85,27 @@ func anonDo(t *testing.T, b *browser, method, u string, hdr http.Header) *respon
 		hdr.Set("Accept", "*/*")
 	}
 	return b.do(method, u, hdr)
+}
+
+// TestDiscoveryFailureLoggedOnce: a sign-in that fails because the identity
+// server cannot be discovered leaves one log record, with the reference
+// the page shows (issue 23: two per request).
+func TestDiscoveryFailureLoggedOnce(t *testing.T) {
+	e := newEnv(t)
+	faults := make([]devserver.Fault, 20)
+	for i := range faults {
+		faults[i] = devserver.Fault{Status: http.StatusServiceUnavailable}
+	}
+	e.idp.InjectFaults(devserver.Discovery, faults...)
+	r := e.browser().get(e.app.URL + "/signin")
+	require.Equal(t, http.StatusServiceUnavailable, r.StatusCode, r.body)
+	ref := pageReference(t, r.body)
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		if strings.Contains(l, "discovery") {
+			n++
+			assert.Contains(t, l, ref)
+		}
+	}
+	assert.Equal(t, 1, n, "log:\n%s", e.logs.String())
 }

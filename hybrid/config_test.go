@@ -67,9 +67,15 @@ func TestConfigErrorsNameTheFieldAndHideSecrets(t *testing.T) {
 		{"ClientID", func(c *hybrid.Config) { *c = hybrid.Config{ClientID: "x", Users: userClient, Service: source} }},
 		{"ClientSecret", func(c *hybrid.Config) { *c = hybrid.Config{ClientSecret: secret, Users: userClient, Service: source} }},
 		{"Store", func(c *hybrid.Config) { *c = hybrid.Config{Store: store, Users: userClient, Service: source} }},
-		{"Keys", func(c *hybrid.Config) { *c = hybrid.Config{Keys: [][]byte{make([]byte, 32)}, Users: userClient, Service: source} }},
-		{"ServiceScopes", func(c *hybrid.Config) { *c = hybrid.Config{ServiceScopes: []string{"read"}, Users: userClient, Service: source} }},
-		{"Retry", func(c *hybrid.Config) { *c = hybrid.Config{Retry: auth.Retry{Attempts: 2}, Users: userClient, Service: source} }},
+		{"Keys", func(c *hybrid.Config) {
+			*c = hybrid.Config{Keys: [][]byte{make([]byte, 32)}, Users: userClient, Service: source}
+		}},
+		{"ServiceScopes", func(c *hybrid.Config) {
+			*c = hybrid.Config{ServiceScopes: []string{"read"}, Users: userClient, Service: source}
+		}},
+		{"Retry", func(c *hybrid.Config) {
+			*c = hybrid.Config{Retry: auth.Retry{Attempts: 2}, Users: userClient, Service: source}
+		}},
 		{"LogUsers", func(c *hybrid.Config) { *c = hybrid.Config{LogUsers: true, Users: userClient, Service: source} }},
 		// The user side may be public; the service side may not.
 		{"ClientSecret", func(c *hybrid.Config) { c.ClientSecret = "" }},

@@ -65,7 +65,7 @@
 //	defer app.Close()
 //	mux.Handle("/signin", app.SignIn())
 //	mux.Handle("/callback", app.Callback())
-//	mux.Handle("POST /signout", app.SignOut())
+//	mux.Handle("/signout", app.SignOut()) // a "Sign out" button's POST
 //	mux.Handle("/", app.WithUser(pageHandler)) // UserFrom(r.Context()) inside
 //	go importLoop(ctx, app)                    // app.RunBackground every minute
 //
