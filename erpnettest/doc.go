@@ -54,7 +54,8 @@
 //     Server.RevokeToken.
 //   - Inject faults per endpoint: latency, a run of 5xx or 429 with Retry-After, malformed,
 //     oversized or empty bodies, dropped connections (Server.InjectFault).
-//   - Move the server's clock (Server.Advance), rotate its signing keys (Server.RotateKeys),
+//   - Move the server's clock (Server.Advance; the app's own clock does not move with it:
+//     give both one clock), rotate its signing keys (Server.RotateKeys),
 //     revoke a user's sign-ins and refresh tokens as a password change does
 //     (Server.RevokeUser).
 //   - Assert on counters: requests per endpoint (Server.Requests), ERP.net API sessions opened

@@ -187,7 +187,10 @@ func (s *Server) Close() error {
 }
 
 // Advance moves the server's clock forward by d: tokens, codes, sessions and reference
-// tokens expire by this clock. It does not move the app's clock.
+// tokens expire by this clock. It does not move the app's clock: an app that caches tokens
+// by its own (its Config.Now) keeps using one it believes fresh until the server refuses
+// it. Give the app and the server one clock: a func the app's Config.Now reads, moved
+// together with Advance (README, "Testing your app").
 func (s *Server) Advance(d time.Duration) { s.ds.Advance(d) }
 
 // RotateKeys makes a new signing key current. The old key stays in the JWKS, and tokens
