@@ -24,7 +24,7 @@ var (
 	// exception: a token request that redeems an authorization code or a
 	// refresh token is not sent again after an answer it cannot use, since
 	// the server may already have redeemed it (both are one-time); the
-	// error then says "not retried" and why. Error.RetryAfter says when to
+	// error then says "not retried" and why. [Error.RetryAfter] says when to
 	// try again if the server said so.
 	ErrTemporary = errors.New("temporary failure")
 	// ErrMisconfigured means the call can never succeed as configured:
@@ -44,7 +44,8 @@ type Error struct {
 	// Op is what failed, e.g. "token request (client_credentials)",
 	// "discovery", "token revocation", "API request".
 	Op string
-	// Code is the RFC 6749 error code, e.g. "invalid_grant"; empty when the
+	// Code is the RFC 6749 error code, e.g. "invalid_grant"
+	// (https://www.rfc-editor.org/rfc/rfc6749#section-5.2); empty when the
 	// server sent none.
 	Code string
 	// Description is the server's error_description, shortened, with any
@@ -60,7 +61,7 @@ type Error struct {
 	RetryAfter time.Duration
 	// Attempts is how many requests were sent, retries included.
 	Attempts int
-	// Kind is ErrReauthRequired, ErrTemporary, ErrMisconfigured, ErrClosed,
+	// Kind is [ErrReauthRequired], [ErrTemporary], [ErrMisconfigured], [ErrClosed],
 	// or nil when the failure fits none of them; errors.Is matches it. When
 	// Err already has a kind (it is or wraps an *Error with one, a
 	// *ConfigError, or one of these errors), that kind is the error's and

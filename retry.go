@@ -11,7 +11,7 @@ import "time"
 // API calls through the SDK's HTTP clients, to idempotent requests whose
 // body can be sent again. A token request that redeems an authorization
 // code or a refresh token is one-time: an answer the SDK cannot use is not
-// followed by a second redemption (see ErrTemporary).
+// followed by a second redemption (see [ErrTemporary]).
 type Retry struct {
 	// Attempts is the number of attempts including the first; 0 means 4.
 	// 1 turns retries off.
@@ -22,7 +22,7 @@ type Retry struct {
 	Cap time.Duration
 	// MaxRetryAfter is the longest Retry-After the SDK waits for; 0 means
 	// 30 s. A server asking for longer gets no retry: the call fails at once
-	// with ErrTemporary and RetryAfter set, and later calls fail fast the
+	// with [ErrTemporary] and RetryAfter set, and later calls fail fast the
 	// same way, without a request, until that time has passed.
 	MaxRetryAfter time.Duration
 }

@@ -22,7 +22,7 @@ const (
 	scopeDomainAPI     = "DomainApi" // obsolete; ERP.net v20.1 servers still need it
 )
 
-// defaultScopes are requested when Config.Scopes is empty.
+// defaultScopes are requested when [Config.Scopes] is empty.
 var defaultScopes = []string{scopeOpenID, scopeProfile, scopeOfflineAccess, "read", "update"}
 
 // Defaults for Config.
@@ -50,7 +50,7 @@ type Config struct {
 	// RedirectURL is the absolute URL of the Callback handler as registered
 	// with the Trusted Application, e.g. https://app.example.com/callback.
 	// Required for SignIn and Callback; LoopbackSignIn does not use it, so
-	// New checks its form when it is set but cannot require it: without
+	// [New] checks its form when it is set but cannot require it: without
 	// it, SignIn and Callback answer with a "not set up correctly" page
 	// (status 500) and log that RedirectURL is missing.
 	RedirectURL string
@@ -150,7 +150,7 @@ type Config struct {
 	// "temporarily_unavailable", "server_misconfigured", ...), Description
 	// is the plain-words explanation the built-in page shows, ending with
 	// the reference under which the technical cause was logged, and
-	// errors.Is matches this package's errors (ErrInvalidState, ...) and the
+	// errors.Is matches this package's errors ([ErrInvalidState], ...) and the
 	// kinds of package auth. err never contains a secret; show people its
 	// Description, not err.Error().
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err *auth.Error)
@@ -160,14 +160,14 @@ type Config struct {
 	LogUsers bool
 	// Hooks, if set, receive what the Client does (sign-ins, sign-outs,
 	// token requests, cache hits, API retries, ERP.net API sessions opened,
-	// re-authentication required); see auth.Hooks.
+	// re-authentication required); see [auth.Hooks].
 	Hooks *auth.Hooks
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
 }
 
 // normalize checks cfg, then fills in its defaults. Errors are
-// *auth.ConfigError values naming the field and never its value.
+// [*auth.ConfigError] values naming the field and never its value.
 func (cfg Config) normalize() (Config, error) {
 	if err := cfg.check(); err != nil {
 		return cfg, err

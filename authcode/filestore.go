@@ -22,7 +22,7 @@ import (
 // holds refresh tokens, so it is written with mode 0600, atomically (a
 // temporary file in the same folder, synced, then renamed), and a file
 // that group or others can read or write is refused with an error
-// matching auth.ErrMisconfigured. Several goroutines may share a
+// matching [auth.ErrMisconfigured]. Several goroutines may share a
 // FileStore; several processes should not share one file.
 //
 // The path is checked when a session is first looked up, which

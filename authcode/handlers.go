@@ -23,7 +23,7 @@ const returnParam = "return_to"
 // its own that lives ten minutes, and redirects the browser to the identity
 // server's authorize endpoint. The optional return_to parameter names the local path to land
 // on afterwards; anything that is not a plain local path is ignored (no
-// open redirect). Mount it at Config.SignInPath; it accepts GET and POST.
+// open redirect). Mount it at [Config.SignInPath]; it accepts GET and POST.
 func (c *Client) SignIn() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
@@ -87,7 +87,7 @@ func (c *Client) returnPath(p string) string {
 // at_hash), saves the session in the Store, and only then sets the session
 // cookie (a sealed session id) and redirects to the attempt's return path.
 // Errors, including an error sent by the identity server, are rendered by
-// Config.ErrorHandler.
+// [Config.ErrorHandler].
 func (c *Client) Callback() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		noCache(w)
@@ -202,7 +202,7 @@ func (c *Client) sessionID(r *http.Request) (string, bool) {
 // browser to the identity server's end-session endpoint with id_token_hint
 // (the latest ID token) and post_logout_redirect_uri, which ends the
 // ERP.net API session and frees its license; the identity server then sends
-// the browser to Config.PostLogoutRedirectURL with nothing added to it.
+// the browser to [Config.PostLogoutRedirectURL] with nothing added to it.
 // Without an end-session endpoint, and when the browser has no session left
 // to end (it signed out in another tab, or clicked twice), it redirects to
 // PostLogoutRedirectURL (or DefaultReturnPath) at once: without a session
@@ -321,11 +321,11 @@ func (c *Client) loadForSignOut(ctx context.Context, key, id string) *record {
 }
 
 // RequireUser is middleware that lets only signed-in users through, with
-// their Session in the request context (SessionFromContext). Requests
+// their Session in the request context ([SessionFromContext]). Requests
 // without a session, or whose refresh token is dead, are answered as their
 // sender can use: a browser loading a page (a navigation of any method:
 // Sec-Fetch-Mode navigate, or without fetch metadata an Accept of
-// text/html and no X-Requested-With) is redirected to Config.SignInPath,
+// text/html and no X-Requested-With) is redirected to [Config.SignInPath],
 // returning to the original path afterwards, or, for a form it submitted
 // (POST and the like, which cannot be replayed), gets a page that says it
 // is signed out with a button to sign in again; fetch, XHR and API callers

@@ -21,14 +21,14 @@ import (
 )
 
 // defaultLoopbackTimeout bounds a loopback sign-in when
-// LoopbackOptions.Timeout is zero.
+// [LoopbackOptions.Timeout] is zero.
 const defaultLoopbackTimeout = 5 * time.Minute
 
 // loopbackID is the session id of the loopback sign-in: a command-line
 // tool has one user, and the next run finds the session under it.
 const loopbackID = "loopback"
 
-// LoopbackOptions configure Client.LoopbackSignIn.
+// LoopbackOptions configure [Client.LoopbackSignIn].
 type LoopbackOptions struct {
 	// OpenBrowser opens the authorization URL; nil means the system browser
 	// (xdg-open, open or rundll32).

@@ -295,4 +295,3 @@ func (w *urlWatcher) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
-

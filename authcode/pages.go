@@ -87,7 +87,7 @@ func writeError(w http.ResponseWriter, _ *http.Request, status int, code, desc s
 
 var errMethod = errors.New("authcode: method not allowed")
 
-// fail renders a handler error with Config.ErrorHandler or the default
+// fail renders a handler error with [Config.ErrorHandler] or the default
 // page. The technical cause goes to the log with a short reference that
 // the page shows; the page itself says in plain words what happened and
 // what to do, and never shows Go error text.

@@ -80,7 +80,7 @@ type Config struct {
 	Now func() time.Time
 	// Hooks, if set, receive what the Source does (token requests, cache
 	// hits, waits, background refreshes, API retries, ERP.net API sessions
-	// opened); see auth.Hooks.
+	// opened); see [auth.Hooks].
 	Hooks *auth.Hooks
 }
 
@@ -204,7 +204,7 @@ func (s *Source) Invalidate() { s.cache.Invalidate() }
 
 // Close stops any background refresh and waits for it to end. Token after
 // Close returns the cached token while it is usable, then ErrClosed. Close
-// on a nil *Source does nothing, so a deferred Close is safe even when New
+// on a nil *Source does nothing, so a deferred Close is safe even when [New]
 // failed.
 func (s *Source) Close() error {
 	if s == nil {
@@ -233,8 +233,8 @@ func (ts tokenSource) Token() (*oauth2.Token, error) { return ts.s.Token(ts.ctx)
 // On a 401 from the API it fetches a fresh token and retries once when the
 // request body can be replayed; it never retries a 403; it retries 429 and
 // 503 answers of idempotent requests with backoff and Retry-After (see
-// Config.Retry), within the request's context. The base transport is
-// Config.Transport, or, as with golang.org/x/oauth2, the Transport of an
+// [Config.Retry]), within the request's context. The base transport is
+// [Config.Transport], or, as with golang.org/x/oauth2, the Transport of an
 // *http.Client stored in ctx under oauth2.HTTPClient.
 func (s *Source) Client(ctx context.Context) *http.Client {
 	base := s.cfg.Transport
@@ -246,7 +246,7 @@ func (s *Source) Client(ctx context.Context) *http.Client {
 }
 
 // DomainAPI returns the Domain API (OData) root, ending in "/", e.g.
-// https://demodb.my.erp.net/api/domain/odata/: Config.DomainAPI, or the
+// https://demodb.my.erp.net/api/domain/odata/: [Config.DomainAPI], or the
 // one ERP.net auto-discovery names, or one derived from the Authority.
 // Append an entity set: DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
 func (s *Source) DomainAPI(ctx context.Context) (string, error) {

@@ -30,4 +30,8 @@
 // network: already retried with capped exponential backoff and jitter,
 // honouring Retry-After). errors.As gives the RFC 6749 code, description and
 // HTTP status.
+//
+// The grant is RFC 6749 section 4.4,
+// https://www.rfc-editor.org/rfc/rfc6749#section-4.4; its errors are
+// those of section 5.2, https://www.rfc-editor.org/rfc/rfc6749#section-5.2.
 package clientcreds

@@ -15,7 +15,7 @@ import (
 
 // App is one application that signs users in and also works as its Trusted
 // Application's System User, keeping the two identities apart. Create it
-// with New; it is safe for concurrent use. Close it when done.
+// with [New]; it is safe for concurrent use. Close it when done.
 type App struct {
 	users     *authcode.Client
 	svc       *clientcreds.Source
@@ -31,7 +31,7 @@ type App struct {
 
 // New validates cfg and returns an App. It does no network I/O: the
 // identity server is discovered, and the service token fetched, on first
-// use. Errors are *auth.ConfigError values naming the Config field (as
+// use. Errors are [*auth.ConfigError] values naming the Config field (as
 // spelled in this package's Config) and never contain a secret.
 func New(cfg Config) (*App, error) {
 	split, err := cfg.split()
@@ -68,11 +68,11 @@ func New(cfg Config) (*App, error) {
 	return a, nil
 }
 
-// Close stops the background token refreshes of the sides New built, and
-// waits for them; the Config.Users and Config.Service of a split set-up
+// Close stops the background token refreshes of the sides [New] built, and
+// waits for them; the [Config.Users] and [Config.Service] of a split set-up
 // are left open (the caller closes them). Sessions stay in the
 // Store. After Close, the App's clients, token sources and jobs fail with
-// auth.ErrClosed. Close on a nil *App does nothing.
+// [auth.ErrClosed]. Close on a nil *App does nothing.
 func (a *App) Close() error {
 	if a == nil {
 		return nil
@@ -87,21 +87,21 @@ func (a *App) Close() error {
 }
 
 // SignIn returns the handler that starts a user's sign-in (see
-// authcode.Client.SignIn). Mount it at the sign-in path (default /signin).
+// [authcode.Client.SignIn]). Mount it at the sign-in path (default /signin).
 func (a *App) SignIn() http.Handler { return a.users.SignIn() }
 
 // Callback returns the handler for the RedirectURL (see
-// authcode.Client.Callback).
+// [authcode.Client.Callback]).
 func (a *App) Callback() http.Handler { return a.users.Callback() }
 
 // SignOut returns the handler that signs the user out and ends the ERP.net
-// session (see authcode.Client.SignOut). It touches only that user's
+// session (see [authcode.Client.SignOut]). It touches only that user's
 // session: the service token and other users' sessions are unaffected.
 func (a *App) SignOut() http.Handler { return a.users.SignOut() }
 
 // WithUser is middleware that lets only signed-in users through: it
 // resolves the user's UserAPI once per request and puts it in the request
-// context, where UserFrom (and App.User) find it; the authcode.Session is
+// context, where [UserFrom] (and [App.User]) find it; the [authcode.Session] is
 // there too ([authcode.SessionFromContext]). Requests without a session
 // are handled as by [authcode.Client.RequireUser]: a browser loading a page
 // is redirected to sign in, one that submitted a form gets a page saying it
@@ -123,7 +123,7 @@ func (a *App) WithUser(next http.Handler) http.Handler {
 
 type userCtxKey struct{}
 
-// UserFrom returns the UserAPI that App.WithUser put in ctx.
+// UserFrom returns the UserAPI that [App.WithUser] put in ctx.
 func UserFrom(ctx context.Context) (UserAPI, bool) {
 	u, ok := ctx.Value(userCtxKey{}).(UserAPI)
 	return u, ok && u.u != nil
@@ -132,9 +132,9 @@ func UserFrom(ctx context.Context) (UserAPI, bool) {
 // User returns the UserAPI of the user who sent r: the one this App's
 // WithUser put in r's context, else the session named by r's cookie (one
 // Store round trip). Without a session it returns an error matching
-// authcode.ErrNoSession. It neither checks nor refreshes the user's token:
+// [authcode.ErrNoSession]. It neither checks nor refreshes the user's token:
 // a dead refresh token shows up on the first API call as an error matching
-// auth.ErrReauthRequired (WithUser checks it up front).
+// [auth.ErrReauthRequired] (WithUser checks it up front).
 //
 // The UserAPI is bound to r's context; use it for this request only.
 func (a *App) User(r *http.Request) (UserAPI, error) {
@@ -163,9 +163,9 @@ func (a *App) userAPI(ctx context.Context, s *authcode.Session) UserAPI {
 }
 
 // DomainAPI returns the Domain API (OData) root, ending in "/", e.g.
-// https://demodb.my.erp.net/api/domain/odata/: Config.DomainAPI, or the
+// https://demodb.my.erp.net/api/domain/odata/: [Config.DomainAPI], or the
 // one ERP.net auto-discovery names, or one derived from the Authority (as
-// the service side's clientcreds.Source finds it). Append an entity set:
+// the service side's [clientcreds.Source] finds it). Append an entity set:
 // DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
 func (a *App) DomainAPI(ctx context.Context) (string, error) { return a.svc.DomainAPI(ctx) }
 

@@ -30,7 +30,7 @@ import (
 //
 // The split set-up passes the two sides already built, as Users and
 // Service: two Trusted Applications, a Store or cookie settings only
-// authcode.Config offers, a Source shared with other code. The App uses
+// [authcode.Config] offers, a Source shared with other code. The App uses
 // them as they are and leaves closing them to the caller; of the other
 // fields only Logger and AuditLogger apply, and every field of the simple
 // set-up must be empty (it would configure nothing).
@@ -97,12 +97,12 @@ type Config struct {
 	Now func() time.Time
 
 	// Users is the user side of a split set-up, used as it is; Service
-	// must be set with it. App.Close does not close it: close it yourself
+	// must be set with it. [App.Close] does not close it: close it yourself
 	// after the App.
 	Users *authcode.Client
 	// Service is the service side of a split set-up, used as it is; Users
 	// must be set with it. Its client_id names the System User in audit
-	// records and [ServiceAPI.ClientID]. App.Close does not close it: close
+	// records and [ServiceAPI.ClientID]. [App.Close] does not close it: close
 	// it yourself after the App.
 	Service *clientcreds.Source
 

@@ -49,8 +49,8 @@ const (
 )
 
 // guardTransport refuses requests that already carry a credential, then
-// hands the others to next: the client of authcode.Client.UserClient or
-// clientcreds.Source.Client, which adds this side's token.
+// hands the others to next: the client of [authcode.Client.UserClient] or
+// [clientcreds.Source.Client], which adds this side's token.
 type guardTransport struct {
 	app  *App
 	side string

@@ -52,7 +52,7 @@ type Config struct {
 	// Retry tunes the retries of 429 and 503 answers (idempotent requests only).
 	Retry auth.Retry
 	// Hooks, if set, receive reftoken.rejected, api.backoff and
-	// api.session_opened (the first request the API accepted); see auth.Hooks.
+	// api.session_opened (the first request the API accepted); see [auth.Hooks].
 	Hooks *auth.Hooks
 }
 
@@ -64,7 +64,7 @@ type Config struct {
 //     information in its URL, are removed, and exactly one credential is added; the caller's
 //     request is never modified.
 //   - A request for any other origin, or with a Host header naming another site, is refused
-//     before anything is sent with an *auth.Error matching [auth.ErrMisconfigured]; a redirect
+//     before anything is sent with an [*auth.Error] matching [auth.ErrMisconfigured]; a redirect
 //     the server chooses to another origin is followed without the token.
 //   - 401 and 403 are returned as they are (a reference token cannot be renewed). 429 and 503
 //     are retried with backoff and Retry-After (see cfg.Retry) for idempotent requests (GET,
@@ -73,7 +73,7 @@ type Config struct {
 //     [CheckResponse].
 //
 // The client has no cookie jar and no timeout: bound requests with their context. A zero Token
-// or an invalid Config gives an *auth.ConfigError (matching [auth.ErrMisconfigured]) naming the
+// or an invalid Config gives an [*auth.ConfigError] (matching [auth.ErrMisconfigured]) naming the
 // field at fault.
 func (t Token) Client(cfg Config) (*http.Client, error) {
 	if t.IsZero() {

@@ -255,7 +255,7 @@ func (t *Token) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// TokenSource returns an oauth2.TokenSource that yields t as a Bearer access token without
+// TokenSource returns an oauth2.TokenSource that yields t as a [Bearer] access token without
 // expiry, for code built on golang.org/x/oauth2. Each call returns a fresh *oauth2.Token,
 // which holds the value in clear: do not print it. The source of the zero Token returns an
 // error matching [auth.ErrMisconfigured]. Prefer [Token.Client], which also binds the token to
