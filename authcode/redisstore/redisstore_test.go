@@ -67,13 +67,17 @@ func requireLockTimeout(t testing.TB, err error) {
 }
 
 // assertRedisUnavailable checks an error caused by Redis not answering: a
-// temporary *auth.Error naming the Redis operation.
+// temporary *auth.Error naming the Redis operation, which reads once (one
+// prefix, one kind tag) however the SDK wrapped it.
 func assertRedisUnavailable(t testing.TB, err error, msgAndArgs ...any) {
 	t.Helper()
 	assert.ErrorIs(t, err, auth.ErrTemporary, msgAndArgs...)
 	var ae *auth.Error
 	if assert.ErrorAs(t, err, &ae, msgAndArgs...) {
-		assert.Contains(t, err.Error(), "erpnet auth: redis ", msgAndArgs...)
+		msg := err.Error()
+		assert.Contains(t, msg, "redis ", msgAndArgs...)
+		assert.Equal(t, 1, strings.Count(msg, "erpnet auth:"), msg)
+		assert.Equal(t, 1, strings.Count(msg, "[temporary failure]"), msg)
 	}
 }
 
