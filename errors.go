@@ -199,12 +199,15 @@ func (e *Error) As(target any) bool {
 	return true
 }
 
-// ConfigError reports an invalid Config field. Field is the Go name of the
-// field as the caller wrote it ("ClientID", "Scopes[2]", "Keys[0]"); Reason
-// says what is wrong and never contains the field's value. Every
-// ConfigError matches ErrMisconfigured.
+// ConfigError reports an invalid Config field. Field is the field as the
+// caller wrote it, a Go expression without a package prefix ("ClientID",
+// "Scopes[2]", "Keys[0]", "LoopbackOptions.Path", "FileStore.Path"), in
+// every package; Reason says what is wrong and never contains the field's
+// value. A field shared by several packages' Configs is checked by the same
+// rule, with the same Reason, in each. Every ConfigError matches
+// [ErrMisconfigured].
 type ConfigError struct {
-	// Field is the Config field at fault, e.g. "RedirectURL".
+	// Field is the field at fault, e.g. "RedirectURL" or "Keys[0]".
 	Field string
 	// Reason says what is wrong, e.g. "is required".
 	Reason string
