@@ -28,6 +28,11 @@
 // into a [*golang.org/x/oauth2.RetrieveError], so existing x/oauth2 error
 // handling keeps working.
 //
+// Two words mean one thing each, in code, events and docs: a session is a
+// user's sign-in (package authcode keeps it in a Store); an API session is
+// what ERP.net opens, taking a license slot, when a token is first used at
+// its API (the api.session_opened event of [Hooks]).
+//
 // No error message of this SDK ever contains a secret: client secrets,
 // access, refresh, ID and reference tokens, authorization codes and PKCE
 // verifiers are never part of an error, a log record or fmt output.

@@ -19,8 +19,13 @@ var (
 	ErrReauthRequired = errors.New("re-authentication required")
 	// ErrTemporary means the identity server, the API, the network or a
 	// session store failed in a way that may pass (5xx, 429, a dropped
-	// connection). The SDK has already retried with backoff; Error.RetryAfter
-	// says when to try again if the server said so.
+	// connection, a token response that is malformed, empty or too large).
+	// The SDK has already retried with backoff as Retry allows, with one
+	// exception: a token request that redeems an authorization code or a
+	// refresh token is not sent again after an answer it cannot use, since
+	// the server may already have redeemed it (both are one-time); the
+	// error then says "not retried" and why. [Error.RetryAfter] says when to
+	// try again if the server said so.
 	ErrTemporary = errors.New("temporary failure")
 	// ErrMisconfigured means the call can never succeed as configured:
 	// invalid_client, unauthorized_client, invalid_scope, a bad authority or
@@ -48,7 +53,8 @@ type Error struct {
 	// Op is what failed, e.g. "token request (client_credentials)",
 	// "discovery", "token revocation", "API request".
 	Op string
-	// Code is the RFC 6749 error code, e.g. "invalid_grant"; empty when the
+	// Code is the RFC 6749 error code, e.g. "invalid_grant"
+	// (https://www.rfc-editor.org/rfc/rfc6749#section-5.2); empty when the
 	// server sent none.
 	Code string
 	// Description is the server's error_description, shortened, with any
@@ -64,23 +70,42 @@ type Error struct {
 	RetryAfter time.Duration
 	// Attempts is how many requests were sent, retries included.
 	Attempts int
-	// Kind is ErrReauthRequired, ErrTemporary, ErrMisconfigured, ErrClosed,
-	// ErrLicenseExhausted, or nil when the failure fits none of them;
-	// errors.Is matches it.
+	// Kind is [ErrReauthRequired], [ErrTemporary], [ErrMisconfigured],
+	// [ErrClosed], [ErrLicenseExhausted], or nil when the failure fits none
+	// of them; errors.Is matches it. When Err already has a kind (it is or
+	// wraps an *Error with one, a *ConfigError, or one of these errors),
+	// that kind is the error's and Kind is not used: every error matches at
+	// most one kind.
 	Kind error
 	// Err is the underlying cause, if any (a network error, a context
 	// error); errors.Is and errors.As see it too.
 	Err error
 }
 
-// Error implements error.
+// prefix starts every message of the SDK's errors, once.
+const prefix = "erpnet auth: "
+
+// Error implements error. The message reads once however deeply errors of
+// the SDK wrap each other: one "erpnet auth: " prefix, each operation once,
+// and one kind tag at the end ("[temporary failure]").
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString("erpnet auth: ")
+	b.WriteString(prefix)
+	e.write(&b)
+	if k := e.kind(); k != nil {
+		b.WriteString(" [")
+		b.WriteString(k.Error())
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+// write writes e's message without the prefix and the kind tag.
+func (e *Error) write(b *strings.Builder) {
 	b.WriteString(e.Op)
 	b.WriteString(" failed")
 	if e.StatusCode != 0 {
-		fmt.Fprintf(&b, ": HTTP %d", e.StatusCode)
+		fmt.Fprintf(b, ": HTTP %d", e.StatusCode)
 	}
 	if e.Code != "" {
 		b.WriteString(": ")
@@ -93,26 +118,72 @@ func (e *Error) Error() string {
 	}
 	if e.Err != nil {
 		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+		b.WriteString(bare(e.Err))
 	}
 	if e.Attempts > 1 {
-		fmt.Fprintf(&b, " after %d attempts", e.Attempts)
+		fmt.Fprintf(b, " after %d attempts", e.Attempts)
 	}
 	if e.RetryAfter > 0 {
-		fmt.Fprintf(&b, ", retry after %s", e.RetryAfter)
+		fmt.Fprintf(b, ", retry after %s", e.RetryAfter)
 	}
-	if e.Kind != nil {
-		b.WriteString(" [")
-		b.WriteString(e.Kind.Error())
-		b.WriteString("]")
-	}
-	return b.String()
 }
 
-// Unwrap returns Kind and Err, so errors.Is and errors.As see both.
+// bare is err's message with the prefix and kind tags of the SDK's errors
+// inside it removed, so that a wrapping Error states them once.
+func bare(err error) string {
+	msg := err.Error()
+	var ae *Error
+	if errors.As(err, &ae) {
+		var b strings.Builder
+		ae.write(&b)
+		msg = strings.Replace(msg, ae.Error(), b.String(), 1)
+	}
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		msg = strings.Replace(msg, ce.Error(), strings.TrimPrefix(ce.Error(), prefix), 1)
+	}
+	return msg
+}
+
+// kinds are the kinds of package auth, for kind.
+var kinds = [...]error{ErrReauthRequired, ErrTemporary, ErrMisconfigured, ErrClosed}
+
+// kind is the kind e matches: the kind its cause already has (an *Error
+// with a kind, a *ConfigError, or one of the kinds of package auth),
+// else Kind. A cause knows best what went wrong: a store that refuses a
+// file's mode is misconfigured even where every store failure is first
+// taken for a temporary one.
+func (e *Error) kind() error {
+	if k := kindOf(e.Err); k != nil {
+		return k
+	}
+	return e.Kind
+}
+
+// kindOf is the kind err already has, or nil.
+func kindOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *Error
+	if errors.As(err, &ae) {
+		if k := ae.kind(); k != nil {
+			return k
+		}
+	}
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return nil
+}
+
+// Unwrap returns Kind and Err, so errors.Is and errors.As see both; when
+// Err already has a kind, only Err (see Kind).
 func (e *Error) Unwrap() []error {
 	var out []error
-	if e.Kind != nil {
+	if e.Kind != nil && kindOf(e.Err) == nil {
 		out = append(out, e.Kind)
 	}
 	if e.Err != nil {
@@ -138,12 +209,15 @@ func (e *Error) As(target any) bool {
 	return true
 }
 
-// ConfigError reports an invalid Config field. Field is the Go name of the
-// field as the caller wrote it ("ClientID", "Scopes[2]", "Keys[0]"); Reason
-// says what is wrong and never contains the field's value. Every
-// ConfigError matches ErrMisconfigured.
+// ConfigError reports an invalid Config field. Field is the field as the
+// caller wrote it, a Go expression without a package prefix ("ClientID",
+// "Scopes[2]", "Keys[0]", "LoopbackOptions.Path", "FileStore.Path"), in
+// every package; Reason says what is wrong and never contains the field's
+// value. A field shared by several packages' Configs is checked by the same
+// rule, with the same Reason, in each. Every ConfigError matches
+// [ErrMisconfigured].
 type ConfigError struct {
-	// Field is the Config field at fault, e.g. "RedirectURL".
+	// Field is the field at fault, e.g. "RedirectURL" or "Keys[0]".
 	Field string
 	// Reason says what is wrong, e.g. "is required".
 	Reason string
@@ -151,7 +225,7 @@ type ConfigError struct {
 
 // Error implements error: "erpnet auth: config: <Field> <Reason>".
 func (e *ConfigError) Error() string {
-	return "erpnet auth: config: " + e.Field + " " + e.Reason
+	return prefix + "config: " + e.Field + " " + e.Reason
 }
 
 // Is makes every ConfigError match ErrMisconfigured.

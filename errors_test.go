@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +66,68 @@ func TestConfigErrorFormat(t *testing.T) {
 	}
 	if got, want := err.Error(), "erpnet auth: config: Scopes[1] must not contain spaces"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestErrorReadsOnce: however deeply the SDK's errors wrap each other, the
+// message has one prefix and one kind tag, and the error matches one kind:
+// the one its cause already has (issue 23: "erpnet auth: ... erpnet auth:
+// ... [temporary failure] [temporary failure]", and a FileStore mode error
+// matching both ErrMisconfigured and ErrTemporary).
+func TestErrorReadsOnce(t *testing.T) {
+	custom := errors.New("token rejected")
+	kinds := []error{auth.ErrReauthRequired, auth.ErrTemporary, auth.ErrMisconfigured, auth.ErrClosed, custom}
+	for _, c := range []struct {
+		name string
+		err  error
+		kind error
+		want string
+	}{
+		{"store error inside a store error",
+			&auth.Error{Op: "session store load", Kind: auth.ErrTemporary,
+				Err: &auth.Error{Op: "redis load", Kind: auth.ErrTemporary, Err: io.EOF}},
+			auth.ErrTemporary,
+			"erpnet auth: session store load failed: redis load failed: EOF [temporary failure]"},
+		{"the cause's kind wins",
+			&auth.Error{Op: "session store save", Kind: auth.ErrTemporary,
+				Err: &auth.Error{Op: "file store", Kind: auth.ErrMisconfigured, Err: errors.New("f has mode -rw-r--r--")}},
+			auth.ErrMisconfigured,
+			"erpnet auth: session store save failed: file store failed: f has mode -rw-r--r-- [misconfigured]"},
+		{"wrapped by fmt.Errorf in between",
+			&auth.Error{Op: "token refresh", Kind: auth.ErrTemporary,
+				Err: fmt.Errorf("saving: %w", &auth.Error{Op: "redis save", Kind: auth.ErrTemporary, Attempts: 2, Err: io.ErrUnexpectedEOF})},
+			auth.ErrTemporary,
+			"erpnet auth: token refresh failed: saving: redis save failed: unexpected EOF after 2 attempts [temporary failure]"},
+		{"a config error inside",
+			&auth.Error{Op: "session store save", Kind: auth.ErrTemporary, Err: &auth.ConfigError{Field: "FileStore.Path", Reason: "is required"}},
+			auth.ErrMisconfigured,
+			"erpnet auth: session store save failed: config: FileStore.Path is required [misconfigured]"},
+		{"a kind as the cause",
+			&auth.Error{Op: "token fetch", Kind: auth.ErrTemporary, Err: fmt.Errorf("stopped: %w", auth.ErrClosed)},
+			auth.ErrClosed,
+			"erpnet auth: token fetch failed: stopped: closed [closed]"},
+		{"a package's own kind inside",
+			&auth.Error{Op: "API request", Kind: auth.ErrTemporary, Err: &auth.Error{Op: "API request", StatusCode: 401, Kind: custom}},
+			custom,
+			"erpnet auth: API request failed: API request failed: HTTP 401 [token rejected]"},
+		{"three deep, kinds on the outer two only",
+			&auth.Error{Op: "a", Kind: auth.ErrTemporary, Err: &auth.Error{Op: "b", Kind: auth.ErrReauthRequired, Err: &auth.Error{Op: "c"}}},
+			auth.ErrReauthRequired,
+			"erpnet auth: a failed: b failed: c failed [re-authentication required]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			wrapped := fmt.Errorf("calling: %w", c.err)
+			for _, k := range kinds {
+				if got := errors.Is(wrapped, k); got != (k == c.kind) {
+					t.Errorf("errors.Is(err, %v) = %v", k, got)
+				}
+			}
+			if got := c.err.Error(); got != c.want {
+				t.Errorf("message\n got %q\nwant %q", got, c.want)
+			}
+			if n := strings.Count(wrapped.Error(), "erpnet auth:"); n != 1 {
+				t.Errorf("%d prefixes in %q", n, wrapped.Error())
+			}
+		})
 	}
 }

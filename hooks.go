@@ -6,7 +6,7 @@ import (
 )
 
 // Hooks let an application see what the SDK does, in the spirit of
-// net/http/httptrace: every package reports its work through the Hooks in
+// [net/http/httptrace]: every package reports its work through the Hooks in
 // its Config (field Hooks), and an adapter turns the reports into metrics,
 // traces or logs (module github.com/erpnetgo/auth/otelauth does it for
 // OpenTelemetry). A nil *Hooks, or a nil field, costs nothing.
@@ -30,8 +30,8 @@ type Hooks struct {
 	//	api.retry_401         an API call got 401: fresh token, one retry  StatusCode
 	//	api.backoff           an API call got 429/503 and is retried       StatusCode, RetryAfter, Attempts
 	//	api.session_opened    the API first answered a token with 2xx:     -
-	//	                      ERP.net opened a session (a license slot);
-	//	                      a refused request opens none
+	//	                      ERP.net opened an API session (a license
+	//	                      slot); a refused request opens none
 	//	api.license_exhausted the API refused a call: all licenses of the  StatusCode, RetryAfter, Attempts
 	//	                      instance are in use (one per refusal; the
 	//	                      call is retried once, then fails with
@@ -51,15 +51,15 @@ type Hooks struct {
 	// to make the call with (carrying a span, say) and a function called
 	// when the call ends, with its error. Both may be nil.
 	Call func(ctx context.Context, op string) (context.Context, func(err error))
-	// IncludeUser lets Event.User carry the user's subject (ERP.net user
+	// IncludeUser lets [Event.User] carry the user's subject (ERP.net user
 	// name). Off by default: user identifiers are personal data.
 	IncludeUser bool
 }
 
-// Event is one thing the SDK did; see Hooks.Event for which fields each
+// Event is one thing the SDK did; see [Hooks.Event] for which fields each
 // event sets. It never holds a secret.
 type Event struct {
-	// Name says what happened, e.g. "token.issued"; see Hooks.Event.
+	// Name says what happened, e.g. "token.issued"; see [Hooks.Event].
 	Name string
 	// Flow is the package that reports: "clientcreds", "authcode",
 	// "reftoken" or "bff" (hybrid reports through the first two; the BFF's
@@ -82,8 +82,8 @@ type Event struct {
 	// RetryAfter is the server's Retry-After, if it sent one.
 	RetryAfter time.Duration
 	// Err is the failure, if any; classify it with errors.Is against
-	// ErrTemporary, ErrMisconfigured, ErrReauthRequired.
+	// [ErrTemporary], [ErrMisconfigured], ErrReauthRequired.
 	Err error
-	// User is the user's subject; empty unless Hooks.IncludeUser is set.
+	// User is the user's subject; empty unless [Hooks.IncludeUser] is set.
 	User string
 }

@@ -24,6 +24,12 @@ readme="$checkout/README.md"
 if [ -f "$readme" ]; then
   mkdir "$tmp/readme"
   awk '/^## Testing your app/ { sec = 1 } sec && /^```go$/ { if (!done) { on = 1; next } } /^```$/ { if (on) { on = 0; done = 1 } } on' "$readme" >"$tmp/readme/app_test.go"
+  # As pasted, it is gofmt-clean, and no local variable hides package auth.
+  unformatted="$(gofmt -l "$tmp/readme/app_test.go")"
+  if [ -n "$unformatted" ]; then echo "README's test is not gofmt'ed:"; gofmt -d "$tmp/readme/app_test.go"; exit 1; fi
+  if grep -nE '(^|[^.[:alnum:]_])auth(, [[:alnum:]_]+)? :?= ' "$tmp/readme/app_test.go"; then
+    echo "README's test declares a variable named auth, hiding package auth"; exit 1
+  fi
 fi
 # Every Example file of the SDK's packages, and every example program (without its own tests),
 # must compile here too: each is what a user copies into their module.

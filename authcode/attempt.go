@@ -162,7 +162,7 @@ func (c *Client) readAttempt(r *http.Request, state string) (a *attempt, found b
 }
 
 // markStateUsed records a's state as consumed in the Store, atomically
-// (Store.Add), so that a replayed callback fails in this process and in
+// ([Store.Add]), so that a replayed callback fails in this process and in
 // every replica sharing the Store.
 func (c *Client) markStateUsed(ctx context.Context, a *attempt) error {
 	sum := sha256.Sum256([]byte(a.State))

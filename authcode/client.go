@@ -142,8 +142,8 @@ func New(cfg Config) (*Client, error) {
 // Close ends every request the Client has in flight (sign-in callbacks,
 // refreshes, key fetches, loopback sign-ins) and every background refresh,
 // and waits for its own goroutines to end. Sessions stay in the Store.
-// Using the Client after Close returns ErrClosed. Close on a nil Client
-// does nothing.
+// Using the Client after Close returns ErrClosed. Close on a nil *Client
+// does nothing, so a deferred Close is safe even when New failed.
 func (c *Client) Close() error {
 	if c == nil || !c.life.Close() {
 		return nil

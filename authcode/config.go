@@ -1,18 +1,17 @@
 package authcode
 
 import (
-	"fmt"
-
-	"golang.org/x/oauth2"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/erpnetgo/auth"
-	"github.com/erpnetgo/auth/internal/discovery"
-	"github.com/erpnetgo/auth/internal/tokenep"
+	"github.com/erpnetgo/auth/internal/config"
 )
 
 // Scopes understood by ERP.net.
@@ -23,7 +22,7 @@ const (
 	scopeDomainAPI     = "DomainApi" // obsolete; ERP.net v20.1 servers still need it
 )
 
-// defaultScopes are requested when Config.Scopes is empty.
+// defaultScopes are requested when [Config.Scopes] is empty.
 var defaultScopes = []string{scopeOpenID, scopeProfile, scopeOfflineAccess, "read", "update"}
 
 // Defaults for Config.
@@ -60,12 +59,13 @@ type Config struct {
 	ClientSecretFile string
 	// RedirectURL is the absolute URL of the Callback handler as registered
 	// with the Trusted Application, e.g. https://app.example.com/callback.
-	// Required for SignIn and Callback (without it, building them logs the
-	// configuration error and they answer with an error page);
-	// LoopbackSignIn does not use it. https is required except on loopback
-	// hosts. ERP.net compares it byte for byte with the registered one: a
-	// trailing slash or upper-case letters get a warning at New naming the
-	// exact string to register.
+	// Required for SignIn and Callback; LoopbackSignIn does not use it, so
+	// [New] checks its form when it is set but cannot require it: without
+	// it, building SignIn or Callback logs the configuration error, and
+	// they answer with a "not set up correctly" page (status 501). https is
+	// required except on loopback hosts. ERP.net compares it byte for byte
+	// with the registered one: a trailing slash or upper-case letters get a
+	// warning at New naming the exact string to register.
 	RedirectURL string
 	// PostLogoutRedirectURL is where the identity server sends the browser
 	// after sign-out; it must be registered with the Trusted Application,
@@ -164,7 +164,7 @@ type Config struct {
 	// "temporarily_unavailable", "server_misconfigured", ...), Description
 	// is the plain-words explanation the built-in page shows, ending with
 	// the reference under which the technical cause was logged, and
-	// errors.Is matches this package's errors (ErrInvalidState, ...) and the
+	// errors.Is matches this package's errors ([ErrInvalidState], ...) and the
 	// kinds of package auth. err never contains a secret; show people its
 	// Description, not err.Error().
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err *auth.Error)
@@ -173,152 +173,128 @@ type Config struct {
 	// personal data, and sign-in counts need none.
 	LogUsers bool
 	// Hooks, if set, receive what the Client does (sign-ins, sign-outs,
-	// token requests, cache hits, API retries, ERP.net sessions opened,
-	// re-authentication required); see auth.Hooks.
+	// token requests, cache hits, API retries, ERP.net API sessions opened,
+	// re-authentication required); see [auth.Hooks].
 	Hooks *auth.Hooks
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
 }
 
-// validate checks cfg and fills in defaults. Errors are *ConfigError values
-// naming the field and never its value.
+// normalize checks cfg, then fills in its defaults. Errors are
+// [*auth.ConfigError] values naming the field and never its value.
 func (cfg Config) normalize() (Config, error) {
-	if err := discovery.CheckAuthority("Authority", cfg.Authority); err != nil {
+	if err := cfg.check(); err != nil {
 		return cfg, err
 	}
+	return cfg.withDefaults(), nil
+}
+
+// check reports the first field at fault, in the order of the Config's
+// fields; the rules shared with the other packages are in internal/config.
+func (cfg Config) check() error {
+	return config.First(
+		config.Authority("Authority", cfg.Authority),
+		config.ClientID("ClientID", cfg.ClientID),
+		config.ClientSecret("ClientSecret", cfg.ClientSecret, false, ""),
+		config.ClientSecretFile("ClientSecretFile", cfg.ClientSecretFile, cfg.ClientSecret),
+		config.RedirectURL("RedirectURL", cfg.RedirectURL),
+		config.RedirectURL("PostLogoutRedirectURL", cfg.PostLogoutRedirectURL),
+		config.Scopes("Scopes", cfg.Scopes),
+		config.DomainAPI("DomainAPI", cfg.DomainAPI),
+		checkAuthParams(cfg.AuthParams),
+		config.NotNegative("SessionTTL", cfg.SessionTTL),
+		config.Keys("Keys", cfg.Keys, false),
+		checkCookieName(cfg.CookieName),
+		checkPath("SignInPath", cfg.SignInPath, "/signin", true),
+		checkPath("DefaultReturnPath", cfg.DefaultReturnPath, "/", false),
+		config.NotNegative("RefreshWindow", cfg.RefreshWindow),
+		config.AuthStyle("AuthStyle", cfg.AuthStyle),
+		checkAlgs(cfg.IDTokenSigningAlgs),
+		config.NotNegative("MaxLiveSessions", cfg.MaxLiveSessions),
+	)
+}
+
+// withDefaults fills in the zero fields of a checked cfg, and the scopes
+// this package always requests.
+func (cfg Config) withDefaults() Config {
 	cfg.Authority = strings.TrimRight(cfg.Authority, "/")
-	if strings.TrimSpace(cfg.ClientID) == "" {
-		return cfg, &auth.ConfigError{Field: "ClientID", Reason: "is required (the Trusted Application's ApplicationUri)"}
-	}
-	if strings.ContainsAny(cfg.ClientSecret, "\r\n") {
-		return cfg, &auth.ConfigError{Field: "ClientSecret", Reason: "must not contain line breaks"}
-	}
-	if err := tokenep.CheckSecretConfig(cfg.ClientSecret, cfg.ClientSecretFile); err != nil {
-		return cfg, err
-	}
-	if cfg.RedirectURL != "" {
-		if err := checkURL("RedirectURL", cfg.RedirectURL); err != nil {
-			return cfg, err
-		}
-	}
-	if cfg.PostLogoutRedirectURL != "" {
-		if err := checkURL("PostLogoutRedirectURL", cfg.PostLogoutRedirectURL); err != nil {
-			return cfg, err
-		}
-	}
 	scopes := cfg.Scopes
 	if len(scopes) == 0 {
 		scopes = defaultScopes
 	}
 	out := make([]string, 0, len(scopes)+2)
-	seen := map[string]bool{}
-	add := func(s string) {
-		if !seen[s] {
-			seen[s] = true
+	out = append(out, scopeOpenID) // this package always verifies an ID token
+	for _, s := range scopes {
+		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
-	add(scopeOpenID)
-	for i, s := range cfg.Scopes {
-		if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
-			return cfg, &auth.ConfigError{Field: fmt.Sprintf("Scopes[%d]", i), Reason: "must be a non-empty scope token without spaces, quotes or control characters"}
-		}
-	}
-	for _, s := range scopes {
-		add(s)
-	}
-	if cfg.LegacyDomainAPIScope {
-		add(scopeDomainAPI)
+	if cfg.LegacyDomainAPIScope && !slices.Contains(out, scopeDomainAPI) {
+		out = append(out, scopeDomainAPI)
 	}
 	cfg.Scopes = out
-	if cfg.SessionTTL < 0 {
-		return cfg, &auth.ConfigError{Field: "SessionTTL", Reason: "must not be negative"}
-	}
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = defaultSessionTTL
-	}
-	if cfg.RefreshWindow < 0 {
-		return cfg, &auth.ConfigError{Field: "RefreshWindow", Reason: "must not be negative"}
-	}
-	if cfg.MaxLiveSessions < 0 {
-		return cfg, &auth.ConfigError{Field: "MaxLiveSessions", Reason: "must not be negative"}
 	}
 	if cfg.MaxLiveSessions == 0 {
 		cfg.MaxLiveSessions = defaultMaxLiveSessions
 	}
-	for i, k := range cfg.Keys {
-		switch len(k) {
-		case 16, 24, 32:
-		default:
-			return cfg, &auth.ConfigError{Field: fmt.Sprintf("Keys[%d]", i), Reason: "must be an AES key of 16, 24 or 32 bytes"}
-		}
-	}
-	if cfg.DomainAPI != "" {
-		if err := discovery.CheckAuthority("DomainAPI", cfg.DomainAPI); err != nil {
-			return cfg, err
-		}
-	}
 	if cfg.CookieName == "" {
 		cfg.CookieName = defaultCookieName
-	}
-	if !validCookieName(cfg.CookieName) {
-		return cfg, &auth.ConfigError{Field: "CookieName", Reason: "must be a cookie name of letters, digits, '_' or '-'"}
 	}
 	if cfg.SignInPath == "" {
 		cfg.SignInPath = defaultSignInPath
 	}
-	if p, ok := safeReturnPath(cfg.SignInPath); !ok || p != cfg.SignInPath || strings.Contains(p, "?") {
-		return cfg, &auth.ConfigError{Field: "SignInPath", Reason: "must be a local absolute path such as /signin"}
-	}
 	if cfg.DefaultReturnPath == "" {
 		cfg.DefaultReturnPath = "/"
-	}
-	if _, ok := safeReturnPath(cfg.DefaultReturnPath); !ok {
-		return cfg, &auth.ConfigError{Field: "DefaultReturnPath", Reason: "must be a local absolute path such as /"}
-	}
-	for k := range cfg.AuthParams {
-		switch k {
-		case "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "response_mode", "request", "request_uri":
-			return cfg, &auth.ConfigError{Field: "AuthParams", Reason: "must not set " + k + " (the Client sets it)"}
-		}
-	}
-	switch cfg.AuthStyle {
-	case oauth2.AuthStyleAutoDetect, oauth2.AuthStyleInParams, oauth2.AuthStyleInHeader:
-	default:
-		return cfg, &auth.ConfigError{Field: "AuthStyle", Reason: "is not an oauth2.AuthStyle"}
 	}
 	if len(cfg.IDTokenSigningAlgs) == 0 {
 		cfg.IDTokenSigningAlgs = []string{"RS256"}
 	}
-	for _, a := range cfg.IDTokenSigningAlgs {
-		switch a {
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
-		default:
-			return cfg, &auth.ConfigError{Field: "IDTokenSigningAlgs", Reason: "may list only asymmetric JWS algorithms (RS256, PS256, ES256, EdDSA, ...)"}
-		}
-	}
-	return cfg, nil
+	return cfg
 }
 
-func checkURL(field, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return &auth.ConfigError{Field: field, Reason: "must be an absolute http(s) URL"}
-	}
-	if u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil {
-		return &auth.ConfigError{Field: field, Reason: "must not contain a fragment or user info"}
-	}
-	if u.Scheme == "http" && !discovery.IsLoopback(u.Hostname()) {
-		return &auth.ConfigError{Field: field, Reason: "must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"}
+// checkAuthParams refuses the parameters the Client sets itself.
+func checkAuthParams(p url.Values) error {
+	for k := range p {
+		switch k {
+		case "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "response_mode", "request", "request_uri":
+			return config.Err("AuthParams", "must not set "+k+" (the Client sets it)")
+		}
 	}
 	return nil
 }
 
-func validCookieName(s string) bool {
+// checkCookieName checks CookieName; empty means the default.
+func checkCookieName(s string) error {
 	for _, c := range s {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
+			return config.Err("CookieName", "must be a cookie name of letters, digits, '_' or '-'")
 		}
 	}
-	return s != ""
+	return nil
+}
+
+// checkPath checks a local absolute path (empty means the default, e);
+// plain paths allow no query.
+func checkPath(field, p, e string, plain bool) error {
+	if p == "" {
+		return nil
+	}
+	if q, ok := safeReturnPath(p); !ok || (plain && (q != p || strings.Contains(p, "?"))) {
+		return config.Err(field, "must be a local absolute path such as "+e)
+	}
+	return nil
+}
+
+// checkAlgs allows asymmetric JWS algorithms only.
+func checkAlgs(algs []string) error {
+	for _, a := range algs {
+		switch a {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		default:
+			return config.Err("IDTokenSigningAlgs", "may list only asymmetric JWS algorithms (RS256, PS256, ES256, EdDSA, ...)")
+		}
+	}
+	return nil
 }

@@ -7,8 +7,8 @@ import (
 )
 
 // Errors of this package, to branch on with errors.Is. The SDK-wide kinds
-// (auth.ErrReauthRequired, auth.ErrTemporary, auth.ErrMisconfigured,
-// auth.ErrClosed) are in package auth.
+// ([auth.ErrReauthRequired], [auth.ErrTemporary], [auth.ErrMisconfigured],
+// [auth.ErrClosed]) are in package auth.
 var (
 	// ErrNoSession means the request carries no valid session: no session
 	// cookie, a cookie that cannot be opened (tampered, or sealed under a key
@@ -21,7 +21,8 @@ var (
 	ErrInvalidState = errors.New("authcode: invalid sign-in state")
 	// ErrAttemptExpired means the sign-in attempt is older than ten minutes.
 	ErrAttemptExpired = errors.New("authcode: sign-in attempt expired; please sign in again")
-	// ErrIssuerMismatch means the callback's RFC 9207 "iss" parameter is
+	// ErrIssuerMismatch means the callback's RFC 9207 "iss" parameter
+	// (https://www.rfc-editor.org/rfc/rfc9207#section-2) is
 	// missing (when the server promises it) or names another issuer: a
 	// mix-up attack or a misconfiguration.
 	ErrIssuerMismatch = errors.New("authcode: authorization response issuer (iss) does not match the configured identity server")

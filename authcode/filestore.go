@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/erpnetgo/auth"
@@ -20,13 +22,19 @@ import (
 // holds refresh tokens, so it is written with mode 0600, atomically (a
 // temporary file in the same folder, synced, then renamed), and a file
 // that group or others can read or write is refused with an error
-// matching auth.ErrMisconfigured. Several goroutines may share a
+// matching [auth.ErrMisconfigured]. Several goroutines may share a
 // FileStore; several processes should not share one file.
+//
+// The path is checked when a session is first looked up, which
+// LoopbackSignIn does before it opens the browser: a missing folder is
+// created (mode 0700, parents included), and a folder that cannot be
+// created or written gives an error matching auth.ErrMisconfigured that
+// names the path, so nobody signs in for nothing.
 //
 // The zero FileStore is not usable: set Path.
 type FileStore struct {
 	// Path is the file, e.g. filepath.Join(os.UserConfigDir(), "myapp",
-	// "session.json"). Its folder must exist.
+	// "session.json"). A missing folder is created with mode 0700.
 	Path string
 
 	mu sync.Mutex
@@ -108,8 +116,32 @@ func (s *FileStore) update(ctx context.Context, edit func(map[string]fileItem)) 
 	return s.write(m)
 }
 
+// fail reports a failed file operation: a path that cannot be used
+// (permissions, a missing or wrong kind of folder, a read-only file
+// system) is misconfigured; anything else (a full disk, an I/O error) may
+// pass.
 func (s *FileStore) fail(what string, err error) error {
-	return &auth.Error{Op: "file store", Kind: auth.ErrTemporary, Err: fmt.Errorf("%s %s: %w", what, s.Path, err)}
+	kind := auth.ErrTemporary
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EROFS) {
+		kind = auth.ErrMisconfigured
+	}
+	return &auth.Error{Op: "file store", Kind: kind, Err: fmt.Errorf("%s %s: %w", what, s.Path, err)}
+}
+
+// prepare makes sure a session file can be written at Path: its folder
+// exists (created with mode 0700 if missing) and takes a new file.
+func (s *FileStore) prepare() error {
+	dir := filepath.Dir(s.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return s.fail("creating the folder of", err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(s.Path)+".tmp-*")
+	if err != nil {
+		return s.fail("writing in the folder of", err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
 }
 
 // read returns the file's items; an absent file holds none.
@@ -119,6 +151,11 @@ func (s *FileStore) read() (map[string]fileItem, error) {
 	}
 	f, err := os.Open(s.Path)
 	if errors.Is(err, os.ErrNotExist) {
+		// No session yet: make sure one can be saved, before anyone signs
+		// in for it.
+		if err := s.prepare(); err != nil {
+			return nil, err
+		}
 		return map[string]fileItem{}, nil
 	}
 	if err != nil {
@@ -148,6 +185,9 @@ func (s *FileStore) write(m map[string]fileItem) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return s.fail("writing", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.Path), 0o700); err != nil {
+		return s.fail("creating the folder of", err)
 	}
 	f, err := os.CreateTemp(filepath.Dir(s.Path), "."+filepath.Base(s.Path)+".tmp-*")
 	if err != nil {

@@ -2,10 +2,7 @@ package authcode
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"errors"
-	"html"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,14 +16,14 @@ import (
 const returnParam = "return_to"
 
 // SignIn returns the handler that starts a sign-in: it creates an attempt
-// (state, nonce and PKCE verifier, 256 bits each from crypto/rand), keeps it
-// in a sealed, HttpOnly, SameSite=Lax cookie of its own that lives ten
-// minutes, and redirects the browser to the identity server's authorize
-// endpoint. The optional return_to parameter names the local path to land
+// (a state and a nonce of 130 bits each and a PKCE verifier of 256 bits,
+// from crypto/rand), keeps it in a sealed, HttpOnly, SameSite=Lax cookie of
+// its own that lives ten minutes, and redirects the browser to the identity
+// server's authorize endpoint. The optional return_to parameter names the local path to land
 // on afterwards; anything that is not a plain local path is ignored (no
-// open redirect). Mount it at Config.SignInPath; it accepts GET and POST.
-// Without Config.RedirectURL the handler cannot sign anyone in: building it
-// logs that configuration error (at start-up, where routes are mounted),
+// open redirect). Mount it at [Config.SignInPath]; it accepts GET and POST.
+// Without [Config.RedirectURL] the handler cannot sign anyone in: building
+// it logs that configuration error (at start-up, where routes are mounted),
 // and it answers every request with a page saying sign-in is not set up.
 func (c *Client) SignIn() http.Handler {
 	if h := c.withoutRedirectURL("SignIn"); h != nil {
@@ -40,8 +37,7 @@ func (c *Client) SignIn() http.Handler {
 		}
 		doc, err := c.discover(r.Context())
 		if err != nil {
-			c.log.Error("authcode: sign-in: discovery failed", "error", err.Error())
-			c.fail(w, r, statusFor(err), err)
+			c.fail(w, r, statusFor(err), err) // logs it, once
 			return
 		}
 		ret := r.URL.Query().Get(returnParam)
@@ -91,7 +87,8 @@ func (c *Client) returnPath(p string) string {
 // at_hash), saves the session in the Store, and only then sets the session
 // cookie (a sealed session id) and redirects to the attempt's return path.
 // Errors, including an error sent by the identity server, are rendered by
-// Config.ErrorHandler. Without Config.RedirectURL it behaves as SignIn does.
+// [Config.ErrorHandler]. Without [Config.RedirectURL] it behaves as SignIn
+// does.
 func (c *Client) Callback() http.Handler {
 	if h := c.withoutRedirectURL("Callback"); h != nil {
 		return h
@@ -173,10 +170,13 @@ func (c *Client) Callback() http.Handler {
 // replica can bring it back), clears the session cookie, and redirects the
 // browser to the identity server's end-session endpoint with id_token_hint
 // (the latest ID token) and post_logout_redirect_uri, which ends the
-// ERP.net session and frees its license; the identity server then sends
-// the browser to Config.PostLogoutRedirectURL with nothing added to it.
-// Without an end-session endpoint it redirects to PostLogoutRedirectURL
-// (or DefaultReturnPath).
+// ERP.net API session and frees its license; the identity server then sends
+// the browser to [Config.PostLogoutRedirectURL] with nothing added to it.
+// Without an end-session endpoint, and when the browser has no session left
+// to end (it signed out in another tab, or clicked twice), it redirects to
+// PostLogoutRedirectURL (or DefaultReturnPath) at once: without a session
+// there is no ID token to send as id_token_hint, and without one the
+// identity server would leave the user on its own signed-out page.
 //
 // Use a POST form (a "Sign out" button). A GET signs out only when it
 // comes from the app's own pages or a typed address (Sec-Fetch-Site
@@ -200,6 +200,7 @@ func (c *Client) SignOut() http.Handler {
 		ctx, cancel := c.life.Bind(r.Context())
 		defer cancel()
 		var idToken string
+		gone := true // no session of this browser is left to end
 		if id, ok := c.sessionID(r); ok {
 			c.clearCookie(w, c.cookie, "/")
 			rec, err := c.endSession(ctx, id)
@@ -209,10 +210,20 @@ func (c *Client) SignOut() http.Handler {
 			if rec != nil {
 				idToken = rec.IDToken
 			}
+			// Nothing read and nothing failed: the Store no longer holds
+			// the session (signed out in another tab, a double click).
+			gone = rec == nil && err == nil
 		}
 		target := c.cfg.PostLogoutRedirectURL
 		if target == "" {
 			target = c.cfg.DefaultReturnPath
+		}
+		if gone {
+			// Without a session there is no ID token to send as a hint,
+			// and without one the identity server would not send the
+			// browser back: land on the app's signed-out page instead.
+			http.Redirect(w, r, target, http.StatusSeeOther)
+			return
 		}
 		doc, derr := c.discover(ctx)
 		if derr == nil && doc.EndSessionEndpoint != "" {
@@ -258,20 +269,17 @@ func crossSite(r *http.Request) bool {
 	return !strings.EqualFold(u.Host, r.Host)
 }
 
-// confirmSignOut asks the user to confirm a sign-out another site started.
-func (c *Client) confirmSignOut(w http.ResponseWriter, r *http.Request) {
-	page(w, http.StatusOK, "Sign out?", "Another site asked to sign you out of this application.",
-		`<form method="post" action="`+html.EscapeString(r.URL.Path)+`"><button type="submit">Sign out</button></form>`+
-			`<p><a href="`+html.EscapeString(c.cfg.DefaultReturnPath)+`">Stay signed in</a></p>`, "")
-}
-
 // RequireUser is middleware that lets only signed-in users through, with
-// their Session in the request context (SessionFromContext). Requests
-// without a session, or whose refresh token is dead, are answered with a
-// redirect to Config.SignInPath (browsers: a GET or HEAD accepting
-// text/html, without X-Requested-With) that returns to the original path
-// afterwards, or with 401 and a JSON error body (API callers). A failing
-// Store gives 503: users are not silently signed out.
+// their Session in the request context ([SessionFromContext]). Requests
+// without a session, or whose refresh token is dead, are answered as their
+// sender can use: a browser loading a page (a navigation of any method:
+// Sec-Fetch-Mode navigate, or without fetch metadata an Accept of
+// text/html and no X-Requested-With) is redirected to [Config.SignInPath],
+// returning to the original path afterwards, or, for a form it submitted
+// (POST and the like, which cannot be replayed), gets a page that says it
+// is signed out with a button to sign in again; fetch, XHR and API callers
+// get 401 and a JSON error body. A failing Store gives 503: users are not
+// silently signed out.
 func (c *Client) RequireUser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := c.UserSession(r)
@@ -308,198 +316,13 @@ func (c *Client) RequireUser(next http.Handler) http.Handler {
 func (c *Client) challenge(w http.ResponseWriter, r *http.Request) {
 	noCache(w)
 	if isBrowserNavigation(r) {
-		ret := c.returnPath(r.URL.RequestURI())
-		target := c.cfg.SignInPath + "?" + url.Values{returnParam: {ret}}.Encode()
-		http.Redirect(w, r, target, http.StatusFound)
+		c.toSignIn(w, r)
 		return
 	}
 	writeError(w, r, http.StatusUnauthorized, "login_required", "sign-in required")
 }
 
-// isBrowserNavigation reports whether r looks like a browser loading a page
-// (which may be redirected to sign in) rather than a script or API client
-// (which gets a 401 it can handle).
-func isBrowserNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
-	}
-	if r.Header.Get("X-Requested-With") != "" {
-		return false
-	}
-	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
-		return false
-	}
-	for _, v := range r.Header.Values("Accept") {
-		if strings.Contains(v, "text/html") {
-			return true
-		}
-	}
-	return false
-}
-
-func wantsJSON(r *http.Request) bool {
-	if r.Header.Get("X-Requested-With") != "" {
-		return true
-	}
-	for _, v := range r.Header.Values("Accept") {
-		if strings.Contains(v, "application/json") {
-			return true
-		}
-	}
-	return false
-}
-
 func noCache(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-}
-
-// writeError writes a small JSON error body.
-func writeError(w http.ResponseWriter, _ *http.Request, status int, code, desc string) {
-	b, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
-
-var errMethod = errors.New("authcode: method not allowed")
-
-// fail renders a handler error with Config.ErrorHandler or the default
-// page. The technical cause goes to the log with a short reference that
-// the page shows; the page itself says in plain words what happened and
-// what to do, and never shows Go error text.
-func (c *Client) fail(w http.ResponseWriter, r *http.Request, status int, err error) {
-	ref := strings.ToLower(rand.Text()[:8])
-	level := slog.LevelWarn
-	if status >= 500 {
-		level = slog.LevelError
-	}
-	c.log.Log(r.Context(), level, "authcode: "+r.URL.Path+" failed", "ref", ref, "status", status, "error", err.Error())
-	if r.URL.Path == c.attemptCP {
-		c.rep.Emit(r.Context(), auth.Event{Name: "signin.failed", StatusCode: status, Err: err})
-	}
-	title, msg := explain(err)
-	if c.cfg.ErrorHandler != nil {
-		ae := &auth.Error{Op: "sign-in", Code: errorCode(err), Description: msg + " (reference " + ref + ")", Err: err}
-		c.cfg.ErrorHandler(w, r, status, ae)
-		return
-	}
-	noCache(w)
-	if wantsJSON(r) && !isBrowserNavigation(r) {
-		writeError(w, r, status, errorCode(err), msg+" (reference "+ref+")")
-		return
-	}
-	var idp string
-	var ae *auth.Error
-	if errors.As(err, &ae) && ae.Op == "authorization" && ae.Description != "" {
-		idp = `<p class="idp">The identity server said: ` + html.EscapeString(ae.Description) + `</p>`
-	}
-	page(w, status, title, msg, idp+
-		`<p><a class="button" href="`+html.EscapeString(c.cfg.SignInPath)+`">Sign in again</a> `+
-		`<a href="`+html.EscapeString(c.cfg.DefaultReturnPath)+`">Back to the application</a></p>`, ref)
-}
-
-// explain says what happened, in words for a person.
-func explain(err error) (title, msg string) {
-	if _, t, m, ok := explainProblem(err); ok {
-		return t, m
-	}
-	var ae *auth.Error
-	switch {
-	case errors.As(err, &ae) && ae.Op == "authorization" && ae.Code == "access_denied":
-		return "Sign-in cancelled", "The sign-in was cancelled, or the identity server did not allow it. You are not signed in."
-	case errors.As(err, &ae) && ae.Op == "authorization" && ae.Code == "login_required":
-		return "Sign-in needed", "The identity server needs you to sign in again."
-	case errors.As(err, &ae) && ae.Op == "authorization":
-		return "Sign-in failed", "The identity server could not sign you in."
-	case errors.Is(err, ErrAttemptExpired):
-		return "Sign-in took too long", "This sign-in was started too long ago. Please sign in again."
-	case errors.Is(err, ErrInvalidState):
-		return "Sign-in link no longer valid", "This sign-in was already completed, started in another browser, or has expired. Please sign in again."
-	case errors.Is(err, ErrIssuerMismatch), errors.Is(err, ErrInvalidIDToken):
-		return "Sign-in could not be verified", "The answer from the identity server could not be verified, so you were not signed in. Please sign in again."
-	case errors.Is(err, auth.ErrTemporary):
-		return "Sign-in is unavailable right now", "The sign-in service did not answer in time. Please try again in a few minutes."
-	case errors.Is(err, auth.ErrMisconfigured):
-		return "Sign-in is not set up correctly", "This application's sign-in is misconfigured. Please tell its administrator, quoting the reference below."
-	case errors.Is(err, errMethod):
-		return "Not allowed", "This address cannot be used that way."
-	case errors.As(err, &ae):
-		return "Sign-in failed", "The identity server refused to complete the sign-in. Please sign in again."
-	}
-	return "Something went wrong", "The sign-in could not be completed. Please try again."
-}
-
-// page writes a small, self-contained HTML page: inline style, no
-// external assets, no scripts.
-func page(w http.ResponseWriter, status int, title, msg, extraHTML, ref string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	w.WriteHeader(status)
-	var b strings.Builder
-	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>`)
-	b.WriteString(html.EscapeString(title))
-	b.WriteString(`</title><style>body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f5f6f8;color:#1d2330;margin:0}` +
-		`main{max-width:34rem;margin:12vh auto;background:#fff;border-radius:10px;padding:2rem 2.25rem;box-shadow:0 2px 12px rgba(0,0,0,.08)}` +
-		`h1{font-size:1.4rem;margin:0 0 .75rem}a{color:#0b5cad}.button,button{display:inline-block;background:#0b5cad;color:#fff;border:0;border-radius:6px;padding:.5rem 1rem;font:inherit;text-decoration:none;margin-right:1rem;cursor:pointer}` +
-		`.idp{background:#f5f6f8;border-left:3px solid #c9ced8;padding:.5rem .75rem}.ref{color:#6b7280;font-size:.85rem;margin-top:1.5rem}</style></head><body><main><h1>`)
-	b.WriteString(html.EscapeString(title))
-	b.WriteString(`</h1><p>`)
-	b.WriteString(html.EscapeString(msg))
-	b.WriteString(`</p>`)
-	b.WriteString(extraHTML)
-	if ref != "" {
-		b.WriteString(`<p class="ref">Reference: ` + html.EscapeString(ref) + `</p>`)
-	}
-	b.WriteString(`</main></body></html>`)
-	_, _ = w.Write([]byte(b.String()))
-}
-
-// errorCode is a short machine-readable code for err.
-func errorCode(err error) string {
-	if code, _, _, ok := explainProblem(err); ok {
-		return code
-	}
-	var ae *auth.Error
-	switch {
-	case errors.As(err, &ae) && ae.Code != "":
-		return ae.Code
-	case errors.Is(err, ErrInvalidState), errors.Is(err, ErrAttemptExpired):
-		return "invalid_state"
-	case errors.Is(err, ErrIssuerMismatch):
-		return "issuer_mismatch"
-	case errors.Is(err, ErrInvalidIDToken):
-		return "invalid_id_token"
-	case errors.Is(err, auth.ErrTemporary):
-		return "temporarily_unavailable"
-	case errors.Is(err, auth.ErrMisconfigured):
-		return "server_misconfigured"
-	}
-	return "error"
-}
-
-// statusFor maps a handler error to an HTTP status.
-func statusFor(err error) int {
-	var ae *auth.Error
-	switch {
-	case errors.As(err, &ae) && ae.Op == "authorization":
-		if ae.Code == "access_denied" {
-			return http.StatusForbidden
-		}
-		return http.StatusBadRequest
-	case errors.Is(err, ErrInvalidState), errors.Is(err, ErrAttemptExpired), errors.Is(err, ErrIssuerMismatch):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrInvalidIDToken):
-		return http.StatusBadGateway
-	case errors.Is(err, auth.ErrTemporary):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, auth.ErrMisconfigured):
-		return http.StatusInternalServerError
-	case errors.As(err, &ae):
-		// e.g. invalid_grant: a replayed or expired code.
-		return http.StatusBadRequest
-	}
-	return http.StatusInternalServerError
 }

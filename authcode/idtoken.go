@@ -48,7 +48,7 @@ type idClaims struct {
 //     only when the token names this client as its authorized party;
 //   - iat must be present and at most idTokenLeeway in the future;
 //   - auth_time, when present, at most idTokenLeeway in the future; and
-//     when the authorization request set max_age (Config.AuthParams),
+//     when the authorization request set max_age ([Config.AuthParams]),
 //     present and no older than max_age (plus the leeway).
 //
 // The nonce, at_hash and sub are checked by the caller.
@@ -166,7 +166,7 @@ type keySet struct {
 var errNoKey = errors.New("no key of the identity server's JWKS verifies the signature")
 
 // jwsAlgs are the algorithms a JWS is parsed with here; the verifier has
-// already restricted them to Config.IDTokenSigningAlgs.
+// already restricted them to [Config.IDTokenSigningAlgs].
 var jwsAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
 	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -40,9 +39,6 @@ type interopApp struct {
 // with the form body, and a public client; sign-in through its own forms,
 // refresh with rotation, revocation and RP-initiated logout.
 func TestInteropOIDCProvider(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("Node.js is not installed")
-	}
 	specs := []oidctest.Client{
 		{ID: "com.example.interop/basic", Secret: "b:a%s+i/c=", AuthMethod: "client_secret_basic"},
 		{ID: "com.example.interop/post", Secret: "p:o%s+t/=", AuthMethod: "client_secret_post"},
@@ -66,9 +62,6 @@ func TestInteropOIDCProvider(t *testing.T) {
 // endpoints discovery names (never hard-coded paths), and report the
 // Domain API root that auto-discovery names.
 func TestInteropERPNetStyle(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("Node.js is not installed")
-	}
 	specs := []oidctest.Client{
 		{ID: "com.example.erpnet/confidential", Secret: "c:o%n+f/=", AuthMethod: "client_secret_basic"},
 		{ID: "com.example.erpnet/public", AuthMethod: "none"},

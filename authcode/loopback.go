@@ -24,21 +24,23 @@ import (
 )
 
 // defaultLoopbackTimeout bounds a loopback sign-in when
-// LoopbackOptions.Timeout is zero.
+// [LoopbackOptions.Timeout] is zero.
 const defaultLoopbackTimeout = 5 * time.Minute
 
 // loopbackID is the session id of the loopback sign-in: a command-line
 // tool has one user, and the next run finds the session under it.
 const loopbackID = "loopback"
 
-// LoopbackOptions configure Client.LoopbackSignIn.
+// LoopbackOptions configure [Client.LoopbackSignIn].
 type LoopbackOptions struct {
 	// OpenBrowser opens the authorization URL; nil means the system browser
 	// (xdg-open, open or rundll32).
 	OpenBrowser func(url string) error
 	// Output receives the line that tells the user where to sign in: the
-	// URL is printed at once when the browser cannot be opened, and as a
-	// fallback line otherwise. Nil means os.Stderr.
+	// URL is printed at once when the browser cannot be opened (OpenBrowser
+	// failed) and, after the system browser was opened, as a fallback line
+	// in case no window appeared; a custom OpenBrowser that succeeds gets
+	// no line. Nil means os.Stderr.
 	Output io.Writer
 	// Timeout bounds the whole sign-in; zero means 5 minutes.
 	Timeout time.Duration
@@ -85,7 +87,8 @@ func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*Ses
 	if !strings.HasPrefix(opts.Path, "/") || strings.ContainsAny(opts.Path, "?#") {
 		return nil, &auth.ConfigError{Field: "LoopbackOptions.Path", Reason: "must be an absolute path such as /callback"}
 	}
-	if opts.OpenBrowser == nil {
+	systemBrowser := opts.OpenBrowser == nil
+	if systemBrowser {
 		opts.OpenBrowser = openSystemBrowser
 	}
 	if opts.Output == nil {
@@ -106,7 +109,7 @@ func (c *Client) LoopbackSignIn(ctx context.Context, opts LoopbackOptions) (*Ses
 	if s, err := c.reuseLoopback(ctx); s != nil || err != nil {
 		return s, err
 	}
-	return c.loopbackBrowser(ctx, doc, opts)
+	return c.loopbackBrowser(ctx, doc, opts, systemBrowser)
 }
 
 // reuseLoopback returns the saved loopback session with a usable access
@@ -139,7 +142,7 @@ type loopbackOutcome struct {
 	err error
 }
 
-func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, opts LoopbackOptions) (*Session, error) {
+func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, opts LoopbackOptions, systemBrowser bool) (*Session, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("authcode: loopback sign-in: cannot listen on 127.0.0.1: %w", err)
@@ -218,7 +221,7 @@ func (c *Client) loopbackBrowser(ctx context.Context, doc *discovery.Document, o
 	if err := opts.OpenBrowser(authURL); err != nil {
 		c.log.Debug("authcode: cannot open the browser", "error", err.Error())
 		fmt.Fprintf(opts.Output, "Could not open a browser. To sign in, open this address in a browser on this machine:\n\n  %s\n\n", authURL)
-	} else {
+	} else if systemBrowser {
 		fmt.Fprintf(opts.Output, "If no browser window opened, open this address to sign in:\n\n  %s\n\n", authURL)
 	}
 	var pasted <-chan string

@@ -89,13 +89,38 @@ func TestSignOutVariants(t *testing.T) {
 		assert.Equal(t, 1, e.idp.Count(devserver.Revocation))
 	})
 	t.Run("not signed in", func(t *testing.T) {
+		// No session, so no ID token hint, without which the identity
+		// server would not send the browser back: the app's signed-out
+		// page at once (issue 23).
 		e := newEnv(t)
 		r := e.browser().do(http.MethodPost, e.app.URL+"/signout", nil)
 		require.Equal(t, http.StatusSeeOther, r.StatusCode)
-		loc := mustURL(r.Header.Get("Location"))
-		assert.False(t, loc.Query().Has("id_token_hint"))
-		assert.False(t, loc.Query().Has("post_logout_redirect_uri"), "only honoured with a hint")
+		assert.Equal(t, e.app.URL+"/bye", r.Header.Get("Location"))
 		assert.Zero(t, e.idp.Count(devserver.Revocation))
+	})
+	t.Run("no session left: a second tab, a double click", func(t *testing.T) {
+		e := newEnv(t)
+		b := e.browser()
+		e.mustSignIn(b, "")
+		second := e.browser() // a second tab: the same cookie, sent again
+		second.jar.SetCookies(mustURL(e.app.URL+"/"), b.jar.Cookies(mustURL(e.app.URL+"/")))
+		r := b.do(http.MethodPost, e.app.URL+"/signout", nil)
+		require.Equal(t, http.StatusSeeOther, r.StatusCode)
+		require.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Issuer()+"/connect/endsession?"))
+		r = second.do(http.MethodPost, e.app.URL+"/signout", nil)
+		require.Equal(t, http.StatusSeeOther, r.StatusCode)
+		assert.Equal(t, e.app.URL+"/bye", r.Header.Get("Location"), "the app's signed-out page, not the identity server's")
+		assert.Equal(t, 1, e.idp.Count(devserver.Revocation))
+	})
+	t.Run("store down: the identity server's session is still ended", func(t *testing.T) {
+		var f *flakyStore
+		e := newEnv(t, withStore(func(m *mapStore) Store { f = &flakyStore{mapStore: m}; return f }))
+		b := e.browser()
+		e.mustSignIn(b, "")
+		f.failLoad.Store(true)
+		r := b.do(http.MethodPost, e.app.URL+"/signout", nil)
+		require.Equal(t, http.StatusSeeOther, r.StatusCode)
+		assert.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Issuer()+"/connect/endsession?"), r.Header.Get("Location"))
 	})
 	t.Run("other methods", func(t *testing.T) {
 		e := newEnv(t)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/clock"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
@@ -92,8 +93,8 @@ type Config struct {
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
 	// Hooks, if set, receive what the Source does (token requests, cache
-	// hits, waits, background refreshes, API retries, ERP.net sessions
-	// opened); see auth.Hooks.
+	// hits, waits, background refreshes, API retries, ERP.net API sessions
+	// opened); see [auth.Hooks].
 	Hooks *auth.Hooks
 }
 
@@ -112,61 +113,38 @@ func ConfigFromEnv() (Config, error) {
 		DomainAPI:        strings.TrimSpace(os.Getenv(envDomainAPI)),
 	}
 	var missing []string
-	for _, v := range []struct{ name, val string }{{envAuthority, cfg.Authority}, {envClientID, cfg.ClientID},
-		{envClientSecret + " or " + envSecretFile, cfg.ClientSecret + cfg.ClientSecretFile}} {
+	field := ""
+	for _, v := range []struct{ field, name, val string }{
+		{"Authority", envAuthority, cfg.Authority}, {"ClientID", envClientID, cfg.ClientID},
+		{"ClientSecret", envClientSecret + " or " + envSecretFile, cfg.ClientSecret + cfg.ClientSecretFile},
+	} {
 		if v.val == "" {
 			missing = append(missing, v.name)
+			field = cmp.Or(field, v.field)
 		}
 	}
 	if len(missing) > 0 {
-		return cfg, &auth.ConfigError{Field: strings.Join(missing, ", "), Reason: "not set in the environment"}
+		return cfg, config.Err(field, "is empty: the environment does not set "+strings.Join(missing, ", "))
 	}
 	return cfg, nil
 }
 
-// validate checks the Config without any network I/O. Errors name the field
-// and never contain the secret.
+// validate checks the Config without any network I/O, with the rules
+// every package shares (internal/config). Errors name the field and never
+// contain the secret.
 func (c Config) validate() error {
-	if err := discovery.CheckAuthority("Authority", c.Authority); err != nil {
-		return err
-	}
-	if c.ClientID == "" {
-		return &auth.ConfigError{Field: "ClientID", Reason: "is required (the Trusted Application's ApplicationUri)"}
-	}
-	if strings.ContainsFunc(c.ClientID, isCtl) {
-		return &auth.ConfigError{Field: "ClientID", Reason: "contains control characters"}
-	}
-	if err := tokenep.CheckSecretConfig(c.ClientSecret, c.ClientSecretFile); err != nil {
-		return err
-	}
-	if c.ClientSecret == "" && c.ClientSecretFile == "" {
-		return &auth.ConfigError{Field: "ClientSecret", Reason: "is required (or ClientSecretFile): client credentials need a confidential Trusted Application"}
-	}
-	if strings.ContainsFunc(c.ClientSecret, isCtl) {
-		return &auth.ConfigError{Field: "ClientSecret", Reason: "contains control characters (a stray newline from a file?)"}
-	}
-	for i, s := range c.Scopes {
-		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r == ' ' || r == '"' || r == '\\' || isCtl(r) }) {
-			return &auth.ConfigError{Field: fmt.Sprintf("Scopes[%d]", i), Reason: "must be a non-empty scope token without spaces, quotes or control characters"}
-		}
-	}
-	if c.RefreshWindow < 0 {
-		return &auth.ConfigError{Field: "RefreshWindow", Reason: "must not be negative"}
-	}
-	if c.DomainAPI != "" {
-		if err := discovery.CheckAuthority("DomainAPI", c.DomainAPI); err != nil {
-			return err
-		}
-	}
-	switch c.AuthStyle {
-	case oauth2.AuthStyleAutoDetect, oauth2.AuthStyleInParams, oauth2.AuthStyleInHeader:
-	default:
-		return &auth.ConfigError{Field: "AuthStyle", Reason: "is not an oauth2.AuthStyle"}
-	}
-	return nil
+	return config.First(
+		config.Authority("Authority", c.Authority),
+		config.ClientID("ClientID", c.ClientID),
+		config.ClientSecretFile("ClientSecretFile", c.ClientSecretFile, c.ClientSecret),
+		config.ClientSecret("ClientSecret", c.ClientSecret, c.ClientSecretFile == "",
+			"(or ClientSecretFile): client credentials need a confidential Trusted Application"),
+		config.Scopes("Scopes", c.Scopes),
+		config.DomainAPI("DomainAPI", c.DomainAPI),
+		config.AuthStyle("AuthStyle", c.AuthStyle),
+		config.NotNegative("RefreshWindow", c.RefreshWindow),
+	)
 }
-
-func isCtl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // Source is a per-process cache of one service token. It is safe for
 // concurrent use. Close it when the process no longer needs tokens.
@@ -248,10 +226,16 @@ func (s *Source) Token(ctx context.Context) (*oauth2.Token, error) {
 func (s *Source) Invalidate() { s.cache.Invalidate() }
 
 // Close stops any background refresh and waits for it to end. Token after
-// Close returns the cached token while it is usable, then ErrClosed.
+// Close returns the cached token while it is usable, then ErrClosed. Close
+// on a nil *Source does nothing, so a deferred Close is safe even when [New]
+// failed.
 func (s *Source) Close() error {
-	s.life.Close()
-	s.release()
+	if s == nil {
+		return nil
+	}
+	if s.life.Close() {
+		s.release()
+	}
 	return nil
 }
 
@@ -274,8 +258,8 @@ func (ts tokenSource) Token() (*oauth2.Token, error) { return ts.s.Token(ts.ctx)
 // On a 401 from the API it fetches a fresh token and retries once when the
 // request body can be replayed; it never retries a 403; it retries 429 and
 // 503 answers of idempotent requests with backoff and Retry-After (see
-// Config.Retry), within the request's context. The base transport is
-// Config.Transport, or, as with golang.org/x/oauth2, the Transport of an
+// [Config.Retry]), within the request's context. The base transport is
+// [Config.Transport], or, as with golang.org/x/oauth2, the Transport of an
 // *http.Client stored in ctx under oauth2.HTTPClient.
 func (s *Source) Client(ctx context.Context) *http.Client {
 	base := s.cfg.Transport
@@ -287,7 +271,7 @@ func (s *Source) Client(ctx context.Context) *http.Client {
 }
 
 // DomainAPI returns the Domain API (OData) root, ending in "/", e.g.
-// https://demodb.my.erp.net/api/domain/odata/: Config.DomainAPI, or the
+// https://demodb.my.erp.net/api/domain/odata/: [Config.DomainAPI], or the
 // one ERP.net auto-discovery names, or one derived from the Authority.
 // Append an entity set: DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
 func (s *Source) DomainAPI(ctx context.Context) (string, error) {

@@ -303,16 +303,34 @@ func TestMisconfigurationIsNeverRetried(t *testing.T) {
 	}
 }
 
+// TestGarbageAndOversizedResponses: a 200 from the token endpoint that is
+// malformed, oversized or empty is a temporary failure, retried as
+// Config.Retry allows (a client_credentials request redeems nothing, so
+// sending it again is safe), and reported as ErrTemporary once the attempts
+// are spent (issue 23: it failed after one attempt whatever Retry said).
 func TestGarbageAndOversizedResponses(t *testing.T) {
 	for _, body := range []devserver.FaultBody{devserver.FaultMalformedJSON, devserver.FaultOversizedJSON, devserver.FaultEmpty} {
 		s := devserver.StartTest(t, devserver.Demo())
-		src := newSource(t, workerConfig(s))
-		s.InjectFaults(devserver.Token, devserver.Fault{Body: body})
+		cfg := workerConfig(s)
+		cfg.Retry.Attempts = 3
+		src := newSource(t, cfg)
+		s.InjectFaults(devserver.Token, devserver.Fault{Body: body}, devserver.Fault{Body: body})
 		_, err := src.Token(context.Background())
+		require.NoError(t, err, "two unusable answers, then a good one, within 3 attempts")
+		assert.Equal(t, 3, s.GrantCount("client_credentials"))
+
+		s2 := devserver.StartTest(t, devserver.Demo())
+		cfg = workerConfig(s2)
+		cfg.Retry.Attempts = 2
+		src = newSource(t, cfg)
+		s2.InjectFaults(devserver.Token, devserver.Fault{Body: body}, devserver.Fault{Body: body})
+		_, err = src.Token(context.Background())
 		require.Error(t, err)
 		assert.ErrorIs(t, err, auth.ErrTemporary)
+		assert.NotErrorIs(t, err, auth.ErrMisconfigured)
 		assert.Less(t, len(err.Error()), 400, "error must be short: %s", err)
-		assert.Equal(t, 1, s.GrantCount("client_credentials"))
+		assert.Contains(t, err.Error(), "after 2 attempts")
+		assert.Equal(t, 2, s2.GrantCount("client_credentials"))
 		// The next call recovers.
 		_, err = src.Token(context.Background())
 		require.NoError(t, err)

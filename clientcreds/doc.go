@@ -15,7 +15,7 @@
 //
 // ERP.net's license terms forbid sharing one token across users, machines or
 // processes: every service process must authenticate on its own. And every
-// new token opens a new ERP.net session (taking a license slot) on its first
+// new token opens a new ERP.net API session (taking a license slot) on its first
 // use, so fetching a token per request, or per short-lived worker, burns
 // sessions until the server answers MaximumLicenseCountExceeded. A Source is
 // therefore deliberately an in-memory, per-process cache with no shared
@@ -40,4 +40,8 @@
 // network: already retried with capped exponential backoff and jitter,
 // honouring Retry-After). errors.As gives the RFC 6749 code, description and
 // HTTP status.
+//
+// The grant is RFC 6749 section 4.4,
+// https://www.rfc-editor.org/rfc/rfc6749#section-4.4; its errors are
+// those of section 5.2, https://www.rfc-editor.org/rfc/rfc6749#section-5.2.
 package clientcreds

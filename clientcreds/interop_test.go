@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -86,9 +85,6 @@ func TestInteropOIDCProvider(t *testing.T) {
 // /id/.well-known/openid-configuration/jwks, and Client calls the Domain
 // API root that auto-discovery named with it.
 func TestInteropERPNetStyle(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("Node.js is not installed")
-	}
 	const id, secret = "com.example.erpnet/worker", "w:o%r+k/e=r"
 	p := oidctest.Start(t, oidctest.Config{ERPNetStyle: true, Clients: []oidctest.Client{
 		{ID: id, Secret: secret, GrantTypes: []string{"client_credentials"}, Scope: "read update"},

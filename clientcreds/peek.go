@@ -1,9 +1,10 @@
 package clientcreds
 
-import "github.com/erpnetgo/auth/internal/svcpeek"
+import "github.com/erpnetgo/auth/internal/peek"
 
 func init() {
-	svcpeek.Token = func(src any) string {
+	peek.SourceClientID = func(src any) string { return src.(*Source).cfg.ClientID }
+	peek.SourceToken = func(src any) string {
 		s, _ := src.(*Source)
 		if s == nil {
 			return ""

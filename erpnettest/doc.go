@@ -7,7 +7,7 @@
 // token, revocation, userinfo, introspection and end-session endpoints, and a small Domain
 // API (OData) at <root>/api/domain/odata/ with the entity sets Crm_Sales_Customers and
 // General_Contacts. Tokens are RS256 JWTs; refresh tokens are one-time (every refresh
-// rotates them); PKCE (S256) is required; ERP.net sessions and license slots are counted on
+// rotates them); PKCE (S256) is required; ERP.net API sessions and license slots are counted on
 // the Domain API.
 //
 // In a test, NewServer starts one and closes it when the test ends:
@@ -54,11 +54,12 @@
 //     Server.RevokeToken.
 //   - Inject faults per endpoint: latency, a run of 5xx or 429 with Retry-After, malformed,
 //     oversized or empty bodies, dropped connections (Server.InjectFault).
-//   - Move the server's clock (Server.Advance), rotate its signing keys (Server.RotateKeys),
+//   - Move the server's clock (Server.Advance; the app's own clock does not move with it:
+//     give both one clock), rotate its signing keys (Server.RotateKeys),
 //     revoke a user's sign-ins and refresh tokens as a password change does
 //     (Server.RevokeUser), store a new client secret as an administrator does
 //     (Server.SetSecret: the old one fails at once with invalid_client).
-//   - Assert on counters: requests per endpoint (Server.Requests), ERP.net sessions opened
+//   - Assert on counters: requests per endpoint (Server.Requests), ERP.net API sessions opened
 //     (Server.SessionsOpened) and license slots in use (Server.LicensesInUse).
 //   - Serve several instances: each Server is one instance root with its own identity server,
 //     keys and counters; register the same App ID with a different Secret on each, as a vendor's

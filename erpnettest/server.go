@@ -32,7 +32,7 @@ type Config struct {
 	// from the sign-in; zero means 30 days for confidential and 24 hours for public
 	// applications (as ERP.net).
 	RefreshTokenLifetime time.Duration
-	// LicenseCount caps the ERP.net sessions open at once on the Domain API; when all are
+	// LicenseCount caps the ERP.net API sessions open at once on the Domain API; when all are
 	// taken it answers 403 MaximumLicenseCountExceeded. Zero means unlimited.
 	LicenseCount int
 	// Logger receives the server's diagnostics (sign-ins, token issues, faults, sessions);
@@ -177,8 +177,12 @@ func (s *Server) Authority() string { return s.ds.Issuer() }
 func (s *Server) DomainAPI() string { return s.ds.URL() + "/api/domain/odata/" }
 
 // Close stops the server, waits for the requests in flight and closes the idle connections
-// of the clients SignIn returned. It is idempotent; NewServer's cleanup calls it.
+// of the clients SignIn returned. It is idempotent, and does nothing on a nil *Server;
+// NewServer's cleanup calls it.
 func (s *Server) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.closeOnce.Do(func() {
 		s.closeErr = s.ds.Close()
 		s.tr.CloseIdleConnections()
@@ -187,7 +191,10 @@ func (s *Server) Close() error {
 }
 
 // Advance moves the server's clock forward by d: tokens, codes, sessions and reference
-// tokens expire by this clock. It does not move the app's clock.
+// tokens expire by this clock. It does not move the app's clock: an app that caches tokens
+// by its own (its Config.Now) keeps using one it believes fresh until the server refuses
+// it. Give the app and the server one clock: a func the app's Config.Now reads, moved
+// together with Advance (README, "Testing your app").
 func (s *Server) Advance(d time.Duration) { s.ds.Advance(d) }
 
 // RotateKeys makes a new signing key current. The old key stays in the JWKS, and tokens
@@ -196,16 +203,16 @@ func (s *Server) RotateKeys() { s.ds.RotateKeys() }
 
 // RevokeUser does what an ERP.net password change does: every sign-in of the user ends, and
 // with it their refresh tokens (the next refresh gets invalid_grant), the access tokens
-// issued in those sign-ins and their ERP.net sessions. Reference tokens are not affected.
+// issued in those sign-ins and their ERP.net API sessions. Reference tokens are not affected.
 func (s *Server) RevokeUser(username string) { s.ds.RevokeUser(username) }
 
-// SessionsOpened returns how many ERP.net sessions the Domain API has opened since the
+// SessionsOpened returns how many ERP.net API sessions the Domain API has opened since the
 // server started. The first call with a token opens one; further calls with the same token
 // reuse it until it has been idle for 20 minutes (a client credentials session ends after
-// an hour). An app that fetches a token per request opens a session per request.
+// an hour). An app that fetches a token per request opens an API session per request.
 func (s *Server) SessionsOpened() int { return s.ds.SessionsOpened() }
 
-// LicensesInUse returns how many ERP.net sessions are open now, by the server's clock: the
+// LicensesInUse returns how many ERP.net API sessions are open now, by the server's clock: the
 // license slots taken (see Config.LicenseCount).
 func (s *Server) LicensesInUse() int { return s.ds.OpenSessions() }
 

@@ -42,5 +42,5 @@ func (s *Server) mint(req devserver.RefTokenRequest) string {
 }
 
 // RevokeToken revokes a reference token (PAT or SAT) with immediate effect: the Domain API
-// answers 401 to it from now on, and its ERP.net session ends. An unknown token is ignored.
+// answers 401 to it from now on, and its ERP.net API session ends. An unknown token is ignored.
 func (s *Server) RevokeToken(token string) { s.ds.RevokeReferenceToken(token) }

@@ -12,7 +12,7 @@ import (
 )
 
 // UserAPI calls ERP.net APIs as one signed-in user, for the request at
-// hand. Get it from App.User or, behind App.WithUser, from UserFrom.
+// hand. Get it from [App.User] or, behind [App.WithUser], from UserFrom.
 //
 // UserAPI and ServiceAPI are deliberately different types: neither can be
 // assigned or converted to the other, and they share no method that hands
@@ -23,8 +23,8 @@ import (
 //
 // A UserAPI is request-scoped: its token source uses the request's context.
 // Do not keep it beyond the request, and never hand it to background work
-// (use App.RunAsService). The zero UserAPI is not signed in: its client
-// refuses every request with an error matching authcode.ErrNoSession.
+// (use [App.RunAsService]). The zero UserAPI is not signed in: its client
+// refuses every request with an error matching [authcode.ErrNoSession].
 //
 // A UserAPI holds nothing but a pointer, so fmt (any verb) and slog never
 // print a token: %v and %s print String (the user's subject).
@@ -42,11 +42,11 @@ type userState struct {
 }
 
 // UserClient returns an *http.Client whose requests carry the user's access
-// token: the client of authcode.Client.UserClient (instance-bound,
+// token: the client of [authcode.Client.UserClient] (instance-bound,
 // refreshed as needed, a 401 refreshed and retried once when the body can
 // be replayed), behind one more check: a request that already carries
 // credentials (Authorization, X-Api-Key, Api-Key, or user info in the URL)
-// is refused with an error matching ErrIdentityMix, before anything is
+// is refused with an error matching [ErrIdentityMix], before anything is
 // sent.
 func (u UserAPI) UserClient() *http.Client {
 	if u.u == nil {
@@ -57,7 +57,7 @@ func (u UserAPI) UserClient() *http.Client {
 
 // UserTokenSource returns the user's access tokens, for code written
 // against golang.org/x/oauth2. The tokens carry no refresh token. Token
-// fails with an error matching auth.ErrReauthRequired when the user must sign in
+// fails with an error matching [auth.ErrReauthRequired] when the user must sign in
 // again. Keep what it returns on the server: it must never reach a browser
 // or a background job.
 func (u UserAPI) UserTokenSource() oauth2.TokenSource {
@@ -87,12 +87,12 @@ func (u UserAPI) String() string {
 
 // ServiceAPI calls ERP.net APIs as the Trusted Application's System User,
 // with a service token from the Client Credentials grant that is cached for
-// this process. Get it from App.Service, or in a job from App.RunAsService.
+// this process. Get it from [App.Service], or in a job from [App.RunAsService].
 //
 // It is a different type from UserAPI (see there): it cannot be used where
 // a user's identity is expected, nor the other way round. A ServiceAPI may
 // be kept and shared between goroutines. The zero ServiceAPI refuses every
-// request with auth.ErrClosed. Like a UserAPI it holds nothing but a
+// request with [auth.ErrClosed]. Like a UserAPI it holds nothing but a
 // pointer: fmt and slog never print a token; %v and %s print String (the
 // client_id).
 type ServiceAPI struct {
@@ -106,11 +106,11 @@ type serviceState struct {
 }
 
 // ServiceClient returns an *http.Client whose requests carry the service
-// token, acting as the System User: the client of clientcreds.Source.Client
+// token, acting as the System User: the client of [clientcreds.Source.Client]
 // (instance-bound, one per-process token cache, a 401 answered with a
 // fresh token and one retry when the body can be replayed), behind one more
 // check: a request that already carries credentials (say, a user's token
-// copied onto it) is refused with an error matching ErrIdentityMix, before
+// copied onto it) is refused with an error matching [ErrIdentityMix], before
 // anything is sent.
 func (s ServiceAPI) ServiceClient() *http.Client {
 	if s.s == nil {
@@ -123,7 +123,7 @@ func (s ServiceAPI) ServiceClient() *http.Client {
 // code written against golang.org/x/oauth2. A service token must never
 // reach a browser (a cookie, a page, a redirect) nor another process
 // (ERP.net's license terms). Token calls use the context of the ServiceAPI:
-// context.Background for App.Service, the job's context in RunAsService.
+// context.Background for [App.Service], the job's context in RunAsService.
 func (s ServiceAPI) ServiceTokenSource() oauth2.TokenSource {
 	if s.s == nil {
 		return errTokenSource{auth.ErrClosed}

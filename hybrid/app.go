@@ -10,16 +10,16 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/clientcreds"
+	"github.com/erpnetgo/auth/internal/peek"
 )
 
 // App is one application that signs users in and also works as its Trusted
 // Application's System User, keeping the two identities apart. Create it
-// with New; it is safe for concurrent use. Close it when done.
+// with [New]; it is safe for concurrent use. Close it when done.
 type App struct {
 	users     *authcode.Client
-	ownUsers  bool // New built users: Close closes it
 	svc       *clientcreds.Source
-	ownSvc    bool         // New built svc: Close closes it
+	own       bool         // New built users and svc (the simple set-up): Close closes them
 	svcClient *http.Client // the guarded service client
 	service   ServiceAPI   // what Service returns
 	svcID     string       // the service side's client_id
@@ -31,29 +31,30 @@ type App struct {
 
 // New validates cfg and returns an App. It does no network I/O: the
 // identity server is discovered, and the service token fetched, on first
-// use. Errors are *auth.ConfigError values naming the Config field (as
+// use. Errors are [*auth.ConfigError] values naming the Config field (as
 // spelled in this package's Config) and never contain a secret.
 func New(cfg Config) (*App, error) {
-	if err := cfg.validate(); err != nil {
+	split, err := cfg.split()
+	if err != nil {
 		return nil, err
 	}
-	a := &App{users: cfg.UserClient, svc: cfg.ServiceSource, svcID: cfg.ClientID, log: cfg.Logger, audit: cfg.AuditLogger}
-	if a.users == nil {
+	a := &App{log: cfg.Logger, audit: cfg.AuditLogger}
+	if split {
+		a.users, a.svc, a.svcID = cfg.Users, cfg.Service, peek.SourceClientID(cfg.Service)
+	} else {
+		if err := cfg.check(); err != nil {
+			return nil, err
+		}
 		users, err := authcode.New(cfg.userConfig())
 		if err != nil {
 			return nil, fieldName(err, "UserScopes")
 		}
-		a.users, a.ownUsers = users, true
-	}
-	if a.svc == nil {
 		svc, err := clientcreds.New(cfg.serviceConfig())
 		if err != nil {
-			if a.ownUsers {
-				_ = a.users.Close()
-			}
+			_ = users.Close()
 			return nil, fieldName(err, "ServiceScopes")
 		}
-		a.svc, a.ownSvc = svc, true
+		a.users, a.svc, a.svcID, a.own = users, svc, cfg.ClientID, true
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -67,45 +68,46 @@ func New(cfg Config) (*App, error) {
 	return a, nil
 }
 
-// Close stops the background token refreshes of the sides New built, and
-// waits for them; a Config.UserClient or Config.ServiceSource the caller
-// passed in is left open (the caller closes it). Sessions stay in the
+// Close stops the background token refreshes of the sides [New] built, and
+// waits for them; the [Config.Users] and [Config.Service] of a split set-up
+// are left open (the caller closes them). Sessions stay in the
 // Store. After Close, the App's clients, token sources and jobs fail with
-// auth.ErrClosed.
+// [auth.ErrClosed]. Close on a nil *App does nothing.
 func (a *App) Close() error {
+	if a == nil {
+		return nil
+	}
 	if a.closed.Swap(true) {
 		return nil
 	}
-	var errs []error
-	if a.ownUsers {
-		errs = append(errs, a.users.Close())
+	if !a.own {
+		return nil
 	}
-	if a.ownSvc {
-		errs = append(errs, a.svc.Close())
-	}
-	return errors.Join(errs...)
+	return errors.Join(a.users.Close(), a.svc.Close())
 }
 
 // SignIn returns the handler that starts a user's sign-in (see
-// authcode.Client.SignIn). Mount it at the sign-in path (default /signin).
+// [authcode.Client.SignIn]). Mount it at the sign-in path (default /signin).
 func (a *App) SignIn() http.Handler { return a.users.SignIn() }
 
 // Callback returns the handler for the RedirectURL (see
-// authcode.Client.Callback).
+// [authcode.Client.Callback]).
 func (a *App) Callback() http.Handler { return a.users.Callback() }
 
 // SignOut returns the handler that signs the user out and ends the ERP.net
-// session (see authcode.Client.SignOut). It touches only that user's
+// session (see [authcode.Client.SignOut]). It touches only that user's
 // session: the service token and other users' sessions are unaffected.
 func (a *App) SignOut() http.Handler { return a.users.SignOut() }
 
 // WithUser is middleware that lets only signed-in users through: it
 // resolves the user's UserAPI once per request and puts it in the request
-// context, where UserFrom (and App.User) find it; the authcode.Session is
-// there too (authcode.SessionFromContext). Requests without a session are
-// handled as by authcode.Client.RequireUser: browsers are redirected to
-// sign in, API callers get 401, a failing Store gives 503. Responses are
-// guarded against service tokens (GuardResponses).
+// context, where [UserFrom] (and [App.User]) find it; the [authcode.Session] is
+// there too ([authcode.SessionFromContext]). Requests without a session
+// are handled as by [authcode.Client.RequireUser]: a browser loading a page
+// is redirected to sign in, one that submitted a form gets a page saying it
+// is signed out, fetch, XHR and API callers get 401 with JSON, and a
+// failing Store gives 503. Responses are guarded against service tokens
+// ([App.GuardResponses]).
 func (a *App) WithUser(next http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := authcode.SessionFromContext(r.Context())
@@ -121,7 +123,7 @@ func (a *App) WithUser(next http.Handler) http.Handler {
 
 type userCtxKey struct{}
 
-// UserFrom returns the UserAPI that App.WithUser put in ctx.
+// UserFrom returns the UserAPI that [App.WithUser] put in ctx.
 func UserFrom(ctx context.Context) (UserAPI, bool) {
 	u, ok := ctx.Value(userCtxKey{}).(UserAPI)
 	return u, ok && u.u != nil
@@ -130,9 +132,9 @@ func UserFrom(ctx context.Context) (UserAPI, bool) {
 // User returns the UserAPI of the user who sent r: the one this App's
 // WithUser put in r's context, else the session named by r's cookie (one
 // Store round trip). Without a session it returns an error matching
-// authcode.ErrNoSession. It neither checks nor refreshes the user's token:
+// [authcode.ErrNoSession]. It neither checks nor refreshes the user's token:
 // a dead refresh token shows up on the first API call as an error matching
-// auth.ErrReauthRequired (WithUser checks it up front).
+// [auth.ErrReauthRequired] (WithUser checks it up front).
 //
 // The UserAPI is bound to r's context; use it for this request only.
 func (a *App) User(r *http.Request) (UserAPI, error) {
@@ -161,9 +163,9 @@ func (a *App) userAPI(ctx context.Context, s *authcode.Session) UserAPI {
 }
 
 // DomainAPI returns the Domain API (OData) root, ending in "/", e.g.
-// https://demodb.my.erp.net/api/domain/odata/: Config.DomainAPI, or the
+// https://demodb.my.erp.net/api/domain/odata/: [Config.DomainAPI], or the
 // one ERP.net auto-discovery names, or one derived from the Authority (as
-// the service side's clientcreds.Source finds it). Append an entity set:
+// the service side's [clientcreds.Source] finds it). Append an entity set:
 // DomainAPI(ctx) + "Crm_Sales_Customers?$top=10".
 func (a *App) DomainAPI(ctx context.Context) (string, error) { return a.svc.DomainAPI(ctx) }
 

@@ -2,6 +2,7 @@ package hybrid_test
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,24 +59,32 @@ func TestConfigErrorsNameTheFieldAndHideSecrets(t *testing.T) {
 		{"Keys[0]", func(c *hybrid.Config) { c.Keys = [][]byte{[]byte(secret)} }},
 		{"DomainAPI", func(c *hybrid.Config) { c.DomainAPI = "ftp://demodb.my.erp.net/api/domain/odata/" }},
 		{"AuthStyle", func(c *hybrid.Config) { c.AuthStyle = 7 }},
-		// A supplied side makes the fields that would configure it an error
-		// rather than silently ignored.
-		{"RedirectURL", func(c *hybrid.Config) { c.UserClient = userClient }},
-		{"Store", func(c *hybrid.Config) { c.RedirectURL = ""; c.UserClient = userClient; c.Store = store }},
+		// A split set-up passes both sides, and then no field of the simple
+		// set-up: one rule, whatever the field.
+		{"Service", func(c *hybrid.Config) { *c = hybrid.Config{Users: userClient} }},
+		{"Users", func(c *hybrid.Config) { *c = hybrid.Config{Service: source} }},
+		{"Authority", func(c *hybrid.Config) { c.Users, c.Service = userClient, source }},
+		{"ClientID", func(c *hybrid.Config) { *c = hybrid.Config{ClientID: "x", Users: userClient, Service: source} }},
+		{"ClientSecret", func(c *hybrid.Config) { *c = hybrid.Config{ClientSecret: secret, Users: userClient, Service: source} }},
+		{"Store", func(c *hybrid.Config) { *c = hybrid.Config{Store: store, Users: userClient, Service: source} }},
 		{"Keys", func(c *hybrid.Config) {
-			c.RedirectURL = ""
-			c.UserClient = userClient
-			c.Keys = [][]byte{make([]byte, 32)}
+			*c = hybrid.Config{Keys: [][]byte{make([]byte, 32)}, Users: userClient, Service: source}
 		}},
-		{"ServiceScopes", func(c *hybrid.Config) { c.ServiceSource = source; c.ServiceScopes = []string{"read"} }},
-		{"ClientID", func(c *hybrid.Config) { c.ServiceSource = source; c.ClientID = "" }},
-		{"Authority", func(c *hybrid.Config) { c.RedirectURL = ""; c.UserClient = userClient; c.ServiceSource = source }},
-		{"ClientSecret", func(c *hybrid.Config) {
-			*c = hybrid.Config{ClientID: "x", ClientSecret: secret, UserClient: userClient, ServiceSource: source}
+		{"ServiceScopes", func(c *hybrid.Config) {
+			*c = hybrid.Config{ServiceScopes: []string{"read"}, Users: userClient, Service: source}
 		}},
+		{"Retry", func(c *hybrid.Config) {
+			*c = hybrid.Config{Retry: auth.Retry{Attempts: 2}, Users: userClient, Service: source}
+		}},
+		{"LogUsers", func(c *hybrid.Config) { *c = hybrid.Config{LogUsers: true, Users: userClient, Service: source} }},
 		// The user side may be public; the service side may not.
 		{"ClientSecret", func(c *hybrid.Config) { c.ClientSecret = "" }},
 	}
+	// The split set-up itself, with the App's own loggers.
+	app, err = hybrid.New(hybrid.Config{Users: userClient, Service: source, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	assert.Equal(t, "com.example/worker", app.Service().ClientID(), "the client_id of the Source passed in")
+	require.NoError(t, app.Close())
 	for _, c := range cases {
 		cfg := valid()
 		c.edit(&cfg)
@@ -116,94 +125,65 @@ func TestNewDoesNoNetworkIO(t *testing.T) {
 // service side (the demo worker) are built by the caller and used as they
 // are; App.Close leaves them open.
 func TestSuppliedSides(t *testing.T) {
-	for _, which := range []string{"user", "service", "both"} {
-		t.Run(which, func(t *testing.T) {
-			svcID, svcSecret, svcUser := devserver.DemoWorkerID, devserver.DemoWorkerSecret, devserver.DemoWorkerSystemUser
-			if which == "service" { // the App builds the user side from ClientID: the same application
-				svcID, svcSecret, svcUser = devserver.DemoWebAppID, devserver.DemoWebAppSecret, devserver.DemoWebAppSystemUser
-			}
-			var users *authcode.Client
-			var source *clientcreds.Source
-			e := newEnv(t, func(c *hybrid.Config) {
-				if which != "service" {
-					var err error
-					users, err = authcode.New(authcode.Config{
-						Authority: c.Authority, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
-						RedirectURL: c.RedirectURL, PostLogoutRedirectURL: c.PostLogoutRedirectURL,
-						Store: c.Store, Keys: c.Keys, HTTPClient: c.HTTPClient, Transport: c.Transport,
-						CookieName: "portal",
-					})
-					require.NoError(t, err)
-					t.Cleanup(func() { require.NoError(t, users.Close()) })
-					c.UserClient = users
-					c.RedirectURL, c.PostLogoutRedirectURL, c.Store, c.Keys = "", "", nil, nil
-				}
-				if which != "user" {
-					var err error
-					source, err = clientcreds.New(clientcreds.Config{
-						Authority: c.Authority, ClientID: svcID, ClientSecret: svcSecret,
-						Scopes: c.ServiceScopes, HTTPClient: c.HTTPClient, Transport: c.Transport,
-					})
-					require.NoError(t, err)
-					t.Cleanup(func() { require.NoError(t, source.Close()) })
-					c.ServiceSource = source
-					c.ServiceScopes = nil
-				} else {
-					c.ClientSecret = svcSecret
-				}
-				c.ClientID = svcID // the service side's
-				if which == "both" {
-					c.Authority, c.ClientSecret, c.HTTPClient, c.Transport = "", "", nil, nil
-				}
-			})
-			alice := e.browser()
-			alice.signIn(devserver.DemoAlice)
-			if users != nil {
-				found := false
-				for _, v := range alice.cookieValues() {
-					found = found || strings.HasPrefix(v, "portal=")
-				}
-				assert.True(t, found, "the supplied authcode.Client's CookieName applies")
-			}
-			assert.NotEmpty(t, e.store.saved())
-
-			r := alice.get(e.srv.URL + "/customers")
-			assert.Equal(t, "user:alice", r.header.Get("X-Caller"))
-			r = alice.do(http.MethodPost, e.srv.URL+"/import", nil)
-			require.NoError(t, r.err)
-			assert.Equal(t, "system:"+svcUser, r.header.Get("X-Caller"))
-			assert.Equal(t, svcID, e.app.Service().ClientID())
-
-			calls := e.idp.APICalls()
-			require.Len(t, calls, 2)
-			assert.Equal(t, devserver.DemoWebAppID, calls[0].ClientID)
-			assert.Equal(t, svcID, calls[1].ClientID)
-			recs := jobRecords(t, e, "import")
-			require.Len(t, recs, 2)
-			assert.Equal(t, svcID, recs[1]["client_id"])
-
-			// The guard learns the service token from the supplied Source.
-			if source != nil {
-				tok, err := source.Token(t.Context())
-				require.NoError(t, err)
-				r = alice.get(e.srv.URL + "/leak/body")
-				assert.Equal(t, http.StatusInternalServerError, r.status)
-				assert.NotContains(t, r.body, tok.AccessToken)
-			}
-
-			// Close leaves what the App did not create open.
-			s := alice.sessionOf()
-			require.NoError(t, e.app.Close())
-			if users != nil {
-				caller, _, err := callAPI(t.Context(), users.UserClient(t.Context(), s), e.apiURL())
-				require.NoError(t, err)
-				assert.Equal(t, "user:alice", caller)
-			}
-			if source != nil {
-				caller, _, err := callAPI(t.Context(), source.Client(t.Context()), e.apiURL())
-				require.NoError(t, err)
-				assert.Equal(t, "system:"+svcUser, caller)
-			}
+	svcID, svcSecret, svcUser := devserver.DemoWorkerID, devserver.DemoWorkerSecret, devserver.DemoWorkerSystemUser
+	var users *authcode.Client
+	var source *clientcreds.Source
+	e := newEnv(t, func(c *hybrid.Config) {
+		var err error
+		users, err = authcode.New(authcode.Config{
+			Authority: c.Authority, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
+			RedirectURL: c.RedirectURL, PostLogoutRedirectURL: c.PostLogoutRedirectURL,
+			Store: c.Store, Keys: c.Keys, HTTPClient: c.HTTPClient, Transport: c.Transport,
+			CookieName: "portal",
 		})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, users.Close()) })
+		source, err = clientcreds.New(clientcreds.Config{
+			Authority: c.Authority, ClientID: svcID, ClientSecret: svcSecret,
+			Scopes: c.ServiceScopes, HTTPClient: c.HTTPClient, Transport: c.Transport,
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, source.Close()) })
+		*c = hybrid.Config{Users: users, Service: source, Logger: c.Logger, AuditLogger: c.AuditLogger}
+	})
+	alice := e.browser()
+	alice.signIn(devserver.DemoAlice)
+	found := false
+	for _, v := range alice.cookieValues() {
+		found = found || strings.HasPrefix(v, "portal=")
 	}
+	assert.True(t, found, "the supplied authcode.Client's CookieName applies")
+	assert.NotEmpty(t, e.store.saved())
+
+	r := alice.get(e.srv.URL + "/customers")
+	assert.Equal(t, "user:alice", r.header.Get("X-Caller"))
+	r = alice.do(http.MethodPost, e.srv.URL+"/import", nil)
+	require.NoError(t, r.err)
+	assert.Equal(t, "system:"+svcUser, r.header.Get("X-Caller"))
+	assert.Equal(t, svcID, e.app.Service().ClientID())
+
+	calls := e.idp.APICalls()
+	require.Len(t, calls, 2)
+	assert.Equal(t, devserver.DemoWebAppID, calls[0].ClientID)
+	assert.Equal(t, svcID, calls[1].ClientID)
+	recs := jobRecords(t, e, "import")
+	require.Len(t, recs, 2)
+	assert.Equal(t, svcID, recs[1]["client_id"])
+
+	// The guard learns the service token from the supplied Source.
+	tok, err := source.Token(t.Context())
+	require.NoError(t, err)
+	r = alice.get(e.srv.URL + "/leak/body")
+	assert.Equal(t, http.StatusInternalServerError, r.status)
+	assert.NotContains(t, r.body, tok.AccessToken)
+
+	// Close leaves what the App did not create open.
+	s := alice.sessionOf()
+	require.NoError(t, e.app.Close())
+	caller, _, err := callAPI(t.Context(), users.UserClient(t.Context(), s), e.apiURL())
+	require.NoError(t, err)
+	assert.Equal(t, "user:alice", caller)
+	caller, _, err = callAPI(t.Context(), source.Client(t.Context()), e.apiURL())
+	require.NoError(t, err)
+	assert.Equal(t, "system:"+svcUser, caller)
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/credential"
-	"github.com/erpnetgo/auth/internal/svcpeek"
+	"github.com/erpnetgo/auth/internal/peek"
 )
 
 // ErrIdentityMix matches (errors.Is) every *IdentityMixError: user and
@@ -51,8 +51,8 @@ const (
 )
 
 // guardTransport refuses requests that already carry a credential, then
-// hands the others to next: the client of authcode.Client.UserClient or
-// clientcreds.Source.Client, which adds this side's token.
+// hands the others to next: the client of [authcode.Client.UserClient] or
+// [clientcreds.Source.Client], which adds this side's token.
 type guardTransport struct {
 	app  *App
 	side string
@@ -131,7 +131,7 @@ func (a *App) noteServiceToken(tok string) {
 // has seen. While the token stays the same this costs two atomic loads and
 // allocates nothing.
 func (a *App) knownTokens() *seenTokens {
-	if tok := svcpeek.Token(a.svc); tok != "" {
+	if tok := peek.SourceToken(a.svc); tok != "" {
 		if s := a.seen.Load(); s == nil || s.cur != tok {
 			a.noteServiceToken(tok)
 		}

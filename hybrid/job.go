@@ -33,7 +33,7 @@ const (
 // the request or a UserAPI in fn either.
 //
 // So that an audit can tell who did what, RunAsService writes two slog
-// records to Config.AuditLogger: "hybrid: service job started" (level
+// records to [Config.AuditLogger]: "hybrid: service job started" (level
 // INFO) before fn runs and "hybrid: service job finished" after it (INFO
 // when fn succeeded, WARN when it returned an error or exited, ERROR when
 // it panicked), with these attributes:
@@ -52,7 +52,7 @@ const (
 //
 // No record ever contains a token (a token of this App's in fn's error is
 // replaced by [REDACTED]). A request without a signed-in user is refused
-// with an error matching authcode.ErrNoSession, and a "hybrid: service job
+// with an error matching [authcode.ErrNoSession], and a "hybrid: service job
 // refused" record (WARN, with job, client_id, reason and error), before fn
 // runs: anonymous requests cannot start System User work. RunAsService returns fn's error; a panic in fn is audited and
 // re-panicked.
@@ -60,7 +60,7 @@ const (
 // To let the job outlive the request, call RunAsService in a goroutine with
 // context.WithoutCancel(r.Context()) as ctx. The user is looked up with ctx
 // (behind WithUser, from r's context without any I/O). After Close it
-// returns auth.ErrClosed.
+// returns [auth.ErrClosed].
 func (a *App) RunAsService(ctx context.Context, r *http.Request, job string, fn func(ctx context.Context, svc ServiceAPI) error) error {
 	if a.closed.Load() {
 		return auth.ErrClosed

@@ -82,7 +82,7 @@ func TestClientSecretFileConfig(t *testing.T) {
 	svc, err := clientcreds.New(clientcreds.Config{Authority: base.Authority, ClientID: base.ClientID, ClientSecret: "s"})
 	require.NoError(t, err)
 	defer svc.Close()
-	_, err = hybrid.New(hybrid.Config{ClientID: base.ClientID, UserClient: users, ServiceSource: svc, ClientSecretFile: "/run/secrets/erpnet"})
+	_, err = hybrid.New(hybrid.Config{Users: users, Service: svc, ClientSecretFile: "/run/secrets/erpnet"})
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "ClientSecretFile", ce.Field)
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/discovery"
+	"github.com/erpnetgo/auth/internal/config"
 )
 
 // defaultMarketplaceURL is where Config.MarketplaceURL points when empty.
@@ -125,7 +125,7 @@ func normalizeRoot(raw string) (string, error) {
 	if len(raw) > maxRoot {
 		return "", &auth.ConfigError{Field: "root", Reason: "is longer than 255 characters"}
 	}
-	if err := discovery.CheckAuthority("root", strings.TrimSpace(raw)); err != nil {
+	if err := config.Authority("root", strings.TrimSpace(raw)); err != nil {
 		return "", err
 	}
 	u, _ := url.Parse(strings.TrimSpace(raw))

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/clientcreds"
 	"github.com/erpnetgo/auth/internal/acbridge"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/keylock"
 	"github.com/erpnetgo/auth/internal/seal"
 )
@@ -90,10 +90,8 @@ func New(cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, &auth.ConfigError{Field: "MarketplaceURL", Reason: "must be an https URL (http only on loopback hosts) without query or fragment"}
 	}
-	for i, s := range cfg.ServiceScopes {
-		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r == ' ' || r == '"' || r == '\\' || isCtl(r) }) {
-			return nil, &auth.ConfigError{Field: "ServiceScopes[" + strconv.Itoa(i) + "]", Reason: "must be a non-empty scope token without spaces, quotes or control characters"}
-		}
+	if err := config.Scopes("ServiceScopes", cfg.ServiceScopes); err != nil {
+		return nil, err
 	}
 	g.keys = cfg.Keys
 	if len(g.keys) == 0 {

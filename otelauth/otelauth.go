@@ -152,7 +152,7 @@ func New(cfg Config) *auth.Hooks {
 	r.cacheHits = counter("erpnet.auth.token.cache_hits", "{hit}", "Token calls answered from the cache, without a request.")
 	r.unauthorized = counter("erpnet.auth.api.unauthorized_retries", "{retry}", "API calls answered 401 and retried once with a fresh token.")
 	r.backoffs = counter("erpnet.auth.api.backoffs", "{backoff}", "API calls answered 429 or 503 and retried after a backoff.")
-	r.sessions = counter("erpnet.auth.api.sessions_opened", "{session}", "Tokens used at the API for the first time: ERP.net sessions opened, each taking a license.")
+	r.sessions = counter("erpnet.auth.api.sessions_opened", "{session}", "Tokens used at the API for the first time: ERP.net API sessions opened, each taking a license.")
 	r.licenses = counter("erpnet.auth.api.license_refusals", "{refusal}", "API calls refused because all ERP.net licenses of the instance are in use.")
 	r.rejections = counter("erpnet.auth.reftoken.rejections", "{token}", "Reference tokens the API refused.")
 	r.signins = counter("erpnet.auth.signins", "{signin}", "User sign-ins, by outcome.")

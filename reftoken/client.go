@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/credential"
 	"github.com/erpnetgo/auth/internal/discovery"
 	"github.com/erpnetgo/auth/internal/hook"
@@ -52,7 +53,7 @@ type Config struct {
 	// Retry tunes the retries of 429 and 503 answers (idempotent requests only).
 	Retry auth.Retry
 	// Hooks, if set, receive reftoken.rejected, api.backoff and
-	// api.session_opened (the first request the API accepted); see auth.Hooks.
+	// api.session_opened (the first request the API accepted); see [auth.Hooks].
 	Hooks *auth.Hooks
 }
 
@@ -64,7 +65,7 @@ type Config struct {
 //     information in its URL, are removed, and exactly one credential is added; the caller's
 //     request is never modified.
 //   - A request for any other origin, or with a Host header naming another site, is refused
-//     before anything is sent with an *auth.Error matching [auth.ErrMisconfigured]; a redirect
+//     before anything is sent with an [*auth.Error] matching [auth.ErrMisconfigured]; a redirect
 //     the server chooses to another origin is followed without the token.
 //   - 401 and 403 are returned as they are (a reference token cannot be renewed). 429 and 503
 //     are retried with backoff and Retry-After (see cfg.Retry) for idempotent requests (GET,
@@ -73,21 +74,19 @@ type Config struct {
 //     [CheckResponse].
 //
 // The client has no cookie jar and no timeout: bound requests with their context. A zero Token
-// or an invalid Config gives an *auth.ConfigError (matching [auth.ErrMisconfigured]) naming the
+// or an invalid Config gives an [*auth.ConfigError] (matching [auth.ErrMisconfigured]) naming the
 // field at fault.
 func (t Token) Client(cfg Config) (*http.Client, error) {
 	if t.IsZero() {
 		return nil, errZeroToken
 	}
-	if err := discovery.CheckAuthority("Authority", cfg.Authority); err != nil {
+	if err := config.First(config.Authority("Authority", cfg.Authority), config.DomainAPI("DomainAPI", cfg.DomainAPI)); err != nil {
 		return nil, err
 	}
 	root := strings.TrimSuffix(strings.TrimRight(cfg.Authority, "/"), "/id")
 	domainAPI := cfg.DomainAPI
 	if domainAPI == "" {
 		domainAPI = discovery.DefaultDomainAPI(root)
-	} else if err := discovery.CheckAuthority("DomainAPI", domainAPI); err != nil {
-		return nil, err
 	}
 	var cr *credential.Credential
 	var header string
@@ -98,7 +97,7 @@ func (t Token) Client(cfg Config) (*http.Client, error) {
 		cr = credential.New(t.RevealSecret(), nil)
 		header = "X-Api-Key"
 	default:
-		return nil, &auth.ConfigError{Field: "Header", Reason: "must be reftoken.Bearer or reftoken.APIKey"}
+		return nil, config.Err("Header", "must be reftoken.Bearer or reftoken.APIKey")
 	}
 	instance, api := transport.OriginOf(root), transport.OriginOf(domainAPI)
 	return &http.Client{Transport: &transport.Transport{

@@ -17,7 +17,7 @@
 //   - no whitespace, control or non-ASCII character may appear inside the token.
 //
 // [FromFile] refuses a file that group or others may read or write (fix it with chmod 600).
-// Every [*ParseError] and [*LoadError] matches auth.ErrMisconfigured.
+// Every [*ParseError] and [*LoadError] matches [auth.ErrMisconfigured].
 //
 // # Keeping the value secret
 //
@@ -35,7 +35,7 @@
 // the credentials a request already carries (Authorization, X-Api-Key and Api-Key headers, user
 // information in the URL) and adds exactly one, never modifying the caller's request. The token
 // goes only to the origins (scheme, host and port) of [Config.Authority] and [Config.DomainAPI]:
-// a request for any other origin is refused before anything is sent with an *auth.Error
+// a request for any other origin is refused before anything is sent with an [*auth.Error]
 // matching auth.ErrMisconfigured, and a redirect the server chooses to another origin is
 // followed without the token.
 //
@@ -44,12 +44,12 @@
 // Retry-After ([Config.Retry]), for idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT,
 // DELETE, or any request with an Idempotency-Key header) whose body can be sent again. Turn
 // answers into errors with [CheckResponse]: an *auth.Error whose Kind is [ErrTokenRejected]
-// (401), [ErrNotPermitted] (403) or auth.ErrTemporary (429, 502, 503, 504). One answer is
+// (401), [ErrNotPermitted] (403) or [auth.ErrTemporary] (429, 502, 503, 504). One answer is
 // an error already: when every license of the instance is in use (MaximumLicenseCountExceeded)
 // the client waits, tries once more, and then returns an error matching
-// auth.ErrLicenseExhausted.
+// [auth.ErrLicenseExhausted].
 //
-// [Token.TokenSource] adapts a Token to golang.org/x/oauth2 (a static Bearer token without
+// [Token.TokenSource] adapts a Token to golang.org/x/oauth2 (a static [Bearer] token without
 // expiry). Prefer Client: oauth2.Transport neither binds the token to an instance nor strips
 // other credentials.
 package reftoken

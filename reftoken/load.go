@@ -12,7 +12,7 @@ import (
 	"github.com/erpnetgo/auth"
 )
 
-// maxFileSize is the largest token file FromFile reads: a token is under 100 bytes, so a larger
+// maxFileSize is the largest token file [FromFile] reads: a token is under 100 bytes, so a larger
 // file is not a token file.
 const maxFileSize = 4096
 
@@ -23,7 +23,7 @@ type LoadError struct {
 	Source string
 	// Reason says what is wrong, e.g. "is not set".
 	Reason string
-	// Err is ErrNoToken, ErrInsecureFile or the underlying I/O error.
+	// Err is [ErrNoToken], [ErrInsecureFile] or the underlying I/O error.
 	Err error
 }
 
@@ -33,7 +33,7 @@ func (e *LoadError) Error() string {
 }
 
 // Unwrap returns the cause and [auth.ErrMisconfigured], so that errors.Is and errors.As see
-// both: every LoadError matches auth.ErrMisconfigured.
+// both: every LoadError matches [auth.ErrMisconfigured].
 func (e *LoadError) Unwrap() []error {
 	if e.Err == nil {
 		return []error{auth.ErrMisconfigured}

@@ -50,6 +50,8 @@ func TestParseRejects(t *testing.T) {
 		{"prefix only", "enrt_", `has no characters after "enrt_"`},
 		{"too short", hexToken[:len(hexToken)-1], `has 63 characters after "enrt_", want 64`},
 		{"too long", hexToken + "A", `has 65 characters after "enrt_", want 64`},
+		{"short and lower-case", "enrt_abc", `has 3 characters after "enrt_", want 64`}, // issue 23: it said "lower-case"
+		{"short with a wrong letter", "enrt_XYZ", `has 3 characters after "enrt_", want 64`},
 		{"lower-case hex", "enrt_" + strings.ToLower(body), "lower-case hexadecimal digit at offset 15"},
 		{"non-hex letter", hexToken[:20] + "G" + hexToken[21:], "not a hexadecimal digit at offset 20"},
 		{"underscore", hexToken[:20] + "_" + hexToken[21:], "not a hexadecimal digit at offset 20"},

@@ -13,8 +13,9 @@ import (
 )
 
 // CheckResponse returns nil for a response with a status below 400, and otherwise an
-// *auth.Error with Op "API request", the StatusCode, the Code and Description of the
-// WWW-Authenticate Bearer challenge (RFC 6750; e.g. "invalid_token"), the server's RetryAfter,
+// [*auth.Error] with Op "API request", the StatusCode, the Code and Description of the
+// WWW-Authenticate [Bearer] challenge (e.g. "invalid_token"; RFC 6750 section 3,
+// https://www.rfc-editor.org/rfc/rfc6750#section-3), the server's RetryAfter,
 // and a Kind: [ErrTokenRejected] for 401, [ErrNotPermitted] for 403, [auth.ErrTemporary] for
 // 429, 502, 503 and 504 (429 and 503 come back only after the client's retries), nil for any
 // other status. Its Err names the request's method and URL (without user information, query or
@@ -73,7 +74,7 @@ func scrub(s string) string {
 	}, s)
 }
 
-// bearerError finds the error and error_description parameters of a Bearer challenge such as
+// bearerError finds the error and error_description parameters of a [Bearer] challenge such as
 // `Bearer realm="x", error="invalid_token", error_description="The token expired"`.
 func bearerError(ch string) (code, desc string, ok bool) {
 	i := strings.IndexFunc(ch, func(r rune) bool { return r == ' ' || r == '\t' })

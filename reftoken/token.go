@@ -151,6 +151,9 @@ func check(s string) (string, string) {
 	if body == "" {
 		return "", reasonNoBody
 	}
+	// Damage first (a token cut by a line break, pasted with a stray
+	// character), then the length, then the digits: "enrt_abc" is too
+	// short before it is lower-case.
 	for i := 0; i < len(body); i++ {
 		c := body[i]
 		off := len(Prefix) + i
@@ -161,15 +164,21 @@ func check(s string) (string, string) {
 			return "", fmt.Sprintf(reasonControl, off)
 		case c >= 0x80:
 			return "", fmt.Sprintf(reasonNonASCII, off)
+		}
+	}
+	if len(body) != bodyLen {
+		return "", fmt.Sprintf(reasonLength, len(body))
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		off := len(Prefix) + i
+		switch {
 		case c >= '0' && c <= '9', c >= 'A' && c <= 'F':
 		case c >= 'a' && c <= 'f':
 			return "", fmt.Sprintf(reasonLowerHex, off)
 		default:
 			return "", fmt.Sprintf(reasonNotHex, off)
 		}
-	}
-	if len(body) != bodyLen {
-		return "", fmt.Sprintf(reasonLength, len(body))
 	}
 	return s, ""
 }
@@ -246,7 +255,7 @@ func (t *Token) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// TokenSource returns an oauth2.TokenSource that yields t as a Bearer access token without
+// TokenSource returns an oauth2.TokenSource that yields t as a [Bearer] access token without
 // expiry, for code built on golang.org/x/oauth2. Each call returns a fresh *oauth2.Token,
 // which holds the value in clear: do not print it. The source of the zero Token returns an
 // error matching [auth.ErrMisconfigured]. Prefer [Token.Client], which also binds the token to

@@ -85,6 +85,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/seal"
 )
 
@@ -205,20 +206,13 @@ var (
 // Config field at fault and never contain key bytes or passwords.
 func New(cfg Config) (*Store, error) {
 	if cfg.Client != nil && cfg.Addr != "" {
-		return nil, cfgErr("Addr", "must be empty when Config.Client is set (set only one)")
+		return nil, cfgErr("Addr", "must be empty when Client is set (set only one)")
 	}
 	if cfg.Client == nil && cfg.Addr == "" {
-		return nil, cfgErr("Client", "or Config.Addr is required")
+		return nil, cfgErr("Client", "or Addr is required")
 	}
-	if len(cfg.Keys) == 0 {
-		return nil, cfgErr("Keys", "must hold at least one AES key")
-	}
-	for i, k := range cfg.Keys {
-		switch len(k) {
-		case 16, 24, 32:
-		default:
-			return nil, cfgErr(fmt.Sprintf("Keys[%d]", i), fmt.Sprintf("is %d bytes; AES keys are 16, 24 or 32 bytes", len(k)))
-		}
+	if err := config.Keys("Keys", cfg.Keys, true); err != nil {
+		return nil, err
 	}
 	sealer, err := seal.New(cfg.Keys...)
 	if err != nil { // unreachable after the checks above; seal's errors hold no key bytes
@@ -283,9 +277,7 @@ func New(cfg Config) (*Store, error) {
 
 // cfgErr reports an invalid Config field; it matches the SDK's
 // ErrMisconfigured and never contains the field's value.
-func cfgErr(field, reason string) error {
-	return &auth.ConfigError{Field: "redisstore.Config." + field, Reason: reason}
-}
+func cfgErr(field, reason string) error { return config.Err(field, reason) }
 
 // clientOptions builds the options of the Store's own client for Addr.
 func clientOptions(addr string) (*redis.Options, error) {
@@ -322,8 +314,12 @@ func clientOptions(addr string) (*redis.Options, error) {
 
 // Close stops renewing the refresh locks still held (they then expire
 // within LockTTL) and closes the Redis client if the Store made it
-// (Config.Addr); a Config.Client is left to its owner.
+// (Config.Addr); a Config.Client is left to its owner. Close on a nil
+// *Store does nothing.
 func (s *Store) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.renewCancel()
 	s.renewers.Wait()
 	if !s.owned {

@@ -67,13 +67,17 @@ func requireLockTimeout(t testing.TB, err error) {
 }
 
 // assertRedisUnavailable checks an error caused by Redis not answering: a
-// temporary *auth.Error naming the Redis operation.
+// temporary *auth.Error naming the Redis operation, which reads once (one
+// prefix, one kind tag) however the SDK wrapped it.
 func assertRedisUnavailable(t testing.TB, err error, msgAndArgs ...any) {
 	t.Helper()
 	assert.ErrorIs(t, err, auth.ErrTemporary, msgAndArgs...)
 	var ae *auth.Error
 	if assert.ErrorAs(t, err, &ae, msgAndArgs...) {
-		assert.Contains(t, err.Error(), "erpnet auth: redis ", msgAndArgs...)
+		msg := err.Error()
+		assert.Contains(t, msg, "redis ", msgAndArgs...)
+		assert.Equal(t, 1, strings.Count(msg, "erpnet auth:"), msg)
+		assert.Equal(t, 1, strings.Count(msg, "[temporary failure]"), msg)
 	}
 }
 
@@ -87,16 +91,16 @@ func TestNewValidatesConfig(t *testing.T) {
 		cfg   redisstore.Config
 		field string
 	}{
-		{"no client", redisstore.Config{Keys: [][]byte{key1}}, "redisstore.Config.Client or Config.Addr is required"},
-		{"both", redisstore.Config{Addr: "x:1", Client: redis.NewClient(&redis.Options{}), Keys: [][]byte{key1}}, "redisstore.Config.Addr must be empty when Config.Client is set"},
-		{"no keys", redisstore.Config{Addr: "x:1"}, "Config.Keys"},
-		{"bad key", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1, secretKey}}, "Config.Keys[1]"},
-		{"neg lock ttl", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, LockTTL: -1}, "Config.LockTTL"},
-		{"tiny lock ttl", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, LockTTL: time.Microsecond}, "Config.LockTTL"},
-		{"neg lock wait", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, LockWait: -1}, "Config.LockWait"},
-		{"neg max ttl", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, MaxTTL: -1}, "Config.MaxTTL"},
-		{"bad url", redisstore.Config{Addr: "redis://user:hunter2secret@host:6379/notanumber", Keys: [][]byte{key1}}, "Config.Addr"},
-		{"bad scheme", redisstore.Config{Addr: "http://user:hunter2secret@host:6379/0", Keys: [][]byte{key1}}, "Config.Addr"},
+		{"no client", redisstore.Config{Keys: [][]byte{key1}}, "Client"},
+		{"both", redisstore.Config{Addr: "x:1", Client: redis.NewClient(&redis.Options{}), Keys: [][]byte{key1}}, "Addr"},
+		{"no keys", redisstore.Config{Addr: "x:1"}, "Keys"},
+		{"bad key", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1, secretKey}}, "Keys[1]"},
+		{"neg lock ttl", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, LockTTL: -1}, "LockTTL"},
+		{"tiny lock ttl", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, LockTTL: time.Microsecond}, "LockTTL"},
+		{"neg lock wait", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, LockWait: -1}, "LockWait"},
+		{"neg max ttl", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, MaxTTL: -1}, "MaxTTL"},
+		{"bad url", redisstore.Config{Addr: "redis://user:hunter2secret@host:6379/notanumber", Keys: [][]byte{key1}}, "Addr"},
+		{"bad scheme", redisstore.Config{Addr: "http://user:hunter2secret@host:6379/0", Keys: [][]byte{key1}}, "Addr"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -106,7 +110,10 @@ func TestNewValidatesConfig(t *testing.T) {
 			s, err := redisstore.New(c.cfg)
 			require.Error(t, err)
 			require.Nil(t, s)
-			assert.Contains(t, err.Error(), c.field)
+			// The field as the caller wrote it, without a package prefix.
+			var ce *auth.ConfigError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, c.field, ce.Field)
 			assert.ErrorIs(t, err, auth.ErrMisconfigured)
 			assert.NotContains(t, err.Error(), string(secretKey))
 			assert.NotContains(t, err.Error(), "hunter2secret")

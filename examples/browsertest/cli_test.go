@@ -83,7 +83,7 @@ func TestCLILoopbackSignIn(t *testing.T) {
 		t.Fatalf("redirect_uri %q is not a loopback callback", redirect)
 	}
 
-	b := newBrowser(t, idp)
+	b := newBrowser(t)
 	// The CLI's listener stops right after its "Signed in" page; the
 	// browser's favicon request may find it gone.
 	b.allow(`^Failed to load resource: net::ERR_CONNECTION_REFUSED \(` + regexp.QuoteMeta(strings.TrimSuffix(redirect, "/callback")+"/favicon.ico") + `\)$`)

@@ -314,10 +314,9 @@ type browser struct {
 // newBrowser starts Chromium for the test. At the end of the test it fails
 // the test if any page logged an error to the console, threw an uncaught
 // exception, or had a log entry of level error (CSP violations, failed
-// loads), then stops the browser.
-//
-// idp is the dev identity server's URL: its favicon 404 is accepted.
-func newBrowser(t *testing.T, idp string) *browser {
+// loads; a 404 for the dev identity server's favicon among them), then
+// stops the browser.
+func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path := chromiumPath(t)
 	opts := []chromedp.ExecAllocatorOption{
@@ -358,7 +357,6 @@ func newBrowser(t *testing.T, idp string) *browser {
 		cancel()
 		acancel() // waits for the browser process to exit
 	})
-	b.allowIdentityServerFavicon(idp)
 	b.watch(ctx)
 	return b
 }
@@ -427,12 +425,6 @@ func (b *browser) watch(ctx context.Context) {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-}
-
-// allowIdentityServerFavicon accepts the 404 of the dev identity server's
-// /favicon.ico (internal/devserver serves none; not an example's to fix).
-func (b *browser) allowIdentityServerFavicon(idp string) {
-	b.allow(`status of 404 .*\(` + regexp.QuoteMeta(idp+"/favicon.ico") + `\)$`)
 }
 
 // checkConsole fails the test on any console problem seen so far.

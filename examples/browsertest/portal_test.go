@@ -45,7 +45,7 @@ func requirePortalAs(t *testing.T, tb *tab, site string) {
 // sign-out, and the next visit asks for the password again.
 func TestPortalSignInImportSignOut(t *testing.T) {
 	site, idp := startSite(t, "portal", "-import-every", "0")
-	b := newBrowser(t, idp)
+	b := newBrowser(t)
 	tb := b.tab(b.ctx)
 	portalSignIn(t, tb, site)
 
@@ -112,8 +112,8 @@ func TestPortalSignInImportSignOut(t *testing.T) {
 // entry), which redirects straight to the callback with the old, used
 // state; alice should land on the portal, still signed in.
 func TestPortalBackAfterSignIn(t *testing.T) {
-	site, idp := startSite(t, "portal", "-import-every", "0")
-	b := newBrowser(t, idp)
+	site, _ := startSite(t, "portal", "-import-every", "0")
+	b := newBrowser(t)
 	tb := b.tab(b.ctx)
 	portalSignIn(t, tb, site)
 

@@ -55,7 +55,7 @@ func requireCustomersAs(t *testing.T, tb *tab, site, name, caller string) {
 // to the protected page asks for the password again.
 func TestWebappSignInAndOut(t *testing.T) {
 	site, idp := startSite(t, "webapp")
-	b := newBrowser(t, idp)
+	b := newBrowser(t)
 	tb := b.tab(b.ctx)
 
 	webappSignIn(t, tb, site)
@@ -118,8 +118,8 @@ func TestWebappSignInAndOut(t *testing.T) {
 // with a new code and the old, used state. The user should land on an app
 // page, still signed in.
 func TestWebappBackAfterSignIn(t *testing.T) {
-	site, idp := startSite(t, "webapp")
-	b := newBrowser(t, idp)
+	site, _ := startSite(t, "webapp")
+	b := newBrowser(t)
 	tb := b.tab(b.ctx)
 	webappSignIn(t, tb, site)
 
@@ -131,8 +131,8 @@ func TestWebappBackAfterSignIn(t *testing.T) {
 // completed sign-in, while signed in, leaves the user signed in on an app
 // page (the code is not redeemed twice), with no error text from Go.
 func TestWebappReplayedCallback(t *testing.T) {
-	site, idp := startSite(t, "webapp")
-	b := newBrowser(t, idp)
+	site, _ := startSite(t, "webapp")
+	b := newBrowser(t)
 	tb := b.tab(b.ctx)
 	webappSignIn(t, tb, site)
 	callbacks := b.requested(site + "/callback?")
@@ -165,8 +165,8 @@ func requireAppPageSignedIn(t *testing.T, tb *tab, resp *network.Response, site,
 // each, then both forms are completed; both land signed in (the second
 // sign-in replaces the first's session in this browser).
 func TestWebappTwoTabsSignInAtOnce(t *testing.T) {
-	site, idp := startSite(t, "webapp")
-	b := newBrowser(t, idp)
+	site, _ := startSite(t, "webapp")
+	b := newBrowser(t)
 	tab1 := b.tab(b.ctx)
 	tab2 := b.tab(b.newTab())
 
@@ -184,8 +184,8 @@ func TestWebappTwoTabsSignInAtOnce(t *testing.T) {
 // to the callback with error=access_denied; the app says the sign-in did
 // not happen and offers to sign in again; nobody is signed in.
 func TestWebappCancelSignIn(t *testing.T) {
-	site, idp := startSite(t, "webapp")
-	b := newBrowser(t, idp)
+	site, _ := startSite(t, "webapp")
+	b := newBrowser(t)
 	// The app answers the cancelled sign-in with a 4xx page (403 today), which Chromium
 	// logs as a failed load.
 	b.allow(`status of 4\d\d .*\(` + regexp.QuoteMeta(site+"/callback?error=access_denied"))

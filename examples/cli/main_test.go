@@ -31,6 +31,10 @@ func TestCLIAutoSignIn(t *testing.T) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
 		}
 	}
+	// No browser is involved, so no word about a browser window (issue 23).
+	if strings.Contains(out.String(), "browser window") {
+		t.Fatalf("-auto talks of a browser window:\n%s", out.String())
+	}
 	st, err := os.Stat(file)
 	if err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ func main() {
 	flag.DurationVar(&o.cfg.AccessTokenLifetime, "access-token-lifetime", 0, "access token lifetime (default 1h)")
 	flag.DurationVar(&o.cfg.IDTokenLifetime, "id-token-lifetime", 0, "ID token lifetime (default 5m)")
 	flag.DurationVar(&o.cfg.RefreshTokenLifetime, "refresh-token-lifetime", 0, "refresh token lifetime (default 30 days, 24h for public clients)")
-	flag.IntVar(&o.cfg.LicenseCount, "license-count", 0, "ERP.net sessions allowed at once on the Domain API (0: unlimited)")
+	flag.IntVar(&o.cfg.LicenseCount, "license-count", 0, "ERP.net API sessions allowed at once on the Domain API (0: unlimited)")
 	flag.Func("fault", "inject a fault: ENDPOINT=KIND[xN][@DURATION], e.g. token=503x5 (repeatable; see go doc)", func(s string) error {
 		f, err := parseFault(s)
 		if err == nil {
@@ -209,7 +209,7 @@ func printBanner(out io.Writer, srv *erpnettest.Server, o options, pat, sat stri
 		life(o.cfg.AccessTokenLifetime, "1h (default)"), life(o.cfg.IDTokenLifetime, "5m (default)"),
 		life(o.cfg.RefreshTokenLifetime, "30 days / 24h public (default)"))
 	if o.cfg.LicenseCount > 0 {
-		fmt.Fprintf(out, "Licenses: %d ERP.net sessions at once\n", o.cfg.LicenseCount)
+		fmt.Fprintf(out, "Licenses: %d ERP.net API sessions at once\n", o.cfg.LicenseCount)
 	}
 	for _, f := range o.faults {
 		fmt.Fprintf(out, "Fault armed: %s\n", f.spec)

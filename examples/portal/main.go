@@ -282,7 +282,7 @@ func (p *portal) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/signin", p.app.SignIn())
 	mux.Handle(p.callback, p.app.Callback())
-	mux.Handle("POST /signout", sameOrigin(p.app.SignOut()))
+	mux.Handle("/signout", p.app.SignOut()) // a sign-out another site starts asks the user to confirm
 	mux.Handle("GET /signed-out", p.app.GuardResponses(http.HandlerFunc(p.signedOut)))
 	mux.Handle("POST /import", sameOrigin(p.app.WithUser(http.HandlerFunc(p.importNow))))
 	mux.Handle("GET /{$}", p.app.WithUser(http.HandlerFunc(p.home)))

@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,7 +30,21 @@ import (
 	"github.com/erpnetgo/auth/reftoken"
 )
 
+const usage = `Usage: go run ./examples/quickstart
+
+Walks through every flow of the SDK against the ERP.net-shaped dev identity server, started
+in-process: service tokens (clientcreds), reference tokens (reftoken), a CLI loopback sign-in
+and a web sign-in with refresh and sign-out (authcode), and an app doing both (hybrid). It
+needs no ERP.net instance and no set-up, prints each step, and exits non-zero if one fails.
+`
+
 func main() {
+	flag.Usage = func() { fmt.Fprint(flag.CommandLine.Output(), usage) }
+	flag.Parse() // -h prints the usage; there are no flags
+	if flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := run(ctx, os.Stdout); err != nil {

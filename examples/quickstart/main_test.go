@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 // TestQuickstart runs the whole walk-through, as `go run ./examples/quickstart` does.
@@ -23,5 +25,14 @@ func TestQuickstart(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "enrt_") && !strings.Contains(out.String(), "enrt_…(redacted)") {
 		t.Error("a reference token was printed")
+	}
+}
+
+// TestHelp: -h prints the usage and runs nothing (issue 23: it ran the
+// whole walk-through).
+func TestHelp(t *testing.T) {
+	out, err := testutil.RunMain(t, "-h")
+	if err != nil || !strings.Contains(out, "Usage: go run ./examples/quickstart") || strings.Contains(out, "Dev identity server") {
+		t.Fatalf("quickstart -h: %v\n%s", err, out)
 	}
 }

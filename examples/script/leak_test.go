@@ -6,4 +6,9 @@ import (
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
+func TestMain(m *testing.M) {
+	if testutil.MainOrTests(main) {
+		return
+	}
+	testutil.VerifyNoLeaks(m)
+}

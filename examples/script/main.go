@@ -3,11 +3,12 @@
 //
 // Against a real instance:
 //
-//	export ERPNET_URL=https://demodb.my.erp.net   # the instance root
-//	export ERPNET_TOKEN=enrt_...                   # a PAT or SAT
+//	export ERPNET_AUTHORITY=https://demodb.my.erp.net   # the instance root (or its /id URL)
+//	export ERPNET_TOKEN=enrt_...                         # a PAT or SAT
 //	go run ./examples/script
 //
-// ERPNET_HEADER=apikey sends the token as X-Api-Key instead of Authorization: Bearer.
+// ERPNET_HEADER=apikey sends the token as X-Api-Key instead of Authorization: Bearer;
+// ERPNET_DOMAIN_API names the Domain API root when it is not <instance root>/api/domain/odata/.
 //
 // With ERPNET_TOKEN unset, the program starts the development identity server (package
 // erpnettest) in-process, mints a PAT for the demo user alice and uses that, saying so. It
@@ -18,6 +19,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,6 +32,14 @@ import (
 )
 
 func main() {
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), usage)
+	}
+	flag.Parse() // -h prints the usage; there are no flags
+	if flag.NArg() > 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	err := run(ctx, os.Stdout)
 	cancel()
@@ -39,10 +49,22 @@ func main() {
 	}
 }
 
+const usage = `Usage: go run ./examples/script
+
+Lists up to ten customers from the ERP.net Domain API with a reference token (PAT or SAT).
+
+Environment:
+  ERPNET_AUTHORITY   the instance root, e.g. https://demodb.my.erp.net (or its /id URL)
+  ERPNET_TOKEN       the token, enrt_...; unset: an in-process dev server and a PAT for alice
+  ERPNET_HEADER      bearer (default) or apikey (sends X-Api-Key)
+  ERPNET_DOMAIN_API  the Domain API root, when it is not <instance root>/api/domain/odata/
+`
+
 // run does the work, reading the ERPNET_* environment variables.
 func run(ctx context.Context, out io.Writer) error {
 	getenv := os.Getenv
-	root := strings.TrimRight(getenv("ERPNET_URL"), "/")
+	authority := strings.TrimRight(getenv("ERPNET_AUTHORITY"), "/")
+	domainAPI := getenv("ERPNET_DOMAIN_API")
 	header := reftoken.Bearer
 	switch h := strings.ToLower(getenv("ERPNET_HEADER")); h {
 	case "", "bearer":
@@ -63,29 +85,35 @@ func run(ctx context.Context, out io.Writer) error {
 		if tok, err = reftoken.Parse(raw); err != nil {
 			return err
 		}
-		if root != "" {
-			fmt.Fprintln(out, "ERPNET_URL is ignored without ERPNET_TOKEN.")
+		if authority != "" {
+			fmt.Fprintln(out, "ERPNET_AUTHORITY is ignored without ERPNET_TOKEN.")
 		}
-		root = srv.URL()
+		authority, domainAPI = srv.URL(), ""
 		fmt.Fprintf(out, "ERPNET_TOKEN is not set: using an in-process dev server at %s with a PAT minted for %q.\n",
-			root, erpnettest.Demo.Alice)
+			authority, erpnettest.Demo.Alice)
 	} else {
 		var err error
 		if tok, err = reftoken.FromEnv("ERPNET_TOKEN"); err != nil {
 			return err
 		}
-		if root == "" {
-			return errors.New("ERPNET_URL (the instance root, e.g. https://demodb.my.erp.net) is required with ERPNET_TOKEN")
+		if authority == "" {
+			return errors.New("ERPNET_AUTHORITY (the instance root, e.g. https://demodb.my.erp.net) is required with ERPNET_TOKEN")
 		}
 	}
 
-	client, err := tok.Client(reftoken.Config{Authority: root, Header: header})
+	client, err := tok.Client(reftoken.Config{Authority: authority, DomainAPI: domainAPI, Header: header})
 	if err != nil {
 		return err
 	}
 	defer client.CloseIdleConnections()
+	if domainAPI == "" { // as reftoken.Config documents it
+		domainAPI = strings.TrimSuffix(authority, "/id") + "/api/domain/odata/"
+	}
+	if !strings.HasSuffix(domainAPI, "/") {
+		domainAPI += "/"
+	}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, root+"/api/domain/odata/Crm_Sales_Customers?$top=10", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, domainAPI+"Crm_Sales_Customers?$top=10", nil)
 	if err != nil {
 		return err
 	}

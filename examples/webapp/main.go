@@ -245,8 +245,9 @@ func (s *site) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/signin", s.auth.SignIn())
 	mux.Handle("/callback", s.auth.Callback())
-	// POST only: a GET sign-out link could be triggered by any site (logout CSRF).
-	mux.Handle("POST /signout", s.auth.SignOut())
+	// The sign-out button POSTs here; SignOut itself refuses a sign-out
+	// another site starts (it asks the user to confirm), so no logout CSRF.
+	mux.Handle("/signout", s.auth.SignOut())
 	mux.Handle("GET /customers", s.auth.RequireUser(http.HandlerFunc(s.customers)))
 	mux.HandleFunc("GET /{$}", s.home)
 	// Where the identity server returns after sign-out (the registered

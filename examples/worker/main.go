@@ -26,12 +26,12 @@
 // application. -n stops after that many calls.
 //
 // The worker logs the figures an operator cares about (tokens fetched,
-// ERP.net sessions opened, retries) when it stops and on SIGUSR1; see
+// ERP.net API sessions opened, retries) when it stops and on SIGUSR1; see
 // README's "Operating it" for what healthy numbers look like.
 //
 // One Source per process, created at start-up and kept: the token is cached
 // and refreshed in the background, so the job makes one token request an
-// hour, not one per call (each new token would open a new ERP.net session).
+// hour, not one per call (each new token would open a new ERP.net API session).
 package main
 
 import (
@@ -130,13 +130,25 @@ func run(ctx context.Context, log *slog.Logger, every time.Duration, n int) erro
 		if n > 0 && i >= n {
 			return done()
 		}
-		select {
-		case <-ctx.Done():
+		if err := waitTick(ctx, tick.C, sig, func() { fig.log(log, "figures") }); err != nil {
 			log.Info("stopping: signal received")
 			return done()
+		}
+	}
+}
+
+// waitTick waits for the next tick, calling figures on every SIGUSR1 in
+// between (which makes no API call); it returns ctx's error when ctx ends
+// first.
+func waitTick(ctx context.Context, tick <-chan time.Time, sig <-chan os.Signal, figures func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-sig:
-			fig.log(log, "figures")
-		case <-tick.C:
+			figures()
+		case <-tick:
+			return nil
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
@@ -24,8 +26,8 @@ func TestWorkerCallsDomainAPIAsSystemUser(t *testing.T) {
 	if n := strings.Count(buf.String(), "caller=system:worker-system"); n != 3 {
 		t.Fatalf("want 3 calls as the System User, log:\n%s", buf.String())
 	}
-	// The figures an operator reads: one token, one ERP.net session.
-	want := "tokens_fetched=1 token_failures=0 token_retries=0 erpnet_sessions_opened=1 cache_hits=2 api_retries=0"
+	// The figures an operator reads: one token, one API session.
+	want := "tokens_fetched=1 token_failures=0 token_retries=0 api_sessions_opened=1 cache_hits=2 api_retries=0"
 	if !strings.Contains(buf.String(), want) {
 		t.Fatalf("figures %q missing from the log:\n%s", want, buf.String())
 	}
@@ -113,5 +115,25 @@ func TestWorkerSurvivesSecretRotation(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Fatal("a secret reached the log")
 		}
+	}
+}
+
+// TestWorkerStopsOnHTTPSToPlainHTTP: https:// for a server that speaks
+// plain http can never work: the worker says so and stops, instead of
+// retrying forever (issue 23).
+func TestWorkerStopsOnHTTPSToPlainHTTP(t *testing.T) {
+	srv := erpnettest.NewServer(t)
+	t.Setenv("ERPNET_AUTHORITY", strings.Replace(srv.URL(), "http://", "https://", 1))
+	t.Setenv("ERPNET_CLIENT_ID", erpnettest.Demo.WorkerID)
+	t.Setenv("ERPNET_CLIENT_SECRET", erpnettest.Demo.WorkerSecret)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var buf bytes.Buffer
+	err := run(ctx, slog.New(slog.NewTextHandler(&buf, nil)), time.Millisecond, 0)
+	if !errors.Is(err, auth.ErrMisconfigured) || !strings.Contains(err.Error(), "speaks plain http") {
+		t.Fatalf("run = %v, want a misconfiguration that says the server speaks plain http; log:\n%s", err, buf.String())
+	}
+	if strings.Contains(buf.String(), "will try again") {
+		t.Errorf("the worker retried a misconfiguration:\n%s", buf.String())
 	}
 }

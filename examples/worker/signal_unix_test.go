@@ -13,7 +13,7 @@ import (
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-// On SIGUSR1 a running worker logs its figures and goes on.
+// On SIGUSR1 a running worker logs its figures and goes on waiting.
 func TestWorkerLogsFiguresOnSIGUSR1(t *testing.T) {
 	var buf testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
@@ -30,12 +30,31 @@ func TestWorkerLogsFiguresOnSIGUSR1(t *testing.T) {
 		}
 	}
 	wait("read customers") // the first call is done, the worker waits for its next tick
-	if err := syscall.Kill(syscall.Getpid(), syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		before := strings.Count(buf.String(), "msg=figures tokens_fetched=1")
+		if err := syscall.Kill(syscall.Getpid(), syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, &buf, func(log string) bool { return strings.Count(log, "msg=figures tokens_fetched=1") > before })
 	}
-	wait("msg=figures tokens_fetched=1")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	// Figures on demand make no API call (issue 23: each SIGUSR1 made one):
+	// the second signal was handled after whatever the first one caused.
+	if n := strings.Count(buf.String(), "read customers"); n != 1 {
+		t.Fatalf("%d API calls for one tick and two SIGUSR1, want 1:\n%s", n, buf.String())
+	}
+}
+
+func waitFor(t *testing.T, buf *testutil.SyncBuffer, ok func(log string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !ok(buf.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not in the log:\n%s", buf.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -426,6 +426,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("devserver: request", "method", r.Method, "path", r.URL.Path, "status", sw.status(), "duration", time.Since(start))
 	}()
 
+	if r.URL.Path == pathFavicon {
+		serveFavicon(sw, r)
+		return
+	}
 	ep, ok := route(r.URL.Path)
 	if !ok || (ep == Revocation && s.cfg.DisableRevocation) {
 		writeJSON(sw, http.StatusNotFound, map[string]any{"error": "not_found", "error_description": "no such endpoint"})

@@ -8,8 +8,8 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/retry"
@@ -51,35 +52,6 @@ type Document struct {
 	fetched time.Time
 }
 
-// CheckAuthority validates an authority URL without any network I/O: it
-// must be an absolute https URL (http only on a loopback host) with no query
-// or fragment. field names the config field in the error.
-func CheckAuthority(field, authority string) error {
-	if authority == "" {
-		return &auth.ConfigError{Field: field, Reason: "is required (the instance root, e.g. https://demodb.my.erp.net, or its /id URL)"}
-	}
-	u, err := url.Parse(authority)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return &auth.ConfigError{Field: field, Reason: "must be an absolute http(s) URL"}
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return &auth.ConfigError{Field: field, Reason: "must not contain a query, fragment or user info"}
-	}
-	if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
-		return &auth.ConfigError{Field: field, Reason: "must use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"}
-	}
-	return nil
-}
-
-// IsLoopback reports whether host names this machine.
-func IsLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // Cache holds one authority's discovery document for one client.
 type Cache struct {
 	hc        *http.Client
@@ -92,7 +64,7 @@ type Cache struct {
 	Report *hook.Reporter
 }
 
-// New returns a Cache for authority (checked by CheckAuthority beforehand)
+// New returns a Cache for authority (checked by config.Authority beforehand)
 // that fetches with hc. domainAPI, when not empty, overrides the Domain API
 // root discovery would find. It does no I/O.
 func New(hc *http.Client, authority, domainAPI string) *Cache {
@@ -219,7 +191,7 @@ type autoDiscovery struct {
 }
 
 func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, error) {
-	if err := CheckAuthority("Authority", authority); err != nil {
+	if err := config.Authority("Authority", authority); err != nil {
 		return nil, err
 	}
 	issuer, odata := authority, ""
@@ -246,7 +218,7 @@ func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, e
 				return nil, &auth.Error{Op: "ERP.net auto-discovery", Kind: auth.ErrMisconfigured,
 					Err: fmt.Errorf("%s/sys/auto-discovery lists no ID web site", authority)}
 			}
-			if err := CheckAuthority("auto-discovered ID URL", issuer); err != nil {
+			if err := served("ERP.net auto-discovery", "the ID web site's Url", issuer); err != nil {
 				return nil, err
 			}
 		case status == http.StatusNotFound || status == http.StatusOK:
@@ -272,7 +244,7 @@ func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, e
 	} else if !strings.HasSuffix(odata, "/") {
 		odata += "/"
 	}
-	if err := CheckAuthority("auto-discovered Domain API root", odata); err != nil {
+	if err := served("ERP.net auto-discovery", "the Domain API's ODataServiceRoot", odata); err != nil {
 		return nil, err
 	}
 	d.DomainAPI = odata
@@ -285,6 +257,18 @@ func fetch(ctx context.Context, hc *http.Client, authority string) (*Document, e
 // instance root is authority without a trailing "/id".
 func DefaultDomainAPI(authority string) string {
 	return strings.TrimSuffix(strings.TrimRight(authority, "/"), "/id") + "/api/domain/odata/"
+}
+
+// served checks a URL the server named (what the Config's Authority
+// requires of it): a server that names a bad one is misconfigured, which is
+// no fault of the caller's Config.
+func served(op, what, u string) error {
+	if err := config.Authority("URL", u); err != nil {
+		var ce *auth.ConfigError
+		errors.As(err, &ce)
+		return &auth.Error{Op: op, Kind: auth.ErrMisconfigured, Err: fmt.Errorf("%s %s", what, ce.Reason)}
+	}
+	return nil
 }
 
 // Supports reports whether list contains v; an empty list supports nothing.

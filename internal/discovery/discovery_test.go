@@ -173,22 +173,34 @@ func TestEachCacheIsItsOwn(t *testing.T) {
 	}
 }
 
-func TestCheckAuthority(t *testing.T) {
-	for in, ok := range map[string]bool{
-		"https://demodb.my.erp.net":     true,
-		"https://demodb.my.erp.net/id":  true,
-		"http://127.0.0.1:5080":         true,
-		"http://localhost:5080/id":      true,
-		"http://[::1]:80":               true,
-		"http://demodb.my.erp.net":      false,
-		"ftp://demodb.my.erp.net":       false,
-		"demodb.my.erp.net":             false,
-		"":                              false,
-		"https://u:p@demodb.my.erp.net": false,
-		"https://demodb.my.erp.net/#x":  false,
+// TestBadURLsFromTheServer: a URL that auto-discovery names and the SDK
+// would not accept in a Config is the server's misconfiguration: an
+// *auth.Error, never a *auth.ConfigError naming a field the caller does not
+// have.
+func TestBadURLsFromTheServer(t *testing.T) {
+	for name, body := range map[string]string{
+		"ID":         `{"WebSites":[{"Type":"ID","Url":"http://id.example.com/id","Note":"%s"}]}`,
+		"Domain API": `{"WebSites":[{"Type":"ID","Url":"%s/id"},{"Type":"DomainAPI","AdditionalProperties":{"ODataServiceRoot":"ftp://x.example/odata/"}}]}`,
 	} {
-		if err := CheckAuthority("Authority", in); (err == nil) != ok {
-			t.Errorf("%q: %v", in, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			var srv *httptest.Server
+			srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/sys/auto-discovery":
+					fmt.Fprintf(w, body, srv.URL)
+				case "/id/.well-known/openid-configuration":
+					fmt.Fprintf(w, `{"issuer":"%s/id","token_endpoint":"%s/id/token"}`, srv.URL, srv.URL)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer srv.Close()
+			_, err := New(nil, srv.URL, "").Get(context.Background())
+			var ae *auth.Error
+			var ce *auth.ConfigError
+			if !errors.As(err, &ae) || errors.As(err, &ce) || !errors.Is(err, auth.ErrMisconfigured) || ae.Op != "ERP.net auto-discovery" {
+				t.Fatalf("%T %v", err, err)
+			}
+		})
 	}
 }

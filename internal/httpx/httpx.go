@@ -5,6 +5,7 @@ package httpx
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,16 @@ type Request struct {
 	Limit int64 // <=0: DefaultLimit
 	// Build makes a fresh *http.Request for each attempt.
 	Build func(ctx context.Context) (*http.Request, error)
+	// Check, if set, reads each final answer (one whose status is not
+	// retried) and returns why it cannot be used, or nil. An unusable
+	// answer (Check refused it, or its body is over Limit) fails the
+	// attempt with ErrTemporary and is retried like a 5xx, unless OneTime
+	// is set.
+	Check func(*Response) error
+	// OneTime, when not empty, says why the request must not be sent twice
+	// (it redeems an authorization code or a refresh token): an unusable
+	// answer then ends the call at once, with this reason in the error.
+	OneTime string
 }
 
 // ErrTooLarge is wrapped when a response body exceeds the limit.
@@ -83,6 +94,11 @@ func Send(ctx context.Context, r Request) (*Response, int, error) {
 			if ctx.Err() != nil {
 				return retry.Outcome{}, &auth.Error{Op: r.Op, Err: ctx.Err()}
 			}
+			if PlainHTTP(err) {
+				// Not a failure that passes: the URL is wrong.
+				return retry.Outcome{}, &auth.Error{Op: r.Op, Kind: auth.ErrMisconfigured,
+					Err: fmt.Errorf("the server at %s speaks plain http, not https: check the scheme and port of the URL", req.URL.Host)}
+			}
 			return retry.Outcome{Retry: true}, &auth.Error{Op: r.Op, Err: err, Kind: auth.ErrTemporary}
 		}
 		body, rerr := io.ReadAll(io.LimitReader(hr.Body, limit+1))
@@ -91,13 +107,18 @@ func Send(ctx context.Context, r Request) (*Response, int, error) {
 			return retry.Outcome{Retry: true}, &auth.Error{Op: r.Op, StatusCode: hr.StatusCode, Err: rerr, Kind: auth.ErrTemporary}
 		}
 		if int64(len(body)) > limit {
-			return retry.Outcome{}, &auth.Error{Op: r.Op, StatusCode: hr.StatusCode,
-				Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit), Kind: auth.ErrTemporary}
+			return r.unusable(hr.StatusCode, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit))
 		}
 		resp = &Response{Status: hr.StatusCode, Header: hr.Header, Body: body}
 		if retry.Retryable(hr.StatusCode) {
 			return retry.Outcome{Retry: true, RetryAfter: retry.ParseRetryAfter(hr.Header.Get("Retry-After"), time.Now())},
 				errRetryableStatus
+		}
+		if r.Check != nil {
+			if err := r.Check(resp); err != nil {
+				resp = nil
+				return r.unusable(hr.StatusCode, err)
+			}
 		}
 		return retry.Outcome{}, nil
 	})
@@ -116,3 +137,19 @@ func Send(ctx context.Context, r Request) (*Response, int, error) {
 }
 
 var errRetryableStatus = errors.New("retryable status")
+
+// PlainHTTP reports whether err is the failure of an https request to a
+// server that answered in plain http.
+func PlainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) || (errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/")
+}
+
+// unusable is the outcome of an attempt whose answer cannot be used: a
+// temporary failure, retried unless the request is one-time.
+func (r *Request) unusable(status int, err error) (retry.Outcome, error) {
+	if r.OneTime != "" {
+		err = fmt.Errorf("%w; not retried: %s", err, r.OneTime)
+	}
+	return retry.Outcome{Retry: r.OneTime == ""}, &auth.Error{Op: r.Op, StatusCode: status, Kind: auth.ErrTemporary, Err: err}
+}

@@ -143,10 +143,14 @@ const (
 // Start starts oidc-provider with cfg, waits until it listens (at most 30 s)
 // and registers a cleanup with tb that stops the process and waits for it to
 // exit. The provider's output is logged through tb only if the test failed.
-// Start calls tb.Fatal if the provider cannot be installed or started.
+// Without Node.js (node, and npm when the provider is not installed yet) it
+// skips tb, or fails it when the environment variable CI is set, as the
+// Redis tests do. Start calls tb.Fatal if the provider cannot be installed
+// or started.
 func Start(tb testing.TB, cfg Config) *Provider {
 	tb.Helper()
 	dir := providerDir(tb)
+	requireTools(tb, dir)
 	ensureInstalled(tb, dir)
 
 	conf, err := json.Marshal(serverConfig(cfg))
@@ -340,6 +344,25 @@ func providerDir(tb testing.TB) string {
 		tb.Fatal("oidctest: cannot locate the oidctest source folder")
 	}
 	return filepath.Join(filepath.Dir(file), "provider")
+}
+
+// requireTools skips tb (fails it when CI is set) unless node, and npm when
+// dir's node_modules needs installing, are on PATH.
+func requireTools(tb testing.TB, dir string) {
+	tb.Helper()
+	tools := []string{"node"}
+	if !installed(dir) {
+		tools = append(tools, "npm")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			msg := "oidctest: " + tool + " not found in PATH; install Node.js with npm (apt-get install -y nodejs npm) to run the interoperability tests"
+			if os.Getenv("CI") != "" {
+				tb.Fatal(msg + " (CI is set, so this is an error)")
+			}
+			tb.Skip(msg)
+		}
+	}
 }
 
 // ensureInstalled runs "npm ci" in dir unless node_modules already holds

@@ -57,22 +57,6 @@ func NewSecretFile(path string, log *slog.Logger) *SecretFile {
 	return &SecretFile{path: path, log: log}
 }
 
-// CheckSecretConfig checks the ClientSecret and ClientSecretFile fields of a
-// Config, without reading the file: they are exclusive, and the path must
-// be a usable file name. The error names the field, never a value beyond
-// the path's faults.
-func CheckSecretConfig(secret, path string) error {
-	switch {
-	case path == "":
-		return nil
-	case secret != "":
-		return &auth.ConfigError{Field: "ClientSecretFile", Reason: "must be empty when ClientSecret is set: give the secret one way"}
-	case strings.ContainsFunc(path, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return &auth.ConfigError{Field: "ClientSecretFile", Reason: "contains control characters (a stray newline?)"}
-	}
-	return nil
-}
-
 // Path is the file's path, for messages.
 func (f *SecretFile) Path() string { return f.path }
 

@@ -238,15 +238,8 @@ func TestSecretFileModeWarning(t *testing.T) {
 	}
 }
 
-func TestCheckSecretConfig(t *testing.T) {
-	var ce *auth.ConfigError
-	if err := CheckSecretConfig("s", "/run/secret"); !errors.As(err, &ce) || ce.Field != "ClientSecretFile" {
-		t.Fatalf("both set: %v", err)
-	}
-	if err := CheckSecretConfig("", "/run/sec\nret"); !errors.As(err, &ce) || ce.Field != "ClientSecretFile" {
-		t.Fatalf("newline: %v", err)
-	}
-	if CheckSecretConfig("", "/run/secret") != nil || CheckSecretConfig("s", "") != nil || NewSecretFile("", nil) != nil {
-		t.Fatal("valid configurations refused")
+func TestNoSecretFile(t *testing.T) {
+	if NewSecretFile("", nil) != nil {
+		t.Fatal("a SecretFile without a path")
 	}
 }

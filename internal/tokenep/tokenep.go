@@ -106,18 +106,24 @@ func (c *Client) Exchange(ctx context.Context, doc *discovery.Document, form url
 		c.Report.Emit(ctx, e)
 	}()
 	op := "token request (" + grant + ")"
-	resp, attempts, err := c.post(ctx, doc.TokenEndpoint, doc.TokenEndpointAuthMethods, op, form)
+	var tj tokenJSON
+	check := func(resp *httpx.Response) error {
+		if resp.Status != http.StatusOK {
+			return nil
+		}
+		tj = tokenJSON{}
+		if err := json.Unmarshal(resp.Body, &tj); err != nil || tj.AccessToken == "" {
+			what := "is not valid JSON"
+			if err == nil {
+				what = "has no access_token"
+			}
+			return fmt.Errorf("token response %s (%d bytes, content type %q)", what, len(resp.Body), resp.Header.Get("Content-Type"))
+		}
+		return nil
+	}
+	_, attempts, err = c.post(ctx, doc.TokenEndpoint, doc.TokenEndpointAuthMethods, op, form, check, oneTime(grant))
 	if err != nil {
 		return nil, err
-	}
-	var tj tokenJSON
-	if err := json.Unmarshal(resp.Body, &tj); err != nil || tj.AccessToken == "" {
-		what := "is not valid JSON"
-		if err == nil {
-			what = "has no access_token"
-		}
-		return nil, &auth.Error{Op: op, StatusCode: resp.Status, Attempts: attempts, Kind: auth.ErrTemporary,
-			Err: fmt.Errorf("token response %s (%d bytes, content type %q)", what, len(resp.Body), resp.Header.Get("Content-Type"))}
 	}
 	now := time.Now
 	if c.Now != nil {
@@ -218,16 +224,34 @@ func (c *Client) Revoke(ctx context.Context, doc *discovery.Document, token, hin
 	}
 	ctx, end := c.Report.Call(ctx, "revocation")
 	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	_, _, err := c.post(ctx, doc.RevocationEndpoint, doc.TokenEndpointAuthMethods, "token revocation", form)
+	_, _, err := c.post(ctx, doc.RevocationEndpoint, doc.TokenEndpointAuthMethods, "token revocation", form, nil, "")
 	end(err)
 	return err
 }
 
+// oneTime says why a token request of grant must not be sent twice, or ""
+// when it may be (client_credentials asks for a new token and redeems
+// nothing). An answer that cannot be used (malformed, empty, oversized) is
+// then not retried: the server may have redeemed the code or refresh token
+// already, and a second redemption would be refused, or revoke the session.
+func oneTime(grant string) string {
+	switch grant {
+	case "client_credentials":
+		return ""
+	case "authorization_code":
+		return "an authorization code is redeemed only once, and the server may already have redeemed this one"
+	case "refresh_token":
+		return "a refresh token is redeemed only once (rotation), and the server may already have redeemed this one"
+	}
+	return "a " + grant + " grant may redeem something only once"
+}
+
 // post sends form to endpoint with client authentication and returns the
-// 200 response, or an *auth.Error for any other outcome. With a SecretFile,
-// a refused secret (invalid_client) is sent once more when the file holds
-// another one by then; otherwise the refusal is returned at once.
-func (c *Client) post(ctx context.Context, endpoint string, methods []string, op string, form url.Values) (*httpx.Response, int, error) {
+// 200 response, or an *auth.Error for any other outcome. check and oneTime
+// are httpx.Request's Check and OneTime. With a SecretFile, a refused
+// secret (invalid_client) is sent once more when the file holds another
+// one by then; otherwise the refusal is returned at once.
+func (c *Client) post(ctx context.Context, endpoint string, methods []string, op string, form url.Values, check func(*httpx.Response) error, oneTime string) (*httpx.Response, int, error) {
 	secret := c.ClientSecret
 	if c.SecretFile != nil {
 		var err error
@@ -235,7 +259,7 @@ func (c *Client) post(ctx context.Context, endpoint string, methods []string, op
 			return nil, 0, err
 		}
 	}
-	resp, attempts, err := c.postWith(ctx, endpoint, methods, op, form, secret)
+	resp, attempts, err := c.postWith(ctx, endpoint, methods, op, form, check, oneTime, secret)
 	if c.SecretFile == nil || !clientRefused(err) {
 		return resp, attempts, err
 	}
@@ -247,7 +271,7 @@ func (c *Client) post(ctx context.Context, endpoint string, methods []string, op
 		}
 		return nil, attempts, err
 	}
-	resp, more, err := c.postWith(ctx, endpoint, methods, op, form, next)
+	resp, more, err := c.postWith(ctx, endpoint, methods, op, form, check, oneTime, next)
 	return resp, attempts + more, err
 }
 
@@ -262,7 +286,7 @@ func clientRefused(err error) bool {
 }
 
 // postWith is post with the given secret ("": a public client).
-func (c *Client) postWith(ctx context.Context, endpoint string, methods []string, op string, form url.Values, secret string) (*httpx.Response, int, error) {
+func (c *Client) postWith(ctx context.Context, endpoint string, methods []string, op string, form url.Values, check func(*httpx.Response) error, oneTime, secret string) (*httpx.Response, int, error) {
 	body := make(url.Values, len(form)+2)
 	for k, v := range form {
 		body[k] = v
@@ -280,7 +304,7 @@ func (c *Client) postWith(ctx context.Context, endpoint string, methods []string
 	}
 	encoded := body.Encode()
 	resp, attempts, err := httpx.Send(ctx, httpx.Request{
-		Op: op, Client: c.HTTPClient, Policy: c.Policy, Hold: &c.Hold,
+		Op: op, Client: c.HTTPClient, Policy: c.Policy, Hold: &c.Hold, Check: check, OneTime: oneTime,
 		Build: func(ctx context.Context) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(encoded))
 			if err != nil {

@@ -153,3 +153,59 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestUnusableAnswers: a 200 whose body is malformed, empty or oversized is
+// retried for client_credentials (a new token, nothing redeemed) as
+// Retry.Attempts allows, and not retried for the one-time grants, whose
+// error says so and why (issue 23).
+func TestUnusableAnswers(t *testing.T) {
+	bodies := map[string]func(w http.ResponseWriter){
+		"malformed": func(w http.ResponseWriter) { fmt.Fprint(w, `{"access_token":"x`) },
+		"empty":     func(w http.ResponseWriter) {},
+		"no token":  func(w http.ResponseWriter) { fmt.Fprint(w, `{"token_type":"Bearer"}`) },
+		"oversized": func(w http.ResponseWriter) {
+			fmt.Fprintf(w, `{"access_token":"x","pad":%q}`, strings.Repeat("p", 2<<20))
+		},
+	}
+	for name, bad := range bodies {
+		for _, grant := range []string{"client_credentials", "authorization_code", "refresh_token"} {
+			t.Run(name+"/"+grant, func(t *testing.T) {
+				var n int
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					n++
+					w.Header().Set("Content-Type", "application/json")
+					if n <= 2 {
+						bad(w)
+						return
+					}
+					fmt.Fprint(w, `{"access_token":"good","expires_in":3600}`)
+				}))
+				defer srv.Close()
+				doc := &discovery.Document{TokenEndpoint: srv.URL}
+				c := &Client{ClientID: "id", ClientSecret: "s", Policy: auth.Retry{Attempts: 3, Base: time.Millisecond}}
+				tok, err := c.Exchange(context.Background(), doc, url.Values{"grant_type": {grant}, "refresh_token": {"rt"}, "code": {"c"}})
+				if grant == "client_credentials" {
+					if err != nil || tok.AccessToken != "good" || n != 3 {
+						t.Fatalf("requests %d, err %v", n, err)
+					}
+					return
+				}
+				var ae *auth.Error
+				if err == nil || !errors.As(err, &ae) || !errors.Is(err, auth.ErrTemporary) || n != 1 || ae.Attempts != 1 {
+					t.Fatalf("requests %d, err %v", n, err)
+				}
+				if msg := err.Error(); !strings.Contains(msg, "not retried: a") || !strings.Contains(msg, "redeemed only once") {
+					t.Fatalf("the error does not say why it was not retried: %v", err)
+				}
+			})
+		}
+	}
+	// Out of attempts, client_credentials reports the last unusable answer.
+	doc, reqs := serve(t, 200, `not json`)
+	c := &Client{ClientID: "id", ClientSecret: "s", Policy: auth.Retry{Attempts: 2, Base: time.Millisecond}}
+	_, err := c.Exchange(context.Background(), doc, url.Values{"grant_type": {"client_credentials"}})
+	var ae *auth.Error
+	if !errors.As(err, &ae) || !errors.Is(err, auth.ErrTemporary) || ae.Attempts != 2 || len(*reqs) != 2 || !strings.Contains(err.Error(), "not valid JSON") {
+		t.Fatalf("requests %d, err %v", len(*reqs), err)
+	}
+}

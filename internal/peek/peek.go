@@ -1,0 +1,16 @@
+// Package peek lets one package of the SDK read what a public type of
+// another keeps unexported, without adding a name to the public API. The
+// owning package fills in each function in its init; parameters are any so
+// that this package imports none of the SDK's.
+package peek
+
+// Set by package clientcreds, for package hybrid.
+var (
+	// SourceClientID returns the client_id of a *clientcreds.Source.
+	SourceClientID func(src any) string
+	// SourceToken returns the access token a *clientcreds.Source holds, or
+	// "" when it holds none, silently: no hook event, no request, no
+	// refresh. hybrid's response guard needs the token to keep it out of
+	// responses; asking the Source for it would count as a use.
+	SourceToken func(src any) string
+)
