@@ -251,7 +251,7 @@ func spaSignIn(t *testing.T, b *browser, st *spaTab) {
 // its first tab, and signs alice in.
 func newSPA(t *testing.T) (*browser, *scanner, *spaTab, *erpnettest.Server) {
 	site, idp := startSPA(t)
-	b := newBrowser(t, idp.URL())
+	b := newBrowser(t)
 	sc := newScanner(t)
 	sc.watch(b.ctx)
 	st := &spaTab{b.tab(b.ctx), site}
