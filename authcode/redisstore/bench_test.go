@@ -120,18 +120,24 @@ func BenchmarkStoreLoad(b *testing.B) {
 	}
 }
 
-// BenchmarkLockRefresh is an uncontended lock and unlock: two round trips.
+// BenchmarkLockRefresh is an uncontended lock and unlock: two round trips
+// per lock key (SET NX, then the release script), so four by default (the
+// slot lock and the legacy key), two with SlotLockOnly.
 func BenchmarkLockRefresh(b *testing.B) {
 	srv := redistest.Start(b)
-	s := newStore(b, srv.Addr(), nil)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		unlock, err := s.LockRefresh(ctx, "k")
-		if err != nil {
-			b.Fatal(err)
-		}
-		unlock()
+	for _, slotOnly := range []bool{false, true} {
+		b.Run(map[bool]string{false: "default", true: "SlotLockOnly"}[slotOnly], func(b *testing.B) {
+			s := newStore(b, srv.Addr(), func(c *redisstore.Config) { c.SlotLockOnly = slotOnly })
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				unlock, err := s.LockRefresh(ctx, "k")
+				if err != nil {
+					b.Fatal(err)
+				}
+				unlock()
+			}
+		})
 	}
 }

@@ -106,6 +106,24 @@ func ExampleNew_sentinel() {
 	_ = authcode.Config{Store: store} // as in Example_authcode
 }
 
+// A Redis Cluster through the Store's own client: the seed nodes in one
+// URL (one is enough), the SDK's timeouts, and a replica's acknowledgement
+// on the writes that matter.
+func ExampleNew_cluster() {
+	store, err := redisstore.New(redisstore.Config{
+		Addr:        "rediss+cluster://:" + os.Getenv("REDIS_PASSWORD") + "@node-1:6379?addr=node-2:6379&addr=node-3:6379",
+		Keys:        [][]byte{mustKey("SESSION_STORE_KEY")},
+		Timeout:     time.Second,            // no request waits on Redis longer (default 2s)
+		ReplicaWait: 100 * time.Millisecond, // WAIT 1 on session saves, deletes and locks
+		// SlotLockOnly: true, // once no replica of a release before the slot lock runs
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	_ = authcode.Config{Store: store} // as in Example_authcode
+}
+
 // mustKey reads a 32-byte key from a secret store (here: a stand-in).
 func mustKey(name string) []byte {
 	_ = name

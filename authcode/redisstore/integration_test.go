@@ -412,9 +412,9 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 
 	// Wait until it holds the lock and its request has reached the server,
 	// then kill it.
-	lockKey := "" // found by scanning: authcode chooses the session key
+	lockKey := "" // found by scanning: authcode chooses the session key (the lock in its slot)
 	require.Eventually(t, func() bool {
-		keys, err := w.redis.Do("KEYS", defaultPrefix+"lock:*")
+		keys, err := w.redis.Do("KEYS", defaultPrefix+"lock:{*")
 		if err != nil || keys == "" {
 			return false
 		}

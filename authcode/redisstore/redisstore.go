@@ -1,70 +1,3 @@
-// Package redisstore keeps authcode sessions in Redis, so that several
-// replicas of a web backend share their users' sign-ins, and serialises
-// refresh-token redemption between those replicas.
-//
-// ERP.net's identity server issues one-time refresh tokens: redeeming one
-// revokes it, and replaying a rotated one ends the whole sign-in. When two
-// replicas behind a load balancer refresh the same user's session at the
-// same moment, one of them would redeem a dead token and throw the user out.
-// Store implements authcode.RefreshLocker: before redeeming, the authcode
-// Client takes a per-session lock in Redis (SET NX PX with a random owner
-// token, renewed while its holder lives, released by a compare-and-delete
-// script), reloads the session and redeems only if no other replica already
-// did.
-//
-// Values are sealed with AES-GCM under a ring of keys: the
-// first key seals, every key opens, so keys can be rotated. The associated
-// data binds each value to its Redis key, so a value copied under another
-// key does not open. Redis never holds a token in clear.
-//
-// # Choices
-//
-//   - TTL: every Save sets an expiry in the same SET command (SET ... PX), so
-//     a session is never half written and never outlives its refresh token.
-//     A ttl of zero or less (no expiry requested) and a ttl above
-//     Config.MaxTTL are clamped to MaxTTL (default 30 days, the longest
-//     refresh-token lifetime ERP.net issues); Redis never keeps a session
-//     forever.
-//   - A stored value that cannot be opened (tampered with, or sealed under a
-//     key that was removed from Config.Keys) reads as "signed out": Load
-//     returns an error matching authcode.ErrSessionNotFound, and logs a
-//     warning with a fingerprint of the key (never the key or the value).
-//     The user signs in again; the value is left in place (a replica with
-//     the right key ring can still read it) and expires with its TTL.
-//   - Redis failures, and a refresh lock not taken within Config.LockWait,
-//     return *auth.Error values matching auth.ErrTemporary, naming the
-//     operation, never the value or the session key.
-//     authcode.ErrSessionNotFound is returned only when Redis answers that
-//     the key does not exist (or holds a value that does not open). Invalid
-//     configuration gives *auth.ConfigError values, matching
-//     auth.ErrMisconfigured.
-//   - Session durability across a Redis restart needs Redis persistence
-//     (appendonly yes). Without it a restarted Redis has forgotten every
-//     session and all users must sign in again.
-//   - Within one process, waiters for the same session's lock queue on an
-//     in-process gate first, so only one goroutine per process polls Redis.
-//
-// # Operating it
-//
-// A session lives at Prefix+key (key as the authcode Client gives it), its
-// refresh lock at Prefix+"lock:"+key. Every operation (the Lua scripts
-// included) touches one key, so any redis.UniversalClient works: a
-// *redis.Client, a Redis Cluster (*redis.ClusterClient) or Sentinel
-// (redis.NewFailoverClient, or *redis.Ring).
-//
-// Give every replica the same Keys, Prefix and Redis. A refresh lock is
-// renewed while its holder lives (up to LockMaxHold, which must exceed the
-// longest refresh: token request with retries, plus the Save; a holder
-// slower than that loses the lock and a second replica may redeem the same
-// refresh token). If a holder dies, its session waits at most LockTTL.
-//
-// Run Redis with persistence (appendonly yes; appendfsync always, or
-// everysec if losing the last second of refreshes on a crash is
-// acceptable: a rotated refresh token that was not persisted signs that
-// user out). Without persistence a Redis restart signs everyone out.
-//
-// go-redis writes its own diagnostics (such as failed dials while Redis is
-// down) through redis.SetLogger; this package does not change that global.
 package redisstore
 
 import (
@@ -75,17 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/internal/config"
+	"github.com/erpnetgo/auth/internal/keylock"
 	"github.com/erpnetgo/auth/internal/seal"
 )
 
@@ -95,29 +27,11 @@ const (
 	defaultLockTTL     = 10 * time.Second
 	defaultMaxTTL      = 30 * 24 * time.Hour // a confidential client's refresh token lifetime on ERP.net
 	defaultLockMaxHold = 3 * time.Minute     // a little more than the authcode Client's longest refresh
+	defaultTimeout     = 2 * time.Second
 )
-
-// lockInfix separates lock keys from session keys: a session is stored at
-// Prefix+key, its refresh lock at Prefix+"lock:"+key. Session keys that
-// begin with "lock:" are refused so the two can never collide.
-const lockInfix = "lock:"
 
 // aadLabel starts the associated data that binds a sealed value to its key.
 const aadLabel = "erpnetgo/redisstore/v1\x00"
-
-// releaseTimeout bounds the unlock script when the caller's context is gone.
-const releaseTimeout = 2 * time.Second
-
-// Lock polling: a waiter sleeps a random time in [0, backoff) between
-// attempts, the backoff growing from pollMin to pollMax.
-const (
-	pollMin = 4 * time.Millisecond
-	pollMax = 64 * time.Millisecond
-)
-
-// errLockTimeout is the cause of a LockRefresh that waited Config.LockWait
-// in vain (another replica held the lock for too long).
-var errLockTimeout = errors.New("timed out waiting for the session's refresh lock")
 
 // errUndecryptable is, with authcode.ErrSessionNotFound, in Load's error
 // for a value that cannot be opened with any configured key (tampered,
@@ -131,12 +45,27 @@ type Config struct {
 	// redis.UniversalClient, e.g. a *redis.Client, a *redis.ClusterClient,
 	// or a Sentinel client from redis.NewFailoverClient or
 	// redis.NewUniversalClient. The Store does not close it. Set either
-	// Client or Addr.
+	// Client or Addr. It needs no tuning: Config.Timeout bounds every call
+	// whatever its own timeouts, and after a failed call a
+	// *redis.ClusterClient is asked to re-read its slot map.
 	Client redis.UniversalClient
-	// Addr is a Redis address, "host:port" or a "redis://" / "rediss://"
-	// URL (with user, password and database). The Store makes its own client
-	// with short timeouts (dial 2s, read/write 2s, one retry) and closes it
-	// in Close.
+	// Addr is where Redis is; the Store then makes its own client, with
+	// short timeouts (dial, read and write 2s, one retry; query parameters
+	// such as read_timeout=5s change them), and closes it in Close. Forms:
+	//
+	//   - one server: "host:port", or a URL
+	//     "redis://user:password@host:port/db" ("rediss://" for TLS);
+	//   - a Redis Cluster: "redis+cluster://user:password@host:port?addr=host2:port&addr=host3:port"
+	//     (the URL's host and each addr are seed nodes; one suffices, the
+	//     Store learns the others from it; "rediss+cluster://" for TLS);
+	//   - a master watched by Sentinel:
+	//     "redis+sentinel://user:password@host:port/db?master_name=mymaster&addr=host2:port"
+	//     (the URL's host and each addr are Sentinels; user and password
+	//     are the master's, sentinel_username= and sentinel_password= the
+	//     Sentinels' own, if they have any; "rediss+sentinel://" for TLS).
+	//
+	// Other query parameters are go-redis' (redis.ParseURL,
+	// redis.ParseClusterURL, redis.ParseFailoverURL).
 	Addr string
 	// Keys are AES keys of 16, 24 or 32 bytes that seal the stored values
 	// (as authcode.Config.Keys seal the cookies): the first seals, all
@@ -145,8 +74,49 @@ type Config struct {
 	// re-saved or has expired, then dropping it. Required.
 	Keys [][]byte
 	// Prefix is prepended to every Redis key the Store writes; empty means
-	// "erpnet:authcode:".
+	// "erpnet:authcode:". On a Redis Cluster, a hash tag in Prefix
+	// ("erpnet:{auth}:") puts every session on one master, in one slot:
+	// that master then carries the whole load, and while it is down no
+	// session works, but no request depends on any other master. A "{"
+	// in Prefix must open such a tag.
 	Prefix string
+	// Timeout bounds each Redis operation of the Store, its retries
+	// included: Load, Save, Add, Delete, Ping, and each attempt of
+	// LockRefresh (whose waiting for another holder LockWait bounds). When
+	// Redis does not answer in time (a master that hangs, a network that
+	// drops packets) the operation returns an error matching
+	// auth.ErrTemporary. The bound holds with any client: when
+	// Config.Client does not end its reads at a context's deadline
+	// (go-redis' default, ContextTimeoutEnabled false), the Store returns
+	// at Timeout and leaves the call to end by the client's own
+	// ReadTimeout. Zero means 2s.
+	Timeout time.Duration
+	// ReplicaWait, when positive, makes the writes whose loss would sign
+	// a user out or let two replicas refresh at once (a saved session, a
+	// deleted one, a refresh lock taken) wait until one replica of the
+	// master has acknowledged them (WAIT 1), for at most ReplicaWait.
+	// Redis replicates asynchronously: without it, a master that dies just
+	// after acknowledging a rotated refresh token loses it, and when its
+	// replica takes over the session holds a refresh token already
+	// redeemed, which signs the user out. The cost: each such write takes
+	// a replica's acknowledgement longer (a network round trip between
+	// master and replica), and while a master has no working replica,
+	// ReplicaWait longer; a write no replica acknowledged in time still
+	// stands on the master (a warning is logged), since refusing it would
+	// turn a replica's outage into one of the app. Zero (the default)
+	// does not wait. Needs a *redis.Client (one server or Sentinel) or a
+	// *redis.ClusterClient.
+	ReplicaWait time.Duration
+	// SlotLockOnly takes a session's refresh lock only in the session's
+	// own hash slot. Without it the Store also takes the lock where
+	// releases before this one took it (Prefix+"lock:"+key, in whatever
+	// slot that hashes to), second, so that during a rolling deploy an
+	// old replica and a new one never both redeem a refresh token. That
+	// key may live on another Cluster master than the session, so while
+	// that master is down the session cannot refresh. Set SlotLockOnly
+	// once no replica of an older release runs, or from the start in a
+	// new deployment.
+	SlotLockOnly bool
 	// LockTTL is how long a refresh lock outlives its holder's last sign of
 	// life; zero means 10 s. A live holder renews it (see LockMaxHold); a
 	// holder that dies leaves it to expire within LockTTL, and the next
@@ -170,29 +140,36 @@ type Config struct {
 	// refresh token on ERP.net).
 	MaxTTL time.Duration
 	// Logger receives warnings (undecryptable values, failed or late lock
-	// releases). It never receives a value, a token or a session key, only
-	// a short fingerprint of the key. Nil discards.
+	// releases, writes no replica acknowledged). It never receives a value,
+	// a token or a session key, only a short fingerprint of the key. Nil
+	// discards.
 	Logger *slog.Logger
 }
 
 // Store is an authcode.Store and authcode.RefreshLocker backed by Redis. It
 // is safe for concurrent use. Make one with New.
 type Store struct {
-	rdb      redis.UniversalClient
-	owned    bool
-	sealer   *seal.Sealer
-	prefix   string
-	lockTTL  time.Duration
-	lockWait time.Duration
-	maxHold  time.Duration // 0: no renewal
-	maxTTL   time.Duration
-	log      *slog.Logger
-	gates    gates
+	rdb          redis.UniversalClient
+	owned        bool
+	deadlines    bool // rdb ends its calls at the context's deadline
+	sealer       *seal.Sealer
+	prefix       string
+	timeout      time.Duration
+	replicaWait  time.Duration
+	slotLockOnly bool
+	lockTTL      time.Duration
+	lockWait     time.Duration
+	maxHold      time.Duration // 0: no renewal
+	maxTTL       time.Duration
+	log          *slog.Logger
+	gates        keylock.Map // this process's waiters per lock, see LockRefresh
 
 	// Lock renewals in flight; Close stops and waits for them.
 	renewCtx    context.Context
 	renewCancel context.CancelFunc
 	renewers    sync.WaitGroup
+	// Calls left behind at Timeout (see call); Close waits for them.
+	inflight sync.WaitGroup
 }
 
 var (
@@ -218,25 +195,35 @@ func New(cfg Config) (*Store, error) {
 	if err != nil { // unreachable after the checks above; seal's errors hold no key bytes
 		return nil, cfgErr("Keys", "cannot be used: "+err.Error())
 	}
+	if err := checkPrefixTag(cfg.Prefix); err != nil {
+		return nil, err
+	}
 	s := &Store{
-		sealer:   sealer,
-		prefix:   cfg.Prefix,
-		lockTTL:  cfg.LockTTL,
-		lockWait: cfg.LockWait,
-		maxHold:  cfg.LockMaxHold,
-		maxTTL:   cfg.MaxTTL,
-		log:      cfg.Logger,
+		sealer:       sealer,
+		prefix:       cfg.Prefix,
+		timeout:      cfg.Timeout,
+		replicaWait:  cfg.ReplicaWait,
+		slotLockOnly: cfg.SlotLockOnly,
+		lockTTL:      cfg.LockTTL,
+		lockWait:     cfg.LockWait,
+		maxHold:      cfg.LockMaxHold,
+		maxTTL:       cfg.MaxTTL,
+		log:          cfg.Logger,
 	}
 	if s.prefix == "" {
 		s.prefix = defaultPrefix
 	}
+	if s.timeout, err = duration("Timeout", s.timeout, defaultTimeout); err != nil {
+		return nil, err
+	}
 	switch {
-	case s.lockTTL < 0:
-		return nil, cfgErr("LockTTL", "must not be negative")
-	case s.lockTTL == 0:
-		s.lockTTL = defaultLockTTL
-	case s.lockTTL < time.Millisecond:
-		return nil, cfgErr("LockTTL", "must be at least 1ms")
+	case s.replicaWait < 0:
+		return nil, cfgErr("ReplicaWait", "must not be negative")
+	case s.replicaWait > 0 && s.replicaWait < time.Millisecond:
+		return nil, cfgErr("ReplicaWait", "must be at least 1ms (WAIT counts milliseconds)")
+	}
+	if s.lockTTL, err = duration("LockTTL", s.lockTTL, defaultLockTTL); err != nil {
+		return nil, err
 	}
 	switch {
 	case s.lockWait < 0:
@@ -250,78 +237,60 @@ func New(cfg Config) (*Store, error) {
 	case s.maxHold == 0:
 		s.maxHold = defaultLockMaxHold
 	}
-	switch {
-	case s.maxTTL < 0:
-		return nil, cfgErr("MaxTTL", "must not be negative")
-	case s.maxTTL == 0:
-		s.maxTTL = defaultMaxTTL
-	case s.maxTTL < time.Millisecond:
-		return nil, cfgErr("MaxTTL", "must be at least 1ms")
+	if s.maxTTL, err = duration("MaxTTL", s.maxTTL, defaultMaxTTL); err != nil {
+		return nil, err
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.renewCtx, s.renewCancel = context.WithCancel(context.Background())
 	if cfg.Client != nil {
 		s.rdb = cfg.Client
-		return s, nil
+	} else {
+		if s.rdb, err = newClient(cfg.Addr); err != nil {
+			return nil, err
+		}
+		s.owned = true
 	}
-	opt, err := clientOptions(cfg.Addr)
-	if err != nil {
-		return nil, err
+	if s.replicaWait > 0 && !waitable(s.rdb) {
+		if s.owned {
+			_ = s.rdb.Close()
+		}
+		return nil, cfgErr("ReplicaWait", fmt.Sprintf("needs a *redis.Client (one server or Sentinel) or a *redis.ClusterClient, not a %T", s.rdb))
 	}
-	s.rdb = redis.NewClient(opt)
-	s.owned = true
+	s.deadlines = honoursDeadlines(s.rdb)
+	s.renewCtx, s.renewCancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+// duration checks a Config duration that must be positive: zero means def,
+// a negative value or one under a millisecond is refused.
+func duration(field string, v, def time.Duration) (time.Duration, error) {
+	switch {
+	case v < 0:
+		return 0, cfgErr(field, "must not be negative")
+	case v == 0:
+		return def, nil
+	case v < time.Millisecond:
+		return 0, cfgErr(field, "must be at least 1ms")
+	}
+	return v, nil
 }
 
 // cfgErr reports an invalid Config field; it matches the SDK's
 // ErrMisconfigured and never contains the field's value.
 func cfgErr(field, reason string) error { return config.Err(field, reason) }
 
-// clientOptions builds the options of the Store's own client for Addr.
-func clientOptions(addr string) (*redis.Options, error) {
-	opt := &redis.Options{Addr: addr}
-	if strings.Contains(addr, "://") {
-		var err error
-		opt, err = redis.ParseURL(addr)
-		if err != nil {
-			// The URL may carry a password: never echo it.
-			msg := strings.ReplaceAll(err.Error(), addr, "<Config.Addr>")
-			return nil, cfgErr("Addr", "is not a valid Redis URL: "+msg)
-		}
-	}
-	if opt.DialTimeout == 0 {
-		opt.DialTimeout = 2 * time.Second
-	}
-	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = 2 * time.Second
-	}
-	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = 2 * time.Second
-	}
-	if opt.PoolTimeout == 0 {
-		opt.PoolTimeout = 3 * time.Second
-	}
-	if opt.MaxRetries == 0 {
-		opt.MaxRetries = 1
-	}
-	opt.DialerRetries = 1
-	opt.ContextTimeoutEnabled = true
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return opt, nil
-}
-
 // Close stops renewing the refresh locks still held (they then expire
-// within LockTTL) and closes the Redis client if the Store made it
-// (Config.Addr); a Config.Client is left to its owner. Close on a nil
-// *Store does nothing.
+// within LockTTL), waits for calls left behind at Config.Timeout to end,
+// and closes the Redis client if the Store made it (Config.Addr); a
+// Config.Client is left to its owner. Close on a nil *Store does nothing.
 func (s *Store) Close() error {
 	if s == nil {
 		return nil
 	}
 	s.renewCancel()
 	s.renewers.Wait()
+	s.inflight.Wait()
 	if !s.owned {
 		return nil
 	}
@@ -330,7 +299,10 @@ func (s *Store) Close() error {
 
 // Ping checks that Redis answers, for readiness probes.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	_, err := call(s, ctx, s.timeout, func(ctx context.Context) (string, error) {
+		return s.rdb.Ping(ctx).Result()
+	})
+	if err != nil {
 		return s.fail(ctx, "ping", err)
 	}
 	return nil
@@ -342,7 +314,9 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	rk := s.prefix + key
-	b, err := s.rdb.Get(ctx, rk).Bytes()
+	b, err := call(s, ctx, s.timeout, func(ctx context.Context) ([]byte, error) {
+		return s.rdb.Get(ctx, rk).Bytes()
+	})
 	if errors.Is(err, redis.Nil) {
 		return nil, authcode.ErrSessionNotFound
 	}
@@ -361,15 +335,15 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 // Save implements authcode.Store: one SET with PX, so the value and its
 // expiry are written together or not at all. A ttl of zero or less, or above
 // Config.MaxTTL, becomes MaxTTL; a ttl under a millisecond becomes one.
+// With Config.ReplicaWait it then waits for a replica.
 func (s *Store) Save(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	rk, sealed, ttl, err := s.prepare(key, value, ttl)
 	if err != nil {
 		return err
 	}
-	if err := s.rdb.Set(ctx, rk, sealed, ttl).Err(); err != nil {
-		return s.fail(ctx, "save session", err)
-	}
-	return nil
+	return s.write(ctx, "save session", rk, func(ctx context.Context, c redis.Cmdable) error {
+		return c.Set(ctx, rk, sealed, ttl).Err()
+	})
 }
 
 // Add implements authcode.Store with one SET NX PX: of several replicas
@@ -379,7 +353,9 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err != nil {
 		return false, err
 	}
-	ok, err := s.rdb.SetNX(ctx, rk, sealed, ttl).Result()
+	ok, err := call(s, ctx, s.timeout, func(ctx context.Context) (bool, error) {
+		return s.rdb.SetNX(ctx, rk, sealed, ttl).Result()
+	})
 	if err != nil {
 		return false, s.fail(ctx, "add key", err)
 	}
@@ -399,177 +375,41 @@ func (s *Store) prepare(key string, value []byte, ttl time.Duration) (string, []
 	return rk, s.sealer.Seal(value, aad(rk)), ttl, nil
 }
 
-// Delete implements authcode.Store.
+// Delete implements authcode.Store. With Config.ReplicaWait it then waits
+// for a replica (a sign-out lost in a failover would bring the session
+// back).
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if err := s.rdb.Del(ctx, s.prefix+key).Err(); err != nil {
-		return s.fail(ctx, "delete session", err)
+	rk := s.prefix + key
+	return s.write(ctx, "delete session", rk, func(ctx context.Context, c redis.Cmdable) error {
+		return c.Del(ctx, rk).Err()
+	})
+}
+
+// write runs f, a write of the Redis key rk, through the client, or with
+// Config.ReplicaWait on a connection to rk's master followed by a wait
+// for a replica (see pinned).
+func (s *Store) write(ctx context.Context, op, rk string, f func(context.Context, redis.Cmdable) error) error {
+	_, err := call(s, ctx, s.timeout+s.replicaWait, func(ctx context.Context) (bool, error) {
+		if s.replicaWait == 0 {
+			return true, f(ctx, s.rdb)
+		}
+		return s.pinned(ctx, rk, func(ctx context.Context, c redis.Cmdable) (bool, error) {
+			return true, f(ctx, c)
+		})
+	})
+	if err != nil {
+		return s.fail(ctx, op, err)
 	}
 	return nil
 }
 
-// releaseScript deletes the lock only if it still holds the caller's owner
-// token, so a holder whose lock expired never releases its successor's.
-var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
-
-// LockRefresh implements authcode.RefreshLocker. It takes key's refresh lock
-// with SET NX PX (Config.LockTTL) and a random owner token, polling with
-// short jittered sleeps while someone else holds it, until it succeeds, ctx
-// ends (ctx's error is returned) or Config.LockWait passes (an error
-// matching auth.ErrTemporary). A Redis failure returns an error matching
-// auth.ErrTemporary at once.
-//
-// While held, the lock is renewed every LockTTL/3 (a compare-and-PEXPIRE
-// script), for at most Config.LockMaxHold. unlock stops the renewal and
-// releases the lock only if this caller still owns it (a Lua
-// compare-and-delete); it is safe to call more than once and from any
-// goroutine, and does not depend on ctx still being live. If the holder's
-// process dies, renewal stops with it and the lock expires within LockTTL.
-func (s *Store) LockRefresh(ctx context.Context, key string) (unlock func(), err error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	lk := s.prefix + lockInfix + key
-	wctx, cancel := context.WithTimeoutCause(ctx, s.lockWait, errLockTimeout)
-	defer cancel()
-
-	// Queue behind this process's other waiters for the key, so that only
-	// one goroutine per process polls Redis. The gate only spares Redis:
-	// Redis alone decides who holds the lock, and a gate held for longer
-	// than LockMaxHold+LockTTL (an unlock func that was dropped) is retired,
-	// just as its Redis lock expires.
-	leave, err := s.gates.enter(wctx, lk, s.maxHold+s.lockTTL, func() {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: a refresh lock of this process was not released within LockMaxHold+LockTTL; was an unlock func dropped?",
-			slog.String("key_fingerprint", fingerprint(lk)))
-	})
-	if err != nil {
-		return nil, s.lockWaitErr(ctx, wctx)
-	}
-	token := ownerToken()
-	backoff := pollMin
-	var timer *time.Timer
-	for {
-		ok, err := s.rdb.SetNX(wctx, lk, token, s.lockTTL).Result()
-		if err == nil && ok {
-			return s.unlocker(lk, token, leave), nil
-		}
-		if err != nil {
-			leave()
-			s.abandon(lk, token)
-			if wctx.Err() != nil {
-				return nil, s.lockWaitErr(ctx, wctx)
-			}
-			return nil, s.fail(ctx, "take refresh lock", err)
-		}
-		d := mrand.N(backoff) + time.Millisecond
-		backoff = min(backoff*2, pollMax)
-		if timer == nil {
-			timer = time.NewTimer(d)
-			defer timer.Stop()
-		} else {
-			timer.Reset(d)
-		}
-		select {
-		case <-timer.C:
-		case <-wctx.Done():
-			leave()
-			return nil, s.lockWaitErr(ctx, wctx)
-		}
-	}
-}
-
-// lockWaitErr explains why waiting for a lock ended: the caller's context,
-// or LockWait.
-func (s *Store) lockWaitErr(ctx, wctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("redisstore: take refresh lock: %w", err)
-	}
-	return &auth.Error{Op: "redis take refresh lock", Kind: auth.ErrTemporary,
-		Err: fmt.Errorf("%w (after %v)", errLockTimeout, s.lockWait)}
-}
-
-// abandon removes the lock if a SET whose reply was lost did take it for
-// token, so that others need not wait for it to expire. Best effort, with a
-// short deadline of its own.
-func (s *Store) abandon(lk, token string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	_ = releaseScript.Run(ctx, s.rdb, []string{lk}, token).Err()
-}
-
-// extendScript renews the lock only if it still holds the caller's token.
-var extendScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
-
-// unlocker starts renewing a held lock and returns its idempotent release
-// function.
-func (s *Store) unlocker(lk, token string, leave func()) func() {
-	stop := make(chan struct{})
-	if s.maxHold > 0 {
-		s.renewers.Add(1)
-		go s.renew(lk, token, stop)
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(stop)
-			defer leave()
-			ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
-			defer cancel()
-			n, err := releaseScript.Run(ctx, s.rdb, []string{lk}, token).Int()
-			switch {
-			case err != nil:
-				s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: refresh lock release failed; it will expire by itself",
-					slog.String("key_fingerprint", fingerprint(lk)), slog.Duration("lock_ttl", s.lockTTL), slog.String("error", err.Error()))
-			case n == 0:
-				s.log.LogAttrs(ctx, slog.LevelWarn, "redisstore: refresh lock was lost before release (held past LockMaxHold, or not renewed while Redis was unreachable)",
-					slog.String("key_fingerprint", fingerprint(lk)), slog.Duration("lock_ttl", s.lockTTL))
-			}
-		})
-	}
-}
-
-// renew keeps the lock alive every LockTTL/3 until stop closes, the lock is
-// lost, LockMaxHold passes, renewals have failed for a whole LockTTL (the
-// lock is gone anyway), or the Store closes.
-func (s *Store) renew(lk, token string, stop <-chan struct{}) {
-	defer s.renewers.Done()
-	every := max(s.lockTTL/3, time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	start, lastOK := time.Now(), time.Now()
-	ttl := s.lockTTL.Milliseconds()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-s.renewCtx.Done():
-			return
-		case now := <-t.C:
-			if now.Sub(start) >= s.maxHold {
-				s.log.LogAttrs(s.renewCtx, slog.LevelWarn, "redisstore: refresh lock held past LockMaxHold; no longer renewed",
-					slog.String("key_fingerprint", fingerprint(lk)), slog.Duration("lock_max_hold", s.maxHold))
-				return
-			}
-			ctx, cancel := context.WithTimeout(s.renewCtx, every)
-			n, err := extendScript.Run(ctx, s.rdb, []string{lk}, token, ttl).Int()
-			cancel()
-			switch {
-			case err == nil && n == 0:
-				return // released, or lost
-			case err == nil:
-				lastOK = now
-			case now.Sub(lastOK) >= s.lockTTL:
-				return
-			}
-		}
-	}
-}
-
 // fail wraps a Redis error for op. When the caller's context has ended, its
 // error is returned (wrapped); anything else is an *auth.Error of Kind
-// auth.ErrTemporary.
+// auth.ErrTemporary. A Cluster client is asked to re-read its slot map
+// (see failed).
 func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		// The caller's context ended: that is the cause, not an outage.
@@ -578,16 +418,17 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		}
 		return fmt.Errorf("redisstore: %s: %w (%v)", op, cerr, err)
 	}
+	s.failed()
 	return &auth.Error{Op: "redis " + op, Kind: auth.ErrTemporary, Err: err}
 }
 
-// checkKey refuses keys that could collide with lock keys.
+// checkKey refuses keys that could collide with lock keys (see lockKeys).
 func checkKey(key string) error {
 	if key == "" {
 		return errors.New("redisstore: empty session key")
 	}
-	if strings.HasPrefix(key, lockInfix) {
-		return errors.New(`redisstore: session keys must not begin with "lock:"`)
+	if strings.HasPrefix(key, lockInfix) || strings.HasPrefix(key, "{") {
+		return errors.New(`redisstore: session keys must not begin with "lock:" or "{"`)
 	}
 	return nil
 }
@@ -608,68 +449,4 @@ func fingerprint(k string) string {
 // ownerToken returns a random lock owner token.
 func ownerToken() string {
 	return rand.Text()
-}
-
-// gates is an in-process lock per Redis lock key, so that goroutines of one
-// process wait in memory and only one of them polls Redis.
-type gates struct {
-	mu sync.Mutex
-	m  map[string]*gate
-}
-
-type gate struct {
-	ch   chan struct{}
-	refs int
-}
-
-// enter waits for key's gate; leave must be called exactly once after. A
-// gate this caller has waited stale for is retired (onStale is called) and
-// the caller moves on to a fresh one.
-func (g *gates) enter(ctx context.Context, key string, stale time.Duration, onStale func()) (leave func(), err error) {
-	for {
-		gt := g.get(key)
-		t := time.NewTimer(stale)
-		select {
-		case gt.ch <- struct{}{}:
-			t.Stop()
-			return func() { <-gt.ch; g.put(key, gt) }, nil
-		case <-ctx.Done():
-			t.Stop()
-			g.put(key, gt)
-			return nil, ctx.Err()
-		case <-t.C:
-			g.mu.Lock()
-			if g.m[key] == gt {
-				delete(g.m, key)
-			}
-			g.mu.Unlock()
-			g.put(key, gt)
-			onStale()
-		}
-	}
-}
-
-// get returns key's current gate, counting the caller in.
-func (g *gates) get(key string) *gate {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.m == nil {
-		g.m = map[string]*gate{}
-	}
-	gt := g.m[key]
-	if gt == nil {
-		gt = &gate{ch: make(chan struct{}, 1)}
-		g.m[key] = gt
-	}
-	gt.refs++
-	return gt
-}
-
-// put counts a caller out of gt, dropping it from the map when unused.
-func (g *gates) put(key string, gt *gate) {
-	g.mu.Lock()
-	if gt.refs--; gt.refs == 0 && g.m[key] == gt {
-		delete(g.m, key)
-	}
-	g.mu.Unlock()
 }

@@ -101,6 +101,19 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"neg max ttl", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, MaxTTL: -1}, "MaxTTL"},
 		{"bad url", redisstore.Config{Addr: "redis://user:hunter2secret@host:6379/notanumber", Keys: [][]byte{key1}}, "Addr"},
 		{"bad scheme", redisstore.Config{Addr: "http://user:hunter2secret@host:6379/0", Keys: [][]byte{key1}}, "Addr"},
+		{"bad kind", redisstore.Config{Addr: "redis+ring://user:hunter2secret@host:6379", Keys: [][]byte{key1}}, "Addr"},
+		{"bad cluster option", redisstore.Config{Addr: "redis+cluster://:hunter2secret@host:6379?addr=h2:1&bogus=1", Keys: [][]byte{key1}}, "Addr"},
+		{"bad cluster addr", redisstore.Config{Addr: "rediss+cluster://:hunter2secret@host:6379?addr=nocolon", Keys: [][]byte{key1}}, "Addr"},
+		{"sentinel without master", redisstore.Config{Addr: "redis+sentinel://u:hunter2secret@host:26379", Keys: [][]byte{key1}}, "Addr"},
+		{"sentinel password param", redisstore.Config{Addr: "redis+sentinel://host:26379?master_name=m&password=hunter2secret", Keys: [][]byte{key1}}, "Addr"},
+		{"sentinel bad option", redisstore.Config{Addr: "redis+sentinel://u:hunter2secret@host:26379?master_name=m&sentinel_password=hunter2secret&bogus=1", Keys: [][]byte{key1}}, "Addr"},
+		{"unparsable url", redisstore.Config{Addr: "redis://u:hunter2secret@host:6379/%zz", Keys: [][]byte{key1}}, "Addr"},
+		{"neg timeout", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, Timeout: -1}, "Timeout"},
+		{"tiny timeout", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, Timeout: time.Microsecond}, "Timeout"},
+		{"neg replica wait", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, ReplicaWait: -1}, "ReplicaWait"},
+		{"tiny replica wait", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, ReplicaWait: time.Microsecond}, "ReplicaWait"},
+		{"open brace in prefix", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, Prefix: "app{"}, "Prefix"},
+		{"empty tag in prefix", redisstore.Config{Addr: "x:1", Keys: [][]byte{key1}, Prefix: "app{}:"}, "Prefix"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,9 +133,19 @@ func TestNewValidatesConfig(t *testing.T) {
 		})
 	}
 	// Valid configs do no I/O: an address nobody listens on is fine.
-	s, err := redisstore.New(redisstore.Config{Addr: "redis://:pw@127.0.0.1:1/2", Keys: [][]byte{key1, key2}})
-	require.NoError(t, err)
-	require.NoError(t, s.Close())
+	for _, addr := range []string{
+		"127.0.0.1:1",
+		"redis://:pw@127.0.0.1:1/2",
+		"rediss://127.0.0.1:1?read_timeout=5s",
+		"redis+cluster://:pw@127.0.0.1:1?addr=127.0.0.1:2&addr=127.0.0.1:3",
+		"rediss+cluster://127.0.0.1:1",
+		"redis+sentinel://u:pw@127.0.0.1:1/3?master_name=m&addr=127.0.0.1:2&sentinel_password=spw",
+		"rediss+sentinel://127.0.0.1:1?master_name=m",
+	} {
+		s, err := redisstore.New(redisstore.Config{Addr: addr, Keys: [][]byte{key1, key2}, Prefix: "app:{tag}:", ReplicaWait: time.Second})
+		require.NoError(t, err, addr)
+		require.NoError(t, s.Close(), addr)
+	}
 }
 
 func TestRoundTripDeleteAndNotFound(t *testing.T) {
@@ -157,6 +180,7 @@ func TestRoundTripDeleteAndNotFound(t *testing.T) {
 
 	// Keys that could collide with lock keys are refused.
 	require.Error(t, s.Save(ctx, "lock:x", []byte("v"), time.Minute))
+	require.Error(t, s.Save(ctx, "{x}y", []byte("v"), time.Minute))
 	_, err = s.Load(ctx, "")
 	require.Error(t, err)
 }
@@ -518,8 +542,8 @@ func TestLockRenewedWhileHeld(t *testing.T) {
 	ctx := context.Background()
 	// Renewal every LockTTL/3 leaves two thirds of LockTTL of slack for a
 	// late renewal: generous, so that a loaded machine does not lose it.
-	holder := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 300 * time.Millisecond })
-	other := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockWait = 1200 * time.Millisecond })
+	holder := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockTTL = 600 * time.Millisecond })
+	other := newStore(t, srv.Addr(), func(c *redisstore.Config) { c.LockWait = 2400 * time.Millisecond })
 	unlock, err := holder.LockRefresh(ctx, "k")
 	require.NoError(t, err)
 	// A slow refresh, four times LockTTL: nobody else gets the lock.
@@ -574,6 +598,38 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
+// blackhole returns the address of a listener that accepts connections and
+// never answers.
+func blackhole(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []interface{ Close() error }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	return l.Addr().String()
+}
+
 func TestRedisUnreachable(t *testing.T) {
 	s := newStore(t, deadAddr(t), nil)
 	ctx := context.Background()
@@ -605,38 +661,11 @@ func TestRedisUnreachable(t *testing.T) {
 
 func TestRedisBlackholeRespectsContext(t *testing.T) {
 	// A listener that accepts and never answers: reads hang until ctx ends.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	conns.Add(1)
-	go func() {
-		defer conns.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		conns.Wait()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	s := newStore(t, l.Addr().String(), nil)
+	s := newStore(t, blackhole(t), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	t0 := time.Now()
-	_, err = s.Load(ctx, "k")
+	_, err := s.Load(ctx, "k")
 	require.Error(t, err)
 	assert.Less(t, time.Since(t0), 1500*time.Millisecond, "Load ignored its context")
 }

@@ -7,7 +7,9 @@ package main
 // `go doc ./examples/webapp`): one Redis, one identity server
 // (examples/devserver) and the same ERPNET_* settings for every replica.
 //
-// -redis takes host:port or a redis:// URL (with password and database).
+// -redis takes host:port or a redis:// URL (with password and database), or
+// a Redis Cluster (redis+cluster://) or Sentinel (redis+sentinel://) URL as
+// redisstore.Config.Addr describes.
 // ERPNET_SESSION_KEY (base64 of 16, 24 or 32 bytes) seals the sessions in
 // Redis; without it a key is derived from ERPNET_COOKIE_KEY, and without
 // that a random per-process key is used (a warning is logged: sessions then
@@ -30,7 +32,7 @@ import (
 	"github.com/erpnetgo/auth/authcode/redisstore"
 )
 
-var redisAddr = flag.String("redis", "", "keep sessions in Redis at this address (host:port or redis:// URL) so replicas share them")
+var redisAddr = flag.String("redis", "", "keep sessions in Redis at this address (host:port, or a redis://, redis+cluster:// or redis+sentinel:// URL) so replicas share them")
 
 // newRedisStore connects the Redis session store and checks that Redis
 // answers, so a wrong address fails at start-up rather than at sign-in.

@@ -1,10 +1,14 @@
-// Package redistest starts a real redis-server on 127.0.0.1 for tests.
+// Package redistest starts real redis-server processes on 127.0.0.1 for
+// tests: one server (Start), a Redis Cluster of masters with a replica
+// each (StartCluster), or a master with replicas watched by Sentinel
+// (StartSentinel). Servers can be stopped, killed (SIGKILL, as a crash),
+// paused (SIGSTOP), hung (DEBUG SLEEP) and restarted.
 //
 // Start finds redis-server in PATH. When it is missing the test is skipped,
 // unless the environment variable CI is set: then the test fails, because CI
 // is expected to install it (apt-get install -y redis-server).
 //
-// The server runs on a free port with no RDB snapshots; with Persistent it
+// A server runs on a free port with no RDB snapshots; with Persistent it
 // keeps an append-only file with fsync on every write in a temporary
 // directory, so Stop followed by Restart (same port) loses nothing.
 package redistest
@@ -16,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +33,11 @@ import (
 type Option func(*options)
 
 type options struct {
-	persistent bool
+	persistent  bool
+	cluster     bool
+	nodeTimeout time.Duration // cluster-node-timeout
+	partial     bool          // cluster-require-full-coverage no
+	sentinel    string        // sentinel.conf lines after port, bind and dir
 }
 
 // Persistent turns on the append-only file (appendonly yes, appendfsync
@@ -53,6 +62,7 @@ type proc struct {
 	cmd  *exec.Cmd
 	out  *lockedBuffer
 	done chan struct{}
+	hang net.Conn // the connection that sent DEBUG SLEEP, if any
 }
 
 // Binary returns the path of redis-server, skipping tb (or failing it when
@@ -124,16 +134,36 @@ func (s *Server) start() error {
 	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
-		"--save", "",
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--loglevel", "warning",
 		"--protected-mode", "yes",
 	}
-	if s.opts.persistent {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
+	switch {
+	case s.opts.sentinel != "":
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if _, err := os.Stat(conf); err != nil { // kept across Restart: Sentinel rewrites it
+			text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n%s", s.port, s.dir, s.opts.sentinel)
+			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+				return err
+			}
+		}
+		args = append([]string{conf, "--sentinel"}, args...)
+	default:
+		args = append(args, "--save", "", "--enable-debug-command", "local", "--repl-diskless-sync-delay", "0")
+		if s.opts.persistent {
+			args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+		} else {
+			args = append(args, "--appendonly", "no")
+		}
+		if s.opts.cluster {
+			args = append(args, "--cluster-enabled", "yes",
+				"--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
+				"--cluster-node-timeout", strconv.FormatInt(s.opts.nodeTimeout.Milliseconds(), 10))
+			if s.opts.partial {
+				args = append(args, "--cluster-require-full-coverage", "no")
+			}
+		}
 	}
 	cmd := exec.Command(s.bin, args...)
 	setPdeathsig(cmd)
@@ -167,6 +197,9 @@ func (s *Server) take() *proc {
 	defer s.mu.Unlock()
 	p := s.proc
 	s.proc = nil
+	if p != nil && p.hang != nil {
+		p.hang.Close()
+	}
 	return p
 }
 
@@ -180,6 +213,7 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // if paused
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
@@ -202,6 +236,88 @@ func (s *Server) Kill() {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// Pause stops the server process (SIGSTOP): it keeps its connections and
+// answers nothing until Resume.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		_ = s.proc.cmd.Process.Signal(sig)
+	}
+}
+
+// Hang makes the server sleep for d (DEBUG SLEEP), as a master that hangs
+// does: its connections stay open and nothing is answered. Hang returns
+// once the server has stopped answering.
+func (s *Server) Hang(d time.Duration) error {
+	c, err := net.DialTimeout("tcp", s.Addr(), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	cmd := fmt.Sprintf("DEBUG SLEEP %.3f\r\n", d.Seconds())
+	if _, err := c.Write([]byte(cmd)); err != nil {
+		c.Close()
+		return err
+	}
+	s.mu.Lock()
+	if s.proc == nil {
+		s.mu.Unlock()
+		c.Close()
+		return errors.New("redistest: Hang on a stopped server")
+	}
+	if s.proc.hang != nil {
+		s.proc.hang.Close()
+	}
+	s.proc.hang = c
+	s.mu.Unlock()
+	for i := 0; i < 100; i++ {
+		if pingWithin(s.Addr(), 300*time.Millisecond) != nil {
+			return nil
+		}
+	}
+	return errors.New("redistest: the server kept answering after DEBUG SLEEP")
+}
+
+// Synced waits until replica has processed every write s (its master) had
+// accepted when Synced was called: replication is asynchronous, and a
+// test that kills a master right after writing may otherwise lose the
+// write in the replica that takes over.
+func (s *Server) Synced(replica *Server) error {
+	info, err := s.Do("INFO", "replication")
+	if err != nil {
+		return err
+	}
+	want := infoInt(info, "master_repl_offset")
+	return until(10*time.Second, func() error {
+		info, err := replica.DoWithin(time.Second, "INFO", "replication")
+		if err != nil {
+			return err
+		}
+		if got := infoInt(info, "slave_repl_offset"); got < want {
+			return fmt.Errorf("replica %d at offset %d of %d", replica.Port(), got, want)
+		}
+		return nil
+	})
+}
+
+// infoInt reads field's integer value from INFO output (-1 if absent).
+func infoInt(info, field string) int64 {
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 // Restart starts a stopped server again on the same port and data
@@ -238,12 +354,17 @@ func (s *Server) Running() bool {
 // It is meant for inspecting Redis from tests without a client library
 // (and so without background goroutines).
 func (s *Server) Do(args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", s.Addr(), 2*time.Second)
+	return s.DoWithin(5*time.Second, args...)
+}
+
+// DoWithin is Do with a deadline of d for the whole exchange.
+func (s *Server) DoWithin(d time.Duration, args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", s.Addr(), min(d, 2*time.Second))
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(d))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
@@ -315,13 +436,15 @@ func ioReadFull(r *bufio.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
-func ping(addr string) error {
+func ping(addr string) error { return pingWithin(addr, time.Second) }
+
+func pingWithin(addr string, d time.Duration) error {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
+	_ = c.SetDeadline(time.Now().Add(d))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return err
 	}
