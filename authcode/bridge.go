@@ -7,12 +7,16 @@ import (
 	"time"
 
 	"github.com/erpnetgo/auth/authcode/internal/sessions"
-	"github.com/erpnetgo/auth/internal/acbridge"
 	"github.com/erpnetgo/auth/internal/clock"
+	"github.com/erpnetgo/auth/internal/hook"
+	"github.com/erpnetgo/auth/internal/peek"
 )
 
+// Packages instances and bff reach the parts of a Client they need through
+// internal/peek; nothing here is exported.
+
 // binding makes a Client one of package instances' per-instance clients
-// (see internal/acbridge): its tag ends each attempt's state and starts
+// (see internal/peek): its tag ends each attempt's state and starts
 // the session cookie's value, after tagSep.
 type binding struct {
 	tag string
@@ -21,8 +25,8 @@ type binding struct {
 const tagSep = "."
 
 func init() {
-	acbridge.Bind = func(client any, tag string) { client.(*Client).inst = &binding{tag: tag} }
-	acbridge.CookieTag = func(client any, r *http.Request) (string, bool) {
+	peek.Bind = func(client any, tag string) { client.(*Client).inst = &binding{tag: tag} }
+	peek.CookieTag = func(client any, r *http.Request) (string, bool) {
 		v, ok := cookieValue(r.Header, client.(*Client).cookie)
 		if !ok {
 			return "", false
@@ -30,19 +34,43 @@ func init() {
 		tag, _, ok := strings.Cut(v, tagSep)
 		return tag, ok && tag != ""
 	}
-	acbridge.ClientOf = func(session any) any {
+	peek.ClientOf = func(session any) any {
 		if s, _ := session.(*Session); s != nil && s.sn != nil {
 			return s.sn.Owner()
 		}
 		return nil
 	}
-	acbridge.Fail = func(client any, w http.ResponseWriter, r *http.Request, status int, err error) {
+	peek.Fail = func(client any, w http.ResponseWriter, r *http.Request, status int, err error) {
 		client.(*Client).fail(w, r, status, err)
 	}
-	acbridge.Challenge = func(client any, w http.ResponseWriter, r *http.Request) {
+	peek.Challenge = func(client any, w http.ResponseWriter, r *http.Request) {
 		client.(*Client).challenge(w, r)
 	}
-	acbridge.NewMemoryStore = func(now func() time.Time) any { return sessions.NewMemoryStore(clock.From(now)) }
+	peek.NewMemoryStore = func(now func() time.Time) any { return sessions.NewMemoryStore(clock.From(now)) }
+
+	peek.BFFOf = func(v any) (*peek.BFFClient, bool) {
+		c, ok := v.(*Client)
+		if !ok || c == nil {
+			return nil, false
+		}
+		signedOut := c.cfg.PostLogoutRedirectURL
+		if signedOut == "" {
+			signedOut = c.cfg.DefaultReturnPath
+		}
+		return &peek.BFFClient{
+			Web:        c.cfg.RedirectURL != "",
+			SessionTTL: c.cfg.SessionTTL,
+			Now:        c.now,
+			Logger:     c.log,
+			Report:     &hook.Reporter{Hooks: c.cfg.Hooks, Flow: "bff", ClientID: c.cfg.ClientID},
+			SignedOut:  signedOut,
+			SessionID:  c.sessionID,
+			Page: func(w http.ResponseWriter, status int, title, msg, extraHTML string) {
+				noCache(w)
+				page(w, status, title, msg, extraHTML, "")
+			},
+		}, true
+	}
 }
 
 // stateTag is what ends the state of c's sign-in attempts: nothing unless
@@ -80,9 +108,9 @@ func (c *Client) attemptAAD(name string) []byte {
 	return []byte("erpnetgo/authcode attempt cookie\x00" + name + "\x00" + c.cfg.Authority + "\x00" + c.cfg.ClientID)
 }
 
-// explainProblem is explain and errorCode for an *acbridge.Problem.
+// explainProblem is explain and errorCode for an *peek.Problem.
 func explainProblem(err error) (code, title, msg string, ok bool) {
-	var p *acbridge.Problem
+	var p *peek.Problem
 	if errors.As(err, &p) {
 		return p.Code, p.Title, p.Message, true
 	}

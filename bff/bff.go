@@ -13,8 +13,8 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/bffhook"
 	"github.com/erpnetgo/auth/internal/hook"
+	"github.com/erpnetgo/auth/internal/peek"
 )
 
 // Paths the handler serves.
@@ -53,7 +53,7 @@ type Config struct {
 // handler is the BFF.
 type handler struct {
 	users   users
-	ac      *bffhook.Client
+	ac      *peek.BFFClient
 	log     *slog.Logger
 	rep     *hook.Reporter
 	claims  []string
@@ -69,7 +69,7 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.Client == nil {
 		return nil, &auth.ConfigError{Field: "Client", Reason: "is required (the *authcode.Client that signs users in)"}
 	}
-	ac, ok := bffhook.Of(cfg.Client)
+	ac, ok := peek.BFFOf(cfg.Client)
 	if !ok {
 		return nil, &auth.ConfigError{Field: "Client", Reason: "is not a usable *authcode.Client"}
 	}
@@ -156,7 +156,7 @@ type users interface {
 // single is one *authcode.Client.
 type single struct {
 	c  *authcode.Client
-	ac *bffhook.Client
+	ac *peek.BFFClient
 }
 
 func (u single) signIn() http.Handler  { return u.c.SignIn() }

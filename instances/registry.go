@@ -17,9 +17,9 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/clientcreds"
-	"github.com/erpnetgo/auth/internal/acbridge"
 	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/keylock"
+	"github.com/erpnetgo/auth/internal/peek"
 	"github.com/erpnetgo/auth/internal/seal"
 )
 
@@ -500,7 +500,7 @@ func (g *Registry) newInstance(root string, rec *record, prev *instance) *instan
 		in.ns = newNSStore(g.cfg.Store, rec.Epoch, g.now)
 		in.store = in.ns.store()
 	default:
-		in.store = acbridge.NewMemoryStore(g.cfg.Now).(authcode.Store)
+		in.store = peek.NewMemoryStore(g.cfg.Now).(authcode.Store)
 	}
 	return in
 }
@@ -523,7 +523,7 @@ func (in *instance) parts() (*webParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	acbridge.Bind(c, in.tag)
+	peek.Bind(c, in.tag)
 	p := &webParts{client: c, signIn: c.SignIn(), callback: c.Callback(), signOut: c.SignOut()}
 	in.web.Store(p)
 	return p, nil

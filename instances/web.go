@@ -10,7 +10,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/acbridge"
+	"github.com/erpnetgo/auth/internal/peek"
 )
 
 // resolve returns the root (normalized) a request is for, by Config.Resolve
@@ -37,17 +37,17 @@ func (g *Registry) resolve(r *http.Request) (string, error) {
 
 // Plain-words answers of the registry's own handlers.
 var (
-	problemNoInstance = &acbridge.Problem{Code: "unknown_instance", Title: "Which ERP.net instance?",
+	problemNoInstance = &peek.Problem{Code: "unknown_instance", Title: "Which ERP.net instance?",
 		Message: "This sign-in does not say which ERP.net instance to sign in to. Please start again from the application's sign-in page."}
-	problemUnknown = &acbridge.Problem{Code: "unknown_instance", Title: "Unknown ERP.net instance",
+	problemUnknown = &peek.Problem{Code: "unknown_instance", Title: "Unknown ERP.net instance",
 		Message: "This application is not installed on that ERP.net instance, or the address is mistyped. Ask your ERP.net administrator to install it, then sign in again."}
-	problemUnavailable = &acbridge.Problem{Code: "temporarily_unavailable", Title: "Sign-in is unavailable right now",
+	problemUnavailable = &peek.Problem{Code: "temporarily_unavailable", Title: "Sign-in is unavailable right now",
 		Message: "The application cannot reach its list of ERP.net instances at the moment. Please try again in a few minutes."}
 )
 
 // fail renders err with the registry's page (or Config.ErrorHandler).
-func (g *Registry) fail(w http.ResponseWriter, r *http.Request, status int, p *acbridge.Problem, err error) {
-	acbridge.Fail(g.tpl, w, r, status, &acbridge.Problem{Code: p.Code, Title: p.Title, Message: p.Message, Err: err})
+func (g *Registry) fail(w http.ResponseWriter, r *http.Request, status int, p *peek.Problem, err error) {
+	peek.Fail(g.tpl, w, r, status, &peek.Problem{Code: p.Code, Title: p.Title, Message: p.Message, Err: err})
 }
 
 // failLookup renders a failed instance look-up.
@@ -56,7 +56,7 @@ func (g *Registry) failLookup(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(err, ErrUnknownInstance):
 		g.fail(w, r, http.StatusNotFound, problemUnknown, err)
 	case errors.Is(err, auth.ErrMisconfigured):
-		acbridge.Fail(g.tpl, w, r, http.StatusInternalServerError, err)
+		peek.Fail(g.tpl, w, r, http.StatusInternalServerError, err)
 	default:
 		g.fail(w, r, http.StatusServiceUnavailable, problemUnavailable, err)
 	}
@@ -125,7 +125,7 @@ func (g *Registry) Callback() http.Handler {
 				http.Redirect(w, r, g.defaultReturn(), http.StatusSeeOther)
 				return
 			}
-			acbridge.Fail(g.tpl, w, r, http.StatusBadRequest,
+			peek.Fail(g.tpl, w, r, http.StatusBadRequest,
 				fmt.Errorf("%w: the state names no instance this application serves", authcode.ErrInvalidState))
 			return
 		}
@@ -134,7 +134,7 @@ func (g *Registry) Callback() http.Handler {
 			g.failLookup(w, r, err)
 			return
 		}
-		prev, hadPrev := acbridge.CookieTag(g.tpl, r)
+		prev, hadPrev := peek.CookieTag(g.tpl, r)
 		sw := &statusWriter{ResponseWriter: w}
 		p.callback.ServeHTTP(sw, r)
 		if sw.status == http.StatusSeeOther && hadPrev && prev != in.tag {
@@ -204,7 +204,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // cookieInstance returns the instance of the session cookie of r, or nil
 // (no cookie, or an instance no longer served).
 func (g *Registry) cookieInstance(r *http.Request) (*instance, error) {
-	tag, ok := acbridge.CookieTag(g.tpl, r)
+	tag, ok := peek.CookieTag(g.tpl, r)
 	if !ok {
 		return nil, nil
 	}
@@ -260,7 +260,7 @@ func (g *Registry) RequireUser(next http.Handler) http.Handler {
 			return
 		}
 		if in == nil {
-			acbridge.Challenge(g.tpl, w, r)
+			peek.Challenge(g.tpl, w, r)
 			return
 		}
 		p, err := in.parts()
@@ -292,7 +292,7 @@ func (g *Registry) UserSession(r *http.Request) (*authcode.Session, error) {
 
 // clientOf returns the Client of the instance s was signed in at.
 func clientOf(s *authcode.Session) *authcode.Client {
-	c, _ := acbridge.ClientOf(s).(*authcode.Client)
+	c, _ := peek.ClientOf(s).(*authcode.Client)
 	return c
 }
 

@@ -1,7 +1,12 @@
-// Package peek lets one package of the SDK read what a public type of
+// Package peek lets one package of the SDK use what a public type of
 // another keeps unexported, without adding a name to the public API. The
 // owning package fills in each function in its init; parameters are any so
-// that this package imports none of the SDK's.
+// that this package imports none of the SDK's public packages.
+//
+// Package authcode sets the functions of authcode.go, for packages
+// instances (to serve many ERP.net instances through one callback and one
+// cookie name) and bff (to read a Client's settings and pages); package
+// clientcreds those of peek.go, for package hybrid.
 package peek
 
 // Set by package clientcreds, for package hybrid.

@@ -1,13 +1,11 @@
-// Package acbridge lets package instances use the few parts of authcode it
-// needs to serve many ERP.net instances through one callback and one cookie
-// name, without exporting them from authcode. authcode fills in the
-// functions below when it is initialised (authcode/bridge.go); the values
-// passed as any are *authcode.Client and *authcode.Session.
-package acbridge
+package peek
 
 import (
+	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/erpnetgo/auth/internal/hook"
 )
 
 // Functions authcode registers.
@@ -54,3 +52,34 @@ func (p *Problem) Error() string {
 }
 
 func (p *Problem) Unwrap() error { return p.Err }
+
+// BFFClient is what bff needs of an authcode.Client (read-only: bff signs
+// users in and out through the Client's own handlers and calls APIs through
+// its UserClient).
+type BFFClient struct {
+	// Web reports whether the Client has a RedirectURL (serves SignIn and
+	// Callback).
+	Web bool
+	// SessionTTL is the lifetime of a session's cookie, counted from the
+	// sign-in (Config.SessionTTL after defaults).
+	SessionTTL time.Duration
+	// Now is the Client's clock, never nil.
+	Now func() time.Time
+	// Logger is the Client's logger, never nil.
+	Logger *slog.Logger
+	// Report sends events to the Client's Hooks with the flow "bff".
+	Report *hook.Reporter
+	// SignedOut is where a browser goes after signing out when it has no
+	// session to end: Config.PostLogoutRedirectURL, else
+	// Config.DefaultReturnPath.
+	SignedOut string
+	// SessionID opens r's session cookie and returns the session id it
+	// holds, without reading the Store.
+	SessionID func(r *http.Request) (string, bool)
+	// Page writes the Client's plain-words HTML page (no Go error text).
+	Page func(w http.ResponseWriter, status int, title, msg, extraHTML string)
+}
+
+// BFFOf returns what bff needs of c, an *authcode.Client; ok is false for
+// anything else (a nil Client among them). Package authcode sets it.
+var BFFOf func(c any) (cl *BFFClient, ok bool)
