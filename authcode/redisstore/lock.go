@@ -156,19 +156,16 @@ func (s *Store) lockWaitErr(ctx context.Context) error {
 		Err: fmt.Errorf("%w (after %v)", errLockTimeout, s.lockWait)}
 }
 
-// abandon removes, in the background, the lock keys taken for token (and
-// one whose SET reply was lost may have been), so that others need not
-// wait for them to expire. Best effort; Close waits for it.
+// abandon removes the lock keys taken for token (and one whose SET reply
+// was lost may have been), so that others need not wait for them to
+// expire. Best effort, each key bounded by Config.Timeout, and done before
+// LockRefresh returns: a caller that gave up leaves no lock behind.
 func (s *Store) abandon(lks []string, token string) {
-	s.inflight.Add(1)
-	go func() {
-		defer s.inflight.Done()
-		for _, lk := range lks {
-			_, _ = call(s, context.Background(), s.timeout, func(ctx context.Context) (int, error) {
-				return releaseScript.Run(ctx, s.rdb, []string{lk}, token).Int()
-			})
-		}
-	}()
+	for _, lk := range lks {
+		_, _ = call(s, context.Background(), s.timeout, func(ctx context.Context) (int, error) {
+			return releaseScript.Run(ctx, s.rdb, []string{lk}, token).Int()
+		})
+	}
 }
 
 // unlocker starts renewing a held lock and returns its idempotent release
