@@ -52,17 +52,24 @@
 // Sessions: the session (tokens included) is serialised into the Store under
 // a key namespaced by issuer and client_id, and saved before the browser gets
 // its cookie, which holds only the sealed session id. The default (a nil
-// [Config.Store]) keeps sessions in memory, for one process; replicas share a store such as
-// authcode/redisstore, whose RefreshLocker makes sure only one replica
-// redeems a session's (one-time, rotating) refresh token.
+// [Config.Store]) keeps sessions in memory, for one process; replicas share
+// a store such as authcode/redisstore, whose [RefreshLocker] makes sure only
+// one replica redeems a session's (one-time, rotating) refresh token. Every
+// [Session] handed out is the caller's own: changing it (its Scopes too)
+// changes nothing another request or the Store sees. A sign-out wins over a
+// refresh in flight on any shared Store (see [RefreshLocker]).
 //
 // Tokens: each session has one token cache per process: lock-free reads,
 // refresh ahead of expiry, one refresh however many requests race. A
 // rotated refresh token is written to the Store before the new access token
 // is handed to anyone; if that write fails the previous session stays as it
 // was and the error surfaces (the new tokens are saved on the next attempt
-// rather than redeeming the refresh token again). A dead refresh token gives
-// [auth.ErrReauthRequired], which RequireUser turns into a new sign-in.
+// rather than redeeming the refresh token again). A refresh, once started,
+// runs to completion even when other users' sessions push this one out of
+// memory ([Config.MaxLiveSessions]); only [Client.Close] ends it. A dead
+// refresh token gives [auth.ErrReauthRequired]: RequireUser turns it into a
+// new sign-in, and an API call through UserClient fails with it rather
+// than return the API's 401.
 //
 // Secrets: Session and errors never print tokens, and the Client never logs
 // tokens, codes, verifiers, secrets or cookie values. The default error
