@@ -46,7 +46,7 @@ type Session struct {
 // is one allocation, and its Scopes are its own.
 type sessionBox struct {
 	s      Session
-	scopes [6]string
+	scopes [5]string // the default scopes; more take an allocation of their own
 }
 
 // newSession builds the Session a caller gets from sn. It shares no slice
