@@ -13,6 +13,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/instances"
 	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/peek"
 )
@@ -33,10 +34,18 @@ var defaultMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, 
 
 // Config configures the handler New returns.
 type Config struct {
-	// Client signs users in and calls the Domain API as them. Required; it
-	// needs a RedirectURL, and its Callback handler stays mounted there.
-	// Its Hooks receive the BFF's events, its Store keeps the sessions.
+	// Client signs users in and calls the Domain API as them. Required
+	// unless Instances is set; it needs a RedirectURL, and its Callback
+	// handler stays mounted there. Its Hooks receive the BFF's events, its
+	// Store keeps the sessions.
 	Client *authcode.Client
+	// Instances, instead of Client, serves the users of many ERP.net
+	// instances (see package instances): /bff/login signs the user in at
+	// the instance the registry's Resolve names (by default the "instance"
+	// query parameter), and /bff/api/ forwards to the Domain API of the
+	// instance the user signed in at. The registry's Callback stays
+	// mounted at its RedirectURL.
+	Instances *instances.Registry
 	// Claims names the ID token claims /bff/user returns besides sub and
 	// name, e.g. "email" or "preferred_username"; none by default. Only
 	// what is listed reaches the browser.
@@ -66,17 +75,32 @@ type handler struct {
 // (see the package documentation for its endpoints). It does no network
 // I/O.
 func New(cfg Config) (http.Handler, error) {
-	if cfg.Client == nil {
-		return nil, &auth.ConfigError{Field: "Client", Reason: "is required (the *authcode.Client that signs users in)"}
+	var u users
+	var client any
+	field := "Client"
+	switch {
+	case cfg.Client != nil && cfg.Instances != nil:
+		return nil, &auth.ConfigError{Field: "Instances", Reason: "must be empty when Client is set (set only one)"}
+	case cfg.Client != nil:
+		client = cfg.Client
+	case cfg.Instances != nil:
+		field, client = "Instances", peek.RegistryClient(cfg.Instances)
+	default:
+		return nil, &auth.ConfigError{Field: "Client", Reason: "is required (the *authcode.Client that signs users in), or Instances"}
 	}
-	ac, ok := peek.BFFOf(cfg.Client)
+	ac, ok := peek.BFFOf(client)
 	if !ok {
-		return nil, &auth.ConfigError{Field: "Client", Reason: "is not a usable *authcode.Client"}
+		return nil, &auth.ConfigError{Field: field, Reason: "is not usable (built by New?)"}
 	}
 	if !ac.Web {
-		return nil, &auth.ConfigError{Field: "Client", Reason: "needs a RedirectURL: the BFF signs users in with its SignIn and Callback handlers"}
+		return nil, &auth.ConfigError{Field: field, Reason: "needs a RedirectURL: the BFF signs users in with its SignIn and Callback handlers"}
 	}
-	h := &handler{users: single{cfg.Client, ac}, ac: ac, log: cfg.Logger, rep: ac.Report}
+	if cfg.Instances != nil {
+		u = many{cfg.Instances}
+	} else {
+		u = single{cfg.Client, ac}
+	}
+	h := &handler{users: u, ac: ac, log: cfg.Logger, rep: ac.Report}
 	if h.log == nil {
 		h.log = ac.Logger
 	}
@@ -137,13 +161,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // users is what the BFF needs of whatever signs users in: an
-// *authcode.Client (single) today. Serving many ERP.net instances
-// (package instances) is one more Config field and one more implementation.
+// *authcode.Client (single), or an *instances.Registry (many).
 type users interface {
 	signIn() http.Handler
 	signOut() http.Handler
 	// session returns the user's session, or authcode.ErrNoSession.
 	session(r *http.Request) (*authcode.Session, error)
+	// sessionID returns the id of the session r's cookie names, without
+	// a Store round trip where the cookie alone tells.
+	sessionID(r *http.Request) (string, bool)
+	// hasCookie reports whether r carries a session cookie at all (a
+	// cookie whose session is gone means the session ended).
+	hasCookie(r *http.Request) bool
 	// alive gets s's access token, refreshing it if needed: an error
 	// matching auth.ErrReauthRequired says the session is dead.
 	alive(ctx context.Context, s *authcode.Session) error
@@ -163,6 +192,11 @@ func (u single) signIn() http.Handler  { return u.c.SignIn() }
 func (u single) signOut() http.Handler { return u.c.SignOut() }
 
 func (u single) session(r *http.Request) (*authcode.Session, error) { return u.c.UserSession(r) }
+func (u single) sessionID(r *http.Request) (string, bool)           { return u.ac.SessionID(r) }
+func (u single) hasCookie(r *http.Request) bool {
+	_, ok := u.ac.SessionID(r)
+	return ok
+}
 
 func (u single) alive(ctx context.Context, s *authcode.Session) error {
 	_, err := u.c.TokenSource(ctx, s).Token()
@@ -175,6 +209,45 @@ func (u single) transport(ctx context.Context, s *authcode.Session) http.RoundTr
 
 func (u single) apiRoot(ctx context.Context, _ *authcode.Session) (string, error) {
 	return u.c.DomainAPI(ctx)
+}
+
+// many is an *instances.Registry: each session belongs to the instance
+// its user signed in at.
+type many struct{ g *instances.Registry }
+
+func (u many) signIn() http.Handler  { return u.g.SignIn() }
+func (u many) signOut() http.Handler { return u.g.SignOut() }
+
+func (u many) session(r *http.Request) (*authcode.Session, error) { return u.g.UserSession(r) }
+
+func (u many) sessionID(r *http.Request) (string, bool) {
+	s, err := u.g.UserSession(r)
+	if err != nil {
+		return "", false
+	}
+	return s.ID, true
+}
+
+func (u many) hasCookie(r *http.Request) bool {
+	_, ok := peek.CookieTag(peek.RegistryClient(u.g), r)
+	return ok
+}
+
+func (u many) alive(ctx context.Context, s *authcode.Session) error {
+	c, _ := peek.ClientOf(s).(*authcode.Client)
+	if c == nil {
+		return authcode.ErrNoSession
+	}
+	_, err := c.TokenSource(ctx, s).Token()
+	return err
+}
+
+func (u many) transport(ctx context.Context, s *authcode.Session) http.RoundTripper {
+	return u.g.UserClient(ctx, s).Transport
+}
+
+func (u many) apiRoot(ctx context.Context, s *authcode.Session) (string, error) {
+	return u.g.DomainAPI(ctx, s)
 }
 
 // ---- answers ----
@@ -276,7 +349,7 @@ func (h *handler) session(w http.ResponseWriter, r *http.Request) (*authcode.Ses
 		return s, true
 	case errors.Is(err, authcode.ErrNoSession):
 		code := "login_required"
-		if _, ok := h.ac.SessionID(r); ok {
+		if h.users.hasCookie(r) {
 			// The cookie names a session the Store no longer holds.
 			code = "reauth_required"
 		}

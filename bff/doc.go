@@ -91,6 +91,17 @@
 // sent once: after a 401 it is not replayed, the refused token is dropped
 // and the 401 comes back; the next call gets a fresh token.
 //
+// # Many ERP.net instances
+//
+// With Config.Instances (an instances.Registry) instead of Config.Client,
+// one BFF serves the users of every instance the registry serves:
+// /bff/login?instance=<root> signs the user in at that instance (or
+// wherever the registry's Resolve says), /bff/user shows who is signed in
+// wherever, and /bff/api/ forwards to the Domain API of the instance the
+// user signed in at, with that instance's token; a session of one instance
+// never reaches another's API. The registry's Callback stays mounted at
+// its RedirectURL.
+//
 // # Errors the SPA handles
 //
 // The BFF's own answers are JSON {"error": code, "error_description": text}:

@@ -15,7 +15,9 @@ import (
 
 // login starts a sign-in with the Client's SignIn handler, returning to
 // returnUrl (a local path; anything else, or a path of the BFF's own,
-// returns to the Client's DefaultReturnPath).
+// returns to the Client's DefaultReturnPath). With Config.Instances the
+// instance parameter, if any, goes along: it names the instance the
+// registry's default Resolve signs the user in at.
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.methodNotAllowed(w, r, "GET, HEAD")
@@ -24,6 +26,9 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	q := url.Values{}
 	if ret := r.URL.Query().Get("returnUrl"); ret != "" && !underBFF(ret) {
 		q.Set("return_to", ret) // checked by authcode: a local path only
+	}
+	if inst := r.URL.Query().Get("instance"); inst != "" {
+		q.Set("instance", inst) // which instance, for Config.Instances (its default Resolve)
 	}
 	r2 := r.Clone(r.Context())
 	r2.URL.RawQuery = q.Encode()
@@ -135,7 +140,7 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id, signedIn := h.ac.SessionID(r)
+	id, signedIn := h.users.sessionID(r)
 	if !signedIn {
 		// Nothing to end here; the identity server is not asked either
 		// (a link anyone can send must not end the user's session there).

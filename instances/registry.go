@@ -70,6 +70,10 @@ const maxUnknown = 4096
 // registry's own pages: it is never contacted.
 const templateAuthority = "https://instances.invalid"
 
+func init() {
+	peek.RegistryClient = func(reg any) any { return reg.(*Registry).tpl }
+}
+
 // New validates cfg and returns a Registry. It does no network I/O and
 // reads no instance: each is read from Secrets when first used.
 func New(cfg Config) (*Registry, error) {

@@ -19,3 +19,11 @@ var (
 	// responses; asking the Source for it would count as a use.
 	SourceToken func(src any) string
 )
+
+// Set by package instances, for package bff.
+var (
+	// RegistryClient returns the *authcode.Client an *instances.Registry
+	// renders its own pages with: it holds the settings every instance's
+	// Client shares (cookie, paths, session lifetime, logger, hooks).
+	RegistryClient func(reg any) any
+)
