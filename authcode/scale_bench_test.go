@@ -66,7 +66,7 @@ type scaleWorld struct {
 	keys    [][]byte
 }
 
-func newScaleWorld(b *testing.B, n int) *scaleWorld {
+func newScaleWorld(b testing.TB, n int) *scaleWorld {
 	b.Helper()
 	w := &scaleWorld{keys: [][]byte{bytes.Repeat([]byte{1}, 32)},
 		ids: make([]string, n), cookies: make([]string, n), recs: make([]*sessions.Record, n)}
@@ -93,7 +93,7 @@ func newScaleWorld(b *testing.B, n int) *scaleWorld {
 
 // newClient returns a Client with discovery done, holding at most maxLive
 // sessions in memory, and none of w's sessions yet.
-func (w *scaleWorld) newClient(b *testing.B, maxLive int) *Client {
+func (w *scaleWorld) newClient(b testing.TB, maxLive int) *Client {
 	b.Helper()
 	stub := newStubIDP(b, scaleClientID)
 	c, err := New(Config{Authority: benchIssuer, ClientID: scaleClientID, ClientSecret: "bench-secret",
@@ -112,7 +112,7 @@ func (w *scaleWorld) newClient(b *testing.B, maxLive int) *Client {
 
 // client returns a Client whose memory store holds every session of w (as
 // the record a sign-in saves), none of them live yet.
-func (w *scaleWorld) client(b *testing.B, maxLive int) *Client {
+func (w *scaleWorld) client(b testing.TB, maxLive int) *Client {
 	b.Helper()
 	c := w.newClient(b, maxLive)
 	for i, id := range w.ids {

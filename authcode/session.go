@@ -53,17 +53,18 @@ type sessionBox struct {
 // or map with sn or any other Session.
 func newSession(sn *sessions.Snapshot) *Session {
 	b := new(sessionBox)
-	p := &sn.Public
-	b.s = Session{ID: p.ID, Subject: p.Subject, Name: p.Name, PreferredUsername: p.PreferredUsername,
-		Email: p.Email, Issuer: p.Issuer, SignedInAt: p.SignedInAt, Expiry: p.Expiry, sn: sn}
+	p, s := &sn.Public, &b.s
+	// Field by field into the new object: no temporary to copy.
+	s.ID, s.Subject, s.Name, s.PreferredUsername = p.ID, p.Subject, p.Name, p.PreferredUsername
+	s.Email, s.Issuer, s.SignedInAt, s.Expiry, s.sn = p.Email, p.Issuer, p.SignedInAt, p.Expiry, sn
 	switch n := len(p.Scopes); {
 	case n == 0:
 	case n <= len(b.scopes):
-		b.s.Scopes = b.scopes[:copy(b.scopes[:], p.Scopes):n]
+		s.Scopes = b.scopes[:copy(b.scopes[:], p.Scopes):n]
 	default:
-		b.s.Scopes = append([]string(nil), p.Scopes...)
+		s.Scopes = append([]string(nil), p.Scopes...)
 	}
-	return &b.s
+	return s
 }
 
 // Claims decodes the claims of the ID token received at sign-in into v.

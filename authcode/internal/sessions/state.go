@@ -22,13 +22,15 @@ const forcedRefresh = 30 * time.Second
 // hands out its access token and refreshes it (once, however many requests
 // race), and the latest record known here.
 type State struct {
-	// Read by every request of a held session, so first: the token cache
-	// (its current entry comes first) and the use marks.
-	cache    tokencache.Cache
+	// Read by every request of a held session, so first, on one cache
+	// line: the engine (a Session's owner check), the use marks and the
+	// token cache (its current entry comes first).
+	e        *Engine
 	lastUsed atomic.Int64 // unix nanoseconds
 	ref      atomic.Bool  // used since the CLOCK hand last passed
+	cache    tokencache.Cache
 
-	e    *Engine
+
 	snap atomic.Pointer[Snapshot] // set through liveSet.setSnapshot
 	id   string
 	key  string
