@@ -114,6 +114,9 @@
 //	400 invalid_request        a sign-out without the sid, or with another session's
 //	405 method_not_allowed     the method is not on the allowlist (Allow lists it)
 //	503 temporarily_unavailable the session store or the identity server is down
+//	503 license_exhausted      all ERP.net licenses of the instance are in use (the call
+//	                           was retried once; Retry-After when ERP.net sent one): tell
+//	                           the user in plain words and try again in a few minutes
 //	502 bad_gateway            the Domain API cannot be reached
 //	502 server_misconfigured   the Domain API root is wrong (Client's Config.DomainAPI)
 //

@@ -8,7 +8,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
@@ -161,6 +163,16 @@ func (h *handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	case r.Context().Err() != nil:
 		// The browser went away; nobody reads the answer.
 		w.WriteHeader(http.StatusBadGateway)
+		return
+	case errors.Is(err, auth.ErrLicenseExhausted):
+		// Retried once already by the transport: the SPA tells the user
+		// in plain words and tries again later, not in a loop.
+		var ae *auth.Error
+		if errors.As(err, &ae) && ae.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(ae.RetryAfter.Round(time.Second)/time.Second)))
+		}
+		writeJSON(w, http.StatusServiceUnavailable, errorBody("license_exhausted",
+			"All ERP.net licenses of this instance are in use; try again in a few minutes"))
 		return
 	case errors.Is(err, auth.ErrTemporary), errors.Is(err, auth.ErrClosed):
 		h.unavailable(w, r, "the identity server or the session store cannot be reached", err)
