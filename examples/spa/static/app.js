@@ -62,6 +62,12 @@ async function loadCustomers() {
   }
   if (await needsSignIn(resp)) return;
   if (!resp.ok) {
+    const body = await resp.json().catch(() => ({}));
+    if (body.error === 'license_exhausted') {
+      // The BFF's plain words: all licenses of the instance are in use.
+      showError(body.error_description);
+      return;
+    }
     showError('The Domain API answered ' + resp.status + '. Try Reload.');
     return;
   }
