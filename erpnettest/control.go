@@ -1,0 +1,140 @@
+package erpnettest
+
+import (
+	"cmp"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+
+	"github.com/erpnetgo/auth/internal/erpnetctl"
+)
+
+// control is the state of the test-only controls (package erpnetctl).
+type control struct {
+	mu     sync.Mutex
+	grants map[string]int
+	tamper *erpnetctl.Tamper
+	auto   string
+	k      erpnetctl.Knobs
+}
+
+func (c *control) knobs() erpnetctl.Knobs {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.k
+}
+
+func (c *control) autoUser() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.auto
+}
+
+// countGrant counts a token request's grant_type before any fault is applied.
+func (c *control) countGrant(r *http.Request) {
+	grant := ""
+	if r.Method == http.MethodPost {
+		if v, err := url.ParseQuery(string(readBody(r))); err == nil {
+			grant = v.Get("grant_type")
+		}
+	}
+	c.mu.Lock()
+	if c.grants == nil {
+		c.grants = map[string]int{}
+	}
+	c.grants[grant[:min(len(grant), 100)]]++
+	c.mu.Unlock()
+}
+
+// ctl implements erpnetctl.Controls for a Server.
+type ctl struct{ *Server }
+
+func init() {
+	erpnetctl.Register(func(srv any) erpnetctl.Controls { return ctl{srv.(*Server)} })
+}
+
+func (c ctl) Grants(g string) int {
+	c.ctl.mu.Lock()
+	defer c.ctl.mu.Unlock()
+	return c.ctl.grants[g]
+}
+
+func (c ctl) ResetCounts() {
+	for i := range c.counts {
+		c.counts[i].Store(0)
+	}
+	c.ctl.mu.Lock()
+	c.ctl.grants = nil
+	c.ctl.mu.Unlock()
+}
+
+func (c ctl) APICalls() []erpnetctl.APICall {
+	c.api.mu.Lock()
+	defer c.api.mu.Unlock()
+	return slices.Clone(c.api.calls[max(0, len(c.api.calls)-maxAPICalls):])
+}
+
+func (c ctl) ResetAPICalls() {
+	c.api.mu.Lock()
+	c.api.calls = nil
+	c.api.mu.Unlock()
+}
+
+func (c ctl) AutoSignIn(user string) {
+	c.ctl.mu.Lock()
+	c.ctl.auto = user
+	c.ctl.mu.Unlock()
+}
+
+func (c ctl) Set(k erpnetctl.Knobs) {
+	c.ctl.mu.Lock()
+	c.ctl.k = k
+	c.ctl.mu.Unlock()
+}
+
+func (c ctl) Authorize(hc *http.Client, appURL, user string) (*url.URL, error) {
+	return c.walk(hc, appURL, user)
+}
+
+func (c ctl) Tokens() []erpnetctl.TokenRecord {
+	var out []erpnetctl.TokenRecord
+	c.tokens.mu.Lock()
+	for _, a := range c.tokens.access {
+		out = append(out, erpnetctl.TokenRecord{Kind: "access_token", ClientID: a.clientID, Subject: a.subject, SID: a.sid,
+			Family: a.family, JTI: a.jti, Scopes: a.scopes, IssuedAt: a.issued, ExpiresAt: a.expires, Revoked: a.revoked})
+	}
+	for _, r := range c.tokens.refresh {
+		if f := c.tokens.families[r.family]; f != nil {
+			out = append(out, erpnetctl.TokenRecord{Kind: "refresh_token", ClientID: f.clientID, Subject: f.username,
+				SID: f.sid, Family: f.id, Scopes: f.scopes, IssuedAt: r.issued, ExpiresAt: f.expires,
+				Revoked: r.status != rtActive || f.revoked})
+		}
+	}
+	c.tokens.mu.Unlock()
+	c.refs.mu.Lock()
+	for _, t := range c.refs.m {
+		out = append(out, erpnetctl.TokenRecord{Kind: "reference_token", ClientID: t.clientID, Subject: t.subject,
+			Scopes: t.scopes, IssuedAt: t.issued, ExpiresAt: t.expires, Revoked: t.revoked})
+	}
+	c.refs.mu.Unlock()
+	for i := range out {
+		out[i].Scopes = slices.Clone(out[i].Scopes)
+	}
+	slices.SortStableFunc(out, func(a, b erpnetctl.TokenRecord) int {
+		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Kind, b.Kind)
+	})
+	return out
+}
+
+// RevokeUser does what an ERP.net password change does: every sign-in of the user ends, and
+// with it their refresh tokens (the next refresh gets invalid_grant), the access tokens
+// issued in those sign-ins and their ERP.net API sessions. Reference tokens are not affected.
+func (s *Server) RevokeUser(username string) {
+	n := s.endSignins(func(si *signin) bool { return si.username == username })
+	s.tokens.revokeFamilies(func(f *family) bool { return f.username == username })
+	s.log.Info("erpnettest: user revoked", "user", username, "signins", n)
+}
