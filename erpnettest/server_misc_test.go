@@ -97,7 +97,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	_, tokens := e.exchange(a, code, Demo.WebAppSecret)
 	_, t2 := e.refresh(tokens["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret)
 	e.refresh(tokens["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret) // reuse
-	e.exchange(a, code, Demo.WebAppSecret)                                       // replay
+	e.exchange(a, code, Demo.WebAppSecret)                                        // replay
 	e.token(ccForm(""), Demo.WorkerID, "wrong-secret-xyz")
 	sys := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
 	pat := e.s.MintPAT(Demo.Alice)

@@ -29,7 +29,8 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/authcode/redisstore"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/redistest"
 )
 
@@ -47,7 +48,7 @@ const (
 
 // world is one dev identity server and one Redis shared by every replica.
 type world struct {
-	ds        *devserver.Server
+	ds        *erpnettest.Server
 	redis     *redistest.Server
 	sealKey   []byte
 	cookieKey []byte
@@ -56,10 +57,8 @@ type world struct {
 func newWorld(t testing.TB, opts ...redistest.Option) *world {
 	t.Helper()
 	w := &world{redis: redistest.Start(t, opts...), sealKey: key1, cookieKey: key2}
-	cfg := devserver.Demo()
-	cfg.AccessTokenLifetime = accessLifetime
-	w.ds = devserver.StartTest(t, cfg)
-	w.ds.SetAutoSignIn(devserver.DemoAlice)
+	w.ds = erpnettest.NewServer(t, erpnettest.Config{AccessTokenLifetime: accessLifetime})
+	erpnetctl.Of(w.ds).AutoSignIn(erpnettest.Demo.Alice)
 	return w
 }
 
@@ -82,9 +81,9 @@ func newReplica(devURL, redisAddr string, sealKey, cookieKey []byte, offset time
 	}
 	cfg := authcode.Config{
 		Authority:    devURL,
-		ClientID:     devserver.DemoWebAppID,
-		ClientSecret: devserver.DemoWebAppSecret,
-		RedirectURL:  devserver.DemoWebAppRedirectURI,
+		ClientID:     erpnettest.Demo.WebAppID,
+		ClientSecret: erpnettest.Demo.WebAppSecret,
+		RedirectURL:  "http://127.0.0.1:8080/callback",
 		Store:        store,
 		Keys:         [][]byte{cookieKey},
 	}
@@ -129,7 +128,7 @@ func signIn(t testing.TB, rep *replica) *http.Cookie {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	cb := resp.Header.Get("Location")
-	require.True(t, strings.HasPrefix(cb, devserver.DemoWebAppRedirectURI+"?"), "authorize did not redirect to the callback: %d %q", resp.StatusCode, cb)
+	require.True(t, strings.HasPrefix(cb, "http://127.0.0.1:8080/callback"+"?"), "authorize did not redirect to the callback: %d %q", resp.StatusCode, cb)
 
 	req := httptest.NewRequest(http.MethodGet, cb, nil)
 	for _, c := range attemptCookies {
@@ -350,7 +349,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 	ctx := context.Background()
 	original, err := sessionToken(ctx, parent.client, cookie)
 	require.NoError(t, err)
-	require.Zero(t, w.ds.GrantCount("refresh_token"))
+	require.Zero(t, erpnetctl.Of(w.ds).Grants("refresh_token"))
 
 	const procs, goroutines = 4, 50
 	children := make([]*child, procs)
@@ -362,7 +361,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 	}
 	// The winner's token request takes a while, so every process is
 	// waiting for the lock while it is held.
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: 300 * time.Millisecond})
+	w.ds.InjectFault("token", erpnettest.Fault{Latency: 300 * time.Millisecond})
 	for _, c := range children { // release them together
 		_, err := io.WriteString(c.stdin, "go\n")
 		require.NoError(t, err)
@@ -376,7 +375,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 			all[h] += n
 		}
 	}
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"), "the one-time refresh token was redeemed more than once")
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"), "the one-time refresh token was redeemed more than once")
 	require.Len(t, all, 1, "goroutines got different access tokens: %v", all)
 	for h, n := range all {
 		assert.Equal(t, procs*goroutines, n)
@@ -390,7 +389,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 	for h := range all {
 		assert.Equal(t, h, tokenHash(tok))
 	}
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
 }
 
 func TestLockHolderKilledMidRefresh(t *testing.T) {
@@ -406,7 +405,7 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 	doomed := w.startChild(t, "refresh-and-hang", cookie, "HELPER_LOCK_TTL="+lockTTL.String())
 	doomed.expect(t, "ready", 30*time.Second)
 	// The doomed replica's token request hangs at the identity server.
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: time.Minute})
+	w.ds.InjectFault("token", erpnettest.Fault{Latency: time.Minute})
 	_, err := io.WriteString(doomed.stdin, "go\n")
 	require.NoError(t, err)
 
@@ -419,7 +418,7 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 			return false
 		}
 		lockKey = keys
-		return w.ds.GrantCount("refresh_token") == 1
+		return erpnetctl.Of(w.ds).Grants("refresh_token") == 1
 	}, 20*time.Second, 5*time.Millisecond)
 	// While it lives, its lock outlasts LockTTL (renewed): a slow token
 	// request does not let another replica in.
@@ -453,7 +452,7 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 	v, err = w.redis.Do("GET", lockKey)
 	require.NoError(t, err)
 	assert.NotEqual(t, owner, v, "the dead holder's lock is gone")
-	assert.Equal(t, 2, w.ds.GrantCount("refresh_token"), "one aborted request by the dead replica, one by the next")
+	assert.Equal(t, 2, erpnetctl.Of(w.ds).Grants("refresh_token"), "one aborted request by the dead replica, one by the next")
 
 	// The user is still signed in everywhere, with the new token.
 	tok2, err := sessionToken(ctx, w.replica(t, clockOffset, lockTTL).client, cookie)
@@ -527,7 +526,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	sessC, err := c.client.UserSession(request(ctx, cookie))
 	require.Error(t, err, "c has no copy in memory")
 	assert.Nil(t, sessC)
-	assert.Zero(t, w.ds.GrantCount("refresh_token"))
+	assert.Zero(t, erpnetctl.Of(w.ds).Grants("refresh_token"))
 
 	time.Sleep(300 * time.Millisecond)
 	w.redis.Restart()
@@ -551,7 +550,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	tokC, err := sessionToken(ctx, c.client, cookie)
 	require.NoError(t, err, "refresh after recovery")
 	assert.NotEqual(t, tokA, tokC)
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
 }
 
 // TestRedisOutageDuringRefresh: Redis goes down after the refresh token was
@@ -571,7 +570,7 @@ func TestRedisOutageDuringRefresh(t *testing.T) {
 	r := w.replica(t, clockOffset, time.Second)
 	sess, err := r.client.UserSession(request(ctx, cookie))
 	require.NoError(t, err)
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: 500 * time.Millisecond})
+	w.ds.InjectFault("token", erpnettest.Fault{Latency: 500 * time.Millisecond})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -584,7 +583,7 @@ func TestRedisOutageDuringRefresh(t *testing.T) {
 	t.Logf("refresh while Redis went down: %v", err)
 	assert.ErrorIs(t, err, auth.ErrTemporary)
 	assertRedisUnavailable(t, err)
-	require.Equal(t, 1, w.ds.GrantCount("refresh_token"))
+	require.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
 
 	w.redis.Restart()
 	var tok string
@@ -596,11 +595,11 @@ func TestRedisOutageDuringRefresh(t *testing.T) {
 		tok = t.AccessToken
 		return true
 	}, 10*time.Second, 50*time.Millisecond)
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"), "the rotated refresh token was redeemed again")
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"), "the rotated refresh token was redeemed again")
 
 	// Another replica sees the saved, refreshed session.
 	tok2, err := sessionToken(ctx, w.replica(t, clockOffset, 0).client, cookie)
 	require.NoError(t, err)
 	assert.Equal(t, tok, tok2)
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/internal/redistest"
 )
 
@@ -32,7 +32,7 @@ func TestUnsavedRefreshIsNeverResurrected(t *testing.T) {
 	r := w.replica(t, clockOffset, time.Second)
 	sess, err := r.client.UserSession(request(ctx, cookie))
 	require.NoError(t, err)
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: 500 * time.Millisecond})
+	w.ds.InjectFault("token", erpnettest.Fault{Latency: 500 * time.Millisecond})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
