@@ -94,7 +94,12 @@ func (c ctl) Set(k erpnetctl.Knobs) {
 }
 
 func (c ctl) Authorize(hc *http.Client, appURL, user string) (*url.URL, error) {
-	return c.walk(hc, appURL, user)
+	b := *hc
+	b.Transport = browserTransport{hc.Transport}
+	if hc.Transport == nil {
+		b.Transport = browserTransport{http.DefaultTransport}
+	}
+	return c.walk(&b, appURL, user)
 }
 
 func (c ctl) Tokens() []erpnetctl.TokenRecord {
