@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/subtle"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -18,7 +19,6 @@ const (
 	csrfCookie      = "erpnet_devid_csrf" // prefix: one cookie per sign-in attempt
 	pendingLifetime = 15 * time.Minute
 	codeLifetime    = time.Minute
-	maxParamLen     = 2000
 )
 
 // signin is a browser's sign-in to the identity server (the sid claim).
@@ -30,11 +30,9 @@ type signin struct {
 
 // authzRequest is a validated authorization request.
 type authzRequest struct {
-	app                                       *App
-	redirectURI, state, nonce, challenge, iss string
-	scopes                                    []string
-	forceLogin, promptNone                    bool
-	maxAge                                    int64 // -1: not given
+	app                                  *App
+	redirectURI, state, nonce, challenge string
+	scopes                               []string
 }
 
 // pendingLogin is an authorization request waiting for the sign-in form.
@@ -56,29 +54,22 @@ type signins struct {
 func (f *signins) alive(sid string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	si := f.bySID[sid]
-	return si != nil && !si.ended
+	return f.bySID[sid] != nil && !f.bySID[sid].ended
 }
 
-// end ends the live sign-ins that match and returns their sids.
-func (f *signins) end(match func(*signin) bool) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// endSignins ends the live sign-ins that match, and what ends with them: their refresh
+// tokens, the access tokens issued in those, and their ERP.net API sessions.
+func (s *Server) endSignins(match func(*signin) bool) int {
 	var sids []string
-	for _, si := range f.bySID {
+	s.signins.mu.Lock()
+	for _, si := range s.signins.bySID {
 		if !si.ended && match(si) {
 			si.ended = true
-			delete(f.cookies, si.cookieHash)
+			delete(s.signins.cookies, si.cookieHash)
 			sids = append(sids, si.sid)
 		}
 	}
-	return sids
-}
-
-// endSignins ends sign-ins with what ends with them: their refresh tokens, the access tokens
-// issued in those, and their ERP.net API sessions.
-func (s *Server) endSignins(match func(*signin) bool) int {
-	sids := s.signins.end(match)
+	s.signins.mu.Unlock()
 	for _, sid := range sids {
 		s.tokens.revokeFamilies(func(f *family) bool { return f.sid == sid })
 		s.api.endSession("sid:" + sid)
@@ -92,61 +83,47 @@ func redirectURIAllowed(registered []string, got string) bool {
 	if got == "" || strings.Contains(got, "#") {
 		return false
 	}
-	stripped, ok := stripLoopbackPort(got)
-	return slices.Contains(registered, got) || ok && slices.Contains(registered, stripped)
-}
-
-// stripLoopbackPort turns "http://127.0.0.1:1234/x" into "http://127.0.0.1/x" (and the same
-// for [::1]); ok is false when got is not a loopback URI with a valid port.
-func stripLoopbackPort(got string) (string, bool) {
-	for _, host := range []string{"http://127.0.0.1", "http://[::1]"} {
-		rest, found := strings.CutPrefix(got, host+":")
-		if !found {
-			continue
+	for _, host := range []string{"http://127.0.0.1:", "http://[::1]:"} {
+		if rest, found := strings.CutPrefix(got, host); found {
+			i := strings.IndexFunc(rest+"/", func(c rune) bool { return c < '0' || c > '9' })
+			port, err := strconv.Atoi(rest[:i])
+			if err == nil && i <= 5 && port >= 1 && port <= 65535 && (i == len(rest) || rest[i] == '/' || rest[i] == '?') &&
+				slices.Contains(registered, strings.TrimSuffix(host, ":")+rest[i:]) {
+				return true
+			}
 		}
-		i := strings.IndexFunc(rest, func(c rune) bool { return c < '0' || c > '9' })
-		if i < 0 {
-			i = len(rest)
-		}
-		port, err := strconv.Atoi(rest[:i])
-		if i == 0 || i > 5 || err != nil || port < 1 || port > 65535 || i < len(rest) && rest[i] != '/' && rest[i] != '?' {
-			return "", false
-		}
-		return host + rest[i:], true
 	}
-	return "", false
+	return slices.Contains(registered, got)
 }
 
 // appendQuery adds params to a redirect URI, keeping its own query.
 func appendQuery(uri string, params url.Values) string {
-	sep := "?"
-	if strings.Contains(uri, "?") {
-		sep = "&"
-		if strings.HasSuffix(uri, "?") || strings.HasSuffix(uri, "&") {
-			sep = ""
-		}
+	switch {
+	case strings.HasSuffix(uri, "?") || strings.HasSuffix(uri, "&"):
+		return uri + params.Encode()
+	case strings.Contains(uri, "?"):
+		return uri + "&" + params.Encode()
 	}
-	return uri + sep + params.Encode()
+	return uri + "?" + params.Encode()
 }
 
 // requestParams reads a browser endpoint's parameters from the query (GET) or the form
 // (POST); on any other method or a bad form it answers with an error page and reports false.
 func (s *Server) requestParams(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	noStore(w)
-	switch r.Method {
-	case http.MethodGet:
+	if r.Method == http.MethodGet {
 		return r.URL.Query(), true
-	case http.MethodPost:
-		f, err := parseForm(w, r)
-		if err != nil {
-			errorPage(w, http.StatusBadRequest, "invalid_request", err.Error())
-			return nil, false
-		}
-		return f, true
 	}
-	w.Header().Set("Allow", "GET, POST")
-	errorPage(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
-	return nil, false
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		errorPage(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
+		return nil, false
+	}
+	f, err := parseForm(w, r)
+	if err != nil {
+		errorPage(w, http.StatusBadRequest, "invalid_request", err.Error())
+	}
+	return f, err == nil
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
@@ -154,130 +131,103 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if len(params["client_id"]) > 1 || len(params["redirect_uri"]) > 1 {
-		errorPage(w, http.StatusBadRequest, "invalid_request", "client_id and redirect_uri must be given once")
-		return
-	}
-	app := s.apps[params.Get("client_id")]
-	redirectURI := params.Get("redirect_uri")
-	switch {
-	case app == nil || app.Disabled:
-		errorPage(w, http.StatusBadRequest, "invalid_client", "unknown or disabled client")
-		return
-	case redirectURI == "":
-		errorPage(w, http.StatusBadRequest, "invalid_request", "redirect_uri is required")
-		return
-	case !redirectURIAllowed(app.RedirectURIs, redirectURI):
-		errorPage(w, http.StatusBadRequest, "invalid_request", "redirect_uri is not registered for this client")
-		return
-	case len(params["state"]) > 1:
-		errorPage(w, http.StatusBadRequest, "invalid_request", "state must be given once")
+	app, redirectURI := s.apps[params.Get("client_id")], params.Get("redirect_uri")
+	// Errors that cannot go back to the app are shown to the user.
+	if code, desc := func() (string, string) {
+		switch {
+		case len(params["client_id"]) > 1 || len(params["redirect_uri"]) > 1:
+			return "invalid_request", "client_id and redirect_uri must be given once"
+		case app == nil || app.Disabled:
+			return "invalid_client", "unknown or disabled client"
+		case redirectURI == "":
+			return "invalid_request", "redirect_uri is required"
+		case !redirectURIAllowed(app.RedirectURIs, redirectURI):
+			return "invalid_request", "redirect_uri is not registered for this client"
+		case len(params["state"]) > 1:
+			return "invalid_request", "state must be given once"
+		}
+		return "", ""
+	}(); code != "" {
+		errorPage(w, http.StatusBadRequest, code, desc)
 		return
 	}
 	req := &authzRequest{app: app, redirectURI: redirectURI, state: params.Get("state"), nonce: params.Get("nonce"),
-		maxAge: -1, iss: s.Authority()}
-	fail := func(code, desc string) { s.redirectError(w, r, req, code, desc) }
-	if d := firstDuplicate(params); d != "" {
-		fail("invalid_request", "parameter "+d+" given more than once")
-		return
-	}
-	challenge, method := params.Get("code_challenge"), params.Get("code_challenge_method")
-	switch {
-	case params.Get("request") != "":
-		fail("request_not_supported", "request objects are not supported")
-		return
-	case params.Get("request_uri") != "":
-		fail("request_uri_not_supported", "request_uri is not supported")
-		return
-	case params.Get("response_type") == "":
-		fail("invalid_request", "response_type is required")
-		return
-	case params.Get("response_type") != "code":
-		fail("unsupported_response_type", "only response_type=code is supported")
-		return
-	case params.Get("response_mode") != "" && params.Get("response_mode") != "query":
-		fail("invalid_request", "only response_mode=query is supported")
-		return
-	case len(req.state) > maxParamLen || len(req.nonce) > maxParamLen:
-		fail("invalid_request", "state or nonce too long")
-		return
-	}
-	scopes, oerr := grantScopes(app, params.Get("scope"), nil)
-	if oerr != nil {
-		fail(oerr.code, oerr.desc)
-		return
-	}
-	req.scopes = scopes
-	switch {
-	case challenge == "":
-		fail("invalid_request", "code_challenge is required (PKCE with S256)")
-		return
-	case method == "":
-		fail("invalid_request", "code_challenge_method is required and must be S256")
-		return
-	case method != "S256":
-		fail("invalid_request", "transform algorithm not supported: only S256")
-		return
-	case !validPKCEValue(challenge) || len(challenge) != 43:
-		fail("invalid_request", "malformed code_challenge")
-		return
-	}
-	req.challenge = challenge
-	for _, p := range strings.Fields(params.Get("prompt")) {
-		switch p {
-		case "login":
-			req.forceLogin = true
-		case "none":
-			req.promptNone = true
-		case "consent", "select_account":
-		default:
-			fail("invalid_request", "unsupported prompt value")
-			return
-		}
-	}
-	if req.promptNone && req.forceLogin {
-		fail("invalid_request", "prompt=none cannot be combined with other values")
-		return
-	}
+		challenge: params.Get("code_challenge")}
+	var oerr *oauthError
+	req.scopes, oerr = grantScopes(app, params.Get("scope"), nil)
+	prompts, maxAge := strings.Fields(params.Get("prompt")), int64(-1)
 	if ma := params.Get("max_age"); ma != "" {
-		n, err := strconv.ParseInt(ma, 10, 64)
-		if err != nil || n < 0 {
-			fail("invalid_request", "max_age must be a non-negative integer")
-			return
+		if n, err := strconv.ParseInt(ma, 10, 64); err == nil && n >= 0 {
+			maxAge = n
+		} else {
+			maxAge = -2
 		}
-		req.maxAge = n
+	}
+	// Errors that go back to the app, in RFC 6749's order.
+	if code, desc := func() (string, string) {
+		rt, rm, method := params.Get("response_type"), params.Get("response_mode"), params.Get("code_challenge_method")
+		switch d := firstDuplicate(params); {
+		case d != "":
+			return "invalid_request", "parameter " + d + " given more than once"
+		case params.Get("request") != "":
+			return "request_not_supported", "request objects are not supported"
+		case params.Get("request_uri") != "":
+			return "request_uri_not_supported", "request_uri is not supported"
+		case rt == "":
+			return "invalid_request", "response_type is required"
+		case rt != "code":
+			return "unsupported_response_type", "only response_type=code is supported"
+		case rm != "" && rm != "query":
+			return "invalid_request", "only response_mode=query is supported"
+		case len(req.state) > 2000 || len(req.nonce) > 2000:
+			return "invalid_request", "state or nonce too long"
+		case oerr != nil:
+			return oerr.code, oerr.desc
+		case req.challenge == "":
+			return "invalid_request", "code_challenge is required (PKCE with S256)"
+		case method == "":
+			return "invalid_request", "code_challenge_method is required and must be S256"
+		case method != "S256":
+			return "invalid_request", "transform algorithm not supported: only S256"
+		case !validPKCEValue(req.challenge) || len(req.challenge) != 43:
+			return "invalid_request", "malformed code_challenge"
+		case slices.ContainsFunc(prompts, func(p string) bool {
+			return !slices.Contains([]string{"login", "none", "consent", "select_account"}, p)
+		}):
+			return "invalid_request", "unsupported prompt value"
+		case slices.Contains(prompts, "none") && slices.Contains(prompts, "login"):
+			return "invalid_request", "prompt=none cannot be combined with other values"
+		case maxAge == -2:
+			return "invalid_request", "max_age must be a non-negative integer"
+		}
+		return "", ""
+	}(); code != "" {
+		s.redirectError(w, r, req, code, desc)
+		return
 	}
 
 	now := s.now()
 	current := s.cookieSignin(r)
-	if current != nil && req.maxAge >= 0 && now.Sub(current.authTime) > time.Duration(req.maxAge)*time.Second {
-		req.forceLogin = true
-	}
+	forceLogin := slices.Contains(prompts, "login") ||
+		current != nil && maxAge >= 0 && now.Sub(current.authTime) > time.Duration(maxAge)*time.Second
 	if auto := s.ctl.autoUser(); auto != "" && s.user(auto) != nil {
-		if current == nil || current.username != auto || req.forceLogin {
+		if current == nil || current.username != auto || forceLogin {
 			current = s.newSignin(w, auto)
 		}
 		s.completeAuthorize(w, r, req, current)
 		return
 	}
 	switch {
-	case current != nil && !req.forceLogin:
+	case current != nil && !forceLogin:
 		s.completeAuthorize(w, r, req, current)
-	case req.promptNone:
-		fail("login_required", "the user is not signed in")
+	case slices.Contains(prompts, "none"):
+		s.redirectError(w, r, req, "login_required", "the user is not signed in")
 	default:
 		p := &pendingLogin{id: randomToken(24), req: req, expires: now.Add(pendingLifetime), csrf: randomToken(32)}
 		http.SetCookie(w, &http.Cookie{Name: csrfCookieName(p.id), Value: p.csrf, Path: pathSignIn, HttpOnly: true,
 			MaxAge: int(pendingLifetime / time.Second), SameSite: http.SameSiteStrictMode})
 		s.signins.mu.Lock()
-		if s.signins.pending == nil {
-			s.signins.pending = map[string]*pendingLogin{}
-		}
-		for k, old := range s.signins.pending {
-			if now.After(old.expires) {
-				delete(s.signins.pending, k)
-			}
-		}
+		maps.DeleteFunc(s.signins.pending, func(_ string, old *pendingLogin) bool { return now.After(old.expires) })
 		s.signins.pending[p.id] = p
 		s.signins.mu.Unlock()
 		s.renderLogin(w, p, "", "")
@@ -310,17 +260,20 @@ func (s *Server) redirectBack(w http.ResponseWriter, r *http.Request, req *authz
 		v.Set("state", req.state)
 	}
 	if !s.cfg.OmitIss {
-		v.Set("iss", req.iss)
+		v.Set("iss", s.Authority())
 	}
 	http.Redirect(w, r, appendQuery(req.redirectURI, v), http.StatusFound)
 }
 
 // completeAuthorize issues a code for si and redirects back to the client.
 func (s *Server) completeAuthorize(w http.ResponseWriter, r *http.Request, req *authzRequest, si *signin) {
-	code := randomToken(32)
-	s.codes.add(hashKey(code), &codeRecord{clientID: req.app.ID, redirectURI: req.redirectURI, challenge: req.challenge,
+	code, now := randomToken(32), s.now()
+	s.codes.mu.Lock()
+	maps.DeleteFunc(s.codes.m, func(_ string, old *codeRecord) bool { return now.Sub(old.expires) > time.Hour })
+	s.codes.m[hashKey(code)] = &codeRecord{clientID: req.app.ID, redirectURI: req.redirectURI, challenge: req.challenge,
 		nonce: req.nonce, username: si.username, sid: si.sid, authTime: si.authTime, scopes: req.scopes,
-		expires: s.now().Add(codeLifetime)})
+		expires: now.Add(codeLifetime)}
+	s.codes.mu.Unlock()
 	s.log.Info("erpnettest: authorization code issued", "client_id", req.app.ID, "user", si.username)
 	s.redirectBack(w, r, req, url.Values{"code": {code}})
 }
@@ -333,12 +286,11 @@ func (s *Server) cookieSignin(r *http.Request) *signin {
 	}
 	s.signins.mu.Lock()
 	defer s.signins.mu.Unlock()
-	si := s.signins.bySID[s.signins.cookies[hashKey(c.Value)]]
-	if si == nil || si.ended {
-		return nil
+	if si := s.signins.bySID[s.signins.cookies[hashKey(c.Value)]]; si != nil && !si.ended {
+		cp := *si
+		return &cp
 	}
-	cp := *si
-	return &cp
+	return nil
 }
 
 // newSignin signs username in and sets the session cookie.
@@ -346,11 +298,7 @@ func (s *Server) newSignin(w http.ResponseWriter, username string) *signin {
 	cookie := randomToken(32)
 	si := &signin{sid: randomHex(16), username: username, authTime: s.now(), cookieHash: hashKey(cookie)}
 	s.signins.mu.Lock()
-	if s.signins.bySID == nil {
-		s.signins.bySID, s.signins.cookies = map[string]*signin{}, map[string]string{}
-	}
-	s.signins.bySID[si.sid] = si
-	s.signins.cookies[si.cookieHash] = si.sid
+	s.signins.bySID[si.sid], s.signins.cookies[si.cookieHash] = si, si.sid
 	s.signins.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: cookie, Path: "/id", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	s.log.Info("erpnettest: user signed in", "user", username)
@@ -362,15 +310,16 @@ func (s *Server) newSignin(w http.ResponseWriter, username string) *signin {
 // attempt has its own cookie, so sign-in forms open in several tabs of one browser all work.
 func csrfCookieName(requestID string) string { return csrfCookie + "_" + hashKey(requestID)[:16] }
 
-// takePending returns the live pending sign-in id; remove also forgets it.
+// takePending returns the pending sign-in id if it has not expired; remove also forgets it.
 func (s *Server) takePending(id string, remove bool) *pendingLogin {
 	s.signins.mu.Lock()
 	defer s.signins.mu.Unlock()
 	p := s.signins.pending[id]
-	if p != nil && (remove || s.now().After(p.expires)) {
+	expired := p != nil && s.now().After(p.expires)
+	if remove || expired {
 		delete(s.signins.pending, id)
 	}
-	if p != nil && s.now().After(p.expires) {
+	if expired {
 		return nil
 	}
 	return p
@@ -413,8 +362,7 @@ func (s *Server) signInForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := form.Get("username")
-	u := s.user(username)
-	if u == nil || subtle.ConstantTimeCompare([]byte(hashKey(u.Password)), []byte(hashKey(form.Get("password")))) != 1 {
+	if u := s.user(username); u == nil || subtle.ConstantTimeCompare([]byte(hashKey(u.Password)), []byte(hashKey(form.Get("password")))) != 1 {
 		s.log.Info("erpnettest: sign-in failed", "client_id", p.req.app.ID)
 		s.renderLogin(w, p, username, "Invalid user name or password.")
 		return
@@ -427,12 +375,12 @@ func (s *Server) signInForm(w http.ResponseWriter, r *http.Request) {
 	s.completeAuthorize(w, r, p.req, s.newSignin(w, username))
 }
 
-var loginTemplate = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in - ERP.net dev identity server</title>
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{.Title}} - ERP.net dev identity server</title>
 <style>body{font-family:sans-serif;max-width:26em;margin:4em auto}label{display:block;margin:.8em 0}
 input[type=text],input[type=password]{width:100%;padding:.4em}.error{color:#b00}.hint{color:#666;font-size:.9em}
 td{padding:.1em 1em .1em 0}.password{font-family:monospace}</style></head>
-<body><h1>Sign in</h1>
+<body><h1>{{.Title}}</h1>{{if .RequestID}}
 <p>to <strong>{{.AppName}}</strong> ({{.ClientID}})</p>
 {{if .Error}}<p class="error" role="alert" id="error">{{.Error}}</p>{{end}}
 <form method="post" action="/id/account/login" autocomplete="off">
@@ -445,23 +393,16 @@ td{padding:.1em 1em .1em 0}.password{font-family:monospace}</style></head>
 </form>
 <div class="hint" id="demo-users"><p>ERP.net development identity server (not for production). Users and passwords:</p>
 <table>{{range .Users}}<tr><td class="user">{{.Username}}</td><td class="password">{{.Password}}</td><td>{{.Name}}</td></tr>{{end}}</table></div>
-</body></html>
+{{else if .Code}}<p id="error" data-error="{{.Code}}"><strong>{{.Code}}</strong>: {{.Desc}}</p>
+{{else}}<p id="signed-out">You are now signed out.</p>{{end}}</body></html>
 `))
 
 // renderLogin shows the sign-in form, which lists every user with the password to type.
 func (s *Server) renderLogin(w http.ResponseWriter, p *pendingLogin, username, errMsg string) {
 	setPageHeaders(w, http.StatusOK)
-	_ = loginTemplate.Execute(w, map[string]any{
-		"AppName": cmp.Or(p.req.app.Name, p.req.app.ID), "ClientID": p.req.app.ID, "Error": errMsg,
-		"RequestID": p.id, "CSRF": p.csrf, "Username": username, "Users": s.users,
-	})
+	_ = pageTemplate.Execute(w, map[string]any{"Title": "Sign in", "AppName": cmp.Or(p.req.app.Name, p.req.app.ID),
+		"ClientID": p.req.app.ID, "Error": errMsg, "RequestID": p.id, "CSRF": p.csrf, "Username": username, "Users": s.users})
 }
-
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{.Title}} - ERP.net dev identity server</title></head>
-<body><h1>{{.Title}}</h1>{{if .Code}}<p id="error" data-error="{{.Code}}"><strong>{{.Code}}</strong>: {{.Desc}}</p>
-{{else}}<p id="signed-out">You are now signed out.</p>{{end}}</body></html>
-`))
 
 // errorPage shows an error to the user without redirecting anywhere.
 func errorPage(w http.ResponseWriter, status int, code, desc string) {

@@ -1,41 +1,50 @@
 package erpnettest
 
 import (
+	"bytes"
 	"cmp"
+	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // control is the state of the test-only controls (package erpnetctl).
 type control struct {
-	mu     sync.Mutex
+	mu     sync.Mutex // for grants
 	grants map[string]int
-	tamper *erpnetctl.Tamper
-	auto   string
-	k      erpnetctl.Knobs
+	tamper atomic.Pointer[erpnetctl.Tamper] // for the next ID token
+	auto   atomic.Pointer[string]           // the user signed in without the form
+	k      atomic.Pointer[erpnetctl.Knobs]
 }
 
 func (c *control) knobs() erpnetctl.Knobs {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.k
+	if k := c.k.Load(); k != nil {
+		return *k
+	}
+	return erpnetctl.Knobs{}
 }
 
 func (c *control) autoUser() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.auto
+	if u := c.auto.Load(); u != nil {
+		return *u
+	}
+	return ""
 }
 
 // countGrant counts a token request's grant_type before any fault is applied.
 func (c *control) countGrant(r *http.Request) {
 	grant := ""
-	if r.Method == http.MethodPost {
-		if v, err := url.ParseQuery(string(readBody(r))); err == nil {
+	if r.Method == http.MethodPost && r.Body != nil { // read the body, and put it back
+		body, _ := io.ReadAll(io.LimitReader(r.Body, maxFormBytes+1)) // one more: the handler refuses it
+		_ = r.Body.Close()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if v, err := url.ParseQuery(string(body)); err == nil {
 			grant = v.Get("grant_type")
 		}
 	}
@@ -75,22 +84,12 @@ func (c ctl) APICalls() []erpnetctl.APICall {
 	return slices.Clone(c.api.calls[max(0, len(c.api.calls)-maxAPICalls):])
 }
 
-func (c ctl) ResetAPICalls() {
-	c.api.mu.Lock()
-	c.api.calls = nil
-	c.api.mu.Unlock()
-}
-
-func (c ctl) AutoSignIn(user string) {
-	c.ctl.mu.Lock()
-	c.ctl.auto = user
-	c.ctl.mu.Unlock()
-}
-
-func (c ctl) Set(k erpnetctl.Knobs) {
-	c.ctl.mu.Lock()
-	c.ctl.k = k
-	c.ctl.mu.Unlock()
+func (c ctl) AutoSignIn(user string) { c.ctl.auto.Store(&user) }
+func (c ctl) Set(k erpnetctl.Knobs)  { c.ctl.k.Store(&k) }
+func (c ctl) ResetAPICalls()         { c.api.mu.Lock(); c.api.calls = nil; c.api.mu.Unlock() }
+func (c ctl) TamperNextIDToken(t erpnetctl.Tamper) {
+	t.Claims = maps.Clone(t.Claims)
+	c.ctl.tamper.Store(&t)
 }
 
 func (c ctl) Authorize(hc *http.Client, appURL, user string) (*url.URL, error) {
@@ -110,11 +109,9 @@ func (c ctl) Tokens() []erpnetctl.TokenRecord {
 			Family: a.family, JTI: a.jti, Scopes: a.scopes, IssuedAt: a.issued, ExpiresAt: a.expires, Revoked: a.revoked})
 	}
 	for _, r := range c.tokens.refresh {
-		if f := c.tokens.families[r.family]; f != nil {
-			out = append(out, erpnetctl.TokenRecord{Kind: "refresh_token", ClientID: f.clientID, Subject: f.username,
-				SID: f.sid, Family: f.id, Scopes: f.scopes, IssuedAt: r.issued, ExpiresAt: f.expires,
-				Revoked: r.status != rtActive || f.revoked})
-		}
+		f := r.f
+		out = append(out, erpnetctl.TokenRecord{Kind: "refresh_token", ClientID: f.clientID, Subject: f.username,
+			SID: f.sid, Family: f.id, Scopes: f.scopes, IssuedAt: r.issued, ExpiresAt: f.expires, Revoked: r.rotated || f.revoked})
 	}
 	c.tokens.mu.Unlock()
 	c.refs.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -73,9 +74,6 @@ func (s *Server) touchSession(p *principal, now time.Time) (id string, opened, o
 	if ss := a.sessions[p.sessionKey]; ss != nil && ss.alive(now) {
 		ss.last = now
 		return ss.id, false, true
-	}
-	if a.sessions == nil {
-		a.sessions = map[string]*apiSession{}
 	}
 	for k, ss := range a.sessions {
 		if !ss.alive(now) {
@@ -164,11 +162,7 @@ func (s *Server) domainAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := s.validateToken(tok, now)
 	if err != nil {
-		desc := err.Error()
-		if errors.Is(err, errUnknownToken) {
-			desc = "the token is invalid"
-		}
-		apiError(sw, http.StatusUnauthorized, "Unauthorized", desc, bearerChallenge("invalid_token", desc, ""))
+		apiError(sw, http.StatusUnauthorized, "Unauthorized", err.Error(), bearerChallenge("invalid_token", err.Error(), ""))
 		return
 	}
 	call.Kind, call.Subject, call.ClientID = p.kind, p.subject, p.clientID
@@ -203,147 +197,86 @@ func (s *Server) domainAPI(w http.ResponseWriter, r *http.Request) {
 // set, PATCH, MERGE, PUT or DELETE an entity. Every answer names the caller.
 func (s *Server) serveOData(w http.ResponseWriter, r *http.Request, caller map[string]any) {
 	w.Header().Set("OData-Version", "4.0")
-	root := s.DomainAPI()
 	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, pathOData), "/")
-	if rest == "" {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			writeAPIError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the service document is read-only")
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	var body map[string]any
+	if !read && r.Method != http.MethodDelete { // read before taking the lock
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil || json.Unmarshal(raw, &body) != nil || body == nil {
+			writeAPIError(w, http.StatusBadRequest, "BadRequest", "the body must be a JSON object of at most 1 MiB")
 			return
 		}
-		var sets []map[string]any
-		for _, name := range []string{"Crm_Sales_Customers", "General_Contacts"} {
-			sets = append(sets, map[string]any{"name": name, "kind": "EntitySet", "url": name})
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": root + "$metadata", "value": sets, "caller": caller})
-		return
-	}
-	name, key, hasKey, ok := parseEntityPath(rest)
-	s.api.mu.Lock()
-	_, known := s.api.data[name]
-	s.api.mu.Unlock()
-	if !ok || !known {
-		writeAPIError(w, http.StatusNotFound, "NotFound", "The requested resource was not found: "+truncate(rest))
-		return
-	}
-	ctx := root + "$metadata#" + name
-	notFound := func() {
-		writeAPIError(w, http.StatusNotFound, "NotFound", "No "+name+" entity with key "+truncate(key)+".")
-	}
-	wrongTarget := func(msg string) bool {
-		if hasKey == (r.Method == http.MethodPost) {
-			writeAPIError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", msg)
-			return true
-		}
-		return false
-	}
-	// each runs f on the entity with the key (its index in the set) under the lock.
-	each := func(f func(recs []map[string]any, i int)) (found bool) {
-		s.api.mu.Lock()
-		defer s.api.mu.Unlock()
-		if i := slices.IndexFunc(s.api.data[name], func(rec map[string]any) bool { return rec["Id"] == key }); i >= 0 {
-			f(s.api.data[name], i)
-			return true
-		}
-		return false
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		if hasKey {
-			var out map[string]any
-			if !each(func(recs []map[string]any, i int) { out = copyRecord(recs[i]) }) {
-				notFound()
-				return
+		for k := range body {
+			if strings.HasPrefix(k, "@") || k == "caller" || k == "Id" {
+				delete(body, k)
 			}
-			out["@odata.context"], out["caller"] = ctx+"/$entity", caller
-			writeJSON(w, http.StatusOK, out)
+		}
+		name, _ := body["Name"].(string)
+		if _, has := body["Name"]; (has || r.Method == http.MethodPost) && strings.TrimSpace(name) == "" {
+			// ERP.net reports business rule violations as HTTP 500.
+			writeAPIError(w, http.StatusInternalServerError, "BusinessRuleViolation", "Name is required.")
 			return
 		}
+	}
+	// An entity set ("Set") or an entity ("Set(key)", "Set('key')"); nothing deeper.
+	name, key, hasKey := rest, "", false
+	if open := strings.IndexByte(rest, '('); open > 0 && strings.HasSuffix(rest, ")") {
+		name, key, hasKey = rest[:open], strings.Trim(rest[open+1:len(rest)-1], "'"), true
+	}
+	s.api.mu.Lock()
+	defer s.api.mu.Unlock()
+	recs, known := s.api.data[name]
+	i := slices.IndexFunc(recs, func(rec map[string]any) bool { return hasKey && rec["Id"] == key })
+	ctx := s.DomainAPI() + "$metadata#" + name
+	switch {
+	case rest == "" && read:
+		var sets []map[string]any
+		for _, n := range []string{"Crm_Sales_Customers", "General_Contacts"} {
+			sets = append(sets, map[string]any{"name": n, "kind": "EntitySet", "url": n})
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": s.DomainAPI() + "$metadata", "value": sets, "caller": caller})
+	case rest == "":
+		writeAPIError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the service document is read-only")
+	case !known || strings.Contains(rest, "/") || hasKey && key == "":
+		writeAPIError(w, http.StatusNotFound, "NotFound", "The requested resource was not found: "+truncate(rest))
+	case !read && hasKey == (r.Method == http.MethodPost):
+		writeAPIError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method+" to an entity set is POST, to an entity PATCH, PUT or DELETE")
+	case hasKey && i < 0:
+		writeAPIError(w, http.StatusNotFound, "NotFound", "No "+name+" entity with key "+truncate(key)+".")
+	case read && hasKey:
+		writeJSON(w, http.StatusOK, withCaller(recs[i], ctx+"/$entity", caller))
+	case read:
 		top, skip, err := pageParams(r)
 		if err != nil {
 			writeAPIError(w, http.StatusBadRequest, "BadRequest", err.Error())
 			return
 		}
 		page := []map[string]any{}
-		s.api.mu.Lock()
-		for i := skip; i < len(s.api.data[name]) && (top < 0 || len(page) < top); i++ {
-			page = append(page, copyRecord(s.api.data[name][i]))
+		for _, rec := range recs[min(skip, len(recs)):] {
+			if top >= 0 && len(page) == top {
+				break
+			}
+			page = append(page, rec)
 		}
-		s.api.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": ctx, "value": page, "caller": caller})
-	case http.MethodPost:
-		if wrongTarget("POST to an entity set, not to an entity") {
-			return
-		}
-		rec, ok := readRecord(w, r)
-		if !ok {
-			return
-		}
-		if n, _ := rec["Name"].(string); strings.TrimSpace(n) == "" {
-			// ERP.net reports business rule violations as HTTP 500.
-			writeAPIError(w, http.StatusInternalServerError, "BusinessRuleViolation", "Name is required.")
-			return
-		}
+	case r.Method == http.MethodPost:
 		h := strings.ToLower(randomHex(16))
-		rec["Id"] = h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
-		s.api.mu.Lock()
-		s.api.data[name] = append(s.api.data[name], rec)
-		out := copyRecord(rec)
-		s.api.mu.Unlock()
-		out["@odata.context"], out["caller"] = ctx+"/$entity", caller
-		w.Header().Set("Location", root+name+"("+out["Id"].(string)+")")
-		writeJSON(w, http.StatusCreated, out)
-	case http.MethodPatch, "MERGE", http.MethodPut:
-		if wrongTarget("update an entity, not an entity set") {
-			return
-		}
-		upd, ok := readRecord(w, r)
-		if !ok {
-			return
-		}
-		if v, has := upd["Name"]; has {
-			if n, _ := v.(string); strings.TrimSpace(n) == "" {
-				writeAPIError(w, http.StatusInternalServerError, "BusinessRuleViolation", "Name is required.")
-				return
-			}
-		}
-		delete(upd, "Id")
-		if !each(func(recs []map[string]any, i int) {
-			for k, v := range upd {
-				recs[i][k] = v
-			}
-		}) {
-			notFound()
-			return
-		}
+		body["Id"] = h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+		s.api.data[name] = append(recs, body)
+		w.Header().Set("Location", s.DomainAPI()+name+"("+body["Id"].(string)+")")
+		writeJSON(w, http.StatusCreated, withCaller(body, ctx+"/$entity", caller))
+	case r.Method == http.MethodDelete:
+		s.api.data[name] = slices.Delete(slices.Clone(recs), i, i+1)
 		w.WriteHeader(http.StatusNoContent)
-	case http.MethodDelete:
-		if wrongTarget("delete an entity, not an entity set") {
-			return
-		}
-		if !each(func(recs []map[string]any, i int) { s.api.data[name] = slices.Delete(slices.Clone(recs), i, i+1) }) {
-			notFound()
-			return
-		}
+	default: // PATCH, MERGE, PUT
+		rec := maps.Clone(recs[i])
+		maps.Copy(rec, body)
+		recs[i] = rec
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
 
 func truncate(v string) string { return v[:min(len(v), 64)] }
-
-// parseEntityPath splits "Set" or "Set(key)" / "Set('key')"; anything deeper is not supported.
-func parseEntityPath(rest string) (name, key string, hasKey, ok bool) {
-	open := strings.IndexByte(rest, '(')
-	switch {
-	case strings.Contains(rest, "/"):
-		return "", "", false, false
-	case open < 0:
-		return rest, "", false, true
-	case !strings.HasSuffix(rest, ")") || open == 0:
-		return "", "", false, false
-	}
-	key = strings.TrimSuffix(strings.TrimPrefix(rest[open+1:len(rest)-1], "'"), "'")
-	return rest[:open], key, true, key != ""
-}
 
 func pageParams(r *http.Request) (top, skip int, err error) {
 	q, top := r.URL.Query(), -1
@@ -360,36 +293,10 @@ func pageParams(r *http.Request) (top, skip int, err error) {
 	return top, skip, nil
 }
 
-// readRecord reads a JSON object body without OData annotations; it answers 400 itself.
-func readRecord(w http.ResponseWriter, r *http.Request) (map[string]any, bool) {
-	var rec map[string]any
-	msg := "a JSON object body is required"
-	if r.Body != nil {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		switch {
-		case err != nil:
-			msg = "the body is too large or unreadable"
-		case json.Unmarshal(body, &rec) != nil || rec == nil:
-			msg = "the body must be a JSON object"
-		}
-	}
-	if rec == nil {
-		writeAPIError(w, http.StatusBadRequest, "BadRequest", msg)
-		return nil, false
-	}
-	for k := range rec {
-		if strings.HasPrefix(k, "@") || k == "caller" {
-			delete(rec, k)
-		}
-	}
-	return rec, true
-}
-
-func copyRecord(rec map[string]any) map[string]any {
-	out := make(map[string]any, len(rec)+2)
-	for k, v := range rec {
-		out[k] = v
-	}
+// withCaller is a copy of rec with its OData context and the caller.
+func withCaller(rec map[string]any, ctx string, caller map[string]any) map[string]any {
+	out := maps.Clone(rec)
+	out["@odata.context"], out["caller"] = ctx, caller
 	return out
 }
 

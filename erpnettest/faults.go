@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -35,39 +36,28 @@ type Fault struct {
 // documentation for the names), after any faults already queued there. An unknown endpoint
 // or an inconsistent Fault fails the test (or panics for a Server made by Start).
 func (s *Server) InjectFault(endpoint string, f Fault) {
-	if s.tb != nil {
-		s.tb.Helper()
-	}
+	s.tb.Helper()
 	i := s.endpoint(endpoint)
 	if i < 0 {
 		return
 	}
-	bodies := 0
-	for _, b := range []bool{f.Malformed, f.Oversized, f.Empty} {
-		if b {
-			bodies++
+	bodies := len(slices.DeleteFunc([]bool{f.Malformed, f.Oversized, f.Empty}, func(b bool) bool { return !b }))
+	for _, bad := range []struct {
+		is  bool
+		msg string
+	}{
+		{bodies > 1, "at most one of Malformed, Oversized and Empty"},
+		{f.Status != 0 && (f.Status < 100 || f.Status > 599), "Status " + strconv.Itoa(f.Status) + " is not an HTTP status"},
+		{f.Times < 0 || f.Latency < 0 || f.RetryAfter < 0, "Times, Latency and RetryAfter must not be negative"},
+		{f.Drop && (f.Status != 0 || bodies > 0 || f.RetryAfter > 0), "a dropped connection has no status, body or Retry-After"},
+	} {
+		if bad.is {
+			s.fail("InjectFault(%q): %s", endpoint, bad.msg)
+			return
 		}
-	}
-	msg := ""
-	switch {
-	case bodies > 1:
-		msg = "at most one of Malformed, Oversized and Empty"
-	case f.Status != 0 && (f.Status < 100 || f.Status > 599):
-		msg = "Status " + strconv.Itoa(f.Status) + " is not an HTTP status"
-	case f.Times < 0 || f.Latency < 0 || f.RetryAfter < 0:
-		msg = "Times, Latency and RetryAfter must not be negative"
-	case f.Drop && (f.Status != 0 || bodies > 0 || f.RetryAfter > 0):
-		msg = "a dropped connection has no status, body or Retry-After"
-	}
-	if msg != "" {
-		s.fail("InjectFault(%q): %s", endpoint, msg)
-		return
 	}
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
-	if s.faults.q == nil {
-		s.faults.q = map[int][]Fault{}
-	}
 	for range max(f.Times, 1) {
 		s.faults.q[i] = append(s.faults.q[i], f)
 	}
@@ -76,7 +66,7 @@ func (s *Server) InjectFault(endpoint string, f Fault) {
 // ClearFaults drops every queued fault of every endpoint.
 func (s *Server) ClearFaults() {
 	s.faults.mu.Lock()
-	s.faults.q = nil
+	s.faults.q = map[int][]Fault{}
 	s.faults.mu.Unlock()
 }
 
@@ -95,7 +85,16 @@ func (s *Server) nextFault(i int) (Fault, bool) {
 // (or dropped).
 func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, i int, f Fault) bool {
 	name := endpoints[i].name
-	if !s.sleep(r.Context(), f.Latency) || f.Drop {
+	t := time.NewTimer(f.Latency)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		f.Drop = true
+	case <-s.done:
+		f.Drop = true
+	}
+	if f.Drop {
 		// The client gave up, the server is closing, or the fault drops the connection.
 		s.log.Info("erpnettest: fault: dropping connection", "endpoint", name)
 		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
@@ -132,17 +131,14 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, i int, f Fau
 		_, _ = w.Write([]byte(tail))
 	case name == "domainapi":
 		writeAPIError(w, status, "InjectedFault", "injected fault: HTTP "+http.StatusText(status))
+	case status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests:
+		writeOAuthError(w, &oauthError{status, "temporarily_unavailable", "injected fault"})
+	case status >= 500:
+		writeOAuthError(w, &oauthError{status, "server_error", "injected fault"})
+	case status == http.StatusUnauthorized:
+		writeOAuthError(w, &oauthError{status, "invalid_client", "injected fault"})
 	default:
-		code := "invalid_request"
-		switch {
-		case status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests:
-			code = "temporarily_unavailable"
-		case status >= 500:
-			code = "server_error"
-		case status == http.StatusUnauthorized:
-			code = "invalid_client"
-		}
-		writeJSON(w, status, map[string]any{"error": code, "error_description": "injected fault"})
+		writeOAuthError(w, &oauthError{status, "invalid_request", "injected fault"})
 	}
 	return true
 }

@@ -1,7 +1,6 @@
 package erpnettest
 
 import (
-	"bytes"
 	"cmp"
 	"crypto"
 	"crypto/hmac"
@@ -12,15 +11,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"maps"
 	"math/big"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // Signing keys are 2048-bit RSA keys from a process-wide pool (generating one takes tens to
@@ -51,11 +47,10 @@ func pooledKey(i int) (*signingKey, error) {
 		// The kid is the first half of the RFC 7638 thumbprint, in upper-case hex.
 		sum := sha256.Sum256([]byte(`{"e":"` + b64url(big.NewInt(int64(pub.E)).Bytes()) + `","kty":"RSA","n":"` + b64url(pub.N.Bytes()) + `"}`))
 		k := &signingKey{priv: priv, kid: strings.ToUpper(hex.EncodeToString(sum[:16]))}
-		if i < 0 {
-			k.kid = "UNPUBLISHED" + k.kid[:21]
-			keyPool.stray = k
-		} else {
+		if i >= 0 {
 			keyPool.keys = append(keyPool.keys, k)
+		} else {
+			k.kid, keyPool.stray = "UNPUBLISHED"+k.kid[:21], k
 		}
 	}
 	k := keyPool.stray
@@ -68,9 +63,9 @@ func pooledKey(i int) (*signingKey, error) {
 
 // keyRing is a Server's signing keys: the current one last, retired ones in their grace hour.
 type keyRing struct {
-	mu   sync.Mutex
-	keys []*signingKey
-	idx  int // pool index of the current key
+	mu, rotate sync.Mutex // rotate serializes RotateKeys
+	keys       []*signingKey
+	idx        int // pool index of the current key; changed under both locks
 }
 
 // keyGrace is how long a rotated-out key stays published and keeps verifying.
@@ -98,38 +93,39 @@ func (kr *keyRing) published(now time.Time) []*signingKey {
 // RotateKeys makes a new signing key current. The old key stays in the JWKS, and tokens
 // signed with it stay valid, for one hour of server time.
 func (s *Server) RotateKeys() {
-	for {
-		s.keys.mu.Lock()
-		next := s.keys.idx + 1
-		s.keys.mu.Unlock()
-		k, err := pooledKey(next) // may generate one: not under the lock
-		if err != nil {
-			s.fail("RotateKeys: %v", err)
-			return
-		}
-		s.keys.mu.Lock()
-		if s.keys.idx+1 == next { // else a concurrent RotateKeys won: rotate again from there
-			s.keys.keys[len(s.keys.keys)-1].retiredAt = s.now()
-			s.keys.keys, s.keys.idx = append(s.keys.keys, k), next
-			s.keys.mu.Unlock()
-			s.log.Info("erpnettest: signing key rotated", "kid", k.kid)
-			return
-		}
-		s.keys.mu.Unlock()
+	s.keys.rotate.Lock()
+	defer s.keys.rotate.Unlock()
+	k, err := pooledKey(s.keys.idx + 1) // may generate one: not under mu
+	if err != nil {
+		s.fail("RotateKeys: %v", err)
+		return
 	}
+	s.keys.mu.Lock()
+	s.keys.keys[len(s.keys.keys)-1].retiredAt = s.now()
+	s.keys.keys, s.keys.idx = append(s.keys.keys, k), s.keys.idx+1
+	s.keys.mu.Unlock()
+	s.log.Info("erpnettest: signing key rotated", "kid", k.kid)
 }
 
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	if methodNotAllowed(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
-	var keys []map[string]any
+	var keys []map[string]string
 	for _, k := range s.keys.published(s.now()) {
-		pub := &k.priv.PublicKey
-		keys = append(keys, map[string]any{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.kid,
-			"n": b64url(pub.N.Bytes()), "e": b64url(big.NewInt(int64(pub.E)).Bytes())})
+		keys = append(keys, rsaJWK(&k.priv.PublicKey, k.kid))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+}
+
+// rsaJWK is the JSON Web Key of an RS256 signing key (with kid when not empty).
+func rsaJWK(pub *rsa.PublicKey, kid string) map[string]string {
+	k := map[string]string{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+		"n": b64url(pub.N.Bytes()), "e": b64url(big.NewInt(int64(pub.E)).Bytes())}
+	if kid == "" {
+		delete(k, "kid")
+	}
+	return k
 }
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -168,10 +164,7 @@ func atHash(accessToken string) string {
 
 // signIDToken signs claims as an ID token, applying a pending tamper (erpnetctl) if one is set.
 func (s *Server) signIDToken(key *signingKey, claims map[string]any, clientSecret string) string {
-	s.ctl.mu.Lock()
-	t := s.ctl.tamper
-	s.ctl.tamper = nil
-	s.ctl.mu.Unlock()
+	t := s.ctl.tamper.Swap(nil)
 	if t == nil {
 		return signJWT(key, "JWT", claims)
 	}
@@ -226,12 +219,12 @@ var (
 	errWrongAud     = errors.New("the token audience does not include DomainAPI")
 	errRevoked      = errors.New("the token was revoked")
 	errSessionEnded = errors.New("the sign-in session of this token has ended")
-	errUnknownToken = errors.New("unknown token")
+	errUnknownToken = errors.New("the token is invalid")
 	errNotAPIToken  = errors.New("not an access token")
 )
 
 // verifyJWT checks a compact RS256 JWS against the published keys and returns its claims
-// (numbers as json.Number). Time claims are not checked here.
+// Time claims are not checked here.
 func (s *Server) verifyJWT(token string) (jwtHeader, map[string]any, error) {
 	var hdr jwtHeader
 	parts := strings.Split(token, ".")
@@ -256,22 +249,16 @@ func (s *Server) verifyJWT(token string) (jwtHeader, map[string]any, error) {
 	if rsa.VerifyPKCS1v15(&keys[i].priv.PublicKey, crypto.SHA256, sum[:], sig) != nil {
 		return hdr, nil, errBadSignature
 	}
-	dec := json.NewDecoder(bytes.NewReader(pb))
-	dec.UseNumber()
 	var claims map[string]any
-	if dec.Decode(&claims) != nil || claims == nil {
+	if json.Unmarshal(pb, &claims) != nil || claims == nil {
 		return hdr, nil, errMalformed
 	}
 	return hdr, claims, nil
 }
 
 func numClaim(c map[string]any, name string) (int64, bool) {
-	n, ok := c[name].(json.Number)
-	if !ok {
-		return 0, false
-	}
-	f, err := n.Float64()
-	return int64(f), err == nil
+	f, ok := c[name].(float64)
+	return int64(f), ok
 }
 
 func strClaim(c map[string]any, name string) string {
@@ -357,12 +344,4 @@ func (t *tokens) revoked(jti string) bool {
 	defer t.mu.Unlock()
 	a := t.access[jti]
 	return a != nil && a.revoked
-}
-
-// TamperNextIDToken implements erpnetctl.Controls.
-func (c ctl) TamperNextIDToken(t erpnetctl.Tamper) {
-	t.Claims = maps.Clone(t.Claims)
-	c.ctl.mu.Lock()
-	c.ctl.tamper = &t
-	c.ctl.mu.Unlock()
 }

@@ -1,6 +1,8 @@
 package erpnettest
 
 import (
+	"cmp"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -50,9 +52,7 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) autoDiscovery(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeAPIError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "method not allowed")
+	if methodNotAllowed(w, r, http.MethodGet, http.MethodHead) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"WebSites": []map[string]any{
@@ -76,46 +76,33 @@ func bearerChallenge(code, desc, scope string) string {
 	return v
 }
 
-// bearerError answers a refused bearer token with its challenge.
-func bearerError(w http.ResponseWriter, status int, code, desc, scope string) {
-	w.Header().Set("WWW-Authenticate", bearerChallenge(code, desc, scope))
-	writeJSON(w, status, map[string]any{"error": code, "error_description": desc})
-}
-
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	if methodNotAllowed(w, r, http.MethodGet, http.MethodPost) {
 		return
 	}
-	var tok string
-	if hdrs := r.Header.Values("Authorization"); len(hdrs) == 1 {
-		if scheme, rest, ok := strings.Cut(strings.TrimSpace(hdrs[0]), " "); ok && strings.EqualFold(scheme, "Bearer") {
-			tok = strings.TrimSpace(rest)
-		}
+	refuse := func(status int, code, desc, scope string) {
+		w.Header().Set("WWW-Authenticate", bearerChallenge(code, desc, scope))
+		writeJSON(w, status, map[string]any{"error": cmp.Or(code, "invalid_token"), "error_description": desc})
 	}
-	if tok == "" {
-		w.Header().Set("WWW-Authenticate", bearerChallenge("", "", ""))
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "invalid_token", "error_description": "a bearer access token is required"})
+	tok, via, _, _, _ := credential(r)
+	if via != "bearer" || tok == "" {
+		refuse(http.StatusUnauthorized, "", "a bearer access token is required", "")
 		return
 	}
 	p, err := s.validateToken(tok, s.now())
 	switch {
 	case err != nil:
-		bearerError(w, http.StatusUnauthorized, "invalid_token", err.Error(), "")
+		refuse(http.StatusUnauthorized, "invalid_token", err.Error(), "")
 		return
 	case p.kind != "user" || !slices.Contains(p.scopes, "openid"):
-		bearerError(w, http.StatusForbidden, "insufficient_scope", "userinfo needs a user token with scope openid", "openid")
+		refuse(http.StatusForbidden, "insufficient_scope", "userinfo needs a user token with scope openid", "openid")
 		return
 	}
 	out := map[string]any{"sub": p.subject}
 	if u := s.user(p.subject); u != nil && slices.Contains(p.scopes, "profile") {
-		out["preferred_username"] = u.Username
-		if u.Name != "" {
-			out["name"] = u.Name
-		}
-		if u.Email != "" {
-			out["email"] = u.Email
-		}
+		out["preferred_username"], out["name"], out["email"] = u.Username, u.Name, u.Email
+		maps.DeleteFunc(out, func(_ string, v any) bool { return v == "" })
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -124,7 +111,7 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 func (s *Server) tokenParam(w http.ResponseWriter, r *http.Request) (*authedClient, string, bool) {
 	c, form, ok := s.clientForm(w, r)
 	if ok && form.Get("token") == "" {
-		writeOAuthError(w, errInvalidRequest("token is required"))
+		writeOAuthError(w, oauthErr("invalid_request", "token is required"))
 		return nil, "", false
 	}
 	return c, form.Get("token"), ok
@@ -145,7 +132,7 @@ func (s *Server) revocation(w http.ResponseWriter, r *http.Request) {
 	revoked := ""
 	s.tokens.mu.Lock()
 	if rr := s.tokens.refresh[hashKey(tok)]; rr != nil {
-		if f := s.tokens.families[rr.family]; f != nil && f.clientID == c.app.ID {
+		if f := rr.f; f.clientID == c.app.ID {
 			s.tokens.revokeFamilyLocked(f)
 			revoked = "refresh_token"
 		}
@@ -164,7 +151,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.method == "none" {
-		writeOAuthError(w, errInvalidClient("introspection requires an authenticated (confidential) client"))
+		writeOAuthError(w, oauthErr("invalid_client", "introspection requires an authenticated (confidential) client"))
 		return
 	}
 	now := s.now()
@@ -172,7 +159,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	s.tokens.mu.Lock()
 	rr := s.tokens.refresh[hashKey(tok)]
 	if rr != nil {
-		if f := s.tokens.families[rr.family]; f != nil && rr.status == rtActive && !f.revoked && now.Before(f.expires) && s.signins.alive(f.sid) {
+		if f := rr.f; !rr.rotated && !f.revoked && now.Before(f.expires) && s.signins.alive(f.sid) {
 			out = map[string]any{"active": true, "token_type": "refresh_token", "client_id": f.clientID, "sub": f.username,
 				"username": f.username, "scope": strings.Join(f.scopes, " "), "iat": rr.issued.Unix(),
 				"exp": f.expires.Unix(), "iss": s.Authority(), "sid": f.sid}

@@ -1,6 +1,7 @@
 package erpnettest
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -28,14 +29,12 @@ type refTokens struct {
 // Scopes are chosen from read, update and DomainApi; none means read and update. An unknown
 // user or scope fails the test (or panics for a Server made by Start).
 func (s *Server) MintPAT(username string, scopes ...string) string {
-	if s.tb != nil {
-		s.tb.Helper()
-	}
+	s.tb.Helper()
+	bad := ""
 	if s.user(username) == nil {
-		s.fail("MintPAT: unknown user %q", username)
-		return ""
+		bad = fmt.Sprintf("unknown user %q", username)
 	}
-	return s.mint("PAT", &refRecord{kind: "pat", subject: username}, []string{"read", "update"}, scopes)
+	return s.mint("PAT", &refRecord{kind: "pat", subject: username}, bad, allScopes, scopes)
 }
 
 // MintSAT issues a service access token (a reference token) that acts as the System User of
@@ -44,55 +43,46 @@ func (s *Server) MintPAT(username string, scopes ...string) string {
 // where allowed. An application without a System User fails the test (or panics for a
 // Server made by Start).
 func (s *Server) MintSAT(appID string, scopes ...string) string {
-	if s.tb != nil {
-		s.tb.Helper()
-	}
-	app := s.apps[appID]
+	s.tb.Helper()
+	app, bad := s.apps[appID], ""
 	switch {
 	case app == nil || app.Disabled:
-		s.fail("MintSAT: unknown or disabled application %q", appID)
-		return ""
+		bad = fmt.Sprintf("unknown or disabled application %q", appID)
 	case app.SystemUser == "":
-		s.fail("MintSAT: application %q does not allow a System User (SystemUserAllowed)", appID)
-		return ""
+		bad = fmt.Sprintf("application %q does not allow a System User (SystemUserAllowed)", appID)
+	default:
+		return s.mint("SAT", &refRecord{kind: "sat", subject: app.SystemUser, clientID: appID}, "", allowedScopes(app), scopes)
 	}
-	allowed := allowedScopes(app)
-	for _, sc := range scopes {
-		if slices.Contains(apiScopes, sc) && !slices.Contains(allowed, sc) {
-			s.fail("MintSAT: application %q does not allow scope %q", appID, sc)
-			return ""
-		}
-	}
-	def := slices.DeleteFunc([]string{"read", "update"}, func(sc string) bool { return !slices.Contains(allowed, sc) })
-	if len(def) == 0 && len(scopes) == 0 {
-		s.fail("MintSAT: application %q allows neither read nor update", appID)
-		return ""
-	}
-	return s.mint("SAT", &refRecord{kind: "sat", subject: app.SystemUser, clientID: appID}, def, scopes)
+	return s.mint("SAT", nil, bad, nil, nil)
 }
 
-// mint stores rec with scopes (def when none) and returns the new token.
-func (s *Server) mint(kind string, rec *refRecord, def, scopes []string) string {
-	if s.tb != nil {
-		s.tb.Helper()
+// mint stores rec with scopes (read and update when none), which allowed must hold, and
+// returns the new token; with bad it fails the test instead.
+func (s *Server) mint(kind string, rec *refRecord, bad string, allowed, scopes []string) string {
+	s.tb.Helper()
+	if len(scopes) == 0 {
+		scopes = intersect([]string{"read", "update"}, allowed)
 	}
 	for _, sc := range scopes {
-		if !slices.Contains(apiScopes, sc) {
-			s.fail("Mint%s: scope %q is not allowed in a reference token (use read, update, DomainApi)", kind, sc)
-			return ""
+		switch {
+		case bad != "":
+		case !slices.Contains(apiScopes, sc):
+			bad = fmt.Sprintf("scope %q is not allowed in a reference token (use read, update, DomainApi)", sc)
+		case !slices.Contains(allowed, sc):
+			bad = fmt.Sprintf("application %q does not allow scope %q", rec.clientID, sc)
 		}
 	}
-	rec.scopes = slices.Clone(scopes)
-	if len(scopes) == 0 {
-		rec.scopes = def
+	if bad == "" && len(scopes) == 0 {
+		bad = fmt.Sprintf("application %q allows neither read nor update", rec.clientID)
 	}
-	rec.issued = s.now()
+	if bad != "" {
+		s.fail("Mint%s: %s", kind, bad)
+		return ""
+	}
+	rec.scopes, rec.issued = slices.Clone(scopes), s.now()
 	rec.expires = rec.issued.AddDate(1, 0, 0)
 	tok := refTokenPrefix + randomHex(32)
 	s.refs.mu.Lock()
-	if s.refs.m == nil {
-		s.refs.m = map[string]*refRecord{}
-	}
 	s.refs.m[hashKey(tok)] = rec
 	s.refs.mu.Unlock()
 	s.log.Info("erpnettest: reference token issued", "kind", kind, "subject", rec.subject, "expires", rec.expires)

@@ -1,16 +1,13 @@
 package erpnettest
 
 import (
-	"bytes"
 	"cmp"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -155,7 +152,7 @@ type Server struct {
 	apps  map[string]*App
 	users []User // in the sign-in page's order
 	log   *slog.Logger
-	tb    testing.TB      // nil for a Server made by Start
+	tb    testing.TB      // panicTB for a Server made by Start
 	tr    *http.Transport // shared by the clients SignIn returns
 
 	offset atomic.Int64   // Advance, in nanoseconds
@@ -221,11 +218,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("erpnettest: invalid config: %w", err)
 	}
-	addr := cfg.Addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", cmp.Or(cfg.Addr, "127.0.0.1:0"))
 	if err != nil {
 		return nil, fmt.Errorf("erpnettest: listen: %w", err)
 	}
@@ -249,11 +242,8 @@ func newServer(cfg Config) (*Server, error) {
 	}
 	cfg.AccessTokenLifetime = cmp.Or(cfg.AccessTokenLifetime, time.Hour)
 	cfg.IDTokenLifetime = cmp.Or(cfg.IDTokenLifetime, 5*time.Minute)
-	s := &Server{cfg: cfg, apps: map[string]*App{}, log: cfg.Logger, done: make(chan struct{}),
-		tr: &http.Transport{MaxIdleConnsPerHost: 8}, counts: make([]atomic.Int64, len(endpoints))}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s := &Server{cfg: cfg, apps: map[string]*App{}, tb: panicTB{}, log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		done: make(chan struct{}), tr: &http.Transport{MaxIdleConnsPerHost: 8}, counts: make([]atomic.Int64, len(endpoints))}
 	demo := demoApps()
 	for i, a := range append(demo, cfg.Apps...) {
 		i -= len(demo)
@@ -303,8 +293,10 @@ func newServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.keys.keys = []*signingKey{k}
-	s.api.data = demoData()
+	s.keys.keys, s.api.data, s.api.sessions = []*signingKey{k}, demoData(), map[string]*apiSession{}
+	s.signins.bySID, s.signins.cookies, s.signins.pending = map[string]*signin{}, map[string]string{}, map[string]*pendingLogin{}
+	s.codes.m, s.refs.m, s.faults.q = map[string]*codeRecord{}, map[string]*refRecord{}, map[int][]Fault{}
+	s.tokens.access, s.tokens.refresh, s.tokens.families = map[string]*accessRecord{}, map[string]*refreshRecord{}, map[string]*family{}
 	return s, nil
 }
 
@@ -371,16 +363,17 @@ func (s *Server) Requests(endpoint string) int {
 	return 0
 }
 
-// fail reports a misuse of the Server: through the test's tb, or by panicking.
+// fail reports a misuse of the Server: it fails the test, or panics (Start's panicTB).
 func (s *Server) fail(format string, args ...any) {
-	msg := fmt.Sprintf("erpnettest: "+format, args...)
-	if s.tb != nil {
-		s.tb.Helper()
-		s.tb.Fatal(msg)
-		return
-	}
-	panic(msg)
+	s.tb.Helper()
+	s.tb.Fatalf("erpnettest: "+format, args...)
 }
+
+// panicTB is the testing.TB of a Server or Marketplace made without one: its Fatalf panics.
+type panicTB struct{ testing.TB }
+
+func (panicTB) Helper()                           {}
+func (panicTB) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
 
 // Paths served.
 const (
@@ -423,9 +416,7 @@ func (s *Server) endpoint(name string) int {
 			return i
 		}
 	}
-	if s.tb != nil {
-		s.tb.Helper()
-	}
+	s.tb.Helper()
 	s.fail("unknown endpoint %q (want discovery, jwks, authorize, signin, token, userinfo, revocation, introspect, endsession, autodiscovery or domainapi)", name)
 	return -1
 }
@@ -440,20 +431,15 @@ func route(path string) int {
 	return -1
 }
 
-// enter registers a request in flight; it reports false once Close has begun.
-func (s *Server) enter() bool {
-	s.lifeMu.RLock()
-	defer s.lifeMu.RUnlock()
-	if s.closed {
-		return false
-	}
-	s.inflight.Add(1)
-	return true
-}
-
 // serve counts a request, applies its endpoint's next fault and serves it.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if !s.enter() {
+	s.lifeMu.RLock()
+	closed := s.closed
+	if !closed {
+		s.inflight.Add(1) // registered in flight, unless Close has begun
+	}
+	s.lifeMu.RUnlock()
+	if closed {
 		http.Error(w, "server closed", http.StatusServiceUnavailable)
 		return
 	}
@@ -507,16 +493,12 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
+	w.code = cmp.Or(w.code, code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
+	w.code = cmp.Or(w.code, http.StatusOK)
 	return w.ResponseWriter.Write(p)
 }
 
@@ -526,16 +508,14 @@ func (w *statusWriter) status() int { return cmp.Or(w.code, http.StatusOK) }
 
 // --- small helpers ---
 
-func randomHex(n int) string {
+func randomHex(n int) string { return strings.ToUpper(hex.EncodeToString(randomBytes(n))) }
+
+func randomToken(n int) string { return b64url(randomBytes(n)) }
+
+func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
-	return strings.ToUpper(hex.EncodeToString(b))
-}
-
-func randomToken(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return b64url(b)
+	return b
 }
 
 func hashKey(v string) string {
@@ -575,28 +555,11 @@ const maxFormBytes = 64 << 10
 
 // parseForm parses a POST body (application/x-www-form-urlencoded, at most maxFormBytes).
 func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
-	if r.Body == nil {
-		return url.Values{}, nil
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		return nil, errors.New("malformed or oversized form body")
 	}
 	return r.PostForm, nil
-}
-
-// readBody reads r's body (bounded) and puts it back, for a look before its handler.
-func readBody(r *http.Request) []byte {
-	if r.Body == nil {
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxFormBytes+1))
-	_ = r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil || len(body) > maxFormBytes {
-		return nil
-	}
-	return body
 }
 
 // firstDuplicate returns the name of a parameter given more than once (RFC 6749 §3.1).
@@ -607,20 +570,4 @@ func firstDuplicate(v url.Values) string {
 		}
 	}
 	return ""
-}
-
-// sleep waits for d, the request's end or the server's Close, and reports whether d passed.
-func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-	case <-s.done:
-	}
-	return false
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -25,33 +26,33 @@ func allowedScopes(a *App) []string {
 	if len(a.Scopes) == 0 {
 		return allScopes
 	}
-	return slices.DeleteFunc(slices.Clone(allScopes), func(sc string) bool { return !slices.Contains(a.Scopes, sc) })
+	return intersect(allScopes, a.Scopes)
+}
+
+// intersect returns the elements of a that b holds, in a's order.
+func intersect(a, b []string) []string {
+	return slices.DeleteFunc(slices.Clone(a), func(v string) bool { return !slices.Contains(b, v) })
 }
 
 // grantScopes computes requested ∩ allowed (∩ restrict, when not nil). Nothing requested
 // means every allowed scope. Unknown scopes and an empty result are invalid_scope.
 func grantScopes(app *App, requested string, restrict []string) ([]string, *oauthError) {
-	allowed := allowedScopes(app)
+	allowed, req := allowedScopes(app), strings.Fields(requested)
 	if restrict != nil {
-		allowed = slices.DeleteFunc(slices.Clone(allowed), func(sc string) bool { return !slices.Contains(restrict, sc) })
+		allowed = intersect(allowed, restrict)
 	}
-	req := strings.Fields(requested)
-	if len(req) == 0 {
-		if len(allowed) == 0 {
-			return nil, errInvalidScope("the client is not allowed any scope")
-		}
+	switch out := intersect(allowed, req); {
+	case len(req) == 0 && len(allowed) == 0:
+		return nil, oauthErr("invalid_scope", "the client is not allowed any scope")
+	case len(req) == 0:
 		return allowed, nil
+	case len(intersect(req, allScopes)) < len(req):
+		return nil, oauthErr("invalid_scope", "unknown scope")
+	case len(out) == 0:
+		return nil, oauthErr("invalid_scope", "none of the requested scopes is allowed for this client")
+	default:
+		return out, nil
 	}
-	for _, sc := range req {
-		if !slices.Contains(allScopes, sc) {
-			return nil, errInvalidScope("unknown scope")
-		}
-	}
-	out := slices.DeleteFunc(slices.Clone(allowed), func(sc string) bool { return !slices.Contains(req, sc) })
-	if len(out) == 0 {
-		return nil, errInvalidScope("none of the requested scopes is allowed for this client")
-	}
-	return out, nil
 }
 
 // codeRecord is an issued authorization code, stored under sha256(code).
@@ -69,38 +70,18 @@ type codes struct {
 	m  map[string]*codeRecord
 }
 
-func (c *codes) add(h string, rec *codeRecord) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string]*codeRecord{}
-	}
-	for k, old := range c.m {
-		if rec.expires.Sub(old.expires) > time.Hour {
-			delete(c.m, k)
-		}
-	}
-	c.m[h] = rec
-}
-
 // family is the lineage of refresh tokens from one code exchange.
 type family struct {
 	id, clientID, username, sid string
 	authTime, expires           time.Time
-	scopes, jtis                []string
+	scopes, jtis                []string // jtis: the access tokens issued in it
 	revoked                     bool
 }
 
-const (
-	rtActive = iota
-	rtRotated
-	rtRevoked
-)
-
 type refreshRecord struct {
-	family string
-	issued time.Time
-	status int
+	f       *family
+	issued  time.Time
+	rotated bool // redeemed: presenting it again revokes the family
 }
 
 // accessRecord is what the server remembers of a JWT access token.
@@ -120,8 +101,8 @@ type tokens struct {
 	swept    time.Time
 }
 
-// revokeFamilies revokes the families that match, their refresh tokens and the access tokens
-// issued in them.
+// revokeFamilies revokes the families that match, with their refresh tokens and the access
+// tokens issued in them.
 func (t *tokens) revokeFamilies(match func(*family) bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -134,37 +115,29 @@ func (t *tokens) revokeFamilies(match func(*family) bool) {
 
 func (t *tokens) revokeFamilyLocked(f *family) {
 	f.revoked = true
-	for _, r := range t.refresh {
-		if r.family == f.id && r.status == rtActive {
-			r.status = rtRevoked
-		}
-	}
 	for _, jti := range f.jtis {
 		t.revokeAccessLocked(jti)
 	}
 }
 
-// revokeAccessLocked revokes the access token jti, even before it is recorded.
+// revokeAccessLocked revokes the access token jti, even one not recorded yet.
 func (t *tokens) revokeAccessLocked(jti string) {
-	if t.access == nil {
-		t.access = map[string]*accessRecord{}
+	if t.access[jti] == nil {
+		t.access[jti] = &accessRecord{jti: jti, expires: time.Now().Add(24 * time.Hour)}
 	}
-	if a := t.access[jti]; a != nil {
-		a.revoked = true
-	} else {
-		t.access[jti] = &accessRecord{jti: jti, revoked: true, expires: time.Now().Add(24 * time.Hour)}
-	}
+	t.access[jti].revoked = true
 }
 
-// revokeCode revokes what a replayed code's redemption issued.
+// revokeCode revokes what a replayed code's redemption issued, even if not recorded yet.
 func (t *tokens) revokeCode(rec *codeRecord) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.revokeAccessLocked(rec.jti)
+	if rec.family != "" && t.families[rec.family] == nil {
+		t.families[rec.family] = &family{id: rec.family}
+	}
 	if f := t.families[rec.family]; f != nil {
 		t.revokeFamilyLocked(f)
-	} else if rec.family != "" {
-		t.families[rec.family] = &family{id: rec.family, revoked: true}
 	}
 }
 
@@ -172,26 +145,11 @@ func (t *tokens) revokeCode(rec *codeRecord) {
 func (t *tokens) record(now time.Time, a *accessRecord, f *family, rth string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.access == nil {
-		t.access, t.refresh, t.families = map[string]*accessRecord{}, map[string]*refreshRecord{}, map[string]*family{}
-	}
-	if now.Sub(t.swept) > time.Minute {
+	if now.Sub(t.swept) > time.Minute { // forget what can no longer matter
 		t.swept = now
-		for k, old := range t.access {
-			if now.After(old.expires.Add(time.Minute)) {
-				delete(t.access, k)
-			}
-		}
-		for k, old := range t.families {
-			if old != f && now.After(old.expires) {
-				delete(t.families, k)
-			}
-		}
-		for k, r := range t.refresh {
-			if t.families[r.family] == nil {
-				delete(t.refresh, k)
-			}
-		}
+		maps.DeleteFunc(t.access, func(_ string, old *accessRecord) bool { return now.After(old.expires.Add(time.Minute)) })
+		maps.DeleteFunc(t.families, func(_ string, old *family) bool { return old != f && now.After(old.expires) })
+		maps.DeleteFunc(t.refresh, func(_ string, r *refreshRecord) bool { return t.families[r.f.id] != r.f })
 	}
 	if old := t.access[a.jti]; old != nil && old.revoked {
 		a.revoked = true
@@ -205,7 +163,7 @@ func (t *tokens) record(now time.Time, a *accessRecord, f *family, rth string) {
 	}
 	t.families[f.id] = f
 	f.jtis = append(f.jtis, a.jti)
-	t.refresh[rth] = &refreshRecord{family: f.id, issued: now}
+	t.refresh[rth] = &refreshRecord{f: f, issued: now}
 	if f.revoked { // revoked while the tokens were signed: they are born dead
 		t.revokeFamilyLocked(f)
 	}
@@ -227,20 +185,12 @@ type oauthError struct {
 	code, desc string
 }
 
-func errInvalidRequest(desc string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_request", desc}
-}
-func errInvalidClient(desc string) *oauthError {
-	return &oauthError{http.StatusUnauthorized, "invalid_client", desc}
-}
-func errInvalidGrant(desc string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_grant", desc}
-}
-func errUnauthorizedClient(desc string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "unauthorized_client", desc}
-}
-func errInvalidScope(desc string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_scope", desc}
+// oauthErr is the error code with desc: 401 for invalid_client, else 400.
+func oauthErr(code, desc string) *oauthError {
+	if code == "invalid_client" {
+		return &oauthError{http.StatusUnauthorized, code, desc}
+	}
+	return &oauthError{http.StatusBadRequest, code, desc}
 }
 
 // writeOAuthError writes e as JSON, with no-store (and a Basic challenge for invalid_client).
@@ -256,31 +206,29 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 // introspection endpoint; it answers the errors itself.
 func (s *Server) clientForm(w http.ResponseWriter, r *http.Request) (*authedClient, url.Values, bool) {
 	noStore(w)
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeOAuthError(w, &oauthError{http.StatusMethodNotAllowed, "invalid_request", "the endpoint accepts POST only"})
-		return nil, nil, false
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		writeOAuthError(w, errInvalidRequest("Content-Type must be application/x-www-form-urlencoded"))
-		return nil, nil, false
-	}
-	form, err := parseForm(w, r)
-	if err != nil {
-		writeOAuthError(w, errInvalidRequest(err.Error()))
-		return nil, nil, false
-	}
-	if d := firstDuplicate(form); d != "" {
-		writeOAuthError(w, errInvalidRequest("parameter "+d+" given more than once"))
-		return nil, nil, false
-	}
-	c, oerr := s.authenticateClient(r, form)
+	var form url.Values
+	c, oerr := func() (*authedClient, *oauthError) {
+		var err error
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			return nil, &oauthError{http.StatusMethodNotAllowed, "invalid_request", "the endpoint accepts POST only"}
+		}
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+			return nil, oauthErr("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+		}
+		if form, err = parseForm(w, r); err != nil {
+			return nil, oauthErr("invalid_request", err.Error())
+		}
+		if d := firstDuplicate(form); d != "" {
+			return nil, oauthErr("invalid_request", "parameter "+d+" given more than once")
+		}
+		return s.authenticateClient(r, form)
+	}()
 	if oerr != nil {
 		s.log.Info("erpnettest: client refused", "path", r.URL.Path, "error", oerr.code)
 		writeOAuthError(w, oerr)
-		return nil, nil, false
 	}
-	return c, form, true
+	return c, form, oerr == nil
 }
 
 // authedClient is an authenticated client; secret (what it presented) lives only for the
@@ -300,16 +248,16 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*authedCl
 		method = "client_secret_post"
 	}
 	if hdrs := r.Header.Values("Authorization"); len(hdrs) > 1 {
-		return nil, errInvalidRequest("more than one Authorization header")
+		return nil, oauthErr("invalid_request", "more than one Authorization header")
 	} else if len(hdrs) == 1 {
 		bid, bsecret, err := parseBasic(hdrs[0])
 		switch {
 		case err != nil:
 			return nil, err
 		case formSecret:
-			return nil, errInvalidRequest("the client used more than one authentication method (HTTP Basic and client_secret in the body)")
+			return nil, oauthErr("invalid_request", "the client used more than one authentication method (HTTP Basic and client_secret in the body)")
 		case id != "" && id != bid:
-			return nil, errInvalidRequest("client_id in the body does not match the HTTP Basic credentials")
+			return nil, oauthErr("invalid_request", "client_id in the body does not match the HTTP Basic credentials")
 		}
 		id, secret, method = bid, bsecret, "client_secret_basic"
 	}
@@ -317,17 +265,17 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*authedCl
 	h, confidential := s.hashes.Load(id)
 	switch {
 	case id == "":
-		return nil, errInvalidClient("client authentication failed: no client credentials")
+		return nil, oauthErr("invalid_client", "client authentication failed: no client credentials")
 	case app == nil:
-		return nil, errInvalidClient("client authentication failed")
+		return nil, oauthErr("invalid_client", "client authentication failed")
 	case !confidential && secret != "":
-		return nil, errInvalidClient("client authentication failed: a public client must not send a client secret")
+		return nil, oauthErr("invalid_client", "client authentication failed: a public client must not send a client secret")
 	case confidential && secret == "":
-		return nil, errInvalidClient("client authentication failed: client secret required")
+		return nil, oauthErr("invalid_client", "client authentication failed: client secret required")
 	case confidential && subtle.ConstantTimeCompare(h.([]byte), hashOf(secret)) != 1:
-		return nil, errInvalidClient("client authentication failed")
+		return nil, oauthErr("invalid_client", "client authentication failed")
 	case app.Disabled:
-		return nil, errUnauthorizedClient("the client is disabled")
+		return nil, oauthErr("unauthorized_client", "the client is disabled")
 	}
 	if !confidential {
 		method = "none"
@@ -341,20 +289,20 @@ func hashOf(secret string) []byte { sum := sha256.Sum256([]byte(secret)); return
 func parseBasic(h string) (id, secret string, e *oauthError) {
 	scheme, payload, ok := strings.Cut(strings.TrimSpace(h), " ")
 	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return "", "", errInvalidClient("unsupported Authorization scheme; use HTTP Basic")
+		return "", "", oauthErr("invalid_client", "unsupported Authorization scheme; use HTTP Basic")
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
 	rawID, rawSecret, ok := strings.Cut(string(raw), ":")
 	if err != nil || !ok {
-		return "", "", errInvalidClient("malformed HTTP Basic credentials")
+		return "", "", oauthErr("invalid_client", "malformed HTTP Basic credentials")
 	}
 	id, err1 := url.QueryUnescape(rawID)
 	secret, err2 := url.QueryUnescape(rawSecret)
 	if err1 != nil || err2 != nil {
-		return "", "", errInvalidClient("malformed HTTP Basic credentials: client_id and secret must be form-urlencoded (RFC 6749 §2.3.1)")
+		return "", "", oauthErr("invalid_client", "malformed HTTP Basic credentials: client_id and secret must be form-urlencoded (RFC 6749 §2.3.1)")
 	}
 	if id == "" {
-		return "", "", errInvalidClient("malformed HTTP Basic credentials")
+		return "", "", oauthErr("invalid_client", "malformed HTTP Basic credentials")
 	}
 	return id, secret, nil
 }
@@ -366,9 +314,7 @@ func parseBasic(h string) (id, secret string, e *oauthError) {
 // clientcreds, authcode and hybrid packages). An unknown or public application, or an empty
 // secret, fails the test (or panics for a Server made by Start).
 func (s *Server) SetSecret(appID, secret string) {
-	if s.tb != nil {
-		s.tb.Helper()
-	}
+	s.tb.Helper()
 	_, confidential := s.hashes.Load(appID)
 	switch {
 	case s.apps[appID] == nil:
@@ -405,7 +351,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	)
 	switch gt := form.Get("grant_type"); gt {
 	case "":
-		oerr = errInvalidRequest("grant_type is required")
+		oerr = oauthErr("invalid_request", "grant_type is required")
 	case "authorization_code":
 		g, oerr = s.redeemCode(c, form, now)
 	case "refresh_token":
@@ -413,7 +359,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case "client_credentials":
 		g, oerr = clientCredentials(c, form.Get("scope"))
 	default:
-		oerr = &oauthError{http.StatusBadRequest, "unsupported_grant_type", "unsupported grant_type"}
+		oerr = oauthErr("unsupported_grant_type", "unsupported grant_type")
 	}
 	if oerr != nil {
 		s.log.Info("erpnettest: token request refused", "client_id", c.app.ID, "error", oerr.code)
@@ -430,13 +376,13 @@ func (s *Server) redeemCode(c *authedClient, form url.Values, now time.Time) (gr
 	code, redirectURI, verifier := form.Get("code"), form.Get("redirect_uri"), form.Get("code_verifier")
 	switch {
 	case code == "":
-		return grant{}, errInvalidRequest("code is required")
+		return grant{}, oauthErr("invalid_request", "code is required")
 	case redirectURI == "":
-		return grant{}, errInvalidRequest("redirect_uri is required")
+		return grant{}, oauthErr("invalid_request", "redirect_uri is required")
 	case verifier == "":
-		return grant{}, errInvalidRequest("code_verifier is required (PKCE)")
+		return grant{}, oauthErr("invalid_request", "code_verifier is required (PKCE)")
 	case !validPKCEValue(verifier):
-		return grant{}, errInvalidRequest("malformed code_verifier")
+		return grant{}, oauthErr("invalid_request", "malformed code_verifier")
 	}
 	s.codes.mu.Lock()
 	defer s.codes.mu.Unlock()
@@ -444,21 +390,21 @@ func (s *Server) redeemCode(c *authedClient, form url.Values, now time.Time) (gr
 	sum := sha256.Sum256([]byte(verifier))
 	switch {
 	case rec == nil || rec.clientID != c.app.ID:
-		return grant{}, errInvalidGrant("invalid authorization code")
+		return grant{}, oauthErr("invalid_grant", "invalid authorization code")
 	case rec.used:
 		s.tokens.revokeCode(rec)
-		return grant{}, errInvalidGrant("authorization code already used; tokens issued from it were revoked")
+		return grant{}, oauthErr("invalid_grant", "authorization code already used; tokens issued from it were revoked")
 	}
 	rec.used, rec.jti = true, randomHex(16) // single use: any redemption attempt by the bound client consumes it
 	switch {
 	case !now.Before(rec.expires):
-		return grant{}, errInvalidGrant("authorization code expired")
+		return grant{}, oauthErr("invalid_grant", "authorization code expired")
 	case rec.redirectURI != redirectURI:
-		return grant{}, errInvalidGrant("redirect_uri does not match the authorization request")
+		return grant{}, oauthErr("invalid_grant", "redirect_uri does not match the authorization request")
 	case subtle.ConstantTimeCompare([]byte(b64url(sum[:])), []byte(rec.challenge)) != 1:
-		return grant{}, errInvalidGrant("PKCE verification failed")
+		return grant{}, oauthErr("invalid_grant", "PKCE verification failed")
 	case !s.signins.alive(rec.sid):
-		return grant{}, errInvalidGrant("the sign-in session has ended")
+		return grant{}, oauthErr("invalid_grant", "the sign-in session has ended")
 	}
 	g := grant{app: c.app, secret: c.secret, subject: rec.username, userType: "user", sid: rec.sid,
 		authTime: rec.authTime, scopes: rec.scopes, nonce: rec.nonce, jti: rec.jti}
@@ -474,32 +420,32 @@ func (s *Server) redeemCode(c *authedClient, form url.Values, now time.Time) (gr
 // rotated one revokes its whole family.
 func (s *Server) redeemRefresh(c *authedClient, rt, scope string, now time.Time) (grant, *oauthError) {
 	if rt == "" {
-		return grant{}, errInvalidRequest("refresh_token is required")
+		return grant{}, oauthErr("invalid_request", "refresh_token is required")
 	}
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
 	rec := s.tokens.refresh[hashKey(rt)]
-	if rec == nil || s.tokens.families[rec.family] == nil || s.tokens.families[rec.family].clientID != c.app.ID {
-		return grant{}, errInvalidGrant("invalid refresh token")
+	if rec == nil || rec.f.clientID != c.app.ID {
+		return grant{}, oauthErr("invalid_grant", "invalid refresh token")
 	}
-	f := s.tokens.families[rec.family]
+	f := rec.f
 	switch {
-	case rec.status == rtRotated:
+	case rec.rotated:
 		s.tokens.revokeFamilyLocked(f)
 		s.log.Warn("erpnettest: refresh token reuse detected; family revoked", "client_id", f.clientID, "user", f.username)
-		return grant{}, errInvalidGrant("refresh token already used; every refresh token of this sign-in was revoked")
-	case rec.status == rtRevoked || f.revoked:
-		return grant{}, errInvalidGrant("refresh token revoked")
+		return grant{}, oauthErr("invalid_grant", "refresh token already used; every refresh token of this sign-in was revoked")
+	case f.revoked:
+		return grant{}, oauthErr("invalid_grant", "refresh token revoked")
 	case !now.Before(f.expires):
-		return grant{}, errInvalidGrant("refresh token expired")
+		return grant{}, oauthErr("invalid_grant", "refresh token expired")
 	case !s.signins.alive(f.sid):
-		return grant{}, errInvalidGrant("the sign-in session has ended")
+		return grant{}, oauthErr("invalid_grant", "the sign-in session has ended")
 	}
 	scopes := f.scopes
 	if scope != "" {
 		for _, sc := range strings.Fields(scope) {
 			if slices.Contains(allScopes, sc) && !slices.Contains(f.scopes, sc) {
-				return grant{}, errInvalidScope("a refresh cannot widen the original grant")
+				return grant{}, oauthErr("invalid_scope", "a refresh cannot widen the original grant")
 			}
 		}
 		var oerr *oauthError
@@ -507,21 +453,21 @@ func (s *Server) redeemRefresh(c *authedClient, rt, scope string, now time.Time)
 			return grant{}, oerr
 		}
 	}
-	rec.status = rtRotated
+	rec.rotated = true
 	return grant{app: c.app, secret: c.secret, subject: f.username, userType: "user", sid: f.sid,
 		authTime: f.authTime, scopes: scopes, family: f}, nil
 }
 
 func clientCredentials(c *authedClient, scope string) (grant, *oauthError) {
 	if c.method == "none" {
-		return grant{}, errUnauthorizedClient("a public client cannot use client_credentials")
+		return grant{}, oauthErr("unauthorized_client", "a public client cannot use client_credentials")
 	}
 	if c.app.SystemUser == "" {
-		return grant{}, errUnauthorizedClient("the client is not allowed to act as a System User (SystemUserAllowed)")
+		return grant{}, oauthErr("unauthorized_client", "the client is not allowed to act as a System User (SystemUserAllowed)")
 	}
 	for _, sc := range strings.Fields(scope) {
 		if sc == "openid" || sc == "profile" || sc == "offline_access" {
-			return grant{}, errInvalidScope("scope " + sc + " needs a user; not allowed with client_credentials")
+			return grant{}, oauthErr("invalid_scope", "scope "+sc+" needs a user; not allowed with client_credentials")
 		}
 	}
 	scopes, oerr := grantScopes(c.app, scope, apiScopes)

@@ -32,6 +32,7 @@ import (
 	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/redistest"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 const (
@@ -177,7 +178,7 @@ type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *strings.Builder
+	stderr *testutil.SyncBuffer
 	done   chan struct{}
 }
 
@@ -199,8 +200,8 @@ func (w *world) startChild(t *testing.T, mode, cookie string, extra ...string) *
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	c := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 16), stderr: &strings.Builder{}, done: make(chan struct{})}
-	cmd.Stderr = &syncWriter{w: c.stderr}
+	c := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 16), stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = c.stderr
 	require.NoError(t, cmd.Start())
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -237,17 +238,6 @@ func (c *child) expect(t *testing.T, prefix string, timeout time.Duration) strin
 			t.Fatalf("child did not say %q within %v; stderr:\n%s", prefix, timeout, c.stderr.String())
 		}
 	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // childResult is what a "refresh" child reports.

@@ -33,17 +33,27 @@ func VerifyNoLeaks(m *testing.M, opts ...goleak.Option) {
 }
 
 // SyncBuffer is a bytes.Buffer that many goroutines may write to at once,
-// for capturing log output to search for secrets.
+// for capturing log output or a process's output.
 type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	// OnLine, when set, sees every complete line written, without its newline.
+	OnLine func(string)
+
+	mu      sync.Mutex
+	b       bytes.Buffer
+	partial []byte
 }
 
 // Write implements io.Writer.
 func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	s.b.Write(p)
+	for s.partial = append(s.partial, p...); s.OnLine != nil && bytes.IndexByte(s.partial, '\n') >= 0; {
+		line, rest, _ := bytes.Cut(s.partial, []byte("\n"))
+		s.OnLine(string(line))
+		s.partial = rest
+	}
+	return len(p), nil
 }
 
 // String returns everything written so far.
