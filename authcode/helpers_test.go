@@ -502,6 +502,20 @@ type flakyStore struct {
 
 var errStoreDown = errors.New("store is down (test)")
 
+// signedInOnFlakyStore is an env whose Client keeps its sessions in a
+// flakyStore, with a user signed in.
+func signedInOnFlakyStore(t *testing.T) (*env, *flakyStore, *browser, *Session) {
+	t.Helper()
+	var fs *flakyStore
+	e := newEnv(t, withStore(func(m *mapStore) Store {
+		fs = &flakyStore{mapStore: m}
+		return fs
+	}))
+	b := e.browser()
+	e.mustSignIn(b, "")
+	return e, fs, b, e.session(b)
+}
+
 func (f *flakyStore) Load(ctx context.Context, key string) ([]byte, error) {
 	if f.failLoad.Load() {
 		return nil, errStoreDown

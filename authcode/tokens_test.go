@@ -102,14 +102,7 @@ func TestTokenSourceHandsOutNoRefreshToken(t *testing.T) {
 func TestRotatedTokensSavedBeforeUse(t *testing.T) {
 	var release chan struct{}
 	var saving chan struct{}
-	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *mapStore) Store {
-		fs = &flakyStore{mapStore: m}
-		return fs
-	}))
-	b := e.browser()
-	e.mustSignIn(b, "")
-	s := e.session(b)
+	e, fs, _, s := signedInOnFlakyStore(t)
 	e.advance(time.Hour + time.Minute)
 	release, saving = make(chan struct{}), make(chan struct{}, 1)
 	fs.onSave = func(key string) {
@@ -145,14 +138,7 @@ func TestRotatedTokensSavedBeforeUse(t *testing.T) {
 }
 
 func TestRefreshStoreFailureKeepsOldSession(t *testing.T) {
-	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *mapStore) Store {
-		fs = &flakyStore{mapStore: m}
-		return fs
-	}))
-	b := e.browser()
-	e.mustSignIn(b, "")
-	s := e.session(b)
+	e, fs, _, s := signedInOnFlakyStore(t)
 	old := e.record(s)
 	e.advance(time.Hour + time.Minute)
 
@@ -305,14 +291,7 @@ func TestNoOfflineAccessMeansReauthAtExpiry(t *testing.T) {
 
 // apiStub is an API that answers with the queued statuses, then 200.
 func TestStoreOutage(t *testing.T) {
-	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *mapStore) Store {
-		fs = &flakyStore{mapStore: m}
-		return fs
-	}))
-	b := e.browser()
-	e.mustSignIn(b, "")
-	s := e.session(b)
+	e, fs, b, s := signedInOnFlakyStore(t)
 	_, err := e.c.TokenSource(context.Background(), s).Token()
 	require.NoError(t, err)
 

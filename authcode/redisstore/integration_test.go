@@ -543,22 +543,18 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
 }
 
-// TestRedisOutageDuringRefresh: Redis goes down after the refresh token was
-// redeemed but before the rotated tokens are saved. authcode keeps them in
-// memory, reports a temporary error, and saves them first thing once Redis
-// is back, so the rotated-away refresh token is never redeemed again.
-func TestRedisOutageDuringRefresh(t *testing.T) {
-	w := newWorld(t, redistest.Persistent())
-	a := w.replica(t, 0, 0)
-	ck := signIn(t, a)
-	cookie := ck.Name + "=" + ck.Value
-	ctx := context.Background()
-
-	// A short lock TTL: the lock taken before the outage cannot be released
-	// while Redis is down, and (Redis being persistent) outlives the restart
-	// until it expires.
-	r := w.replica(t, clockOffset, time.Second)
-	sess, err := r.client.UserSession(request(ctx, cookie))
+// refreshDuringOutage signs a user in on one replica (Redis persistent), then
+// refreshes the session on replica r, whose clock says the token expired,
+// while Redis goes down with the token request in flight; it returns the
+// refresh's error. r's lock TTL is a second: the lock taken before the
+// outage cannot be released while Redis is down and outlives the restart
+// until it expires.
+func refreshDuringOutage(t *testing.T) (w *world, cookie string, r *replica, sess *authcode.Session, err error) {
+	w = newWorld(t, redistest.Persistent())
+	ck := signIn(t, w.replica(t, 0, 0))
+	cookie = ck.Name + "=" + ck.Value
+	r = w.replica(t, clockOffset, time.Second)
+	sess, err = r.client.UserSession(request(context.Background(), cookie))
 	require.NoError(t, err)
 	w.ds.InjectFault("token", erpnettest.Fault{Latency: 500 * time.Millisecond})
 	stopped := make(chan struct{})
@@ -567,8 +563,18 @@ func TestRedisOutageDuringRefresh(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // while the token request is in flight
 		w.redis.Stop()
 	}()
-	_, err = r.client.TokenSource(ctx, sess).Token()
+	_, err = r.client.TokenSource(context.Background(), sess).Token()
 	<-stopped
+	return w, cookie, r, sess, err
+}
+
+// TestRedisOutageDuringRefresh: Redis goes down after the refresh token was
+// redeemed but before the rotated tokens are saved. authcode keeps them in
+// memory, reports a temporary error, and saves them first thing once Redis
+// is back, so the rotated-away refresh token is never redeemed again.
+func TestRedisOutageDuringRefresh(t *testing.T) {
+	w, cookie, r, sess, err := refreshDuringOutage(t)
+	ctx := context.Background()
 	require.Error(t, err)
 	t.Logf("refresh while Redis went down: %v", err)
 	assert.ErrorIs(t, err, auth.ErrTemporary)
