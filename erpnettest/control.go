@@ -39,19 +39,15 @@ func (c *control) autoUser() string {
 
 // countGrant counts a token request's grant_type before any fault is applied.
 func (c *control) countGrant(r *http.Request) {
-	grant := ""
-	if r.Method == http.MethodPost && r.Body != nil { // read the body, and put it back
+	var v url.Values
+	if r.Method == http.MethodPost { // read the body, and put it back
 		body, _ := io.ReadAll(io.LimitReader(r.Body, maxFormBytes+1)) // one more: the handler refuses it
 		_ = r.Body.Close()
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if v, err := url.ParseQuery(string(body)); err == nil {
-			grant = v.Get("grant_type")
-		}
+		v, _ = url.ParseQuery(string(body))
 	}
+	grant := v.Get("grant_type")
 	c.mu.Lock()
-	if c.grants == nil {
-		c.grants = map[string]int{}
-	}
 	c.grants[grant[:min(len(grant), 100)]]++
 	c.mu.Unlock()
 }
@@ -74,7 +70,7 @@ func (c ctl) ResetCounts() {
 		c.counts[i].Store(0)
 	}
 	c.ctl.mu.Lock()
-	c.ctl.grants = nil
+	c.ctl.grants = map[string]int{}
 	c.ctl.mu.Unlock()
 }
 
@@ -106,28 +102,22 @@ func (c ctl) Tokens() []erpnetctl.TokenRecord {
 	c.tokens.mu.Lock()
 	for _, a := range c.tokens.access {
 		out = append(out, erpnetctl.TokenRecord{Kind: "access_token", ClientID: a.clientID, Subject: a.subject, SID: a.sid,
-			Family: a.family, JTI: a.jti, Scopes: a.scopes, IssuedAt: a.issued, ExpiresAt: a.expires, Revoked: a.revoked})
+			Family: a.family, JTI: a.jti, Scopes: slices.Clone(a.scopes), IssuedAt: a.issued, ExpiresAt: a.expires, Revoked: a.revoked})
 	}
 	for _, r := range c.tokens.refresh {
 		f := r.f
 		out = append(out, erpnetctl.TokenRecord{Kind: "refresh_token", ClientID: f.clientID, Subject: f.username,
-			SID: f.sid, Family: f.id, Scopes: f.scopes, IssuedAt: r.issued, ExpiresAt: f.expires, Revoked: r.rotated || f.revoked})
+			SID: f.sid, Family: f.id, Scopes: slices.Clone(f.scopes), IssuedAt: r.issued, ExpiresAt: f.expires, Revoked: r.rotated || f.revoked})
 	}
 	c.tokens.mu.Unlock()
 	c.refs.mu.Lock()
 	for _, t := range c.refs.m {
 		out = append(out, erpnetctl.TokenRecord{Kind: "reference_token", ClientID: t.clientID, Subject: t.subject,
-			Scopes: t.scopes, IssuedAt: t.issued, ExpiresAt: t.expires, Revoked: t.revoked})
+			Scopes: slices.Clone(t.scopes), IssuedAt: t.issued, ExpiresAt: t.expires, Revoked: t.revoked})
 	}
 	c.refs.mu.Unlock()
-	for i := range out {
-		out[i].Scopes = slices.Clone(out[i].Scopes)
-	}
 	slices.SortStableFunc(out, func(a, b erpnetctl.TokenRecord) int {
-		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Kind, b.Kind)
+		return cmp.Or(a.IssuedAt.Compare(b.IssuedAt), cmp.Compare(a.Kind, b.Kind))
 	})
 	return out
 }

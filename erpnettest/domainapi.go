@@ -44,11 +44,7 @@ type domainAPI struct {
 }
 
 // endSession ends the API session key, if open.
-func (a *domainAPI) endSession(key string) {
-	a.mu.Lock()
-	delete(a.sessions, key)
-	a.mu.Unlock()
-}
+func (a *domainAPI) endSession(key string) { a.mu.Lock(); delete(a.sessions, key); a.mu.Unlock() }
 
 // LicensesInUse returns how many ERP.net API sessions are open now, by the server's clock: the
 // license slots taken (see Config.LicenseCount).
@@ -56,13 +52,8 @@ func (s *Server) LicensesInUse() int {
 	now := s.now()
 	s.api.mu.Lock()
 	defer s.api.mu.Unlock()
-	n := 0
-	for _, ss := range s.api.sessions {
-		if ss.alive(now) {
-			n++
-		}
-	}
-	return n
+	maps.DeleteFunc(s.api.sessions, func(_ string, ss *apiSession) bool { return !ss.alive(now) })
+	return len(s.api.sessions)
 }
 
 // touchSession slides the caller's API session or opens one; ok is false when opening one
@@ -75,11 +66,7 @@ func (s *Server) touchSession(p *principal, now time.Time) (id string, opened, o
 		ss.last = now
 		return ss.id, false, true
 	}
-	for k, ss := range a.sessions {
-		if !ss.alive(now) {
-			delete(a.sessions, k)
-		}
-	}
+	maps.DeleteFunc(a.sessions, func(_ string, ss *apiSession) bool { return !ss.alive(now) })
 	if s.cfg.LicenseCount > 0 && len(a.sessions) >= s.cfg.LicenseCount {
 		return "", false, false
 	}
@@ -105,6 +92,8 @@ func credential(r *http.Request) (tok, via string, status int, code, desc string
 			authz = append(authz, vals...)
 		}
 	}
+	scheme, bearer, _ := strings.Cut(strings.TrimSpace(strings.Join(authz, " ")), " ")
+	key, bearer := strings.TrimSpace(strings.Join(keys, " ")), strings.TrimSpace(bearer)
 	switch {
 	case len(authz) > 0 && len(keys) > 0:
 		return "", "", http.StatusBadRequest, "invalid_request", "use either Authorization: Bearer or an API key header, not both"
@@ -112,24 +101,18 @@ func credential(r *http.Request) (tok, via string, status int, code, desc string
 		return "", "", http.StatusBadRequest, "invalid_request", "more than one API key header"
 	case len(authz) > 1:
 		return "", "", http.StatusBadRequest, "invalid_request", "more than one Authorization header"
+	case len(keys) == 1 && !validRefToken(key):
+		return "", via, http.StatusUnauthorized, "invalid_token", "an API key must be a reference token (enrt_...)"
 	case len(keys) == 1:
-		tok = strings.TrimSpace(keys[0])
-		if !validRefToken(tok) {
-			return "", via, http.StatusUnauthorized, "invalid_token", "an API key must be a reference token (enrt_...)"
-		}
-		return tok, via, 0, "", ""
-	case len(authz) == 1:
-		scheme, rest, _ := strings.Cut(strings.TrimSpace(authz[0]), " ")
-		if !strings.EqualFold(scheme, "Bearer") {
-			return "", "", http.StatusUnauthorized, "", "Bearer authentication required"
-		}
-		tok = strings.TrimSpace(rest)
-		if tok == "" || strings.ContainsAny(tok, " \t") {
-			return "", "bearer", http.StatusUnauthorized, "invalid_token", "malformed bearer token"
-		}
-		return tok, "bearer", 0, "", ""
+		return key, via, 0, "", ""
+	case len(authz) == 0:
+		return "", "", http.StatusUnauthorized, "", "authentication required"
+	case !strings.EqualFold(scheme, "Bearer"):
+		return "", "", http.StatusUnauthorized, "", "Bearer authentication required"
+	case bearer == "" || strings.ContainsAny(bearer, " \t"):
+		return "", "bearer", http.StatusUnauthorized, "invalid_token", "malformed bearer token"
 	}
-	return "", "", http.StatusUnauthorized, "", "authentication required"
+	return bearer, "bearer", 0, "", ""
 }
 
 // apiError answers with the ERP.net error shape {"error":{"code":...,"message":...}}; a

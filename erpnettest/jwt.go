@@ -211,16 +211,9 @@ type jwtHeader struct{ Alg, Typ, Kid string }
 var (
 	errMalformed    = errors.New("the token is malformed")
 	errBadSignature = errors.New("the token signature is invalid")
-	errUnknownKey   = errors.New("the token was signed with an unknown key")
 	errExpired      = errors.New("the token expired")
-	errNotYetValid  = errors.New("the token is not valid yet")
-	errWrongIssuer  = errors.New("the token was issued by another issuer")
-	errWrongType    = errors.New("the token has the wrong type")
-	errWrongAud     = errors.New("the token audience does not include DomainAPI")
 	errRevoked      = errors.New("the token was revoked")
-	errSessionEnded = errors.New("the sign-in session of this token has ended")
 	errUnknownToken = errors.New("the token is invalid")
-	errNotAPIToken  = errors.New("not an access token")
 )
 
 // verifyJWT checks a compact RS256 JWS against the published keys and returns its claims
@@ -243,7 +236,7 @@ func (s *Server) verifyJWT(token string) (jwtHeader, map[string]any, error) {
 	keys := s.keys.published(s.now())
 	i := slices.IndexFunc(keys, func(k *signingKey) bool { return k.kid == hdr.Kid })
 	if i < 0 {
-		return hdr, nil, errUnknownKey
+		return hdr, nil, errors.New("the token was signed with an unknown key")
 	}
 	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
 	if rsa.VerifyPKCS1v15(&keys[i].priv.PublicKey, crypto.SHA256, sum[:], sig) != nil {
@@ -311,30 +304,27 @@ func (s *Server) validateToken(tok string, now time.Time) (*principal, error) {
 		tokenType: "access_token"}
 	switch t := strings.ToLower(hdr.Typ); {
 	case t != "at+jwt" && t != "application/at+jwt":
-		return nil, errWrongType
+		return nil, errors.New("the token has the wrong type")
 	case strClaim(c, "iss") != s.Authority():
-		return nil, errWrongIssuer
+		return nil, errors.New("the token was issued by another issuer")
 	case !hasExp || p.jti == "" || p.subject == "":
 		return nil, errMalformed
 	case now.Unix() >= exp:
 		return nil, errExpired
 	case hasNbf && now.Unix() < nbf:
-		return nil, errNotYetValid
+		return nil, errors.New("the token is not valid yet")
 	case !slices.Contains(listClaim(c, "aud"), "DomainAPI"):
-		return nil, errWrongAud
+		return nil, errors.New("the token audience does not include DomainAPI")
 	case s.tokens.revoked(p.jti):
 		return nil, errRevoked
-	}
-	switch strClaim(c, "erp_user_type") {
-	case "system":
+	case strClaim(c, "erp_user_type") == "system":
 		p.kind, p.sessionKey, p.hardLimit = "system", "jti:"+p.jti, true
-	case "user":
-		if !s.signins.alive(p.sid) {
-			return nil, errSessionEnded
-		}
-		p.kind, p.sessionKey = "user", "sid:"+p.sid
+	case strClaim(c, "erp_user_type") != "user":
+		return nil, errors.New("not an access token")
+	case !s.signins.alive(p.sid):
+		return nil, errors.New("the sign-in session of this token has ended")
 	default:
-		return nil, errNotAPIToken
+		p.kind, p.sessionKey = "user", "sid:"+p.sid
 	}
 	return p, nil
 }
@@ -342,6 +332,5 @@ func (s *Server) validateToken(tok string, now time.Time) (*principal, error) {
 func (t *tokens) revoked(jti string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	a := t.access[jti]
-	return a != nil && a.revoked
+	return t.access[jti] != nil && t.access[jti].revoked
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,9 +71,9 @@ type Marketplace struct {
 	url        string
 	format     string
 	tb         testing.TB
-	mu         sync.Mutex
+	mu         sync.Mutex // serializes RotateKey
 	keyIdx     int
-	key        *rsa.PrivateKey
+	key        atomic.Pointer[rsa.PrivateKey]
 	keyFetches atomic.Int64
 	hc         *http.Client
 	closeOnce  sync.Once
@@ -98,11 +99,7 @@ func NewMarketplace(tb testing.TB, cfg ...MarketplaceConfig) *Marketplace {
 // StartMarketplace starts a Marketplace that runs until Close, for programs and Example
 // functions; tests use NewMarketplace.
 func StartMarketplace(cfg MarketplaceConfig) (*Marketplace, error) {
-	switch cfg.KeyFormat {
-	case "":
-		cfg.KeyFormat = "pkix"
-	case "pkix", "pkcs1", "jwk", "jwks":
-	default:
+	if cfg.KeyFormat = cmp.Or(cfg.KeyFormat, "pkix"); !slices.Contains([]string{"pkix", "pkcs1", "jwk", "jwks"}, cfg.KeyFormat) {
 		return nil, fmt.Errorf("erpnettest: MarketplaceConfig.KeyFormat %q is not pkix, pkcs1, jwk or jwks", cfg.KeyFormat)
 	}
 	key, err := pooledKey(0) // one key pool for the identity servers and the Marketplace
@@ -113,12 +110,13 @@ func StartMarketplace(cfg MarketplaceConfig) (*Marketplace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("erpnettest: marketplace: %w", err)
 	}
-	m := &Marketplace{url: "http://" + ln.Addr().String(), format: cfg.KeyFormat, key: key.priv, tb: panicTB{},
+	m := &Marketplace{url: "http://" + ln.Addr().String(), format: cfg.KeyFormat, tb: panicTB{},
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/marketplace.json", m.serveDoc)
 	mux.HandleFunc("GET /public-key", m.serveKey)
 	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.key.Store(key.priv)
 	go func() { _ = m.srv.Serve(ln) }()
 	return m, nil
 }
@@ -130,10 +128,7 @@ func (m *Marketplace) URL() string { return m.url }
 // Close stops the Marketplace. It is idempotent.
 func (m *Marketplace) Close() error {
 	var err error
-	m.closeOnce.Do(func() {
-		err = m.srv.Close()
-		m.hc.CloseIdleConnections()
-	})
+	m.closeOnce.Do(func() { err = m.srv.Close(); m.hc.CloseIdleConnections() })
 	return err
 }
 
@@ -150,7 +145,8 @@ func (m *Marketplace) RotateKey() {
 		m.fail("RotateKey: %v", err)
 		return
 	}
-	m.keyIdx, m.key = m.keyIdx+1, k.priv
+	m.keyIdx++
+	m.key.Store(k.priv)
 }
 
 func (m *Marketplace) fail(format string, args ...any) {
@@ -168,9 +164,7 @@ func (m *Marketplace) serveDoc(w http.ResponseWriter, _ *http.Request) {
 
 func (m *Marketplace) serveKey(w http.ResponseWriter, _ *http.Request) {
 	m.keyFetches.Add(1)
-	m.mu.Lock()
-	pub := &m.key.PublicKey
-	m.mu.Unlock()
+	pub := &m.key.Load().PublicKey
 	switch m.format {
 	case "pkix", "pkcs1":
 		blk := &pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(pub)}
@@ -231,9 +225,7 @@ func (m *Marketplace) Payload(e LifecycleEvent) []byte {
 // Sign returns the base64 RSA-SHA256 (PKCS #1 v1.5) signature of payload with the current
 // key, as the Marketplace signs JSON.stringify(payload).
 func (m *Marketplace) Sign(payload []byte) string {
-	m.mu.Lock()
-	key := m.key
-	m.mu.Unlock()
+	key := m.key.Load()
 	sum := sha256.Sum256(payload)
 	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
 	if err != nil {

@@ -188,51 +188,43 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if d := firstDuplicate(params); d != "" {
-		errorPage(w, http.StatusBadRequest, "invalid_request", "parameter "+d+" given more than once")
+	hint, plr, state := params.Get("id_token_hint"), params.Get("post_logout_redirect_uri"), params.Get("state")
+	hdr, c, err := s.verifyJWT(hint)
+	auds := listClaim(c, "aud")
+	clientID := strings.Join(auds, " ") // the hint's one audience
+	if code, desc := func() (string, string) {
+		app := s.apps[clientID]
+		switch d := firstDuplicate(params); {
+		case d != "":
+			return "invalid_request", "parameter " + d + " given more than once"
+		case hint != "" && (err != nil || !strings.EqualFold(hdr.Typ, "JWT") || strClaim(c, "iss") != s.Authority() || len(auds) != 1):
+			return "invalid_request", "invalid id_token_hint"
+		case hint != "" && params.Get("client_id") != "" && params.Get("client_id") != clientID:
+			return "invalid_request", "client_id does not match id_token_hint"
+		case plr == "":
+		case hint == "":
+			return "invalid_request", "post_logout_redirect_uri requires id_token_hint"
+		case app == nil || app.Disabled:
+			return "invalid_client", "unknown or disabled client"
+		case !redirectURIAllowed(app.PostLogoutURIs, plr):
+			return "invalid_request", "post_logout_redirect_uri is not registered for this client"
+		}
+		return "", ""
+	}(); code != "" {
+		errorPage(w, http.StatusBadRequest, code, desc)
 		return
 	}
-	hint, plr, state := params.Get("id_token_hint"), params.Get("post_logout_redirect_uri"), params.Get("state")
-	var sid, clientID string
-	if hint != "" {
-		hdr, c, err := s.verifyJWT(hint)
-		if err != nil || !strings.EqualFold(hdr.Typ, "JWT") || strClaim(c, "iss") != s.Authority() {
-			errorPage(w, http.StatusBadRequest, "invalid_request", "invalid id_token_hint")
-			return
-		}
-		sid = strClaim(c, "sid")
-		if auds := listClaim(c, "aud"); len(auds) == 1 {
-			clientID = auds[0]
-		}
-		if cid := params.Get("client_id"); cid != "" && cid != clientID {
-			errorPage(w, http.StatusBadRequest, "invalid_request", "client_id does not match id_token_hint")
-			return
-		}
-	}
-	if app := s.apps[clientID]; plr != "" {
-		switch {
-		case hint == "":
-			errorPage(w, http.StatusBadRequest, "invalid_request", "post_logout_redirect_uri requires id_token_hint")
-			return
-		case app == nil || app.Disabled:
-			errorPage(w, http.StatusBadRequest, "invalid_client", "unknown or disabled client")
-			return
-		case !redirectURIAllowed(app.PostLogoutURIs, plr):
-			errorPage(w, http.StatusBadRequest, "invalid_request", "post_logout_redirect_uri is not registered for this client")
-			return
-		}
-	}
-	current := s.cookieSignin(r)
-	ended := s.endSignins(func(si *signin) bool { return sid != "" && si.sid == sid || current != nil && si.sid == current.sid })
+	sid, current := strClaim(c, "sid"), s.cookieSignin(r)
+	ended := s.endSignins(func(si *signin) bool { return hint != "" && si.sid == sid || current != nil && si.sid == current.sid })
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/id", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	s.log.Info("erpnettest: end session", "client_id", clientID, "signins_ended", ended)
-	if plr != "" {
-		if state != "" {
-			plr = appendQuery(plr, url.Values{"state": {state}})
-		}
+	switch {
+	case plr != "" && state != "":
+		http.Redirect(w, r, appendQuery(plr, url.Values{"state": {state}}), http.StatusFound)
+	case plr != "":
 		http.Redirect(w, r, plr, http.StatusFound)
-		return
+	default:
+		setPageHeaders(w, http.StatusOK)
+		_ = pageTemplate.Execute(w, map[string]string{"Title": "Signed out"})
 	}
-	setPageHeaders(w, http.StatusOK)
-	_ = pageTemplate.Execute(w, map[string]string{"Title": "Signed out"})
 }

@@ -165,8 +165,8 @@ type Server struct {
 		q  map[int][]Fault
 	}
 
-	// The state, one part per endpoint family, each under its own lock. A part may call
-	// signins.alive while holding its lock; signins calls no other part under its lock.
+	// The state, one part per endpoint family, each under its own lock. Locks nest only
+	// in this order: codes, tokens, signins; keys, refs, api and ctl take no other.
 	keys    keyRing
 	signins signins
 	codes   codes
@@ -295,7 +295,7 @@ func newServer(cfg Config) (*Server, error) {
 	}
 	s.keys.keys, s.api.data, s.api.sessions = []*signingKey{k}, demoData(), map[string]*apiSession{}
 	s.signins.bySID, s.signins.cookies, s.signins.pending = map[string]*signin{}, map[string]string{}, map[string]*pendingLogin{}
-	s.codes.m, s.refs.m, s.faults.q = map[string]*codeRecord{}, map[string]*refRecord{}, map[int][]Fault{}
+	s.codes.m, s.refs.m, s.faults.q, s.ctl.grants = map[string]*codeRecord{}, map[string]*refRecord{}, map[int][]Fault{}, map[string]int{}
 	s.tokens.access, s.tokens.refresh, s.tokens.families = map[string]*accessRecord{}, map[string]*refreshRecord{}, map[string]*family{}
 	return s, nil
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"maps"
 	"mime"
 	"net/http"
@@ -120,22 +119,18 @@ func (t *tokens) revokeFamilyLocked(f *family) {
 	}
 }
 
-// revokeAccessLocked revokes the access token jti, even one not recorded yet.
 func (t *tokens) revokeAccessLocked(jti string) {
-	if t.access[jti] == nil {
-		t.access[jti] = &accessRecord{jti: jti, expires: time.Now().Add(24 * time.Hour)}
+	if a := t.access[jti]; a != nil {
+		a.revoked = true
 	}
-	t.access[jti].revoked = true
 }
 
-// revokeCode revokes what a replayed code's redemption issued, even if not recorded yet.
+// revokeCode revokes what a replayed code's redemption issued (recorded before the
+// redemption released the codes' lock).
 func (t *tokens) revokeCode(rec *codeRecord) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.revokeAccessLocked(rec.jti)
-	if rec.family != "" && t.families[rec.family] == nil {
-		t.families[rec.family] = &family{id: rec.family}
-	}
 	if f := t.families[rec.family]; f != nil {
 		t.revokeFamilyLocked(f)
 	}
@@ -151,15 +146,9 @@ func (t *tokens) record(now time.Time, a *accessRecord, f *family, rth string) {
 		maps.DeleteFunc(t.families, func(_ string, old *family) bool { return old != f && now.After(old.expires) })
 		maps.DeleteFunc(t.refresh, func(_ string, r *refreshRecord) bool { return t.families[r.f.id] != r.f })
 	}
-	if old := t.access[a.jti]; old != nil && old.revoked {
-		a.revoked = true
-	}
 	t.access[a.jti] = a
 	if f == nil {
 		return
-	}
-	if old := t.families[f.id]; old != nil && old != f && old.revoked {
-		f.revoked = true
 	}
 	t.families[f.id] = f
 	f.jtis = append(f.jtis, a.jti)
@@ -249,11 +238,15 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*authedCl
 	}
 	if hdrs := r.Header.Values("Authorization"); len(hdrs) > 1 {
 		return nil, oauthErr("invalid_request", "more than one Authorization header")
-	} else if len(hdrs) == 1 {
-		bid, bsecret, err := parseBasic(hdrs[0])
+	} else if len(hdrs) == 1 { // Basic base64(urlencode(id):urlencode(secret))
+		rawID, rawSecret, ok := r.BasicAuth()
+		bid, err1 := url.QueryUnescape(rawID)
+		bsecret, err2 := url.QueryUnescape(rawSecret)
 		switch {
-		case err != nil:
-			return nil, err
+		case !ok || bid == "":
+			return nil, oauthErr("invalid_client", "malformed or unsupported Authorization header; use HTTP Basic")
+		case err1 != nil || err2 != nil:
+			return nil, oauthErr("invalid_client", "malformed HTTP Basic credentials: client_id and secret must be form-urlencoded (RFC 6749 §2.3.1)")
 		case formSecret:
 			return nil, oauthErr("invalid_request", "the client used more than one authentication method (HTTP Basic and client_secret in the body)")
 		case id != "" && id != bid:
@@ -284,28 +277,6 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*authedCl
 }
 
 func hashOf(secret string) []byte { sum := sha256.Sum256([]byte(secret)); return sum[:] }
-
-// parseBasic decodes "Basic base64(urlencode(id):urlencode(secret))".
-func parseBasic(h string) (id, secret string, e *oauthError) {
-	scheme, payload, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return "", "", oauthErr("invalid_client", "unsupported Authorization scheme; use HTTP Basic")
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
-	rawID, rawSecret, ok := strings.Cut(string(raw), ":")
-	if err != nil || !ok {
-		return "", "", oauthErr("invalid_client", "malformed HTTP Basic credentials")
-	}
-	id, err1 := url.QueryUnescape(rawID)
-	secret, err2 := url.QueryUnescape(rawSecret)
-	if err1 != nil || err2 != nil {
-		return "", "", oauthErr("invalid_client", "malformed HTTP Basic credentials: client_id and secret must be form-urlencoded (RFC 6749 §2.3.1)")
-	}
-	if id == "" {
-		return "", "", oauthErr("invalid_client", "malformed HTTP Basic credentials")
-	}
-	return id, secret, nil
-}
 
 // SetSecret stores a new client secret for the confidential application appID, as an
 // ERP.net administrator does: from then on the old secret fails at once with invalid_client
@@ -353,6 +324,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case "":
 		oerr = oauthErr("invalid_request", "grant_type is required")
 	case "authorization_code":
+		s.codes.mu.Lock() // held while the tokens are issued: a replay revokes what they are
+		defer s.codes.mu.Unlock()
 		g, oerr = s.redeemCode(c, form, now)
 	case "refresh_token":
 		g, oerr = s.redeemRefresh(c, form.Get("refresh_token"), form.Get("scope"), now)
@@ -384,8 +357,6 @@ func (s *Server) redeemCode(c *authedClient, form url.Values, now time.Time) (gr
 	case !validPKCEValue(verifier):
 		return grant{}, oauthErr("invalid_request", "malformed code_verifier")
 	}
-	s.codes.mu.Lock()
-	defer s.codes.mu.Unlock()
 	rec := s.codes.m[hashKey(code)]
 	sum := sha256.Sum256([]byte(verifier))
 	switch {

@@ -96,11 +96,7 @@ func Redact(u *url.URL) string {
 func Walk(ctx context.Context, hc *http.Client, start string, stop func(from, to *url.URL) bool, fill func(*Form) error) (*url.URL, []byte, error) {
 	method, next, body := http.MethodGet, start, url.Values(nil)
 	for range 30 {
-		var rd io.Reader
-		if body != nil {
-			rd = strings.NewReader(body.Encode())
-		}
-		req, err := http.NewRequestWithContext(ctx, method, next, rd)
+		req, err := http.NewRequestWithContext(ctx, method, next, strings.NewReader(body.Encode())) // GET: empty
 		if err != nil {
 			return nil, nil, err
 		}

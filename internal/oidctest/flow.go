@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 
@@ -65,7 +64,7 @@ func (p *Provider) Login(ctx context.Context, authURL, user string) (*url.URL, e
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.sessionUser != user {
-		p.jar, _ = cookiejar.New(nil)
+		p.browser.Jar, _ = cookiejar.New(nil)
 		p.sessionUser = ""
 	}
 	signIns := 0
@@ -136,12 +135,7 @@ func (p *Provider) EndSession(ctx context.Context, endSessionURL string) (*url.U
 // returns it; or until a page of the provider without a form, whose text it
 // returns.
 func (p *Provider) browse(ctx context.Context, start, target string, fill func(*htmlform.Form) error) (*url.URL, string, error) {
-	client := &http.Client{
-		Transport:     p.transport,
-		Jar:           p.jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	final, page, err := htmlform.Walk(ctx, client, start, func(_, to *url.URL) bool { return p.isFinal(to, target) },
+	final, page, err := htmlform.Walk(ctx, p.browser, start, func(_, to *url.URL) bool { return p.isFinal(to, target) },
 		func(f *htmlform.Form) error {
 			if action, _ := url.Parse(f.Action); p.isFinal(action, target) {
 				return fmt.Errorf("the provider posts a form to %s; only redirects back to the client are supported", f.Action)

@@ -125,11 +125,9 @@ type Provider struct {
 	resource string
 	users    map[string]string
 
-	transport *http.Transport
-
-	mu          sync.Mutex // serializes Login and EndSession
-	jar         *cookiejar.Jar
-	sessionUser string // user signed in within jar, "" if none
+	mu          sync.Mutex   // serializes Login and EndSession
+	browser     *http.Client // a cookie jar, no redirects followed
+	sessionUser string       // user signed in within the browser's jar, "" if none
 }
 
 // defaultResource is the resource indicator (and JWT "aud") of access tokens.
@@ -220,16 +218,16 @@ func Start(tb testing.TB, cfg Config) *Provider {
 		origin = u.Scheme + "://" + u.Host
 	}
 	p := &Provider{
-		issuer:    issuer,
-		root:      root,
-		origin:    origin,
-		resource:  defaultResource,
-		users:     cfg.Users,
-		transport: &http.Transport{},
-		jar:       jar,
+		issuer:   issuer,
+		root:     root,
+		origin:   origin,
+		resource: defaultResource,
+		users:    cfg.Users,
+		browser: &http.Client{Transport: &http.Transport{}, Jar: jar,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
 	tb.Cleanup(func() {
-		p.transport.CloseIdleConnections()
+		p.browser.CloseIdleConnections()
 		stop()
 		if tb.Failed() {
 			tb.Logf("oidctest: oidc-provider at %s output:\n%s", issuer, out.String())

@@ -87,8 +87,7 @@ type OP struct {
 	srv    *httptest.Server
 	hc     *http.Client
 
-	mu  sync.Mutex // serializes Login and EndSession (one browser)
-	jar *cookiejar.Jar
+	mu sync.Mutex // serializes Login and EndSession (hc is one browser: a cookie jar, no redirects)
 }
 
 // Start starts the example OP on 127.0.0.1 and registers its shutdown with
@@ -115,7 +114,8 @@ func Start(tb testing.TB, cfg Config) *OP {
 	srv.Start()
 
 	jar, _ := cookiejar.New(nil)
-	o := &OP{issuer: issuer, srv: srv, jar: jar, hc: &http.Client{Transport: &http.Transport{}}}
+	o := &OP{issuer: issuer, srv: srv, hc: &http.Client{Transport: &http.Transport{}, Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	tb.Cleanup(func() {
 		o.hc.CloseIdleConnections()
 		srv.CloseClientConnections()
@@ -199,12 +199,7 @@ func (o *OP) EndSession(ctx context.Context, endSessionURL string) (*url.URL, er
 func (o *OP) browse(ctx context.Context, start string, fill func(*htmlform.Form) error) (*url.URL, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	client := &http.Client{
-		Transport:     o.hc.Transport,
-		Jar:           o.jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	final, _, err := htmlform.Walk(ctx, client, start, func(_, to *url.URL) bool { return to.Scheme+"://"+to.Host != o.issuer }, fill)
+	final, _, err := htmlform.Walk(ctx, o.hc, start, func(_, to *url.URL) bool { return to.Scheme+"://"+to.Host != o.issuer }, fill)
 	if err != nil {
 		return nil, fmt.Errorf("zitadelop: %w", err)
 	}
