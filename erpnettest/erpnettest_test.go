@@ -240,7 +240,7 @@ func TestConfig(t *testing.T) {
 		t.Errorf("app without ID: %v", err)
 	}
 	_, err = erpnettest.Start(erpnettest.Config{Apps: []erpnettest.App{{ID: "a", Scopes: []string{"sec"}}}})
-	if err == nil || !strings.HasPrefix(err.Error(), "erpnettest: ") || strings.Contains(err.Error(), "devserver") {
+	if err == nil || !strings.HasPrefix(err.Error(), "erpnettest: ") || strings.Contains(err.Error(), "erpnettest: erpnettest") {
 		t.Errorf("unknown scope: %v", err)
 	}
 }

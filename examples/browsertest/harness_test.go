@@ -553,4 +553,4 @@ func (tb *tab) requireStatus(resp *network.Response, status int64, what string) 
 // goErrorText matches what Go error strings of the SDK look like on a page
 // ("authcode: ...", "hybrid: ...", wrapped errors with ": " chains of
 // package prefixes).
-var goErrorText = regexp.MustCompile(`\b(authcode|hybrid|oauth2|oidc|devserver|autherr|tokenep|discovery): `)
+var goErrorText = regexp.MustCompile(`\b(authcode|hybrid|oauth2|oidc|erpnettest|autherr|tokenep|discovery): `)
