@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // Tests of what the session engine promises a caller, one per class of
@@ -63,7 +64,7 @@ func TestEverySessionIsTheCallersOwn(t *testing.T) {
 			e.c.Invalidate(other)
 			_, err := e.c.TokenSource(context.Background(), other).Token()
 			require.NoError(t, err)
-			require.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+			require.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 			assert.Equal(t, want, e.record(other).Scopes, "a caller's change was saved")
 			assert.Equal(t, want, e.session(b).Scopes)
 		})
@@ -128,7 +129,7 @@ func TestRefreshInFlightSurvivesEviction(t *testing.T) {
 	now := e.record(s)
 	assert.Equal(t, old.Ver+1, now.Ver, "the rotated token was not saved")
 	assert.Equal(t, now.AccessToken, tok.Load())
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// Alice is still signed in, on the saved tokens, with no new grant.
 	r := alice.get(e.app.URL + "/api")
@@ -136,7 +137,7 @@ func TestRefreshInFlightSurvivesEviction(t *testing.T) {
 	tok2, err := e.c.TokenSource(context.Background(), e.session(alice)).Token()
 	require.NoError(t, err)
 	assert.Equal(t, now.AccessToken, tok2.AccessToken)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 }
 
 // A session dropped from memory while a caller still holds it (a job's
@@ -158,7 +159,7 @@ func TestHeldSessionOutlivesEviction(t *testing.T) {
 	tok, err := ts.Token()
 	require.NoError(t, err)
 	assert.Equal(t, e.record(e.session(alice)).AccessToken, tok.AccessToken)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// Signed out elsewhere while out of memory: the held copy is dead too.
 	ts = e.c.TokenSource(context.Background(), e.session(alice))
@@ -192,7 +193,7 @@ func TestRevokedUserCallFailsWithReauth(t *testing.T) {
 	var ue *url.Error
 	assert.True(t, errors.As(err, &ue), "want a *url.Error, got %T", err)
 	assert.ErrorIs(t, err, auth.ErrReauthRequired)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"), "one refresh told the SDK")
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"), "one refresh told the SDK")
 
 	// The next calls fail at once, and the browser is sent to sign in.
 	_, err = hc.Get(domainAPI(e))
@@ -200,7 +201,7 @@ func TestRevokedUserCallFailsWithReauth(t *testing.T) {
 	r := b.get(e.app.URL + "/me")
 	assert.Equal(t, http.StatusFound, r.StatusCode)
 	assert.Contains(t, r.Header.Get("Location"), "/signin")
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 }
 
 // On a Store without a refresh lock shared by replicas, a sign-out on one
@@ -284,10 +285,10 @@ func TestInjectedClockRunsTheProductionPath(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, first.AccessToken, tok.AccessToken, "the caller waited for the refresh")
 	assert.EqualValues(t, 1, aheads.Load())
-	require.Eventually(t, func() bool { return e.idp.GrantCount("refresh_token") == 1 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return erpnetctl.Of(e.idp).Grants("refresh_token") == 1 }, 10*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool {
 		tok, err := ts.Token()
 		return err == nil && tok.AccessToken != first.AccessToken
 	}, 10*time.Second, time.Millisecond)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // TestFileStorePathCheckedBeforeSignIn: a FileStore path is checked before
@@ -48,7 +49,7 @@ func TestFileStorePathCheckedBeforeSignIn(t *testing.T) {
 		assert.ErrorIs(t, err, auth.ErrMisconfigured)
 		assert.NotErrorIs(t, err, auth.ErrTemporary, "one kind only")
 		assert.Contains(t, err.Error(), blocker)
-		assert.Zero(t, e.idp.GrantCount("authorization_code"))
+		assert.Zero(t, erpnetctl.Of(e.idp).Grants("authorization_code"))
 	})
 	t.Run("a read-only folder", func(t *testing.T) {
 		if runtime.GOOS == "windows" || os.Geteuid() == 0 {

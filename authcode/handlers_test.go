@@ -12,7 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // No default page, for any failure, shows the SDK's Go error text.
@@ -42,7 +43,7 @@ func TestErrorPagesShowNoGoErrorText(t *testing.T) {
 	get(b, callbackWith(t, e.authorize(b, e.startSignIn(b, "")), func(q url.Values) { q.Set("iss", "https://evil.example/id") }))
 	b = e.browser()
 	cb = e.authorize(b, e.startSignIn(b, ""))
-	e.idp.TamperNextIDToken(devserver.IDTokenTamper{BadSignature: true})
+	erpnetctl.Of(e.idp).TamperNextIDToken(erpnetctl.Tamper{BadSignature: true})
 	get(b, cb)
 	b = e.browser()
 	cb = e.authorize(b, e.startSignIn(b, ""))
@@ -55,7 +56,7 @@ func TestErrorPagesShowNoGoErrorText(t *testing.T) {
 	// Method not allowed; identity server down (discovery fails).
 	r := b.do(http.MethodPut, e.app.URL+"/signin", nil)
 	pages = append(pages, r)
-	e.idp.InjectFaults(devserver.Discovery, devserver.Fault{Status: 500}, devserver.Fault{Status: 500}, devserver.Fault{Status: 500}, devserver.Fault{Status: 500})
+	e.idp.InjectFault("discovery", erpnettest.Fault{Status: 500, Times: 4})
 	cfg := e.cfg
 	cfg.Retry = auth.Retry{Attempts: 1}
 	c2, err := New(cfg) // nothing discovered yet
@@ -95,7 +96,7 @@ func TestCallbackWithoutAttemptInSignedInBrowser(t *testing.T) {
 			assert.NotEqual(t, defaultCookieName, c.Name, "the session is left as it is")
 		}
 	}
-	assert.Equal(t, 1, e.idp.GrantCount("authorization_code"), "no code is redeemed again")
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("authorization_code"), "no code is redeemed again")
 	assert.Equal(t, "alice", e.session(b).Subject)
 
 	// A browser that is not signed in gets the error page.
@@ -137,7 +138,7 @@ func TestCallbackErrorTextOnlyForLiveAttempt(t *testing.T) {
 		assert.Contains(t, r.body, "The identity server said: "+lure+" &lt;b&gt;now&lt;/b&gt;")
 		assert.NotContains(t, r.body, "<b>now")
 	})
-	assert.Zero(t, e.idp.GrantCount("authorization_code"))
+	assert.Zero(t, erpnetctl.Of(e.idp).Grants("authorization_code"))
 }
 
 // Another site cannot sign users out: a cross-site GET (a link, an image)
@@ -167,14 +168,14 @@ func TestSignOutCrossSiteAsksToConfirm(t *testing.T) {
 			})
 		}
 	}
-	assert.Zero(t, e.idp.Count(devserver.Revocation))
+	assert.Zero(t, e.idp.Requests("revocation"))
 	assert.Equal(t, 1, e.sessionsInStore())
 
 	// The user confirms: the form posts from the app's own page.
 	r := b.do(http.MethodPost, e.app.URL+"/signout", http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {e.app.URL}})
 	require.Equal(t, http.StatusSeeOther, r.StatusCode, r.body)
-	assert.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Issuer()+"/connect/endsession?"))
-	assert.Equal(t, 1, e.idp.Count(devserver.Revocation))
+	assert.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Authority()+"/connect/endsession?"))
+	assert.Equal(t, 1, e.idp.Requests("revocation"))
 	assert.Equal(t, 0, e.sessionsInStore())
 	_, err := e.sessionErr(b)
 	assert.ErrorIs(t, err, ErrNoSession)
@@ -212,7 +213,7 @@ func TestSignOutSession(t *testing.T) {
 	require.NotEmpty(t, rec.RefreshToken)
 	familyOf := func(revoked bool) int {
 		n := 0
-		for _, tr := range e.idp.TokenRecords() {
+		for _, tr := range erpnetctl.Of(e.idp).Tokens() {
 			if tr.Kind == "refresh_token" && tr.Revoked == revoked {
 				n++
 			}
@@ -222,7 +223,7 @@ func TestSignOutSession(t *testing.T) {
 	require.Equal(t, 2, familyOf(false))
 
 	require.NoError(t, e.c.SignOutSession(context.Background(), s))
-	assert.Equal(t, 1, e.idp.Count(devserver.Revocation))
+	assert.Equal(t, 1, e.idp.Requests("revocation"))
 	assert.Equal(t, 1, familyOf(true), "this session's refresh token is revoked")
 	assert.Equal(t, 1, familyOf(false), "the other session's is not")
 	reqs := e.rec.requests()
@@ -243,7 +244,7 @@ func TestSignOutSession(t *testing.T) {
 	// Again, or with nil: nothing to end.
 	assert.ErrorIs(t, e.c.SignOutSession(context.Background(), nil), ErrNoSession)
 	require.NoError(t, e.c.SignOutSession(context.Background(), s))
-	assert.Equal(t, 1, e.idp.Count(devserver.Revocation), "nothing left to revoke")
+	assert.Equal(t, 1, e.idp.Requests("revocation"), "nothing left to revoke")
 }
 
 // SignOutSession still purges the session when the revocation fails, and
@@ -253,7 +254,7 @@ func TestSignOutSessionRevocationFails(t *testing.T) {
 	b := e.browser()
 	e.mustSignIn(b, "")
 	s := e.session(b)
-	e.idp.InjectFaults(devserver.Revocation, devserver.Fault{Status: http.StatusServiceUnavailable})
+	e.idp.InjectFault("revocation", erpnettest.Fault{Status: http.StatusServiceUnavailable})
 	err := e.c.SignOutSession(context.Background(), s)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, auth.ErrTemporary)
@@ -273,18 +274,18 @@ func TestInvalidate(t *testing.T) {
 	require.NoError(t, err)
 	_, err = ts.Token()
 	require.NoError(t, err)
-	require.Zero(t, e.idp.GrantCount("refresh_token"), "the token is cached")
+	require.Zero(t, erpnetctl.Of(e.idp).Grants("refresh_token"), "the token is cached")
 
 	e.c.Invalidate(s)
 	tok2, err := ts.Token()
 	require.NoError(t, err)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	assert.NotEqual(t, tok1.AccessToken, tok2.AccessToken)
 	tok3, err := e.c.TokenSource(context.Background(), e.session(b)).Token()
 	require.NoError(t, err)
 	assert.Equal(t, tok2.AccessToken, tok3.AccessToken, "the refreshed token is cached and saved")
 	assert.Equal(t, tok2.AccessToken, e.record(s).AccessToken)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// Through UserClient too; and another replica adopts the new tokens.
 	other, err := New(e.cfg)
@@ -295,13 +296,13 @@ func TestInvalidate(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, 2, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 2, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	s2, err := e.sessionWith(other, b)
 	require.NoError(t, err)
 	tok4, err := other.TokenSource(context.Background(), s2).Token()
 	require.NoError(t, err)
 	assert.Equal(t, e.record(s).AccessToken, tok4.AccessToken)
-	assert.Equal(t, 2, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 2, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// Nil and foreign sessions are ignored.
 	e.c.Invalidate(nil)

@@ -21,7 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth/authcode/internal/sessions"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/keylock"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
@@ -29,12 +30,12 @@ import (
 func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 // Trusted Applications registered with the test identity server, besides
-// devserver.Demo()'s.
+// the demo ones.
 const (
 	webID     = "com.example.test/web"
 	webSecret = "web-s3cret:%+/="
 	spaID     = "com.example.test/spa"
-	testUser  = devserver.DemoAlice
+	testUser  = "alice" // erpnettest.Demo.Alice
 )
 
 // testClock is the Client's clock in tests: real time plus an offset that
@@ -116,7 +117,7 @@ func (r *recorder) requests() []recordedReq {
 // and the knobs tests turn.
 type env struct {
 	t     testing.TB
-	idp   *devserver.Server
+	idp   *erpnettest.Server
 	app   *httptest.Server
 	c     *Client
 	cfg   Config
@@ -132,16 +133,16 @@ type env struct {
 type envOption func(*envSetup)
 
 type envSetup struct {
-	idp     func(*devserver.Config)
+	idp     func(*erpnettest.Config)
 	client  func(*Config)
 	public  bool
 	store   func(*mapStore) Store
 	rewrite func(map[string]any)
 }
 
-func withIDP(f func(*devserver.Config)) envOption { return func(s *envSetup) { s.idp = f } }
-func withClient(f func(*Config)) envOption        { return func(s *envSetup) { s.client = f } }
-func withPublicClient() envOption                 { return func(s *envSetup) { s.public = true } }
+func withIDP(f func(*erpnettest.Config)) envOption { return func(s *envSetup) { s.idp = f } }
+func withClient(f func(*Config)) envOption         { return func(s *envSetup) { s.client = f } }
+func withPublicClient() envOption                  { return func(s *envSetup) { s.public = true } }
 
 // withStore gives the Client a Store of its own (as Redis is), made by f
 // from a map store on the test clock; without it the Client uses its
@@ -171,18 +172,15 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}))
 	t.Cleanup(e.app.Close)
 
-	dcfg := devserver.Demo()
-	dcfg.Apps = append(dcfg.Apps,
-		devserver.App{ApplicationURI: webID, ClientType: devserver.Confidential, SecretHash: devserver.HashSecret(webSecret),
-			RedirectURIs: []string{e.app.URL + "/callback"}, PostLogoutRedirectURIs: []string{e.app.URL + "/bye"}},
-		devserver.App{ApplicationURI: spaID, ClientType: devserver.Public,
-			RedirectURIs: []string{e.app.URL + "/callback"}, PostLogoutRedirectURIs: []string{e.app.URL + "/bye"}},
-	)
+	dcfg := erpnettest.Config{Apps: []erpnettest.App{
+		{ID: webID, Secret: webSecret, RedirectURIs: []string{e.app.URL + "/callback"}, PostLogoutURIs: []string{e.app.URL + "/bye"}},
+		{ID: spaID, RedirectURIs: []string{e.app.URL + "/callback"}, PostLogoutURIs: []string{e.app.URL + "/bye"}},
+	}}
 	if setup.idp != nil {
 		setup.idp(&dcfg)
 	}
-	e.idp = devserver.StartTest(t, dcfg)
-	e.idp.SetAutoSignIn(testUser)
+	e.idp = erpnettest.NewServer(t, dcfg)
+	erpnetctl.Of(e.idp).AutoSignIn(testUser)
 	// Discovery documents are cached per authority for the process; a port
 	// reused by a later test must not see this server's (or an earlier
 	// one's) document.
@@ -314,7 +312,7 @@ func (e *env) startSignIn(b *browser, returnTo string) string {
 	r := b.get(u)
 	require.Equal(e.t, http.StatusFound, r.StatusCode, r.body)
 	loc := r.Header.Get("Location")
-	require.True(e.t, strings.HasPrefix(loc, e.idp.Issuer()+"/connect/authorize?"), loc)
+	require.True(e.t, strings.HasPrefix(loc, e.idp.Authority()+"/connect/authorize?"), loc)
 	return loc
 }
 
@@ -503,6 +501,20 @@ type flakyStore struct {
 }
 
 var errStoreDown = errors.New("store is down (test)")
+
+// signedInOnFlakyStore is an env whose Client keeps its sessions in a
+// flakyStore, with a user signed in.
+func signedInOnFlakyStore(t *testing.T) (*env, *flakyStore, *browser, *Session) {
+	t.Helper()
+	var fs *flakyStore
+	e := newEnv(t, withStore(func(m *mapStore) Store {
+		fs = &flakyStore{mapStore: m}
+		return fs
+	}))
+	b := e.browser()
+	e.mustSignIn(b, "")
+	return e, fs, b, e.session(b)
+}
 
 func (f *flakyStore) Load(ctx context.Context, key string) ([]byte, error) {
 	if f.failLoad.Load() {

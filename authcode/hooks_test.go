@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -40,7 +40,7 @@ func TestHooksSignInRefreshSignOut(t *testing.T) {
 			}
 			if ev.Name == "signin.completed" || ev.Name == "signout.completed" {
 				if optIn {
-					assert.Equal(t, devserver.DemoAlice, ev.User)
+					assert.Equal(t, erpnettest.Demo.Alice, ev.User)
 				} else {
 					assert.Empty(t, ev.User)
 				}
@@ -49,15 +49,15 @@ func TestHooksSignInRefreshSignOut(t *testing.T) {
 		assert.Equal(t, map[string]int{"authorization_code": 1, "refresh_token": 1}, grants)
 
 		dump, logs := rec.Dump(), e.logs.String()
-		for _, secret := range []string{tok.AccessToken, devserver.DemoWebAppSecret} {
+		for _, secret := range []string{tok.AccessToken, erpnettest.Demo.WebAppSecret} {
 			assert.False(t, strings.Contains(dump, secret), "a secret reached a hook")
 			assert.False(t, strings.Contains(logs, secret), "a secret reached the log")
 		}
 		if !optIn {
-			assert.False(t, strings.Contains(dump, devserver.DemoAlice), "a user name reached a hook:\n%s", dump)
+			assert.False(t, strings.Contains(dump, erpnettest.Demo.Alice), "a user name reached a hook:\n%s", dump)
 			assert.False(t, strings.Contains(logs, `"subject"`), "a user name reached the log:\n%s", logs)
 		} else {
-			assert.Contains(t, logs, `"subject":"`+devserver.DemoAlice+`"`)
+			assert.Contains(t, logs, `"subject":"`+erpnettest.Demo.Alice+`"`)
 		}
 	}
 }
@@ -69,7 +69,7 @@ func TestHooksReauthRequired(t *testing.T) {
 	b := e.browser()
 	e.mustSignIn(b, "")
 	s := e.session(b)
-	e.idp.RevokeUser(devserver.DemoAlice)
+	e.idp.RevokeUser(erpnettest.Demo.Alice)
 	e.c.Invalidate(s)
 	_, err := e.c.TokenSource(context.Background(), s).Token()
 	require.Error(t, err)

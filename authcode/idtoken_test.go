@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 const otherClient = "com.example/other"
@@ -54,7 +54,7 @@ func TestIDTokenClaimChecksAtSignIn(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := e.browser()
 			cb := e.authorize(b, e.startSignIn(b, ""))
-			e.idp.TamperNextIDToken(devserver.IDTokenTamper{Claims: tc.claims(e.clk.Now())})
+			erpnetctl.Of(e.idp).TamperNextIDToken(erpnetctl.Tamper{Claims: tc.claims(e.clk.Now())})
 			requireRefused(t, e, b.get(cb), http.StatusBadGateway, titleVerify, tc.cause)
 			_, err := e.sessionErr(b)
 			assert.ErrorIs(t, err, ErrNoSession)
@@ -71,7 +71,7 @@ func TestIDTokenClaimChecksAtSignIn(t *testing.T) {
 	} {
 		b := e.browser()
 		cb := e.authorize(b, e.startSignIn(b, ""))
-		e.idp.TamperNextIDToken(devserver.IDTokenTamper{Claims: claims})
+		erpnetctl.Of(e.idp).TamperNextIDToken(erpnetctl.Tamper{Claims: claims})
 		r := b.get(cb)
 		require.Equal(t, http.StatusSeeOther, r.StatusCode, "%v: %s", claims, r.body)
 	}
@@ -89,7 +89,7 @@ func TestIDTokenMaxAge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := e.browser()
 			cb := e.authorize(b, e.startSignIn(b, ""))
-			e.idp.TamperNextIDToken(devserver.IDTokenTamper{Claims: tc.claims(e.clk.Now())})
+			erpnetctl.Of(e.idp).TamperNextIDToken(erpnetctl.Tamper{Claims: tc.claims(e.clk.Now())})
 			requireRefused(t, e, b.get(cb), http.StatusBadGateway, titleVerify, tc.cause)
 		})
 	}
@@ -108,12 +108,12 @@ func refreshWith(t *testing.T, e *env, claims func(time.Time) map[string]any) (b
 	before = e.record(s).IDToken
 	e.advance(time.Hour + time.Minute) // the access token expired
 	if claims != nil {
-		e.idp.TamperNextIDToken(devserver.IDTokenTamper{Claims: claims(e.clk.Now())})
+		erpnetctl.Of(e.idp).TamperNextIDToken(erpnetctl.Tamper{Claims: claims(e.clk.Now())})
 	}
-	refreshes := e.idp.GrantCount("refresh_token")
+	refreshes := erpnetctl.Of(e.idp).Grants("refresh_token")
 	tok, err := e.c.TokenSource(context.Background(), s).Token()
 	require.NoError(t, err, "the refreshed access token is used whatever its ID token")
-	require.Equal(t, refreshes+1, e.idp.GrantCount("refresh_token"))
+	require.Equal(t, refreshes+1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	rec := e.record(s)
 	require.Equal(t, tok.AccessToken, rec.AccessToken)
 	return before, rec.IDToken
@@ -150,21 +150,21 @@ func TestIDTokenClaimChecksOnRefresh(t *testing.T) {
 func TestUnknownKeyIDsRefetchJWKSOncePerCooldown(t *testing.T) {
 	e := newEnv(t)
 	e.mustSignIn(e.browser(), "")
-	require.Equal(t, 1, e.idp.Count(devserver.JWKS))
+	require.Equal(t, 1, e.idp.Requests("jwks"))
 	for range 5 {
 		b := e.browser()
 		cb := e.authorize(b, e.startSignIn(b, ""))
-		e.idp.TamperNextIDToken(devserver.IDTokenTamper{UnknownKey: true})
+		erpnetctl.Of(e.idp).TamperNextIDToken(erpnetctl.Tamper{UnknownKey: true})
 		requireRefused(t, e, b.get(cb), http.StatusBadGateway, titleVerify, "no key of the identity server's JWKS")
 	}
-	assert.Equal(t, 2, e.idp.Count(devserver.JWKS), "5 unknown kids: one refetch")
+	assert.Equal(t, 2, e.idp.Requests("jwks"), "5 unknown kids: one refetch")
 
 	// Once the cooldown has passed on the Client's clock, a key rotation is
 	// picked up by one more refetch.
 	e.advance(jwksCooldown)
 	e.idp.RotateKeys()
 	e.mustSignIn(e.browser(), "")
-	assert.Equal(t, 3, e.idp.Count(devserver.JWKS))
+	assert.Equal(t, 3, e.idp.Requests("jwks"))
 	e.mustSignIn(e.browser(), "")
-	assert.Equal(t, 3, e.idp.Count(devserver.JWKS))
+	assert.Equal(t, 3, e.idp.Requests("jwks"))
 }

@@ -21,7 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -29,7 +30,7 @@ import (
 // non-nil store replaces the in-memory one.
 func cliEnv(t *testing.T, store ...Store) *env {
 	return newEnv(t, withClient(func(c *Config) {
-		c.ClientID, c.ClientSecret, c.RedirectURL, c.PostLogoutRedirectURL = devserver.DemoCLIID, "", "", ""
+		c.ClientID, c.ClientSecret, c.RedirectURL, c.PostLogoutRedirectURL = erpnettest.Demo.CLIID, "", "", ""
 		if len(store) > 0 {
 			c.Store = store[0]
 		}
@@ -112,7 +113,7 @@ func TestLoopbackSignIn(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, s.sn.Rec.AccessToken, tok.AccessToken)
 	assert.Empty(t, tok.RefreshToken, "handed-out tokens carry no refresh token")
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	for _, r := range e.rec.requests() {
 		assert.Empty(t, r.Header.Get("Authorization"), "public client: no secret")
 		assert.False(t, r.Form.Has("client_secret"))
@@ -122,7 +123,7 @@ func TestLoopbackSignIn(t *testing.T) {
 	s2, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: neverOpen(t), Output: io.Discard})
 	require.NoError(t, err)
 	assert.Equal(t, "alice", s2.Subject)
-	assert.Equal(t, 1, e.idp.GrantCount("authorization_code"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("authorization_code"))
 }
 
 func TestLoopbackIgnoresForgedCallbacks(t *testing.T) {
@@ -170,7 +171,7 @@ func TestLoopbackErrorsAndTimeout(t *testing.T) {
 	})
 	t.Run("tampered ID token", func(t *testing.T) {
 		fb := newFakeBrowser(t)
-		e.idp.TamperNextIDToken(devserver.IDTokenTamper{Claims: map[string]any{"nonce": "other"}})
+		erpnetctl.Of(e.idp).TamperNextIDToken(erpnetctl.Tamper{Claims: map[string]any{"nonce": "other"}})
 		_, err := e.c.LoopbackSignIn(context.Background(), LoopbackOptions{OpenBrowser: fb.open, Output: io.Discard})
 		assert.ErrorIs(t, err, ErrInvalidIDToken)
 		assert.Contains(t, fb.page, "Sign-in could not be verified")
@@ -232,15 +233,15 @@ func TestLoopbackFileStore(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "alice", s2.Subject)
 	assert.Equal(t, s.sn.Rec.AccessToken, s2.sn.Rec.AccessToken)
-	assert.Equal(t, 1, e.idp.GrantCount("authorization_code"))
-	assert.Zero(t, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("authorization_code"))
+	assert.Zero(t, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// A later run after the access token expired refreshes it through the
 	// usual path and saves the rotated refresh token to the file.
 	e.advance(time.Hour + time.Minute)
 	s3, err := run(neverOpen(t))
 	require.NoError(t, err)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	assert.NotEqual(t, s.sn.Rec.AccessToken, s3.sn.Rec.AccessToken)
 	assert.NotEqual(t, s.sn.Rec.RefreshToken, s3.sn.Rec.RefreshToken, "rotated")
 	second, _ := os.ReadFile(file)
@@ -270,8 +271,8 @@ func TestLoopbackFileStore(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, fb2.calls)
 	assert.Equal(t, "alice", s4.Subject)
-	assert.Equal(t, 2, e.idp.GrantCount("refresh_token"), "the dead token was tried once")
-	assert.Equal(t, 2, e.idp.GrantCount("authorization_code"))
+	assert.Equal(t, 2, erpnetctl.Of(e.idp).Grants("refresh_token"), "the dead token was tried once")
+	assert.Equal(t, 2, erpnetctl.Of(e.idp).Grants("authorization_code"))
 
 	// And the new session is what the run after that reuses.
 	s5, err := run(neverOpen(t))

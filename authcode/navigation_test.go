@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 // TestSignedOutFormPostGetsAPage: a browser that submits a form behind
@@ -92,11 +92,7 @@ func anonDo(t *testing.T, b *browser, method, u string, hdr http.Header) *respon
 // the page shows (issue 23: two per request).
 func TestDiscoveryFailureLoggedOnce(t *testing.T) {
 	e := newEnv(t)
-	faults := make([]devserver.Fault, 20)
-	for i := range faults {
-		faults[i] = devserver.Fault{Status: http.StatusServiceUnavailable}
-	}
-	e.idp.InjectFaults(devserver.Discovery, faults...)
+	e.idp.InjectFault("discovery", erpnettest.Fault{Status: http.StatusServiceUnavailable, Times: 20})
 	r := e.browser().get(e.app.URL + "/signin")
 	require.Equal(t, http.StatusServiceUnavailable, r.StatusCode, r.body)
 	ref := pageReference(t, r.body)

@@ -16,7 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/oidctest"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
@@ -25,7 +26,7 @@ import (
 // in with the demo CLI application of an identity server that signs alice
 // in by itself.
 type headless struct {
-	idp   *devserver.Server
+	idp   *erpnettest.Server
 	c     *authcode.Client
 	now   atomic.Int64 // offset of the app's clock
 	paste *io.PipeWriter
@@ -34,9 +35,9 @@ type headless struct {
 }
 
 func newHeadless(t *testing.T) *headless {
-	h := &headless{idp: devserver.StartTest(t, devserver.Demo()), out: &testutil.SyncBuffer{}}
-	h.idp.SetAutoSignIn(devserver.DemoAlice)
-	c, err := authcode.New(authcode.Config{Authority: h.idp.URL(), ClientID: devserver.DemoCLIID,
+	h := &headless{idp: erpnettest.NewServer(t), out: &testutil.SyncBuffer{}}
+	erpnetctl.Of(h.idp).AutoSignIn(erpnettest.Demo.Alice)
+	c, err := authcode.New(authcode.Config{Authority: h.idp.URL(), ClientID: erpnettest.Demo.CLIID,
 		Now: func() time.Time { return time.Now().Add(time.Duration(h.now.Load())) }})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
@@ -103,7 +104,7 @@ func TestLoopbackPaste(t *testing.T) {
 	}
 	s, err := h.c.LoopbackSignIn(context.Background(), h.opts)
 	require.NoError(t, err)
-	assert.Equal(t, devserver.DemoAlice, s.Subject)
+	assert.Equal(t, erpnettest.Demo.Alice, s.Subject)
 	out := h.out.String()
 	assert.Contains(t, out, "/connect/authorize?", "the URL is printed")
 	assert.Contains(t, out, "Could not open a browser")
@@ -112,7 +113,7 @@ func TestLoopbackPaste(t *testing.T) {
 	assert.Contains(t, out, "That address belongs to another sign-in")
 	assert.Contains(t, out, "Nothing was pasted")
 	assert.Equal(t, 4, strings.Count(out, "Address: "), "the prompt repeats after each refusal")
-	assert.Equal(t, 1, h.idp.GrantCount("authorization_code"))
+	assert.Equal(t, 1, erpnetctl.Of(h.idp).Grants("authorization_code"))
 	ru, _ := url.Parse(redirect)
 	_, err = net.DialTimeout("tcp", ru.Host, time.Second)
 	assert.Error(t, err, "the listener is closed")
@@ -140,8 +141,8 @@ func TestLoopbackPasteBrowserFirst(t *testing.T) {
 	}
 	s, err := h.c.LoopbackSignIn(context.Background(), h.opts)
 	require.NoError(t, err)
-	assert.Equal(t, devserver.DemoAlice, s.Subject)
-	assert.Equal(t, 1, h.idp.GrantCount("authorization_code"))
+	assert.Equal(t, erpnettest.Demo.Alice, s.Subject)
+	assert.Equal(t, 1, erpnetctl.Of(h.idp).Grants("authorization_code"))
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }
 
@@ -170,7 +171,7 @@ func TestLoopbackPasteExpiredAttempt(t *testing.T) {
 	_, err = h.c.LoopbackSignIn(context.Background(), h.opts)
 	require.ErrorIs(t, err, authcode.ErrAttemptExpired)
 	assert.Contains(t, err.Error(), "started more than 10m0s ago")
-	assert.Zero(t, h.idp.GrantCount("authorization_code"), "an expired attempt's code is not redeemed")
+	assert.Zero(t, erpnetctl.Of(h.idp).Grants("authorization_code"), "an expired attempt's code is not redeemed")
 }
 
 // The same with oidc-provider: the pasted address (code, state and the

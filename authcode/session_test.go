@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
+
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // A session loaded again without a change is not decoded again (the same
@@ -55,7 +57,7 @@ func TestUserSessionDecodesOnlyNewVersions(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "rotated-elsewhere", tok.AccessToken)
 			assert.Same(t, s3.sn.Rec, e.session(b).sn.Rec)
-			assert.Zero(t, e.idp.GrantCount("refresh_token"))
+			assert.Zero(t, erpnetctl.Of(e.idp).Grants("refresh_token"))
 		})
 	}
 }

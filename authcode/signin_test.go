@@ -17,8 +17,9 @@ import (
 
 	"github.com/erpnetgo/auth"
 
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/internal/clock"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 func TestSignInHappyPath(t *testing.T) {
@@ -78,11 +79,11 @@ func TestSignInHappyPath(t *testing.T) {
 	var me map[string]string
 	require.NoError(t, json.Unmarshal([]byte(r.body), &me))
 	assert.Equal(t, "alice", me["sub"])
-	assert.Equal(t, devserver.DemoAliceName, me["name"])
-	assert.Equal(t, devserver.DemoAliceEmail, me["email"])
+	assert.Equal(t, "Alice Anderson", me["name"])
+	assert.Equal(t, "alice@example.com", me["email"])
 
 	s := e.session(b)
-	assert.Equal(t, e.idp.Issuer(), s.Issuer)
+	assert.Equal(t, e.idp.Authority(), s.Issuer)
 	assert.Equal(t, "alice", s.PreferredUsername)
 	assert.Contains(t, s.Scopes, "offline_access")
 	assert.WithinDuration(t, e.clk.Now().Add(time.Hour), s.Expiry, time.Minute)
@@ -96,7 +97,7 @@ func TestSignInHappyPath(t *testing.T) {
 	assert.NotEmpty(t, claims.Sid)
 	assert.Equal(t, 1, e.sessionsInStore())
 	// The Store key is namespaced by issuer and client_id.
-	assert.Contains(t, s.sn.Key, url.PathEscape(e.idp.Issuer()))
+	assert.Contains(t, s.sn.Key, url.PathEscape(e.idp.Authority()))
 	assert.Contains(t, s.sn.Key, url.PathEscape(webID))
 
 	// The session cookie holds only a sealed id.
@@ -361,7 +362,7 @@ func TestCallbackStateAttacks(t *testing.T) {
 	})
 	// Only the first, legitimate use of the replayed callback signed in.
 	assert.Equal(t, 1, e.sessionsInStore())
-	assert.Equal(t, 1, e.idp.GrantCount("authorization_code"), "no code is redeemed for a refused callback")
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("authorization_code"), "no code is redeemed for a refused callback")
 }
 
 func mustQuery(t *testing.T, u string) url.Values {
@@ -450,25 +451,25 @@ func TestIDTokenAttacks(t *testing.T) {
 	e := newEnv(t)
 	cases := []struct {
 		name   string
-		tamper devserver.IDTokenTamper
+		tamper erpnetctl.Tamper
 	}{
-		{"wrong iss", devserver.IDTokenTamper{Claims: map[string]any{"iss": "http://127.0.0.1:1/id"}}},
-		{"wrong aud", devserver.IDTokenTamper{Claims: map[string]any{"aud": "com.example/other"}}},
-		{"wrong nonce", devserver.IDTokenTamper{Claims: map[string]any{"nonce": "not-the-nonce"}}},
-		{"no nonce", devserver.IDTokenTamper{Claims: map[string]any{"nonce": nil}}},
-		{"expired", devserver.IDTokenTamper{Claims: map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}}},
-		{"alg none", devserver.IDTokenTamper{Alg: "none"}},
-		{"HS256 keyed with the client secret", devserver.IDTokenTamper{Alg: "HS256"}},
-		{"bad signature", devserver.IDTokenTamper{BadSignature: true}},
-		{"unknown key", devserver.IDTokenTamper{UnknownKey: true}},
-		{"wrong at_hash", devserver.IDTokenTamper{Claims: map[string]any{"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}}},
-		{"no sub", devserver.IDTokenTamper{Claims: map[string]any{"sub": nil}}},
+		{"wrong iss", erpnetctl.Tamper{Claims: map[string]any{"iss": "http://127.0.0.1:1/id"}}},
+		{"wrong aud", erpnetctl.Tamper{Claims: map[string]any{"aud": "com.example/other"}}},
+		{"wrong nonce", erpnetctl.Tamper{Claims: map[string]any{"nonce": "not-the-nonce"}}},
+		{"no nonce", erpnetctl.Tamper{Claims: map[string]any{"nonce": nil}}},
+		{"expired", erpnetctl.Tamper{Claims: map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}}},
+		{"alg none", erpnetctl.Tamper{Alg: "none"}},
+		{"HS256 keyed with the client secret", erpnetctl.Tamper{Alg: "HS256"}},
+		{"bad signature", erpnetctl.Tamper{BadSignature: true}},
+		{"unknown key", erpnetctl.Tamper{UnknownKey: true}},
+		{"wrong at_hash", erpnetctl.Tamper{Claims: map[string]any{"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}}},
+		{"no sub", erpnetctl.Tamper{Claims: map[string]any{"sub": nil}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			b := e.browser()
 			cb := e.authorize(b, e.startSignIn(b, ""))
-			e.idp.TamperNextIDToken(tc.tamper)
+			erpnetctl.Of(e.idp).TamperNextIDToken(tc.tamper)
 			r := b.get(cb)
 			requireRefused(t, e, r, http.StatusBadGateway, titleVerify, "ID token rejected")
 			_, err := e.sessionErr(b)
@@ -481,7 +482,7 @@ func TestIDTokenAttacks(t *testing.T) {
 	// unknown kid came within the refetch cooldown, so it fetched nothing.
 	// Never for the unsigned or HMAC tokens, whose alg is refused before
 	// any key is looked at.
-	assert.Equal(t, 2, e.idp.Count(devserver.JWKS))
+	assert.Equal(t, 2, e.idp.Requests("jwks"))
 	e.mustSignIn(e.browser(), "")
 }
 
@@ -489,28 +490,28 @@ func TestKeyRotationRefetchesJWKSOnce(t *testing.T) {
 	e := newEnv(t)
 	e.mustSignIn(e.browser(), "")
 	e.mustSignIn(e.browser(), "")
-	require.Equal(t, 1, e.idp.Count(devserver.JWKS), "the JWKS is cached")
+	require.Equal(t, 1, e.idp.Requests("jwks"), "the JWKS is cached")
 	e.idp.RotateKeys()
 	e.mustSignIn(e.browser(), "")
-	assert.Equal(t, 2, e.idp.Count(devserver.JWKS), "an unknown kid refetches the JWKS exactly once")
+	assert.Equal(t, 2, e.idp.Requests("jwks"), "an unknown kid refetches the JWKS exactly once")
 	e.mustSignIn(e.browser(), "")
-	assert.Equal(t, 2, e.idp.Count(devserver.JWKS))
+	assert.Equal(t, 2, e.idp.Requests("jwks"))
 }
 
 func TestAuthorizationResponseIss(t *testing.T) {
 	t.Run("advertised", func(t *testing.T) {
-		e := newEnv(t, withIDP(func(c *devserver.Config) { c.AuthorizationResponseIss = true }))
+		e := newEnv(t) // the server sends iss by default
 		e.mustSignIn(e.browser(), "")
 		b := e.browser()
 		cb := e.authorize(b, e.startSignIn(b, ""))
-		require.Equal(t, e.idp.Issuer(), mustQuery(t, cb).Get("iss"))
+		require.Equal(t, e.idp.Authority(), mustQuery(t, cb).Get("iss"))
 		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Del("iss") })), http.StatusBadRequest, titleVerify, "iss")
 		b = e.browser()
 		cb = e.authorize(b, e.startSignIn(b, ""))
 		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Set("iss", "https://evil.example/id") })), http.StatusBadRequest, titleVerify, "iss")
 	})
 	t.Run("not advertised", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, withIDP(func(c *erpnettest.Config) { c.OmitIss = true }))
 		b := e.browser()
 		cb := e.authorize(b, e.startSignIn(b, ""))
 		requireRefused(t, e, b.get(callbackWith(t, cb, func(q url.Values) { q.Set("iss", "https://evil.example/id") })), http.StatusBadRequest, titleVerify, "iss")

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 func TestSignOut(t *testing.T) {
@@ -29,15 +29,15 @@ func TestSignOut(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, r.StatusCode, r.body)
 	loc, err := url.Parse(r.Header.Get("Location"))
 	require.NoError(t, err)
-	assert.Equal(t, e.idp.Issuer()+"/connect/endsession", loc.Scheme+"://"+loc.Host+loc.Path)
+	assert.Equal(t, e.idp.Authority()+"/connect/endsession", loc.Scheme+"://"+loc.Host+loc.Path)
 	q := loc.Query()
 	assert.Equal(t, rec.IDToken, q.Get("id_token_hint"), "the latest ID token")
 	assert.Equal(t, e.app.URL+"/bye", q.Get("post_logout_redirect_uri"))
 	assert.False(t, q.Has("state"), "no state is sent to end-session")
 	assert.Equal(t, webID, q.Get("client_id"))
 
-	assert.Equal(t, 1, e.idp.Count(devserver.Revocation), "the refresh token is revoked")
-	for _, tr := range e.idp.TokenRecords() {
+	assert.Equal(t, 1, e.idp.Requests("revocation"), "the refresh token is revoked")
+	for _, tr := range erpnetctl.Of(e.idp).Tokens() {
 		if tr.Kind == "refresh_token" {
 			assert.True(t, tr.Revoked)
 		}
@@ -70,13 +70,14 @@ func TestSignOut(t *testing.T) {
 
 func TestSignOutVariants(t *testing.T) {
 	t.Run("GET, without revocation endpoint", func(t *testing.T) {
-		e := newEnv(t, withIDP(func(c *devserver.Config) { c.DisableRevocation = true }))
+		e := newEnv(t)
+		erpnetctl.Of(e.idp).Set(erpnetctl.Knobs{NoRevocation: true})
 		b := e.browser()
 		e.mustSignIn(b, "")
 		r := b.get(e.app.URL + "/signout")
 		require.Equal(t, http.StatusSeeOther, r.StatusCode)
-		assert.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Issuer()+"/connect/endsession?"))
-		assert.Zero(t, e.idp.Count(devserver.Revocation))
+		assert.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Authority()+"/connect/endsession?"))
+		assert.Zero(t, e.idp.Requests("revocation"))
 		assert.Equal(t, 0, e.sessionsInStore())
 	})
 	t.Run("without end-session endpoint", func(t *testing.T) {
@@ -86,7 +87,7 @@ func TestSignOutVariants(t *testing.T) {
 		r := b.do(http.MethodPost, e.app.URL+"/signout", nil)
 		require.Equal(t, http.StatusSeeOther, r.StatusCode)
 		assert.Equal(t, e.app.URL+"/bye", r.Header.Get("Location"))
-		assert.Equal(t, 1, e.idp.Count(devserver.Revocation))
+		assert.Equal(t, 1, e.idp.Requests("revocation"))
 	})
 	t.Run("not signed in", func(t *testing.T) {
 		// No session, so no ID token hint, without which the identity
@@ -96,7 +97,7 @@ func TestSignOutVariants(t *testing.T) {
 		r := e.browser().do(http.MethodPost, e.app.URL+"/signout", nil)
 		require.Equal(t, http.StatusSeeOther, r.StatusCode)
 		assert.Equal(t, e.app.URL+"/bye", r.Header.Get("Location"))
-		assert.Zero(t, e.idp.Count(devserver.Revocation))
+		assert.Zero(t, e.idp.Requests("revocation"))
 	})
 	t.Run("no session left: a second tab, a double click", func(t *testing.T) {
 		e := newEnv(t)
@@ -106,11 +107,11 @@ func TestSignOutVariants(t *testing.T) {
 		second.jar.SetCookies(mustURL(e.app.URL+"/"), b.jar.Cookies(mustURL(e.app.URL+"/")))
 		r := b.do(http.MethodPost, e.app.URL+"/signout", nil)
 		require.Equal(t, http.StatusSeeOther, r.StatusCode)
-		require.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Issuer()+"/connect/endsession?"))
+		require.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Authority()+"/connect/endsession?"))
 		r = second.do(http.MethodPost, e.app.URL+"/signout", nil)
 		require.Equal(t, http.StatusSeeOther, r.StatusCode)
 		assert.Equal(t, e.app.URL+"/bye", r.Header.Get("Location"), "the app's signed-out page, not the identity server's")
-		assert.Equal(t, 1, e.idp.Count(devserver.Revocation))
+		assert.Equal(t, 1, e.idp.Requests("revocation"))
 	})
 	t.Run("store down: the identity server's session is still ended", func(t *testing.T) {
 		var f *flakyStore
@@ -120,7 +121,7 @@ func TestSignOutVariants(t *testing.T) {
 		f.failLoad.Store(true)
 		r := b.do(http.MethodPost, e.app.URL+"/signout", nil)
 		require.Equal(t, http.StatusSeeOther, r.StatusCode)
-		assert.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Issuer()+"/connect/endsession?"), r.Header.Get("Location"))
+		assert.True(t, strings.HasPrefix(r.Header.Get("Location"), e.idp.Authority()+"/connect/endsession?"), r.Header.Get("Location"))
 	})
 	t.Run("other methods", func(t *testing.T) {
 		e := newEnv(t)

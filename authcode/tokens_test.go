@@ -17,10 +17,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth"
 	"golang.org/x/oauth2"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth"
+
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 func domainAPI(e *env) string { return e.idp.URL() + "/api/domain/odata/Crm_Sales_Customers?$top=1" }
@@ -57,7 +58,7 @@ func TestConcurrentRequestsAtExpiryRefreshOnce(t *testing.T) {
 	close(start)
 	wg.Wait()
 	assert.Zero(t, failures.Load())
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"), "exactly one refresh")
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"), "exactly one refresh")
 	now := e.record(s)
 	assert.Equal(t, old.Ver+1, now.Ver)
 	assert.NotEqual(t, old.RefreshToken, now.RefreshToken, "rotated refresh token saved")
@@ -83,7 +84,7 @@ func TestBackgroundRefreshInWindow(t *testing.T) {
 		tok, err := ts.Token()
 		return err == nil && tok.AccessToken != first.AccessToken
 	}, time.Minute, 10*time.Millisecond) // a guard: ends as soon as the refresh is adopted
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 }
 
 func TestTokenSourceHandsOutNoRefreshToken(t *testing.T) {
@@ -101,14 +102,7 @@ func TestTokenSourceHandsOutNoRefreshToken(t *testing.T) {
 func TestRotatedTokensSavedBeforeUse(t *testing.T) {
 	var release chan struct{}
 	var saving chan struct{}
-	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *mapStore) Store {
-		fs = &flakyStore{mapStore: m}
-		return fs
-	}))
-	b := e.browser()
-	e.mustSignIn(b, "")
-	s := e.session(b)
+	e, fs, _, s := signedInOnFlakyStore(t)
 	e.advance(time.Hour + time.Minute)
 	release, saving = make(chan struct{}), make(chan struct{}, 1)
 	fs.onSave = func(key string) {
@@ -136,7 +130,7 @@ func TestRotatedTokensSavedBeforeUse(t *testing.T) {
 	u := e.c.sessions.Held(s.ID)
 	require.NotNil(t, u)
 	assert.Equal(t, s.sn.Rec.AccessToken, u.Cached().AccessToken)
-	require.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	require.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	close(release)
 	tok := <-got
 	assert.Equal(t, e.record(s).AccessToken, tok.AccessToken)
@@ -144,14 +138,7 @@ func TestRotatedTokensSavedBeforeUse(t *testing.T) {
 }
 
 func TestRefreshStoreFailureKeepsOldSession(t *testing.T) {
-	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *mapStore) Store {
-		fs = &flakyStore{mapStore: m}
-		return fs
-	}))
-	b := e.browser()
-	e.mustSignIn(b, "")
-	s := e.session(b)
+	e, fs, _, s := signedInOnFlakyStore(t)
 	old := e.record(s)
 	e.advance(time.Hour + time.Minute)
 
@@ -165,19 +152,19 @@ func TestRefreshStoreFailureKeepsOldSession(t *testing.T) {
 	after := e.record(s)
 	assert.Equal(t, old.Ver, after.Ver, "the previous session stays intact")
 	assert.Equal(t, old.RefreshToken, after.RefreshToken)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// Still failing: no second redemption of anything.
 	_, err = ts.Token()
 	require.Error(t, err)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// The store recovers: the rotated tokens are saved and used, without
 	// redeeming the (now dead) old refresh token.
 	fs.failSave.Store(false)
 	tok, err := ts.Token()
 	require.NoError(t, err)
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	now := e.record(s)
 	assert.Equal(t, old.Ver+1, now.Ver)
 	assert.Equal(t, now.AccessToken, tok.AccessToken)
@@ -186,7 +173,7 @@ func TestRefreshStoreFailureKeepsOldSession(t *testing.T) {
 	e.advance(time.Hour + time.Minute)
 	_, err = ts.Token()
 	require.NoError(t, err)
-	assert.Equal(t, 2, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 2, erpnetctl.Of(e.idp).Grants("refresh_token"))
 }
 
 func TestRefreshTokenReuseIsReauth(t *testing.T) {
@@ -222,7 +209,7 @@ func TestRefreshTokenReuseIsReauth(t *testing.T) {
 	assert.ErrorIs(t, err, auth.ErrReauthRequired)
 	_, err = e.sessionWith(cB, b)
 	assert.ErrorIs(t, err, ErrNoSession)
-	assert.Equal(t, 2, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 2, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// The server revoked the whole family: A must sign in again too.
 	e.advance(time.Hour + time.Minute)
@@ -270,7 +257,7 @@ func TestReplicasShareRefreshThroughLocker(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	assert.Equal(t, 1, e.idp.GrantCount("refresh_token"), "only one replica redeems the refresh token")
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"), "only one replica redeems the refresh token")
 	assert.Equal(t, toks[0].AccessToken, toks[1].AccessToken, "the other one uses the saved result")
 	assert.EqualValues(t, 2, ls.taken.Load())
 }
@@ -299,19 +286,12 @@ func TestNoOfflineAccessMeansReauthAtExpiry(t *testing.T) {
 	e.advance(time.Hour + time.Minute)
 	_, err = e.c.TokenSource(context.Background(), s).Token()
 	assert.ErrorIs(t, err, auth.ErrReauthRequired)
-	assert.Zero(t, e.idp.GrantCount("refresh_token"))
+	assert.Zero(t, erpnetctl.Of(e.idp).Grants("refresh_token"))
 }
 
 // apiStub is an API that answers with the queued statuses, then 200.
 func TestStoreOutage(t *testing.T) {
-	var fs *flakyStore
-	e := newEnv(t, withStore(func(m *mapStore) Store {
-		fs = &flakyStore{mapStore: m}
-		return fs
-	}))
-	b := e.browser()
-	e.mustSignIn(b, "")
-	s := e.session(b)
+	e, fs, b, s := signedInOnFlakyStore(t)
 	_, err := e.c.TokenSource(context.Background(), s).Token()
 	require.NoError(t, err)
 
@@ -425,7 +405,7 @@ func TestLiveSessionEviction(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotEmpty(t, tok.AccessToken)
 	}
-	assert.Zero(t, e.idp.GrantCount("refresh_token"))
+	assert.Zero(t, erpnetctl.Of(e.idp).Grants("refresh_token"))
 }
 
 func TestClose(t *testing.T) {
@@ -506,5 +486,4 @@ func TestNilSession(t *testing.T) {
 	// An allowed origin (another one is refused before the session is looked at).
 	_, err = e.c.UserClient(context.Background(), nil).Get(domainAPI(e))
 	assert.True(t, errors.Is(err, ErrNoSession))
-	_ = devserver.JWKS
 }

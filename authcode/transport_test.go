@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // apiStub is an API server that answers the queued statuses (then 200)
@@ -95,7 +96,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		require.Len(t, auths, 2)
 		assert.NotEqual(t, auths[0], auths[1])
 		assert.True(t, strings.HasPrefix(auths[1], "Bearer "))
-		assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+		assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	})
 	t.Run("second 401 within the guard interval is returned", func(t *testing.T) {
 		api.reset("", http.StatusUnauthorized, http.StatusUnauthorized)
@@ -105,7 +106,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		auths, _ := api.calls()
 		assert.Len(t, auths, 1, "no refresh storm against an API that refuses fresh tokens")
-		assert.Equal(t, 1, e.idp.GrantCount("refresh_token"))
+		assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	})
 	e.clk.off.Add(int64(30 * time.Second)) // the guard interval // client clock only: tokens stay valid
 	t.Run("POST with a replayable body", func(t *testing.T) {
@@ -116,7 +117,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 		_, bodies := api.calls()
 		assert.Equal(t, []string{"payload", "payload"}, bodies)
-		assert.Equal(t, 2, e.idp.GrantCount("refresh_token"))
+		assert.Equal(t, 2, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	})
 	e.clk.off.Add(int64(30 * time.Second)) // the guard interval
 	t.Run("body that cannot be replayed is not retried", func(t *testing.T) {
@@ -128,7 +129,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 		auths, _ := api.calls()
 		assert.Len(t, auths, 1)
-		assert.Equal(t, 2, e.idp.GrantCount("refresh_token"))
+		assert.Equal(t, 2, erpnetctl.Of(e.idp).Grants("refresh_token"))
 		// ...but the refused token is dropped: the next request carries a
 		// fresh one.
 		api.reset("")
@@ -138,7 +139,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		next, _ := api.calls()
 		require.Len(t, next, 1)
 		assert.NotEqual(t, auths[0], next[0])
-		assert.Equal(t, 3, e.idp.GrantCount("refresh_token"))
+		assert.Equal(t, 3, erpnetctl.Of(e.idp).Grants("refresh_token"))
 	})
 	t.Run("403 is never retried", func(t *testing.T) {
 		api.reset("", http.StatusForbidden)
@@ -150,7 +151,7 @@ func TestUserClient401RetriesOnce(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 		auths, _ := api.calls()
 		assert.Len(t, auths, 1)
-		assert.Equal(t, 3, e.idp.GrantCount("refresh_token"), "a 403 does not refresh either")
+		assert.Equal(t, 3, erpnetctl.Of(e.idp).Grants("refresh_token"), "a 403 does not refresh either")
 		assert.Empty(t, req.Header.Get("Authorization"), "the caller's request is not modified")
 		assert.Equal(t, "1", req.Header.Get("X-Custom"))
 	})
@@ -274,5 +275,5 @@ func TestUserClientBusyRetries(t *testing.T) {
 		_, bodies := api.calls()
 		assert.Equal(t, []string{"payload", "payload"}, bodies)
 	})
-	assert.Zero(t, e.idp.GrantCount("refresh_token"), "busy answers never refresh the token")
+	assert.Zero(t, erpnetctl.Of(e.idp).Grants("refresh_token"), "busy answers never refresh the token")
 }

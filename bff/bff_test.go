@@ -17,7 +17,7 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 func TestNewChecksConfig(t *testing.T) {
@@ -68,8 +68,8 @@ func TestSignInUserAPISignOut(t *testing.T) {
 	assert.Equal(t, "no-store", u.header.Get("Cache-Control"))
 	info := u.json(t)
 	assert.Equal(t, alice, info["sub"])
-	assert.Equal(t, devserver.DemoAliceName, info["name"])
-	assert.Equal(t, devserver.DemoAliceEmail, info["email"], "Config.Claims lists email")
+	assert.Equal(t, "Alice Anderson", info["name"])
+	assert.Equal(t, "alice@example.com", info["email"], "Config.Claims lists email")
 	assert.NotContains(t, info, "preferred_username", "only the claims the app allows")
 	assert.InDelta(t, 14*24*3600, info["sessionExpiresIn"], 5)
 	logoutURL, _ := info["logoutUrl"].(string)
@@ -83,7 +83,7 @@ func TestSignInUserAPISignOut(t *testing.T) {
 	var body struct{ Value []map[string]any }
 	require.NoError(t, json.Unmarshal([]byte(r.body), &body))
 	assert.Len(t, body.Value, 2, "the query reached the Domain API")
-	calls := w.idp.APICalls()
+	calls := erpnetctl.Of(w.idp).APICalls()
 	require.Len(t, calls, 1)
 	assert.Equal(t, "/api/domain/odata/Crm_Sales_Customers", calls[0].Path)
 	assert.Equal(t, "bearer", calls[0].Via)
@@ -99,12 +99,12 @@ func TestSignInUserAPISignOut(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, r.status, r.body)
 	end, err := url.Parse(r.header.Get("Location"))
 	require.NoError(t, err)
-	assert.Equal(t, w.idp.Issuer()+"/connect/endsession", end.Scheme+"://"+end.Host+end.Path)
+	assert.Equal(t, w.idp.Authority()+"/connect/endsession", end.Scheme+"://"+end.Host+end.Path)
 	assert.NotEmpty(t, end.Query().Get("id_token_hint"))
 	assert.Equal(t, w.app.URL+"/", end.Query().Get("post_logout_redirect_uri"))
 	assert.Contains(t, strings.Join(r.header.Values("Set-Cookie"), "\n"), "erpnet_session=;", "the cookie is cleared")
 	assert.Equal(t, 1, w.ev.Count("signout.completed"))
-	assert.Equal(t, 1, w.idp.Count(devserver.Revocation), "the refresh token is revoked")
+	assert.Equal(t, 1, w.idp.Requests("revocation"), "the refresh token is revoked")
 
 	u = b.get("/bff/user")
 	assert.Equal(t, http.StatusUnauthorized, u.status)

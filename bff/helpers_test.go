@@ -20,7 +20,8 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -82,7 +83,7 @@ func named(r *testutil.Recorder, name string) []auth.Event {
 // the BFF at /bff/ and the Client's Callback at /callback.
 type world struct {
 	t      *testing.T
-	idp    *devserver.Server
+	idp    *erpnettest.Server
 	clk    *clock
 	app    *httptest.Server
 	ac     *authcode.Client
@@ -113,7 +114,7 @@ const (
 
 var (
 	cookieKey = bytes.Repeat([]byte{7}, 32)
-	alice     = devserver.DemoAlice
+	alice     = erpnettest.Demo.Alice
 )
 
 func newWorld(t *testing.T, opts ...func(*setup)) *world {
@@ -131,13 +132,9 @@ func newWorld(t *testing.T, opts ...func(*setup)) *world {
 		w.app = httptest.NewServer(serve)
 	}
 	t.Cleanup(w.app.Close)
-	dcfg := devserver.Demo()
-	dcfg.Apps = append(dcfg.Apps, devserver.App{ApplicationURI: appID, Name: "BFF test", ClientType: devserver.Confidential,
-		SecretHash: devserver.HashSecret(appSecret), RedirectURIs: []string{w.app.URL + "/callback"},
-		PostLogoutRedirectURIs: []string{w.app.URL + "/"}})
-	dcfg.Now = w.clk.Now
-	w.idp = devserver.StartTest(t, dcfg)
-	w.idp.SetAutoSignIn(alice)
+	w.idp = erpnettest.NewServer(t, erpnettest.Config{Apps: []erpnettest.App{{ID: appID, Name: "BFF test", Secret: appSecret,
+		RedirectURIs: []string{w.app.URL + "/callback"}, PostLogoutURIs: []string{w.app.URL + "/"}}}})
+	erpnetctl.Of(w.idp).AutoSignIn(alice)
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	w.spy = &tokenSpy{base: tr}
@@ -260,7 +257,7 @@ func (b *browser) signIn(ret string) string {
 	r := b.do(http.MethodGet, u, nil, "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
 	require.Equal(w.t, http.StatusFound, r.status, r.body)
 	authz := r.header.Get("Location")
-	require.True(w.t, strings.HasPrefix(authz, w.idp.Issuer()+"/connect/authorize?"), authz)
+	require.True(w.t, strings.HasPrefix(authz, w.idp.Authority()+"/connect/authorize?"), authz)
 	r = b.do(http.MethodGet, authz, nil)
 	require.Equal(w.t, http.StatusFound, r.status, r.body)
 	cb := r.header.Get("Location")
@@ -279,7 +276,7 @@ func (w *world) signedIn() *browser {
 }
 
 // domainAPICalls is how many requests reached the Domain API.
-func (w *world) domainAPICalls() int { return w.idp.Count(devserver.DomainAPI) }
+func (w *world) domainAPICalls() int { return w.idp.Requests("domainapi") }
 
 // jwtShape matches a JWT (access and ID tokens of ERP.net are JWTs).
 var jwtShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
@@ -299,7 +296,7 @@ func (w *world) requireNoTokens() {
 		var hb strings.Builder
 		for k, vs := range r.header {
 			for _, v := range vs {
-				if k == "Location" && strings.HasPrefix(v, w.idp.Issuer()+"/connect/endsession?") {
+				if k == "Location" && strings.HasPrefix(v, w.idp.Authority()+"/connect/endsession?") {
 					q, err := url.Parse(v)
 					require.NoError(w.t, err)
 					vals := q.Query()

@@ -9,8 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/erpnetgo/auth/internal/devserver"
 )
 
 // logoutURL returns the logoutUrl /bff/user gives b.
@@ -28,11 +26,11 @@ func logoutURL(t *testing.T, b *browser) string {
 func requireEndSession(t *testing.T, w *world, b *browser, r *response) {
 	t.Helper()
 	require.Equal(t, http.StatusSeeOther, r.status, r.body)
-	require.True(t, strings.HasPrefix(r.header.Get("Location"), w.idp.Issuer()+"/connect/endsession?"), r.header.Get("Location"))
+	require.True(t, strings.HasPrefix(r.header.Get("Location"), w.idp.Authority()+"/connect/endsession?"), r.header.Get("Location"))
 	u := b.get("/bff/user")
 	require.Equal(t, http.StatusUnauthorized, u.status)
 	assert.Equal(t, 1, w.ev.Count("signout.completed"))
-	assert.Equal(t, 1, w.idp.Count(devserver.Revocation))
+	assert.Equal(t, 1, w.idp.Requests("revocation"))
 }
 
 func TestLogout(t *testing.T) {
@@ -86,7 +84,7 @@ func TestLogout(t *testing.T) {
 		assert.Contains(t, page.body, "Use the application")
 		assert.Equal(t, http.StatusOK, b.get("/bff/user").status, "still signed in")
 		assert.Zero(t, w.ev.Count("signout.completed"))
-		assert.Zero(t, w.idp.Count(devserver.Revocation))
+		assert.Zero(t, w.idp.Requests("revocation"))
 	})
 	t.Run("signed out already", func(t *testing.T) {
 		// No session: back to the app, and the identity server is not
@@ -96,7 +94,7 @@ func TestLogout(t *testing.T) {
 		r := b.do(http.MethodGet, "/bff/logout?sid="+logoutID("x"), nil)
 		assert.Equal(t, http.StatusSeeOther, r.status)
 		assert.Equal(t, w.app.URL+"/", r.header.Get("Location"))
-		assert.Zero(t, w.idp.Count(devserver.EndSession))
+		assert.Zero(t, w.idp.Requests("endsession"))
 	})
 	t.Run("sid is stable and not the session id", func(t *testing.T) {
 		w := newWorld(t)

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 // upstream is a Domain API stand-in that records what reaches it; its
@@ -284,11 +284,7 @@ func TestIdentityServerDownAtRefresh(t *testing.T) {
 	w := newWorld(t)
 	b := w.signedIn()
 	w.advance(2 * time.Hour)
-	down := make([]devserver.Fault, 20)
-	for i := range down {
-		down[i] = devserver.Fault{Status: http.StatusServiceUnavailable}
-	}
-	w.idp.InjectFaults(devserver.Token, down...)
+	w.idp.InjectFault("token", erpnettest.Fault{Status: http.StatusServiceUnavailable, Times: 20})
 	r := b.get("/bff/api/Crm_Sales_Customers")
 	assert.Equal(t, http.StatusServiceUnavailable, r.status, r.body)
 	assert.Equal(t, "temporarily_unavailable", r.json(t)["error"])

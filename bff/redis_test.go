@@ -15,7 +15,8 @@ import (
 
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/authcode/redisstore"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/redistest"
 )
 
@@ -34,14 +35,10 @@ func TestReplicasShareSessionsOnRedis(t *testing.T) {
 		}))
 		t.Cleanup(sites[i].Close)
 	}
-	dcfg := devserver.Demo()
-	dcfg.Now = clk.Now
-	dcfg.Apps = append(dcfg.Apps, devserver.App{ApplicationURI: appID, ClientType: devserver.Confidential,
-		SecretHash:             devserver.HashSecret(appSecret),
-		RedirectURIs:           []string{sites[0].URL + "/callback", sites[1].URL + "/callback"},
-		PostLogoutRedirectURIs: []string{sites[0].URL + "/", sites[1].URL + "/"}})
-	idp := devserver.StartTest(t, dcfg)
-	idp.SetAutoSignIn(alice)
+	idp := erpnettest.NewServer(t, erpnettest.Config{Apps: []erpnettest.App{{ID: appID, Secret: appSecret,
+		RedirectURIs:   []string{sites[0].URL + "/callback", sites[1].URL + "/callback"},
+		PostLogoutURIs: []string{sites[0].URL + "/", sites[1].URL + "/"}}}})
+	erpnetctl.Of(idp).AutoSignIn(alice)
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	for i, site := range sites {
@@ -103,14 +100,14 @@ func TestReplicasShareSessionsOnRedis(t *testing.T) {
 	for range 20 {
 		assert.Equal(t, http.StatusOK, <-statuses)
 	}
-	assert.Equal(t, 1, idp.GrantCount("refresh_token"), "one redemption across both replicas")
+	assert.Equal(t, 1, erpnetctl.Of(idp).Grants("refresh_token"), "one redemption across both replicas")
 
 	// Sign out on replica 2; replica 1 no longer knows the session.
 	stolen := jar.Cookies(mustURL(sites[0].URL))
 	require.NotEmpty(t, stolen)
 	r := b.do(http.MethodGet, sites[1].URL+logout.(string), nil)
 	require.Equal(t, http.StatusSeeOther, r.status, r.body)
-	require.True(t, strings.HasPrefix(r.header.Get("Location"), idp.Issuer()+"/connect/endsession?"))
+	require.True(t, strings.HasPrefix(r.header.Get("Location"), idp.Authority()+"/connect/endsession?"))
 	for i, site := range sites {
 		u := b.get(site.URL + "/bff/user")
 		assert.Equal(t, http.StatusUnauthorized, u.status, "replica %d", i+1)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // parallel sends n API calls at once from b and returns their statuses.
@@ -54,14 +56,14 @@ func TestParallelCallsAtExpiryRefreshOnce(t *testing.T) {
 			w := newWorld(t)
 			b := w.signedIn()
 			require.Equal(t, all(3, http.StatusOK), parallel(b, 3, http.MethodGet, "/bff/api/Crm_Sales_Customers"))
-			require.Equal(t, 0, w.idp.GrantCount("refresh_token"))
+			require.Equal(t, 0, erpnetctl.Of(w.idp).Grants("refresh_token"))
 			require.Equal(t, 1, w.idp.SessionsOpened())
 			tc.advance(w)
 			assert.Equal(t, all(20, http.StatusOK), parallel(b, 20, http.MethodGet, "/bff/api/Crm_Sales_Customers"))
-			assert.Equal(t, 1, w.idp.GrantCount("refresh_token"), "one refresh for 20 calls")
+			assert.Equal(t, 1, erpnetctl.Of(w.idp).Grants("refresh_token"), "one refresh for 20 calls")
 			assert.Equal(t, 2, w.idp.SessionsOpened(), "the refreshed token's calls share one ERP.net session")
 			assert.Equal(t, http.StatusOK, b.get("/bff/user").status)
-			assert.Equal(t, 1, w.idp.GrantCount("refresh_token"))
+			assert.Equal(t, 1, erpnetctl.Of(w.idp).Grants("refresh_token"))
 			w.requireNoTokens()
 		})
 	}
@@ -92,7 +94,7 @@ func TestNonIdempotentCallIsNotReplayed(t *testing.T) {
 			// The SPA retries: a fresh token, one refresh.
 			r = b.do(m, path, strings.NewReader(`{"Name":"New"}`), "X-CSRF", "1", "Content-Type", "application/json")
 			assert.Less(t, r.status, 300, r.body)
-			assert.Equal(t, 1, w.idp.GrantCount("refresh_token"))
+			assert.Equal(t, 1, erpnetctl.Of(w.idp).Grants("refresh_token"))
 		})
 	}
 	t.Run("POST without a body", func(t *testing.T) {
@@ -112,7 +114,7 @@ func TestNonIdempotentCallIsNotReplayed(t *testing.T) {
 		assert.Equal(t, http.StatusOK, b.get("/bff/api/Crm_Sales_Customers").status)
 		assert.Equal(t, before+2, w.domainAPICalls())
 		assert.Equal(t, 1, w.ev.Count("api.retry_401"))
-		assert.Equal(t, 1, w.idp.GrantCount("refresh_token"))
+		assert.Equal(t, 1, erpnetctl.Of(w.idp).Grants("refresh_token"))
 	})
 }
 
@@ -126,8 +128,8 @@ func TestTabsShareOneSession(t *testing.T) {
 		require.Equal(t, all(5, http.StatusOK), parallel(b, 5, http.MethodGet, "/bff/api/Crm_Sales_Customers"))
 	}
 	assert.Equal(t, 1, w.idp.SessionsOpened())
-	assert.Equal(t, 1, w.idp.OpenSessions())
+	assert.Equal(t, 1, w.idp.LicensesInUse())
 	assert.Equal(t, 1, w.ev.Count("api.session_opened"))
-	assert.Equal(t, 1, w.idp.GrantCount("authorization_code"))
-	assert.Zero(t, w.idp.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(w.idp).Grants("authorization_code"))
+	assert.Zero(t, erpnetctl.Of(w.idp).Grants("refresh_token"))
 }

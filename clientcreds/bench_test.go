@@ -12,7 +12,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/erpnetgo/auth/clientcreds"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 // The benchmarks compare this package with golang.org/x/oauth2
@@ -25,20 +25,20 @@ import (
 type pair struct {
 	ours   *clientcreds.Source
 	theirs oauth2.TokenSource
-	srv    *devserver.Server
+	srv    *erpnettest.Server
 }
 
 func setup(b *testing.B, domainAPI ...string) pair {
-	s := devserver.StartTest(b, devserver.Demo())
-	src, err := clientcreds.New(clientcreds.Config{Authority: s.Issuer(), ClientID: devserver.DemoWorkerID,
-		ClientSecret: devserver.DemoWorkerSecret, Scopes: []string{"read"}, DomainAPI: strings.Join(domainAPI, "")})
+	s := erpnettest.NewServer(b)
+	src, err := clientcreds.New(clientcreds.Config{Authority: s.Authority(), ClientID: erpnettest.Demo.WorkerID,
+		ClientSecret: erpnettest.Demo.WorkerSecret, Scopes: []string{"read"}, DomainAPI: strings.Join(domainAPI, "")})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { src.Close() })
 	ctx := context.Background()
-	cc := &clientcredentials.Config{ClientID: devserver.DemoWorkerID, ClientSecret: devserver.DemoWorkerSecret,
-		TokenURL: s.Issuer() + "/connect/token", Scopes: []string{"read"}, AuthStyle: oauth2.AuthStyleInHeader}
+	cc := &clientcredentials.Config{ClientID: erpnettest.Demo.WorkerID, ClientSecret: erpnettest.Demo.WorkerSecret,
+		TokenURL: s.Authority() + "/connect/token", Scopes: []string{"read"}, AuthStyle: oauth2.AuthStyleInHeader}
 	p := pair{ours: src, theirs: cc.TokenSource(ctx), srv: s}
 	if _, err := p.ours.Token(ctx); err != nil {
 		b.Fatal(err)

@@ -21,7 +21,8 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/clientcreds"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -30,11 +31,11 @@ func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 // fast retries keep the tests quick; the policy itself is tested in internal/retry.
 var fast = auth.Retry{Base: 5 * time.Millisecond, Cap: 20 * time.Millisecond}
 
-func workerConfig(s *devserver.Server) clientcreds.Config {
+func workerConfig(s *erpnettest.Server) clientcreds.Config {
 	return clientcreds.Config{
-		Authority:    s.Issuer(),
-		ClientID:     devserver.DemoWorkerID,
-		ClientSecret: devserver.DemoWorkerSecret,
+		Authority:    s.Authority(),
+		ClientID:     erpnettest.Demo.WorkerID,
+		ClientSecret: erpnettest.Demo.WorkerSecret,
 		Scopes:       []string{"read", "update"},
 		Retry:        fast,
 	}
@@ -99,10 +100,10 @@ func TestConfigFromEnv(t *testing.T) {
 }
 
 func TestNewDoesNoNetworkIO(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	newSource(t, workerConfig(s))
-	for _, ep := range []devserver.Endpoint{devserver.Discovery, devserver.AutoDiscovery, devserver.Token} {
-		assert.Zero(t, s.Count(ep))
+	for _, ep := range []string{"discovery", "autodiscovery", "token"} {
+		assert.Zero(t, s.Requests(ep))
 	}
 }
 
@@ -140,9 +141,8 @@ func TestClientAuthenticationStylesWithSpecialCharacters(t *testing.T) {
 		{"forced form", nil, oauth2.AuthStyleInParams, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := devserver.Demo()
-			cfg.TokenEndpointAuthMethods = tc.advertised
-			s := devserver.StartTest(t, cfg)
+			s := erpnettest.NewServer(t)
+			erpnetctl.Of(s).Set(erpnetctl.Knobs{AuthMethods: tc.advertised})
 			rec := &recorder{}
 			cc := workerConfig(s)
 			cc.AuthStyle = tc.style
@@ -153,25 +153,25 @@ func TestClientAuthenticationStylesWithSpecialCharacters(t *testing.T) {
 			assert.Equal(t, "Bearer", tok.TokenType)
 			assert.Equal(t, tc.basic, rec.basic.Load())
 			assert.Equal(t, tc.form, rec.form.Load())
-			assert.Contains(t, devserver.DemoWorkerSecret, "%")
-			assert.Contains(t, devserver.DemoWorkerID, "/")
+			assert.Contains(t, erpnettest.Demo.WorkerSecret, "%")
+			assert.Contains(t, erpnettest.Demo.WorkerID, "/")
 		})
 	}
 }
 
 func TestAuthorityAsInstanceRootUsesAutoDiscovery(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	cfg := workerConfig(s)
 	cfg.Authority = s.URL() + "/"
 	src := newSource(t, cfg)
 	_, err := src.Token(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, 1, s.Count(devserver.AutoDiscovery))
+	assert.Equal(t, 1, s.Requests("autodiscovery"))
 }
 
 func TestColdCacheThousandGoroutinesOneRequest(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
-	s.InjectFaults(devserver.Token, devserver.Fault{Latency: 200 * time.Millisecond})
+	s := erpnettest.NewServer(t)
+	s.InjectFault("token", erpnettest.Fault{Latency: 200 * time.Millisecond})
 	src := newSource(t, workerConfig(s))
 	var wg sync.WaitGroup
 	tokens := make([]string, 1000)
@@ -186,14 +186,14 @@ func TestColdCacheThousandGoroutinesOneRequest(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	assert.Equal(t, 1, s.GrantCount("client_credentials"))
+	assert.Equal(t, 1, erpnetctl.Of(s).Grants("client_credentials"))
 	for _, tk := range tokens {
 		require.Equal(t, tokens[0], tk)
 	}
 }
 
 func TestRefreshWindowThousandGoroutinesNobodyWaits(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	cfg := workerConfig(s)
 	// A one-hour token whose refresh window opens 300 ms after it is issued.
 	cfg.RefreshWindow = time.Hour - 300*time.Millisecond
@@ -203,7 +203,7 @@ func TestRefreshWindowThousandGoroutinesNobodyWaits(t *testing.T) {
 	time.Sleep(350 * time.Millisecond)
 	// Hold the background refresh on the server so we can see nobody waits.
 	release := 3 * time.Second
-	s.InjectFaults(devserver.Token, devserver.Fault{Latency: release})
+	s.InjectFault("token", erpnettest.Fault{Latency: release})
 	start := time.Now()
 	var wg sync.WaitGroup
 	var newer atomic.Int32
@@ -229,75 +229,74 @@ func TestRefreshWindowThousandGoroutinesNobodyWaits(t *testing.T) {
 	// Every call finished while the refresh was still held: none waited on it.
 	assert.Zero(t, newer.Load())
 	// The held refresh reaches the server's counter asynchronously.
-	require.Eventually(t, func() bool { return s.GrantCount("client_credentials") >= 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return erpnetctl.Of(s).Grants("client_credentials") >= 2 }, 5*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool {
 		tok, err := src.Token(context.Background())
 		return err == nil && tok.AccessToken != first.AccessToken
 	}, 10*time.Second, 20*time.Millisecond)
-	assert.Equal(t, 2, s.GrantCount("client_credentials"), "one initial and exactly one background refresh")
+	assert.Equal(t, 2, erpnetctl.Of(s).Grants("client_credentials"), "one initial and exactly one background refresh")
 }
 
 func TestTransientFailuresRecover(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		faults   []devserver.Fault
+		faults   []erpnettest.Fault
 		attempts int
 		minWait  time.Duration
 	}{
-		{"500 then ok", []devserver.Fault{{Status: 500}}, 2, 0},
-		{"503 503 then ok", []devserver.Fault{{Status: 503}, {Status: 503}}, 3, 0},
-		{"429 Retry-After 1", []devserver.Fault{{Status: 429, RetryAfter: "1"}}, 2, time.Second},
-		{"dropped connection", []devserver.Fault{{Drop: true}}, 2, 0},
+		{"500 then ok", []erpnettest.Fault{{Status: 500}}, 2, 0},
+		{"503 503 then ok", []erpnettest.Fault{{Status: 503}, {Status: 503}}, 3, 0},
+		{"429 Retry-After 1", []erpnettest.Fault{{Status: 429, RetryAfter: time.Second}}, 2, time.Second},
+		{"dropped connection", []erpnettest.Fault{{Drop: true}}, 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := devserver.StartTest(t, devserver.Demo())
+			s := erpnettest.NewServer(t)
 			src := newSource(t, workerConfig(s))
-			s.InjectFaults(devserver.Token, tc.faults...)
+			for _, f := range tc.faults {
+				s.InjectFault("token", f)
+			}
 			start := time.Now()
 			_, err := src.Token(context.Background())
 			require.NoError(t, err)
-			assert.Equal(t, tc.attempts, s.GrantCount("client_credentials"), "the dev server counts every attempt, dropped ones included")
+			assert.Equal(t, tc.attempts, erpnetctl.Of(s).Grants("client_credentials"), "the dev server counts every attempt, dropped ones included")
 			assert.GreaterOrEqual(t, time.Since(start), tc.minWait, "Retry-After must be honoured")
 		})
 	}
 }
 
 func TestPersistentOutageIsTemporaryAfterRetries(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	src := newSource(t, workerConfig(s))
-	s.InjectFaults(devserver.Token, devserver.Fault{Status: 503}, devserver.Fault{Status: 503},
-		devserver.Fault{Status: 503}, devserver.Fault{Status: 503}, devserver.Fault{Status: 503})
+	s.InjectFault("token", erpnettest.Fault{Status: 503, Times: 5})
 	_, err := src.Token(context.Background())
 	require.ErrorIs(t, err, auth.ErrTemporary)
 	var e *auth.Error
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, 503, e.StatusCode)
 	assert.Equal(t, 4, e.Attempts)
-	assert.Equal(t, 4, s.GrantCount("client_credentials"))
+	assert.Equal(t, 4, erpnetctl.Of(s).Grants("client_credentials"))
 }
 
 func TestMisconfigurationIsNeverRetried(t *testing.T) {
-	cfg := devserver.Demo()
-	cfg.Apps = append(cfg.Apps, devserver.App{ApplicationURI: "com.example/nosystem", SecretHash: devserver.HashSecret("nosystem-secret")})
-	s := devserver.StartTest(t, cfg)
+	s := erpnettest.NewServer(t, erpnettest.Config{Apps: []erpnettest.App{{ID: "com.example/nosystem", Secret: "nosystem-secret"}}})
 	for _, tc := range []struct {
 		name, id, secret, code string
 		scopes                 []string
 	}{
-		{"wrong secret", devserver.DemoWorkerID, "wrong-secret-value", "invalid_client", nil},
+		{"wrong secret", erpnettest.Demo.WorkerID, "wrong-secret-value", "invalid_client", nil},
 		{"unknown client", "com.example/nobody", "whatever-secret", "invalid_client", nil},
 		{"no system user", "com.example/nosystem", "nosystem-secret", "unauthorized_client", nil},
-		{"scope not allowed", devserver.DemoWorkerID, devserver.DemoWorkerSecret, "invalid_scope", []string{"sec"}},
+		{"scope not allowed", erpnettest.Demo.WorkerID, erpnettest.Demo.WorkerSecret, "invalid_scope", []string{"sec"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s.ResetCounts()
-			src := newSource(t, clientcreds.Config{Authority: s.Issuer(), ClientID: tc.id, ClientSecret: tc.secret, Scopes: tc.scopes, Retry: fast})
+			erpnetctl.Of(s).ResetCounts()
+			src := newSource(t, clientcreds.Config{Authority: s.Authority(), ClientID: tc.id, ClientSecret: tc.secret, Scopes: tc.scopes, Retry: fast})
 			_, err := src.Token(context.Background())
 			require.ErrorIs(t, err, auth.ErrMisconfigured)
 			var e *auth.Error
 			require.ErrorAs(t, err, &e)
 			assert.Equal(t, tc.code, e.Code)
-			assert.Equal(t, 1, s.GrantCount("client_credentials"), "must not retry")
+			assert.Equal(t, 1, erpnetctl.Of(s).Grants("client_credentials"), "must not retry")
 			assert.NotContains(t, err.Error(), tc.secret)
 		})
 	}
@@ -309,28 +308,29 @@ func TestMisconfigurationIsNeverRetried(t *testing.T) {
 // sending it again is safe), and reported as ErrTemporary once the attempts
 // are spent (issue 23: it failed after one attempt whatever Retry said).
 func TestGarbageAndOversizedResponses(t *testing.T) {
-	for _, body := range []devserver.FaultBody{devserver.FaultMalformedJSON, devserver.FaultOversizedJSON, devserver.FaultEmpty} {
-		s := devserver.StartTest(t, devserver.Demo())
+	for _, body := range []erpnettest.Fault{{Malformed: true}, {Oversized: true}, {Empty: true}} {
+		body.Times = 2
+		s := erpnettest.NewServer(t)
 		cfg := workerConfig(s)
 		cfg.Retry.Attempts = 3
 		src := newSource(t, cfg)
-		s.InjectFaults(devserver.Token, devserver.Fault{Body: body}, devserver.Fault{Body: body})
+		s.InjectFault("token", body)
 		_, err := src.Token(context.Background())
 		require.NoError(t, err, "two unusable answers, then a good one, within 3 attempts")
-		assert.Equal(t, 3, s.GrantCount("client_credentials"))
+		assert.Equal(t, 3, erpnetctl.Of(s).Grants("client_credentials"))
 
-		s2 := devserver.StartTest(t, devserver.Demo())
+		s2 := erpnettest.NewServer(t)
 		cfg = workerConfig(s2)
 		cfg.Retry.Attempts = 2
 		src = newSource(t, cfg)
-		s2.InjectFaults(devserver.Token, devserver.Fault{Body: body}, devserver.Fault{Body: body})
+		s2.InjectFault("token", body)
 		_, err = src.Token(context.Background())
 		require.Error(t, err)
 		assert.ErrorIs(t, err, auth.ErrTemporary)
 		assert.NotErrorIs(t, err, auth.ErrMisconfigured)
 		assert.Less(t, len(err.Error()), 400, "error must be short: %s", err)
 		assert.Contains(t, err.Error(), "after 2 attempts")
-		assert.Equal(t, 2, s2.GrantCount("client_credentials"))
+		assert.Equal(t, 2, erpnetctl.Of(s2).Grants("client_credentials"))
 		// The next call recovers.
 		_, err = src.Token(context.Background())
 		require.NoError(t, err)
@@ -338,9 +338,9 @@ func TestGarbageAndOversizedResponses(t *testing.T) {
 }
 
 func TestCancelledContextReturnsPromptly(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	src := newSource(t, workerConfig(s))
-	s.InjectFaults(devserver.Token, devserver.Fault{Latency: 5 * time.Second})
+	s.InjectFault("token", erpnettest.Fault{Latency: 5 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
@@ -352,17 +352,17 @@ func TestCancelledContextReturnsPromptly(t *testing.T) {
 		t.Fatal("Token did not return when its context ended")
 	}
 	// An already-cancelled context never starts a request.
-	s2 := devserver.StartTest(t, devserver.Demo())
+	s2 := erpnettest.NewServer(t)
 	src2 := newSource(t, workerConfig(s2))
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	cancel2()
 	_, err := src2.Token(ctx2)
 	require.ErrorIs(t, err, context.Canceled)
-	assert.Zero(t, s2.GrantCount("client_credentials"))
+	assert.Zero(t, erpnetctl.Of(s2).Grants("client_credentials"))
 }
 
 func TestInvalidateForcesFetch(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	src := newSource(t, workerConfig(s))
 	a, err := src.Token(context.Background())
 	require.NoError(t, err)
@@ -372,11 +372,11 @@ func TestInvalidateForcesFetch(t *testing.T) {
 	c, err := src.Token(context.Background())
 	require.NoError(t, err)
 	assert.NotEqual(t, a.AccessToken, c.AccessToken)
-	assert.Equal(t, 2, s.GrantCount("client_credentials"))
+	assert.Equal(t, 2, erpnetctl.Of(s).Grants("client_credentials"))
 }
 
 func TestClientCallsDomainAPIAndRetries401Once(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	src := newSource(t, workerConfig(s))
 	hc := src.Client(context.Background())
 	api := s.URL() + "/api/domain/odata/Crm_Sales_Customers"
@@ -393,7 +393,7 @@ func TestClientCallsDomainAPIAndRetries401Once(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
-	assert.Equal(t, 2, s.GrantCount("client_credentials"))
+	assert.Equal(t, 2, erpnetctl.Of(s).Grants("client_credentials"))
 
 	// A body that cannot be replayed is not retried: the 401 comes back.
 	s.Advance(2 * time.Hour)
@@ -411,7 +411,7 @@ func TestClientCallsDomainAPIAndRetries401Once(t *testing.T) {
 }
 
 func TestClientNeverRetries403(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	cfg := workerConfig(s)
 	cfg.Scopes = []string{"read"} // no update: writes are forbidden
 	src := newSource(t, cfg)
@@ -420,12 +420,12 @@ func TestClientNeverRetries403(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, 403, resp.StatusCode)
-	assert.Equal(t, 1, s.GrantCount("client_credentials"))
-	assert.Equal(t, 1, s.Count(devserver.DomainAPI))
+	assert.Equal(t, 1, erpnetctl.Of(s).Grants("client_credentials"))
+	assert.Equal(t, 1, s.Requests("domainapi"))
 }
 
 func TestOAuth2TokenSourceInterop(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	src := newSource(t, workerConfig(s))
 	ctx := context.Background()
 	hc := oauth2.NewClient(ctx, src.TokenSource(ctx))
@@ -436,14 +436,14 @@ func TestOAuth2TokenSourceInterop(t *testing.T) {
 }
 
 func TestCloseStopsBackgroundWork(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
+	s := erpnettest.NewServer(t)
 	cfg := workerConfig(s)
 	cfg.RefreshWindow = time.Hour - time.Millisecond
 	src, err := clientcreds.New(cfg)
 	require.NoError(t, err)
 	_, err = src.Token(context.Background())
 	require.NoError(t, err)
-	s.InjectFaults(devserver.Token, devserver.Fault{Latency: 10 * time.Second})
+	s.InjectFault("token", erpnettest.Fault{Latency: 10 * time.Second})
 	time.Sleep(5 * time.Millisecond)
 	src.Token(context.Background()) // starts a background refresh held by the server
 	done := make(chan struct{})
@@ -457,9 +457,9 @@ func TestCloseStopsBackgroundWork(t *testing.T) {
 }
 
 func TestErrorsNeverContainSecret(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
-	secret := devserver.DemoWorkerSecret + "-wrong"
-	src := newSource(t, clientcreds.Config{Authority: s.Issuer(), ClientID: devserver.DemoWorkerID, ClientSecret: secret, Retry: fast})
+	s := erpnettest.NewServer(t)
+	secret := erpnettest.Demo.WorkerSecret + "-wrong"
+	src := newSource(t, clientcreds.Config{Authority: s.Authority(), ClientID: erpnettest.Demo.WorkerID, ClientSecret: secret, Retry: fast})
 	_, err := src.Token(context.Background())
 	require.Error(t, err)
 	for _, out := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {

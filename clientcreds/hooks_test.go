@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -18,8 +18,8 @@ import (
 // one ERP.net session, cache hits for the rest, retries inside the one
 // token request during an outage, and no secret in any event.
 func TestHooksReportAWorkerRun(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
-	s.InjectFaults(devserver.Token, devserver.Fault{Status: 503}, devserver.Fault{Status: 503})
+	s := erpnettest.NewServer(t)
+	s.InjectFault("token", erpnettest.Fault{Status: 503, Times: 2})
 	var rec testutil.Recorder
 	cfg := workerConfig(s)
 	cfg.Hooks = rec.Hooks(false)
@@ -40,12 +40,12 @@ func TestHooksReportAWorkerRun(t *testing.T) {
 	assert.Equal(t, 1, rec.Count("token.wait"), "only the first call waited")
 	assert.Equal(t, calls-1, rec.Count("token.cache_hit"))
 	assert.Equal(t, 1, rec.Count("api.session_opened"), "one ERP.net session for one token")
-	assert.Equal(t, 1, s.OpenSessions())
+	assert.Equal(t, 1, s.LicensesInUse())
 	assert.Equal(t, 1, rec.Calls("discovery"))
 	assert.Equal(t, 1, rec.Calls("token"))
 	for _, e := range rec.Events() {
 		assert.Equal(t, "clientcreds", e.Flow)
-		assert.Equal(t, devserver.DemoWorkerID, e.ClientID)
+		assert.Equal(t, erpnettest.Demo.WorkerID, e.ClientID)
 		if e.Name == "token.issued" {
 			assert.Equal(t, "client_credentials", e.Grant)
 			assert.Equal(t, 3, e.Attempts, "two 503s, then the token")
@@ -54,15 +54,15 @@ func TestHooksReportAWorkerRun(t *testing.T) {
 	tok, err := src.Token(context.Background())
 	require.NoError(t, err)
 	dump := rec.Dump()
-	for _, secret := range []string{tok.AccessToken, devserver.DemoWorkerSecret} {
+	for _, secret := range []string{tok.AccessToken, erpnettest.Demo.WorkerSecret} {
 		assert.False(t, strings.Contains(dump, secret), "a secret reached a hook")
 	}
 }
 
 // An API answering 429 is retried, and each backoff is reported.
 func TestHooksReportAPIBackoff(t *testing.T) {
-	s := devserver.StartTest(t, devserver.Demo())
-	s.InjectFaults(devserver.DomainAPI, devserver.Fault{Status: 429, RetryAfter: "0"})
+	s := erpnettest.NewServer(t)
+	s.InjectFault("domainapi", erpnettest.Fault{Status: 429})
 	var rec testutil.Recorder
 	cfg := workerConfig(s)
 	cfg.Hooks = rec.Hooks(false)

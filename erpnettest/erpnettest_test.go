@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/erpnetgo/auth/erpnettest"
-	"github.com/erpnetgo/auth/internal/devserver"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -241,7 +240,7 @@ func TestConfig(t *testing.T) {
 		t.Errorf("app without ID: %v", err)
 	}
 	_, err = erpnettest.Start(erpnettest.Config{Apps: []erpnettest.App{{ID: "a", Scopes: []string{"sec"}}}})
-	if err == nil || !strings.HasPrefix(err.Error(), "erpnettest: ") || strings.Contains(err.Error(), "devserver") {
+	if err == nil || !strings.HasPrefix(err.Error(), "erpnettest: ") || strings.Contains(err.Error(), "erpnettest: erpnettest") {
 		t.Errorf("unknown scope: %v", err)
 	}
 }
@@ -294,15 +293,49 @@ func TestCloseIsIdempotent(t *testing.T) {
 	}
 }
 
-// Demo documents the internal server's demo registrations.
+// Demo names what the server registers: the demo users sign in with their passwords, the
+// worker gets a token with its secret, and the web application and the CLI are known.
 func TestDemoMatchesServer(t *testing.T) {
 	d := erpnettest.Demo
-	got := []string{d.WebAppID, d.WebAppSecret, d.WorkerID, d.WorkerSecret, d.CLIID, d.Alice, d.AlicePassword, d.Bob, d.BobPassword}
-	want := []string{devserver.DemoWebAppID, devserver.DemoWebAppSecret, devserver.DemoWorkerID, devserver.DemoWorkerSecret,
-		devserver.DemoCLIID, devserver.DemoAlice, devserver.DemoAlicePassword, devserver.DemoBob, devserver.DemoBobPassword}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Errorf("Demo field %d = %q, want %q", i, got[i], want[i])
+	srv := erpnettest.NewServer(t)
+	c := newClient(t)
+	if resp, _, err := tokenRequest(t, srv, c); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the worker's token: %v %v", resp, err)
+	}
+	for id, secret := range map[string]string{d.WebAppID: d.WebAppSecret, d.CLIID: ""} {
+		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}}
+		if secret != "" {
+			form.Set("client_secret", secret)
+		}
+		resp, err := c.PostForm(srv.Authority()+"/connect/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if want := map[string]string{d.WebAppID: "", d.CLIID: "unauthorized_client"}[id]; body.Error != want {
+			t.Errorf("%s: error %q, want %q", id, body.Error, want)
+		}
+	}
+	// The sign-in page lists the users with their passwords.
+	q := url.Values{"client_id": {d.CLIID}, "redirect_uri": {"http://127.0.0.1:1234/callback"}, "response_type": {"code"},
+		"code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"S256"}}
+	resp, err := c.Get(srv.Authority() + "/connect/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, s := range []string{d.Alice, d.AlicePassword, d.Bob, d.BobPassword} {
+		if !strings.Contains(string(page), ">"+s+"<") {
+			t.Errorf("the sign-in page does not list %q", s)
+		}
+	}
+	app, _ := newWebApp(t, srv, d.WebAppID, d.WebAppSecret)
+	for _, user := range []string{d.Alice, d.Bob} {
+		if _, err := srv.SignIn(app.URL+"/signin", user); err != nil {
+			t.Errorf("%s: %v", user, err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package erpnettest
 
 import (
 	"bytes"
+	"cmp"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,12 +11,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,15 +68,13 @@ type LifecycleEvent struct {
 // JSON.stringify(payload), as the Marketplace does. Its methods are safe for concurrent use.
 type Marketplace struct {
 	srv        *http.Server
-	ln         net.Listener
 	url        string
 	format     string
 	tb         testing.TB
-	mu         sync.Mutex
+	mu         sync.Mutex // serializes RotateKey
 	keyIdx     int
-	key        *rsa.PrivateKey
+	key        atomic.Pointer[rsa.PrivateKey]
 	keyFetches atomic.Int64
-	docFetches atomic.Int64
 	hc         *http.Client
 	closeOnce  sync.Once
 }
@@ -89,11 +87,7 @@ func NewMarketplace(tb testing.TB, cfg ...MarketplaceConfig) *Marketplace {
 	if len(cfg) > 1 {
 		tb.Fatalf("erpnettest: NewMarketplace takes at most one MarketplaceConfig, got %d", len(cfg))
 	}
-	var c MarketplaceConfig
-	if len(cfg) == 1 {
-		c = cfg[0]
-	}
-	m, err := StartMarketplace(c)
+	m, err := StartMarketplace(append(cfg, MarketplaceConfig{})[0])
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -105,31 +99,24 @@ func NewMarketplace(tb testing.TB, cfg ...MarketplaceConfig) *Marketplace {
 // StartMarketplace starts a Marketplace that runs until Close, for programs and Example
 // functions; tests use NewMarketplace.
 func StartMarketplace(cfg MarketplaceConfig) (*Marketplace, error) {
-	switch cfg.KeyFormat {
-	case "":
-		cfg.KeyFormat = "pkix"
-	case "pkix", "pkcs1", "jwk", "jwks":
-	default:
+	if cfg.KeyFormat = cmp.Or(cfg.KeyFormat, "pkix"); !slices.Contains([]string{"pkix", "pkcs1", "jwk", "jwks"}, cfg.KeyFormat) {
 		return nil, fmt.Errorf("erpnettest: MarketplaceConfig.KeyFormat %q is not pkix, pkcs1, jwk or jwks", cfg.KeyFormat)
 	}
-	key, err := marketplaceKey(0)
-	if err != nil {
-		return nil, err
-	}
-	addr := cfg.Addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
+	key, err := pooledKey(0) // one key pool for the identity servers and the Marketplace
 	if err != nil {
 		return nil, fmt.Errorf("erpnettest: marketplace: %w", err)
 	}
-	m := &Marketplace{ln: ln, url: "http://" + ln.Addr().String(), format: cfg.KeyFormat, key: key,
+	ln, err := net.Listen("tcp", cmp.Or(cfg.Addr, "127.0.0.1:0"))
+	if err != nil {
+		return nil, fmt.Errorf("erpnettest: marketplace: %w", err)
+	}
+	m := &Marketplace{url: "http://" + ln.Addr().String(), format: cfg.KeyFormat, tb: panicTB{},
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/marketplace.json", m.serveDoc)
 	mux.HandleFunc("GET /public-key", m.serveKey)
 	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.key.Store(key.priv)
 	go func() { _ = m.srv.Serve(ln) }()
 	return m, nil
 }
@@ -141,10 +128,7 @@ func (m *Marketplace) URL() string { return m.url }
 // Close stops the Marketplace. It is idempotent.
 func (m *Marketplace) Close() error {
 	var err error
-	m.closeOnce.Do(func() {
-		err = m.srv.Close()
-		m.hc.CloseIdleConnections()
-	})
+	m.closeOnce.Do(func() { err = m.srv.Close(); m.hc.CloseIdleConnections() })
 	return err
 }
 
@@ -156,27 +140,21 @@ func (m *Marketplace) KeyFetches() int { return int(m.keyFetches.Load()) }
 func (m *Marketplace) RotateKey() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k, err := marketplaceKey(m.keyIdx + 1)
+	k, err := pooledKey(m.keyIdx + 1)
 	if err != nil {
 		m.fail("RotateKey: %v", err)
 		return
 	}
 	m.keyIdx++
-	m.key = k
+	m.key.Store(k.priv)
 }
 
 func (m *Marketplace) fail(format string, args ...any) {
-	msg := fmt.Sprintf("erpnettest: marketplace: "+format, args...)
-	if m.tb != nil {
-		m.tb.Helper()
-		m.tb.Fatal(msg)
-		return
-	}
-	panic(msg)
+	m.tb.Helper()
+	m.tb.Fatalf("erpnettest: marketplace: "+format, args...)
 }
 
 func (m *Marketplace) serveDoc(w http.ResponseWriter, _ *http.Request) {
-	m.docFetches.Add(1)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"issuer":    m.url,
@@ -186,9 +164,7 @@ func (m *Marketplace) serveDoc(w http.ResponseWriter, _ *http.Request) {
 
 func (m *Marketplace) serveKey(w http.ResponseWriter, _ *http.Request) {
 	m.keyFetches.Add(1)
-	m.mu.Lock()
-	pub := &m.key.PublicKey
-	m.mu.Unlock()
+	pub := &m.key.Load().PublicKey
 	switch m.format {
 	case "pkix", "pkcs1":
 		blk := &pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(pub)}
@@ -199,9 +175,7 @@ func (m *Marketplace) serveKey(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_ = pem.Encode(w, blk)
 	default:
-		jwk := map[string]string{"kty": "RSA", "use": "sig", "alg": "RS256",
-			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
-			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes())}
+		jwk := rsaJWK(pub, "")
 		w.Header().Set("Content-Type", "application/json")
 		if m.format == "jwks" {
 			_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{jwk}})
@@ -215,21 +189,11 @@ func (m *Marketplace) serveKey(w http.ResponseWriter, _ *http.Request) {
 // payload object, keys in the Marketplace's order (eventId, event, occurredAt,
 // instanceBaseUrl, user, clientSecret, referenceToken, request).
 func (m *Marketplace) Payload(e LifecycleEvent) []byte {
-	if e.ID == "" {
-		e.ID = "evt_" + strings.ToLower(rand.Text())
-	}
 	if e.OccurredAt.IsZero() {
 		e.OccurredAt = time.Now()
 	}
-	if e.User == "" {
-		e.User = "admin"
-	}
-	if e.ClientType == "" {
-		e.ClientType = "Confidential"
-	}
-	if e.Scope == "" {
-		e.Scope = "read update"
-	}
+	e.ID, e.User = cmp.Or(e.ID, "evt_"+strings.ToLower(rand.Text())), cmp.Or(e.User, "admin")
+	e.ClientType, e.Scope = cmp.Or(e.ClientType, "Confidential"), cmp.Or(e.Scope, "read update")
 	type request struct {
 		ApplicationURI  string `json:"applicationUri"`
 		ClientType      string `json:"clientType"`
@@ -261,9 +225,7 @@ func (m *Marketplace) Payload(e LifecycleEvent) []byte {
 // Sign returns the base64 RSA-SHA256 (PKCS #1 v1.5) signature of payload with the current
 // key, as the Marketplace signs JSON.stringify(payload).
 func (m *Marketplace) Sign(payload []byte) string {
-	m.mu.Lock()
-	key := m.key
-	m.mu.Unlock()
+	key := m.key.Load()
 	sum := sha256.Sum256(payload)
 	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
 	if err != nil {
@@ -276,13 +238,7 @@ func (m *Marketplace) Sign(payload []byte) string {
 // and a signature, for tests that tamper with either.
 func Envelope(payload []byte, signature string) []byte {
 	sig, _ := json.Marshal(signature)
-	var b bytes.Buffer
-	b.WriteString(`{"schema":"erpnet.appLifecycleEvent.v2","signature":`)
-	b.Write(sig)
-	b.WriteString(`,"payload":`)
-	b.Write(payload)
-	b.WriteString(`}`)
-	return b.Bytes()
+	return []byte(`{"schema":"erpnet.appLifecycleEvent.v2","signature":` + string(sig) + `,"payload":` + string(payload) + `}`)
 }
 
 // Deliver posts e, signed, to an app's redirect URI (callbackURL), as the Marketplace posts
@@ -298,24 +254,4 @@ func (m *Marketplace) Deliver(callbackURL string, e LifecycleEvent) (int, error)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-// marketplaceKeys are the Marketplace's signing keys, generated once per process (2048-bit
-// RSA keys are slow to make).
-var marketplaceKeys struct {
-	mu   sync.Mutex
-	keys []*rsa.PrivateKey
-}
-
-func marketplaceKey(i int) (*rsa.PrivateKey, error) {
-	marketplaceKeys.mu.Lock()
-	defer marketplaceKeys.mu.Unlock()
-	for len(marketplaceKeys.keys) <= i {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			return nil, errors.New("erpnettest: marketplace: cannot generate a key: " + err.Error())
-		}
-		marketplaceKeys.keys = append(marketplaceKeys.keys, k)
-	}
-	return marketplaceKeys.keys[i], nil
 }

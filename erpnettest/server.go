@@ -1,16 +1,25 @@
 package erpnettest
 
 import (
+	"cmp"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/clock"
 )
 
 // Config adds Trusted Applications and users to a Server and tunes it. The zero value gives
@@ -86,6 +95,13 @@ type User struct {
 	Administrator bool
 }
 
+// The demo registrations; Demo names them for users, who may change that variable.
+const (
+	webAppID, webAppSecret = "com.example/webapp", "webapp-secret"
+	workerID, workerSecret = "com.example/worker", "w0rker:s3cret%+/="
+	cliID                  = "com.example/cli"
+)
+
 // Demo names the demo Trusted Applications and users every Server has (see the package
 // documentation for what each may do). Treat it as read-only: changing it changes nothing
 // on any Server.
@@ -101,20 +117,70 @@ var Demo = struct {
 	// Bob is an ordinary user; BobPassword is his password.
 	Bob, BobPassword string
 }{
-	WebAppID: "com.example/webapp", WebAppSecret: "webapp-secret",
-	WorkerID: "com.example/worker", WorkerSecret: "w0rker:s3cret%+/=",
-	CLIID: "com.example/cli",
+	WebAppID: webAppID, WebAppSecret: webAppSecret,
+	WorkerID: workerID, WorkerSecret: workerSecret,
+	CLIID: cliID,
 	Alice: "alice", AlicePassword: "alice-password",
 	Bob: "bob", BobPassword: "bob-password",
+}
+
+// demoApps and demoUsers are what every Server starts with.
+func demoApps() []App {
+	return []App{
+		{ID: webAppID, Name: "Example Web App", Secret: webAppSecret, SystemUser: "portal-system",
+			RedirectURIs: []string{"http://127.0.0.1:8080/callback", "http://localhost:8080/callback", "http://127.0.0.1/callback"},
+			PostLogoutURIs: []string{"http://127.0.0.1:8080/", "http://localhost:8080/", "http://127.0.0.1/",
+				"http://127.0.0.1/signed-out"}},
+		{ID: workerID, Name: "Example Worker", Secret: workerSecret, SystemUser: "worker-system", Scopes: []string{"read", "update"}},
+		{ID: cliID, Name: "Example CLI", RedirectURIs: []string{"http://127.0.0.1/callback"},
+			Scopes: []string{"openid", "profile", "read", "update", "offline_access"}},
+	}
+}
+
+func demoUsers() []User {
+	return []User{
+		{Username: "alice", Password: "alice-password", Name: "Alice Anderson", Email: "alice@example.com", Administrator: true},
+		{Username: "bob", Password: "bob-password", Name: "Bob Brown", Email: "bob@example.com"},
+	}
 }
 
 // Server is a running ERP.net-shaped identity server and Domain API. Its methods are safe
 // for concurrent use.
 type Server struct {
-	ds        *devserver.Server
-	tb        testing.TB // nil for a Server made by Start
-	passwords map[string]string
-	tr        *http.Transport // shared by the clients SignIn returns
+	url   string // the instance root
+	cfg   Config // lifetimes defaulted
+	apps  map[string]*App
+	users []User // in the sign-in page's order
+	log   *slog.Logger
+	tb    testing.TB      // panicTB for a Server made by Start
+	tr    *http.Transport // shared by the clients SignIn returns
+
+	offset atomic.Int64   // Advance, in nanoseconds
+	counts []atomic.Int64 // requests per endpoint
+	panics atomic.Int64   // recovered handler panics (the server's own tests assert none)
+	active atomic.Int64   // requests being served
+	hashes sync.Map       // app ID -> sha256 of its current secret
+	faults struct {       // queued per endpoint
+		mu sync.Mutex
+		q  map[int][]Fault
+	}
+
+	// The state, one part per endpoint family, each under its own lock. Locks nest only
+	// in this order: codes, tokens, signins; keys, refs, api and ctl take no other.
+	keys    keyRing
+	signins signins
+	codes   codes
+	tokens  tokens
+	refs    refTokens
+	api     domainAPI
+	ctl     control
+
+	httpSrv   *http.Server
+	ln        net.Listener
+	done      chan struct{} // closed by Close: injected latencies end
+	lifeMu    sync.RWMutex
+	closed    bool
+	inflight  sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -131,11 +197,7 @@ func NewServer(tb testing.TB, cfg ...Config) *Server {
 	if len(cfg) > 1 {
 		tb.Fatalf("erpnettest: NewServer takes at most one Config, got %d", len(cfg))
 	}
-	var c Config
-	if len(cfg) == 1 {
-		c = cfg[0]
-	}
-	s, err := Start(c)
+	s, err := Start(append(cfg, Config{})[0])
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -152,29 +214,104 @@ func NewServer(tb testing.TB, cfg ...Config) *Server {
 // use NewServer. Methods of a Server made by Start panic where those of one made by
 // NewServer would fail the test.
 func Start(cfg Config) (*Server, error) {
-	dcfg, passwords, err := devConfig(cfg)
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("erpnettest: invalid config: %w", err)
+	}
+	ln, err := net.Listen("tcp", cmp.Or(cfg.Addr, "127.0.0.1:0"))
+	if err != nil {
+		return nil, fmt.Errorf("erpnettest: listen: %w", err)
+	}
+	s.url, s.ln = "http://"+ln.Addr().String(), ln
+	s.httpSrv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	go func() { _ = s.httpSrv.Serve(ln) }()
+	s.log.Info("erpnettest: listening", "url", s.url)
+	return s, nil
+}
+
+// newServer checks cfg and builds a Server that does not listen yet.
+func newServer(cfg Config) (*Server, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if cfg.AccessTokenLifetime < 0 || cfg.IDTokenLifetime < 0 || cfg.RefreshTokenLifetime < 0 {
+		bad("token lifetimes must not be negative")
+	}
+	if cfg.LicenseCount < 0 {
+		bad("LicenseCount must not be negative")
+	}
+	cfg.AccessTokenLifetime = cmp.Or(cfg.AccessTokenLifetime, time.Hour)
+	cfg.IDTokenLifetime = cmp.Or(cfg.IDTokenLifetime, 5*time.Minute)
+	s := &Server{cfg: cfg, apps: map[string]*App{}, tb: panicTB{}, log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		done: make(chan struct{}), tr: &http.Transport{MaxIdleConnsPerHost: 8}, counts: make([]atomic.Int64, len(endpoints))}
+	demo := demoApps()
+	for i, a := range append(demo, cfg.Apps...) {
+		i -= len(demo)
+		switch {
+		case a.ID == "":
+			bad("Apps[%d]: ID is required", i)
+			continue
+		case strings.ContainsAny(a.ID, " \t\r\n"):
+			bad("Apps[%d]: invalid ID %q", i, a.ID)
+			continue
+		case a.AccessTokenLifetime < 0 || a.RefreshTokenLifetime < 0:
+			bad("Apps[%d]: token lifetimes must not be negative", i)
+		}
+		for _, ru := range append(slices.Clone(a.RedirectURIs), a.PostLogoutURIs...) {
+			if u, err := url.Parse(ru); err != nil || u.Scheme == "" || strings.Contains(ru, "#") {
+				bad("Apps[%d]: invalid redirect URI %q (absolute URI without fragment required)", i, ru)
+			}
+		}
+		for _, sc := range a.Scopes {
+			if !slices.Contains(allScopes, sc) {
+				bad("Apps[%d]: unknown scope %q", i, sc)
+			}
+		}
+		a.RedirectURIs, a.PostLogoutURIs, a.Scopes = slices.Clone(a.RedirectURIs), slices.Clone(a.PostLogoutURIs), slices.Clone(a.Scopes)
+		s.apps[a.ID] = &a
+		if a.Secret != "" {
+			s.hashes.Store(a.ID, hashOf(a.Secret))
+		} else {
+			s.hashes.Delete(a.ID)
+		}
+	}
+	for i, u := range append(demoUsers(), cfg.Users...) {
+		if u.Username == "" || strings.TrimSpace(u.Username) != u.Username {
+			bad("Users[%d]: invalid Username %q", i-len(demoUsers()), u.Username)
+			continue
+		}
+		if j := slices.IndexFunc(s.users, func(v User) bool { return v.Username == u.Username }); j >= 0 {
+			s.users[j] = u
+		} else {
+			s.users = append(s.users, u)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	k, err := pooledKey(0)
 	if err != nil {
 		return nil, err
 	}
-	ds, err := devserver.Start(dcfg)
-	if err != nil {
-		return nil, errors.New("erpnettest: " + strings.TrimPrefix(err.Error(), "devserver: "))
-	}
-	return &Server{ds: ds, passwords: passwords, tr: &http.Transport{MaxIdleConnsPerHost: 8}}, nil
+	s.keys.keys, s.api.data, s.api.sessions = []*signingKey{k}, demoData(), map[string]*apiSession{}
+	s.signins.bySID, s.signins.cookies, s.signins.pending = map[string]*signin{}, map[string]string{}, map[string]*pendingLogin{}
+	s.codes.m, s.refs.m, s.faults.q, s.ctl.grants = map[string]*codeRecord{}, map[string]*refRecord{}, map[int][]Fault{}, map[string]int{}
+	s.tokens.access, s.tokens.refresh, s.tokens.families = map[string]*accessRecord{}, map[string]*refreshRecord{}, map[string]*family{}
+	return s, nil
 }
 
 // URL returns the instance root, e.g. "http://127.0.0.1:41234", without a trailing slash:
 // what an app is given as its ERP.net instance (its Authority). ERP.net auto-discovery is
 // at URL()+"/sys/auto-discovery".
-func (s *Server) URL() string { return s.ds.URL() }
+func (s *Server) URL() string { return s.url }
 
 // Authority returns the identity server's URL, URL()+"/id": the issuer of its tokens, with
 // OpenID Connect discovery at Authority()+"/.well-known/openid-configuration".
-func (s *Server) Authority() string { return s.ds.Issuer() }
+func (s *Server) Authority() string { return s.url + "/id" }
 
 // DomainAPI returns the Domain API (OData) service root, URL()+"/api/domain/odata/", with a
 // trailing slash: append an entity set name such as "Crm_Sales_Customers".
-func (s *Server) DomainAPI() string { return s.ds.URL() + "/api/domain/odata/" }
+func (s *Server) DomainAPI() string { return s.url + pathOData + "/" }
 
 // Close stops the server, waits for the requests in flight and closes the idle connections
 // of the clients SignIn returned. It is idempotent, and does nothing on a nil *Server;
@@ -184,7 +321,13 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closeOnce.Do(func() {
-		s.closeErr = s.ds.Close()
+		close(s.done)
+		s.closeErr = s.httpSrv.Close()
+		_ = s.ln.Close() // at once, even if Serve has not started
+		s.lifeMu.Lock()
+		s.closed = true
+		s.lifeMu.Unlock()
+		s.inflight.Wait()
 		s.tr.CloseIdleConnections()
 	})
 	return s.closeErr
@@ -195,150 +338,236 @@ func (s *Server) Close() error {
 // by its own (its Config.Now) keeps using one it believes fresh until the server refuses
 // it. Give the app and the server one clock: a func the app's Config.Now reads, moved
 // together with Advance (README, "Testing your app").
-func (s *Server) Advance(d time.Duration) { s.ds.Advance(d) }
+func (s *Server) Advance(d time.Duration) {
+	if d > 0 {
+		s.offset.Add(int64(d))
+	}
+	// Apps in this process whose clock follows this server's see what the move made due.
+	clock.Poke()
+}
 
-// RotateKeys makes a new signing key current. The old key stays in the JWKS, and tokens
-// signed with it stay valid, for one hour of server time.
-func (s *Server) RotateKeys() { s.ds.RotateKeys() }
-
-// RevokeUser does what an ERP.net password change does: every sign-in of the user ends, and
-// with it their refresh tokens (the next refresh gets invalid_grant), the access tokens
-// issued in those sign-ins and their ERP.net API sessions. Reference tokens are not affected.
-func (s *Server) RevokeUser(username string) { s.ds.RevokeUser(username) }
+func (s *Server) now() time.Time { return time.Now().Add(time.Duration(s.offset.Load())) }
 
 // SessionsOpened returns how many ERP.net API sessions the Domain API has opened since the
 // server started. The first call with a token opens one; further calls with the same token
 // reuse it until it has been idle for 20 minutes (a client credentials session ends after
 // an hour). An app that fetches a token per request opens an API session per request.
-func (s *Server) SessionsOpened() int { return s.ds.SessionsOpened() }
-
-// LicensesInUse returns how many ERP.net API sessions are open now, by the server's clock: the
-// license slots taken (see Config.LicenseCount).
-func (s *Server) LicensesInUse() int { return s.ds.OpenSessions() }
+func (s *Server) SessionsOpened() int { return int(s.api.opened.Load()) }
 
 // Requests returns how many requests reached the named endpoint (see the package
 // documentation for the names), faulted ones included.
 func (s *Server) Requests(endpoint string) int {
-	ep, ok := s.endpoint(endpoint)
-	if !ok {
-		return 0
+	if i := s.endpoint(endpoint); i >= 0 {
+		return int(s.counts[i].Load())
 	}
-	return s.ds.Count(ep)
+	return 0
 }
 
-// fail reports a misuse of the Server: through the test's tb, or by panicking.
+// fail reports a misuse of the Server: it fails the test, or panics (Start's panicTB).
 func (s *Server) fail(format string, args ...any) {
-	msg := fmt.Sprintf("erpnettest: "+format, args...)
-	if s.tb != nil {
-		s.tb.Helper()
-		s.tb.Fatal(msg)
-		return
-	}
-	panic(msg)
+	s.tb.Helper()
+	s.tb.Fatalf("erpnettest: "+format, args...)
 }
 
-// endpointNames maps a normalized endpoint name to the server's endpoint.
-var endpointNames = map[string]devserver.Endpoint{
-	"discovery": devserver.Discovery, "jwks": devserver.JWKS, "authorize": devserver.Authorize,
-	"signin": devserver.SignIn, "token": devserver.Token, "userinfo": devserver.Userinfo,
-	"revocation": devserver.Revocation, "introspect": devserver.Introspect,
-	"endsession": devserver.EndSession, "autodiscovery": devserver.AutoDiscovery,
-	"domainapi": devserver.DomainAPI,
-}
+// panicTB is the testing.TB of a Server or Marketplace made without one: its Fatalf panics.
+type panicTB struct{ testing.TB }
 
-func (s *Server) endpoint(name string) (devserver.Endpoint, bool) {
-	norm := strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(strings.TrimSpace(name)))
-	ep, ok := endpointNames[norm]
-	if !ok {
-		if s.tb != nil {
-			s.tb.Helper()
-		}
-		s.fail("unknown endpoint %q (want discovery, jwks, authorize, signin, token, userinfo, revocation, introspect, endsession, autodiscovery or domainapi)", name)
-	}
-	return ep, ok
-}
+func (panicTB) Helper()                           {}
+func (panicTB) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
 
-// Demo registrations for loopback apps on any port.
+// Paths served.
 const (
-	loopbackCallback   = "http://127.0.0.1/callback"
-	loopbackPostLogout = "http://127.0.0.1/"
-	loopbackSignedOut  = "http://127.0.0.1/signed-out"
+	pathDiscovery  = "/id/.well-known/openid-configuration"
+	pathJWKS       = pathDiscovery + "/jwks"
+	pathAuthorize  = "/id/connect/authorize"
+	pathToken      = "/id/connect/token"
+	pathUserinfo   = "/id/connect/userinfo"
+	pathRevocation = "/id/connect/revocation"
+	pathIntrospect = "/id/connect/introspect"
+	pathEndSession = "/id/connect/endsession"
+	pathOData      = "/api/domain/odata"
+	pathSignIn     = "/id/account/login"
+	pathFavicon    = "/favicon.ico"
 )
 
-// devConfig turns cfg into the internal server's configuration: the demo registrations, then
-// cfg's, which replace demo ones of the same name. It also returns every user's password.
-func devConfig(cfg Config) (devserver.Config, map[string]string, error) {
-	d := devserver.Demo()
-	for i := range d.Apps {
-		if d.Apps[i].ApplicationURI == devserver.DemoWebAppID {
-			d.Apps[i].RedirectURIs = append(d.Apps[i].RedirectURIs, loopbackCallback)
-			d.Apps[i].PostLogoutRedirectURIs = append(d.Apps[i].PostLogoutRedirectURIs, loopbackPostLogout, loopbackSignedOut)
+// endpoints are the server's endpoints, by the names the package documentation gives.
+var endpoints = [...]struct {
+	name, path string
+	serve      func(*Server, http.ResponseWriter, *http.Request)
+}{
+	{"discovery", pathDiscovery, (*Server).discovery},
+	{"jwks", pathJWKS, (*Server).jwks},
+	{"authorize", pathAuthorize, (*Server).authorize},
+	{"signin", pathSignIn, (*Server).signInForm},
+	{"token", pathToken, (*Server).token},
+	{"userinfo", pathUserinfo, (*Server).userinfo},
+	{"revocation", pathRevocation, (*Server).revocation},
+	{"introspect", pathIntrospect, (*Server).introspect},
+	{"endsession", pathEndSession, (*Server).endSession},
+	{"autodiscovery", "/sys/auto-discovery", (*Server).autoDiscovery},
+	{"domainapi", pathOData, (*Server).domainAPI},
+}
+
+// endpoint returns the index of the named endpoint, or fails the test (-1).
+func (s *Server) endpoint(name string) int {
+	norm := strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(strings.TrimSpace(name)))
+	for i, ep := range endpoints {
+		if ep.name == norm {
+			return i
 		}
 	}
-	var errs []error
-	for i, a := range cfg.Apps {
-		if a.ID == "" {
-			errs = append(errs, fmt.Errorf("config: Apps[%d]: ID is required", i))
-			continue
+	s.tb.Helper()
+	s.fail("unknown endpoint %q (want discovery, jwks, authorize, signin, token, userinfo, revocation, introspect, endsession, autodiscovery or domainapi)", name)
+	return -1
+}
+
+// route returns the index of the endpoint serving path, or -1.
+func route(path string) int {
+	for i, ep := range endpoints {
+		if path == ep.path || ep.path == pathOData && strings.HasPrefix(path, pathOData+"/") {
+			return i
 		}
-		da := devserver.App{
-			ApplicationURI:         a.ID,
-			Name:                   a.Name,
-			ClientType:             devserver.Public,
-			RedirectURIs:           a.RedirectURIs,
-			PostLogoutRedirectURIs: a.PostLogoutURIs,
-			SystemUserAllowed:      a.SystemUser != "",
-			SystemUser:             a.SystemUser,
-			Scopes:                 a.Scopes,
-			AccessTokens:           devserver.AccessTokensAuthenticatedUsers,
-			Disabled:               a.Disabled,
-			AccessTokenLifetime:    a.AccessTokenLifetime,
-			RefreshTokenLifetime:   a.RefreshTokenLifetime,
-		}
-		if a.Secret != "" {
-			da.ClientType = devserver.Confidential
-			da.SecretHash = devserver.HashSecret(a.Secret)
-		}
-		replaced := false
-		for j := range d.Apps {
-			if d.Apps[j].ApplicationURI == a.ID {
-				d.Apps[j], replaced = da, true
+	}
+	return -1
+}
+
+// serve counts a request, applies its endpoint's next fault and serves it.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.lifeMu.RLock()
+	closed := s.closed
+	if !closed {
+		s.inflight.Add(1) // registered in flight, unless Close has begun
+	}
+	s.lifeMu.RUnlock()
+	if closed {
+		http.Error(w, "server closed", http.StatusServiceUnavailable)
+		return
+	}
+	s.active.Add(1)
+	defer func() { s.active.Add(-1); s.inflight.Done() }()
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if rec := recover(); rec != nil {
+			if rec == http.ErrAbortHandler {
+				panic(rec)
+			}
+			s.panics.Add(1)
+			s.log.Error("erpnettest: handler panic", "path", r.URL.Path, "panic", fmt.Sprint(rec))
+			if sw.code == 0 {
+				writeAPIError(sw, http.StatusInternalServerError, "InternalServerError", "internal server error")
 			}
 		}
-		if !replaced {
-			d.Apps = append(d.Apps, da)
+		s.log.Debug("erpnettest: request", "method", r.Method, "path", r.URL.Path, "status", sw.status())
+	}()
+	if r.URL.Path == pathFavicon {
+		// No icon, and no error in the browser console of every page the server shows.
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			sw.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		sw.Header().Set("Cache-Control", "public, max-age=86400")
+		sw.WriteHeader(http.StatusNoContent)
+		return
+	}
+	i := route(r.URL.Path)
+	if i < 0 || endpoints[i].name == "revocation" && s.ctl.knobs().NoRevocation {
+		writeJSON(sw, http.StatusNotFound, map[string]any{"error": "not_found", "error_description": "no such endpoint"})
+		return
+	}
+	s.counts[i].Add(1)
+	if endpoints[i].name == "token" {
+		s.ctl.countGrant(r)
+	}
+	if f, ok := s.nextFault(i); ok && s.applyFault(sw, r, i, f) {
+		return
+	}
+	endpoints[i].serve(s, sw, r)
+}
+
+// statusWriter records the status; Unwrap lets http.ResponseController reach the
+// connection (Flush, Hijack).
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = cmp.Or(w.code, code)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.code = cmp.Or(w.code, http.StatusOK)
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int { return cmp.Or(w.code, http.StatusOK) }
+
+// --- small helpers ---
+
+func randomHex(n int) string { return strings.ToUpper(hex.EncodeToString(randomBytes(n))) }
+
+func randomToken(n int) string { return b64url(randomBytes(n)) }
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return b
+}
+
+func hashKey(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeAPIError writes the ERP.net error shape {"error":{"code":...,"message":...}}.
+func writeAPIError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]any{"code": code, "message": msg}})
+}
+
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}
+
+// methodNotAllowed answers 405 with Allow when r's method is not among allowed.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
+	if slices.Contains(allowed, r.Method) {
+		return false
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": "invalid_request", "error_description": "method not allowed"})
+	return true
+}
+
+// maxFormBytes limits every form body the server parses.
+const maxFormBytes = 64 << 10
+
+// parseForm parses a POST body (application/x-www-form-urlencoded, at most maxFormBytes).
+func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return nil, errors.New("malformed or oversized form body")
+	}
+	return r.PostForm, nil
+}
+
+// firstDuplicate returns the name of a parameter given more than once (RFC 6749 §3.1).
+func firstDuplicate(v url.Values) string {
+	for k, vals := range v {
+		if len(vals) > 1 {
+			return k
 		}
 	}
-	for _, u := range cfg.Users {
-		du := devserver.User{Username: u.Username, Password: u.Password, Name: u.Name, Email: u.Email, Administrator: u.Administrator}
-		replaced := false
-		for j := range d.Users {
-			if d.Users[j].Username == u.Username {
-				d.Users[j], replaced = du, true
-			}
-		}
-		if !replaced {
-			d.Users = append(d.Users, du)
-		}
-	}
-	if cfg.Addr != "" {
-		d.BaseURL = "http://" + cfg.Addr
-	}
-	if cfg.AccessTokenLifetime < 0 || cfg.IDTokenLifetime < 0 {
-		errs = append(errs, errors.New("token lifetimes must not be negative"))
-	}
-	d.AccessTokenLifetime = cfg.AccessTokenLifetime
-	d.IDTokenLifetime = cfg.IDTokenLifetime
-	d.RefreshTokenLifetime = cfg.RefreshTokenLifetime
-	d.LicenseCount = cfg.LicenseCount
-	d.Logger = cfg.Logger
-	d.AuthorizationResponseIss = !cfg.OmitIss
-	if err := errors.Join(errs...); err != nil {
-		return d, nil, fmt.Errorf("erpnettest: invalid config: %w", err)
-	}
-	passwords := make(map[string]string, len(d.Users))
-	for _, u := range d.Users {
-		passwords[u.Username] = u.Password
-	}
-	return d, passwords, nil
+	return ""
 }

@@ -35,27 +35,24 @@ import (
 // fields only Logger and AuditLogger apply, and every field of the simple
 // set-up must be empty (it would configure nothing).
 type Config struct {
-	// Authority is the ERP.net instance root (https://demodb.my.erp.net) or
-	// its identity server (https://demodb.my.erp.net/id).
-	Authority string
-	// ClientID is the Trusted Application's ApplicationUri, used by both
-	// flows.
-	ClientID string
-	// ClientSecret is the Trusted Application's secret, used by both flows.
+	// Authority (the ERP.net instance root or its identity server) and
+	// ClientID (the Trusted Application's ApplicationUri) serve both flows,
+	// as in [authcode.Config].
+	Authority, ClientID string
+	// ClientSecret is the Trusted Application's secret, for both flows.
 	// Required: Client Credentials need a confidential Trusted Application
 	// with SystemUserAllowed.
 	ClientSecret string
-	// ClientSecretFile is the path of a file holding the secret instead,
-	// for rotation without a restart (see clientcreds.Config.ClientSecretFile
-	// and authcode.Config.ClientSecretFile): both sides read it, and each
-	// reads it again when the identity server refuses the secret.
+	// ClientSecretFile holds the secret instead, for rotation without a
+	// restart ([authcode.Config.ClientSecretFile]): both sides read it, and
+	// each reads it again when the identity server refuses the secret.
 	// Exclusive with ClientSecret.
 	ClientSecretFile string
-	// RedirectURL is the absolute URL of the Callback handler, as
-	// registered with the Trusted Application.
+	// RedirectURL is the URL of the Callback handler
+	// ([authcode.Config.RedirectURL]).
 	RedirectURL string
 	// PostLogoutRedirectURL is where the identity server sends the browser
-	// after SignOut; it must be registered with the Trusted Application.
+	// after SignOut ([authcode.Config.PostLogoutRedirectURL]).
 	PostLogoutRedirectURL string
 	// UserScopes are requested at sign-in ([authcode.Config.Scopes]); empty
 	// means openid, profile, offline_access, read and update.

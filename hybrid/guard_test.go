@@ -14,8 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/hybrid"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // TestServiceTokenNeverReachesTheBrowser: handlers behind WithUser or
@@ -24,7 +25,7 @@ import (
 func TestServiceTokenNeverReachesTheBrowser(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.browser()
-	b.signIn(devserver.DemoAlice)
+	b.signIn(erpnettest.Demo.Alice)
 
 	// Before the App has any service token the guard has nothing to do.
 	r := b.get(e.srv.URL + "/plain")
@@ -132,7 +133,7 @@ func TestGuardChecksEveryHeaderSetAndTrailers(t *testing.T) {
 func TestGuardLearnsRefreshedServiceTokens(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.browser()
-	b.signIn(devserver.DemoAlice)
+	b.signIn(erpnettest.Demo.Alice)
 	// A token fetched through ServiceClient alone (no ServiceTokenSource) is
 	// known to the guard.
 	_, _, err := callAPI(t.Context(), e.app.Service().ServiceClient(), e.apiURL())
@@ -144,7 +145,7 @@ func TestGuardLearnsRefreshedServiceTokens(t *testing.T) {
 
 	// After the API refuses the token, ServiceClient gets a new one; both
 	// stay known.
-	e.idp.InjectFaults(devserver.DomainAPI, devserver.Fault{Status: http.StatusUnauthorized})
+	e.idp.InjectFault("domainapi", erpnettest.Fault{Status: http.StatusUnauthorized})
 	caller, _, err := callAPI(t.Context(), e.app.Service().ServiceClient(), e.apiURL())
 	require.NoError(t, err)
 	require.Equal(t, systemCaller, caller)
@@ -195,7 +196,7 @@ func TestGuardPeeksSilently(t *testing.T) {
 	// Into the refresh window (both clocks): guarded responses peek only.
 	off.Add(int64(56 * time.Minute))
 	e.idp.Advance(56 * time.Minute)
-	grants := e.idp.GrantCount("client_credentials")
+	grants := erpnetctl.Of(e.idp).Grants("client_credentials")
 	h := e.app.GuardResponses(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "nothing secret")
 	}))
@@ -205,6 +206,6 @@ func TestGuardPeeksSilently(t *testing.T) {
 		require.Equal(t, http.StatusOK, rec.Code)
 	}
 	assert.Zero(t, aheads.Load(), "a peek started a refresh")
-	assert.Equal(t, grants, e.idp.GrantCount("client_credentials"))
+	assert.Equal(t, grants, erpnetctl.Of(e.idp).Grants("client_credentials"))
 	assert.EqualValues(t, 0, hits.Load()-10, "a peek counted as a cache hit")
 }

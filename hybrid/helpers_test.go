@@ -20,8 +20,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/hybrid"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -100,16 +101,15 @@ func (s *recStore) saved() []savedRecord {
 // env is one dev identity server with the demo Trusted Application (one
 // app, both flows) and one hybrid App mounted on a test server.
 type env struct {
-	t      *testing.T
-	idp    *devserver.Server
-	srv    *httptest.Server
-	app    *hybrid.App
-	cfg    hybrid.Config
-	store  *recStore
-	tr     *http.Transport
-	logs   *testutil.SyncBuffer
-	audit  *testutil.SyncBuffer
-	signMu sync.Mutex // SetAutoSignIn is server-wide: one sign-in at a time
+	t     *testing.T
+	idp   *erpnettest.Server
+	srv   *httptest.Server
+	app   *hybrid.App
+	cfg   hybrid.Config
+	store *recStore
+	tr    *http.Transport
+	logs  *testutil.SyncBuffer
+	audit *testutil.SyncBuffer
 }
 
 // newEnv starts everything on 127.0.0.1; mod may edit the App's Config.
@@ -122,21 +122,16 @@ func newEnv(t *testing.T, mod func(*hybrid.Config)) *env {
 	}))
 	t.Cleanup(e.srv.Close)
 
-	dcfg := devserver.Demo()
-	for i := range dcfg.Apps {
-		if dcfg.Apps[i].ApplicationURI == devserver.DemoWebAppID {
-			dcfg.Apps[i].RedirectURIs = append(dcfg.Apps[i].RedirectURIs, e.srv.URL+"/callback")
-			dcfg.Apps[i].PostLogoutRedirectURIs = append(dcfg.Apps[i].PostLogoutRedirectURIs, e.srv.URL+"/bye")
-		}
-	}
-	e.idp = devserver.StartTest(t, dcfg)
+	e.idp = erpnettest.NewServer(t, erpnettest.Config{Apps: []erpnettest.App{{ // the demo web app, with this portal's URIs
+		ID: erpnettest.Demo.WebAppID, Secret: erpnettest.Demo.WebAppSecret, SystemUser: "portal-system",
+		RedirectURIs: []string{e.srv.URL + "/callback"}, PostLogoutURIs: []string{e.srv.URL + "/bye"}}}})
 
 	e.tr = &http.Transport{MaxIdleConnsPerHost: 64}
 	e.store = newRecStore()
 	e.cfg = hybrid.Config{
 		Authority:             e.idp.URL(),
-		ClientID:              devserver.DemoWebAppID,
-		ClientSecret:          devserver.DemoWebAppSecret,
+		ClientID:              erpnettest.Demo.WebAppID,
+		ClientSecret:          erpnettest.Demo.WebAppSecret,
 		RedirectURL:           e.srv.URL + "/callback",
 		PostLogoutRedirectURL: e.srv.URL + "/bye",
 		ServiceScopes:         []string{"read"},
@@ -314,6 +309,7 @@ type browser struct {
 	e          *env
 	jar        *cookiejar.Jar
 	hc         *http.Client
+	tr         http.RoundTripper
 	mu         sync.Mutex
 	setCookies []string
 }
@@ -322,8 +318,21 @@ func (e *env) browser() *browser {
 	jar, _ := cookiejar.New(nil)
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	e.t.Cleanup(tr.CloseIdleConnections)
-	return &browser{e: e, jar: jar, hc: &http.Client{Jar: jar, Transport: tr, Timeout: 20 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	b := &browser{e: e, jar: jar, tr: tr}
+	b.hc = &http.Client{Jar: jar, Transport: b, Timeout: 20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return b
+}
+
+// RoundTrip records the response's Set-Cookie headers.
+func (b *browser) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := b.tr.RoundTrip(req)
+	if err == nil {
+		b.mu.Lock()
+		b.setCookies = append(b.setCookies, resp.Header.Values("Set-Cookie")...)
+		b.mu.Unlock()
+	}
+	return resp, err
 }
 
 type response struct {
@@ -361,9 +370,6 @@ func (b *browser) do(method, u string, hdr http.Header) response {
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	b.mu.Lock()
-	b.setCookies = append(b.setCookies, resp.Header.Values("Set-Cookie")...)
-	b.mu.Unlock()
 	return response{status: resp.StatusCode, header: resp.Header, trailer: resp.Trailer, info: info, body: string(body), err: err}
 }
 
@@ -374,22 +380,16 @@ func (b *browser) get(u string) response {
 	return r
 }
 
-// signIn signs user in through the App's handlers and the identity server
-// (auto sign-in), following each redirect by hand.
+// signIn signs user in through the App's handlers and the identity server's
+// sign-in form (the test kit's one sign-in driver), then follows the
+// callback.
 func (b *browser) signIn(user string) {
 	e, t := b.e, b.e.t
 	t.Helper()
-	e.signMu.Lock()
-	defer e.signMu.Unlock()
-	e.idp.SetAutoSignIn(user)
-	defer e.idp.SetAutoSignIn("")
-	r := b.get(e.srv.URL + "/signin")
-	require.Equal(t, http.StatusFound, r.status, r.body)
-	r = b.get(r.header.Get("Location")) // authorize
-	require.Equal(t, http.StatusFound, r.status, r.body)
-	loc := r.header.Get("Location")
-	require.True(t, strings.HasPrefix(loc, e.srv.URL+"/callback?"), loc)
-	r = b.get(loc)
+	cb, err := erpnetctl.Of(e.idp).Authorize(b.hc, e.srv.URL+"/signin", user)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(cb.String(), e.srv.URL+"/callback?"), cb.String())
+	r := b.get(cb.String())
 	require.Equal(t, http.StatusSeeOther, r.status, r.body)
 	require.Equal(t, user, b.get(e.srv.URL+"/me").body)
 }

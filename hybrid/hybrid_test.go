@@ -17,12 +17,13 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/hybrid"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
-const systemCaller = "system:" + devserver.DemoWebAppSystemUser
+const systemCaller = "system:" + "portal-system"
 
 // TestInterleavedCallsKeepEachIdentity: alice, bob and the System User
 // call the Domain API from many goroutines at once; every call carries the
@@ -30,20 +31,20 @@ const systemCaller = "system:" + devserver.DemoWebAppSystemUser
 func TestInterleavedCallsKeepEachIdentity(t *testing.T) {
 	e := newEnv(t, nil)
 	alice, bob := e.browser(), e.browser()
-	alice.signIn(devserver.DemoAlice)
-	bob.signIn(devserver.DemoBob)
-	e.idp.ResetAPICalls()
-	ccBefore := e.idp.GrantCount("client_credentials")
+	alice.signIn(erpnettest.Demo.Alice)
+	bob.signIn(erpnettest.Demo.Bob)
+	erpnetctl.Of(e.idp).ResetAPICalls()
+	ccBefore := erpnetctl.Of(e.idp).Grants("client_credentials")
 
 	const workers, rounds = 6, 8
-	var userCalls = map[string]*atomic.Int64{devserver.DemoAlice: {}, devserver.DemoBob: {}}
+	var userCalls = map[string]*atomic.Int64{erpnettest.Demo.Alice: {}, erpnettest.Demo.Bob: {}}
 	var svcCalls atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
 		for _, who := range []struct {
 			b    *browser
 			name string
-		}{{alice, devserver.DemoAlice}, {bob, devserver.DemoBob}} {
+		}{{alice, erpnettest.Demo.Alice}, {bob, erpnettest.Demo.Bob}} {
 			wg.Go(func() {
 				for j := range rounds {
 					r := who.b.do(http.MethodGet, e.srv.URL+"/customers", nil)
@@ -74,19 +75,19 @@ func TestInterleavedCallsKeepEachIdentity(t *testing.T) {
 	wg.Wait()
 
 	tally := map[string]int{}
-	for _, c := range e.idp.APICalls() {
+	for _, c := range erpnetctl.Of(e.idp).APICalls() {
 		assert.Equal(t, http.StatusOK, c.Status)
-		assert.Equal(t, devserver.DemoWebAppID, c.ClientID, "one Trusted Application serves both flows")
+		assert.Equal(t, erpnettest.Demo.WebAppID, c.ClientID, "one Trusted Application serves both flows")
 		assert.Equal(t, "bearer", c.Via)
 		tally[c.Kind+":"+c.Subject]++
 	}
 	assert.Equal(t, map[string]int{
-		"user:" + devserver.DemoAlice: int(userCalls[devserver.DemoAlice].Load()),
-		"user:" + devserver.DemoBob:   int(userCalls[devserver.DemoBob].Load()),
-		systemCaller:                  int(svcCalls.Load()),
+		"user:" + erpnettest.Demo.Alice: int(userCalls[erpnettest.Demo.Alice].Load()),
+		"user:" + erpnettest.Demo.Bob:   int(userCalls[erpnettest.Demo.Bob].Load()),
+		systemCaller:                    int(svcCalls.Load()),
 	}, tally)
-	assert.Equal(t, 1, e.idp.GrantCount("client_credentials")-ccBefore, "one service token for the whole process")
-	assert.Zero(t, e.idp.GrantCount("authorization_code")-2, "no user signed in again")
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("client_credentials")-ccBefore, "one service token for the whole process")
+	assert.Zero(t, erpnetctl.Of(e.idp).Grants("authorization_code")-2, "no user signed in again")
 }
 
 // TestTokensStayInTheirOwnPlace: the service token never reaches a cookie
@@ -94,9 +95,9 @@ func TestInterleavedCallsKeepEachIdentity(t *testing.T) {
 func TestTokensStayInTheirOwnPlace(t *testing.T) {
 	e := newEnv(t, nil)
 	alice, bob := e.browser(), e.browser()
-	alice.signIn(devserver.DemoAlice)
+	alice.signIn(erpnettest.Demo.Alice)
 	svcTok := e.serviceToken() // the service token exists before bob signs in...
-	bob.signIn(devserver.DemoBob)
+	bob.signIn(erpnettest.Demo.Bob)
 	for _, b := range []*browser{alice, bob} { // ...and is used while users work
 		require.Equal(t, http.StatusOK, b.get(e.srv.URL+"/customers").status)
 		require.Equal(t, http.StatusOK, b.do(http.MethodPost, e.srv.URL+"/import", nil).status)
@@ -146,9 +147,9 @@ func TestTokensStayInTheirOwnPlace(t *testing.T) {
 
 	// The service client never sent a user token: every system call was
 	// made with the service token (the API saw the System User).
-	for _, c := range e.idp.APICalls() {
+	for _, c := range erpnetctl.Of(e.idp).APICalls() {
 		if c.Kind == "system" {
-			assert.Equal(t, devserver.DemoWebAppSystemUser, c.Subject)
+			assert.Equal(t, "portal-system", c.Subject)
 		}
 	}
 	assert.NotContains(t, e.logs.String()+e.audit.String(), svcTok, "tokens are never logged")
@@ -160,7 +161,7 @@ func TestTokensStayInTheirOwnPlace(t *testing.T) {
 func TestGuardRefusesRequestsCarryingCredentials(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.browser()
-	alice.signIn(devserver.DemoAlice)
+	alice.signIn(erpnettest.Demo.Alice)
 	aliceTok, svcTok := alice.userToken(), e.serviceToken()
 
 	req := httpRequestFor(alice)
@@ -190,7 +191,7 @@ func TestGuardRefusesRequestsCarryingCredentials(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before, apiBefore := len(e.idp.APICalls()), e.idp.Count(devserver.DomainAPI)
+			before, apiBefore := len(erpnetctl.Of(e.idp).APICalls()), e.idp.Requests("domainapi")
 			body := &closeRecorder{Reader: strings.NewReader(`{"Name":"x"}`)}
 			r, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
 				e.idp.URL()+"/api/domain/odata/Crm_Sales_Customers", body)
@@ -208,8 +209,8 @@ func TestGuardRefusesRequestsCarryingCredentials(t *testing.T) {
 			assert.NotContains(t, err.Error(), aliceTok)
 			assert.NotContains(t, err.Error(), svcTok)
 			assert.True(t, body.closed.Load(), "the refused request's body is closed")
-			assert.Len(t, e.idp.APICalls(), before, "nothing was sent")
-			assert.Equal(t, apiBefore, e.idp.Count(devserver.DomainAPI), "nothing was sent")
+			assert.Len(t, erpnetctl.Of(e.idp).APICalls(), before, "nothing was sent")
+			assert.Equal(t, apiBefore, e.idp.Requests("domainapi"), "nothing was sent")
 		})
 	}
 
@@ -227,20 +228,20 @@ func TestGuardRefusesRequestsCarryingCredentials(t *testing.T) {
 func TestSignOutLeavesServiceAndOtherUsersAlone(t *testing.T) {
 	e := newEnv(t, nil)
 	alice, bob := e.browser(), e.browser()
-	alice.signIn(devserver.DemoAlice)
-	bob.signIn(devserver.DemoBob)
+	alice.signIn(erpnettest.Demo.Alice)
+	bob.signIn(erpnettest.Demo.Bob)
 	svcTok := e.serviceToken()
 	caller, _, err := callAPI(t.Context(), e.app.Service().ServiceClient(), e.apiURL())
 	require.NoError(t, err)
 	require.Equal(t, systemCaller, caller)
 	require.Equal(t, "user:bob", bob.get(e.srv.URL+"/customers").header.Get("X-Caller"))
-	cc, ac, rt := e.idp.GrantCount("client_credentials"), e.idp.GrantCount("authorization_code"), e.idp.GrantCount("refresh_token")
+	cc, ac, rt := erpnetctl.Of(e.idp).Grants("client_credentials"), erpnetctl.Of(e.idp).Grants("authorization_code"), erpnetctl.Of(e.idp).Grants("refresh_token")
 
 	r := alice.do(http.MethodPost, e.srv.URL+"/signout", nil)
 	require.NoError(t, r.err)
 	require.Equal(t, http.StatusSeeOther, r.status)
 	loc := r.header.Get("Location")
-	require.True(t, strings.HasPrefix(loc, e.idp.Issuer()+"/connect/endsession?"), loc)
+	require.True(t, strings.HasPrefix(loc, e.idp.Authority()+"/connect/endsession?"), loc)
 	r = alice.get(loc) // the identity server ends alice's ERP.net session
 	require.Equal(t, e.srv.URL+"/bye", strings.SplitN(r.header.Get("Location"), "?", 2)[0])
 
@@ -263,9 +264,9 @@ func TestSignOutLeavesServiceAndOtherUsersAlone(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, status)
 	assert.Equal(t, systemCaller, caller)
-	assert.Equal(t, cc, e.idp.GrantCount("client_credentials"))
-	assert.Equal(t, ac, e.idp.GrantCount("authorization_code"))
-	assert.Equal(t, rt, e.idp.GrantCount("refresh_token"))
+	assert.Equal(t, cc, erpnetctl.Of(e.idp).Grants("client_credentials"))
+	assert.Equal(t, ac, erpnetctl.Of(e.idp).Grants("authorization_code"))
+	assert.Equal(t, rt, erpnetctl.Of(e.idp).Grants("refresh_token"))
 
 	// The Store holds bob's session only.
 	n := 0
@@ -295,11 +296,11 @@ func TestWithUserAndUser(t *testing.T) {
 	_, err := e.app.User(httpRequestFor(b))
 	assert.ErrorIs(t, err, authcode.ErrNoSession)
 
-	b.signIn(devserver.DemoAlice)
+	b.signIn(erpnettest.Demo.Alice)
 	u, err := e.app.User(httpRequestFor(b))
 	require.NoError(t, err)
-	assert.Equal(t, devserver.DemoAlice, u.Session().Subject)
-	assert.Equal(t, devserver.DemoAliceEmail, u.Session().Email)
+	assert.Equal(t, erpnettest.Demo.Alice, u.Session().Subject)
+	assert.Equal(t, "alice@example.com", u.Session().Email)
 	caller, _, err := callAPI(t.Context(), u.UserClient(), e.apiURL())
 	require.NoError(t, err)
 	assert.Equal(t, "user:alice", caller)
@@ -315,7 +316,7 @@ func TestUserBehindWithUser(t *testing.T) {
 	b := e.browser()
 	r := b.get(e.srv.URL + "/me2")
 	assert.Equal(t, http.StatusFound, r.status)
-	b.signIn(devserver.DemoAlice)
+	b.signIn(erpnettest.Demo.Alice)
 	ops := e.store.ops.Load()
 	r = b.get(e.srv.URL + "/me")
 	require.Equal(t, http.StatusOK, r.status, r.body)
@@ -359,7 +360,7 @@ func TestNothingPrintsAToken(t *testing.T) {
 
 	e := newEnv(t, nil)
 	b := e.browser()
-	b.signIn(devserver.DemoAlice)
+	b.signIn(erpnettest.Demo.Alice)
 	u, err := e.app.User(httpRequestFor(b))
 	require.NoError(t, err)
 	userTok, svcTok := b.userToken(), e.serviceToken()
@@ -386,16 +387,16 @@ func TestNothingPrintsAToken(t *testing.T) {
 	}
 	assert.Equal(t, "hybrid.UserAPI{user: alice}", u.String())
 	assert.Equal(t, "hybrid.UserAPI{user: alice}", fmt.Sprintf("%v", u))
-	assert.Equal(t, "hybrid.ServiceAPI{system user of: "+devserver.DemoWebAppID+"}", fmt.Sprint(s))
+	assert.Equal(t, "hybrid.ServiceAPI{system user of: "+erpnettest.Demo.WebAppID+"}", fmt.Sprint(s))
 	assert.Contains(t, logged.String(), `user="hybrid.UserAPI{user: alice}"`)
-	assert.Equal(t, devserver.DemoWebAppID, s.ClientID())
+	assert.Equal(t, erpnettest.Demo.WebAppID, s.ClientID())
 }
 
 // TestCloseIsIdempotentAndRefuses: after Close the App refuses new work.
 func TestCloseIsIdempotentAndRefuses(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.browser()
-	b.signIn(devserver.DemoAlice)
+	b.signIn(erpnettest.Demo.Alice)
 	u, err := e.app.User(httpRequestFor(b))
 	require.NoError(t, err)
 	e.serviceToken() // a cached service token is not used after Close either
@@ -416,7 +417,7 @@ func TestCloseIsIdempotentAndRefuses(t *testing.T) {
 func TestUserAPIFromAnotherAppIsNotReused(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.browser()
-	b.signIn(devserver.DemoAlice)
+	b.signIn(erpnettest.Demo.Alice)
 	other, err := hybrid.New(e.cfg)
 	require.NoError(t, err)
 	defer other.Close()
@@ -427,7 +428,7 @@ func TestUserAPIFromAnotherAppIsNotReused(t *testing.T) {
 	req := httpRequestFor(b)
 	h.ServeHTTP(discardWriter{}, req)
 	require.NoError(t, err)
-	assert.Equal(t, devserver.DemoAlice, got.Session().Subject)
+	assert.Equal(t, erpnettest.Demo.Alice, got.Session().Subject)
 	fromCtx, _ := hybrid.UserFrom(req.Context())
 	assert.Nil(t, fromCtx.Session())
 }

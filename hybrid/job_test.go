@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth/authcode"
+	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/hybrid"
-	"github.com/erpnetgo/auth/internal/devserver"
 )
 
 // auditRecords parses the JSON audit log.
@@ -48,7 +48,7 @@ func jobRecords(t *testing.T, e *env, job string) []map[string]any {
 func TestRunAsServiceAuditsWhoDidWhat(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.browser()
-	alice.signIn(devserver.DemoAlice)
+	alice.signIn(erpnettest.Demo.Alice)
 	r := alice.do(http.MethodPost, e.srv.URL+"/import", nil)
 	require.NoError(t, r.err)
 	require.Equal(t, http.StatusOK, r.status, r.body)
@@ -61,10 +61,10 @@ func TestRunAsServiceAuditsWhoDidWhat(t *testing.T) {
 	assert.Equal(t, "hybrid: service job finished", end["msg"])
 	for _, m := range recs {
 		assert.Equal(t, "user", m["trigger"])
-		assert.Equal(t, devserver.DemoAlice, m["triggered_by"], "who asked")
-		assert.Equal(t, e.idp.Issuer(), m["issuer"])
+		assert.Equal(t, erpnettest.Demo.Alice, m["triggered_by"], "who asked")
+		assert.Equal(t, e.idp.Authority(), m["issuer"])
 		assert.Equal(t, "system_user", m["acting_as"])
-		assert.Equal(t, devserver.DemoWebAppID, m["client_id"], "which System User did it")
+		assert.Equal(t, erpnettest.Demo.WebAppID, m["client_id"], "which System User did it")
 		assert.NotEmpty(t, m["start"])
 	}
 	assert.Equal(t, start["run"], end["run"])
@@ -86,7 +86,7 @@ type probeKey struct{}
 func TestRunAsServiceHidesTheUser(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.browser()
-	alice.signIn(devserver.DemoAlice)
+	alice.signIn(erpnettest.Demo.Alice)
 
 	var (
 		userInCtx   bool
@@ -136,7 +136,7 @@ func TestRunAsServiceHidesTheUser(t *testing.T) {
 func TestRunAsServiceFollowsCancellation(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.browser()
-	alice.signIn(devserver.DemoAlice)
+	alice.signIn(erpnettest.Demo.Alice)
 	ctx, cancel := context.WithCancel(t.Context())
 	err := e.app.RunAsService(ctx, httpRequestFor(alice), "cancelled", func(ctx context.Context, _ hybrid.ServiceAPI) error {
 		cancel()
@@ -162,7 +162,7 @@ func TestRunAsServiceFollowsCancellation(t *testing.T) {
 func TestRunAsServiceOutlivesTheRequest(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.browser()
-	alice.signIn(devserver.DemoAlice)
+	alice.signIn(erpnettest.Demo.Alice)
 	done := make(chan string, 1)
 	h := e.app.WithUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		go func() {
@@ -202,7 +202,7 @@ func TestRunAsServiceOutlivesTheRequest(t *testing.T) {
 	}
 	recs := jobRecords(t, e, "later")
 	require.Len(t, recs, 2)
-	assert.Equal(t, devserver.DemoAlice, recs[1]["triggered_by"])
+	assert.Equal(t, erpnettest.Demo.Alice, recs[1]["triggered_by"])
 }
 
 func TestRunAsServiceRefusesAnonymousRequests(t *testing.T) {
@@ -220,13 +220,13 @@ func TestRunAsServiceRefusesAnonymousRequests(t *testing.T) {
 		assert.Equal(t, "hybrid: service job refused", m["msg"])
 		assert.Equal(t, "WARN", m["level"])
 	}
-	assert.Zero(t, e.idp.Count(devserver.Token), "no service token was fetched")
+	assert.Zero(t, e.idp.Requests("token"), "no service token was fetched")
 }
 
 func TestRunAsServiceReportsErrorsAndPanics(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.browser()
-	alice.signIn(devserver.DemoAlice)
+	alice.signIn(erpnettest.Demo.Alice)
 	svcTok := e.serviceToken()
 
 	boom := errors.New("import failed; token was " + svcTok)
@@ -268,7 +268,7 @@ func TestRunBackgroundAudit(t *testing.T) {
 	for _, m := range recs {
 		assert.Equal(t, "background", m["trigger"])
 		assert.NotContains(t, m, "triggered_by")
-		assert.Equal(t, devserver.DemoWebAppID, m["client_id"])
+		assert.Equal(t, erpnettest.Demo.WebAppID, m["client_id"])
 	}
 	assert.Equal(t, "ok", recs[1]["outcome"])
 }

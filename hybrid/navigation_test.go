@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
 )
 
 // TestSignedOutFormPost: the portal's "Import now" form, sent from a second
@@ -16,7 +16,7 @@ import (
 func TestSignedOutFormPost(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.browser()
-	alice.signIn(devserver.DemoAlice)
+	alice.signIn(erpnettest.Demo.Alice)
 	r := alice.do(http.MethodPost, e.srv.URL+"/signout", http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {e.srv.URL}})
 	require.NoError(t, r.err)
 

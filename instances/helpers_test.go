@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/instances"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -227,10 +226,6 @@ func get(t testing.TB, c *http.Client, u string) *http.Response {
 	return resp
 }
 
-var (
-	signInForm = regexp.MustCompile(`name="(request|csrf)" value="([^"]*)"`)
-)
-
 // startSignIn starts a sign-in at in in a fresh browser and returns the
 // browser (holding the attempt's cookie) and the authorize redirect.
 func (a *app) startSignIn(in *instance) (*http.Client, *url.URL) {
@@ -249,56 +244,23 @@ func (a *app) startSignIn(in *instance) (*http.Client, *url.URL) {
 
 // authorize drives a sign-in at in up to the identity server's redirect
 // back to the app, and returns that callback's query without calling it.
-func (a *app) authorize(in *instance, user, password string) url.Values {
+func (a *app) authorize(in *instance, user string) url.Values {
 	a.t.Helper()
-	return a.authorizeIn(browser(a.t), in, user, password)
+	return a.authorizeIn(browser(a.t), in, user)
 }
 
 // authorizeIn is authorize in browser b (a client that does not follow
-// redirects).
-func (a *app) authorizeIn(b *http.Client, in *instance, user, password string) url.Values {
+// redirects), through the test kit's one sign-in driver.
+func (a *app) authorizeIn(b *http.Client, in *instance, user string) url.Values {
 	a.t.Helper()
-	resp := get(a.t, b, a.signInURL(in))
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), in.Authority()) {
-		a.t.Fatalf("sign-in at %s: %s to %q", in.URL(), resp.Status, resp.Header.Get("Location"))
+	cb, err := erpnetctl.Of(in.Server).Authorize(b, a.signInURL(in), user)
+	if err != nil {
+		a.t.Fatal(err)
 	}
-	for range 10 {
-		req, _ := http.NewRequest(http.MethodGet, loc.String(), nil)
-		req.Header.Set("Accept", "text/html")
-		resp, err := b.Do(req)
-		if err != nil {
-			a.t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && signInForm.Match(body) {
-			form := url.Values{"username": {user}, "password": {password}, "action": {"login"}}
-			for _, m := range signInForm.FindAllSubmatch(body, -1) {
-				form.Set(string(m[1]), html.UnescapeString(string(m[2])))
-			}
-			req, _ := http.NewRequest(http.MethodPost, in.URL()+"/id/account/login", strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Origin", in.URL())
-			if resp, err = b.Do(req); err != nil {
-				a.t.Fatal(err)
-			}
-			resp.Body.Close()
-		}
-		if resp.StatusCode < 300 || resp.StatusCode >= 400 {
-			a.t.Fatalf("authorize at %s: %s", in.URL(), resp.Status)
-		}
-		next, err := loc.Parse(resp.Header.Get("Location"))
-		if err != nil {
-			a.t.Fatal(err)
-		}
-		if strings.HasPrefix(next.String(), a.url("/callback")) {
-			return next.Query()
-		}
-		loc = next
+	if !strings.HasPrefix(cb.String(), a.url("/callback")) {
+		a.t.Fatalf("authorize at %s redirected to %s", in.URL(), cb.Redacted())
 	}
-	a.t.Fatal("authorize: too many redirects")
-	return nil
+	return cb.Query()
 }
 
 // fakeClock is a clock tests move by hand.

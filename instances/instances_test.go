@@ -94,7 +94,7 @@ func TestCodeFromAnotherInstanceRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fromB := a.authorize(B, erpnettest.Demo.Alice, erpnettest.Demo.AlicePassword)
+	fromB := a.authorize(B, erpnettest.Demo.Alice)
 	if fromB.Get("iss") != B.Authority() {
 		t.Fatalf("B's authorization response iss = %q; want %q", fromB.Get("iss"), B.Authority())
 	}
@@ -145,7 +145,7 @@ func TestMixUpWithoutIss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fromB := a.authorize(B, erpnettest.Demo.Alice, erpnettest.Demo.AlicePassword)
+	fromB := a.authorize(B, erpnettest.Demo.Alice)
 	if fromB.Has("iss") {
 		t.Fatal("OmitIss: the response carries iss")
 	}
@@ -163,7 +163,7 @@ func TestMixUpWithoutIss(t *testing.T) {
 	}
 	// And the mirror image, an attempt a stranger's instance B started,
 	// fed A's code: it goes to B only.
-	fromA := a.authorize(A, erpnettest.Demo.Bob, erpnettest.Demo.BobPassword)
+	fromA := a.authorize(A, erpnettest.Demo.Bob)
 	browserB, authz := a.startSignIn(B)
 	tokA, tokB = A.Requests("token"), B.Requests("token")
 	q = url.Values{"code": {fromA.Get("code")}, "state": {authz.Query().Get("state")}}
@@ -496,7 +496,7 @@ func TestSignInElsewhereEndsPreviousSession(t *testing.T) {
 	b := browser(t)
 	u, _ := url.Parse(a.ts.URL)
 	b.Jar.SetCookies(u, alice.Jar.Cookies(u))
-	q := a.authorizeIn(b, B, erpnettest.Demo.Bob, erpnettest.Demo.BobPassword)
+	q := a.authorizeIn(b, B, erpnettest.Demo.Bob)
 	if resp := get(t, b, a.url("/callback?"+q.Encode())); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("callback at B: %s", resp.Status)
 	}

@@ -75,28 +75,7 @@ func TestZitadelSignInRefreshRevokeEndSession(t *testing.T) {
 	require.NotEmpty(t, doc["revocation_endpoint"], "the SDK revokes only where discovery lists an endpoint")
 
 	for _, a := range apps {
-		a.rec = &recorder{base: tr}
-		c, err := authcode.New(authcode.Config{
-			Authority:             o.Issuer(),
-			ClientID:              a.spec.ID,
-			ClientSecret:          a.spec.Secret,
-			RedirectURL:           a.srv.URL + "/callback",
-			PostLogoutRedirectURL: a.srv.URL + "/bye",
-			Keys:                  [][]byte{bytes.Repeat([]byte{7}, 32)},
-			HTTPClient:            &http.Client{Transport: a.rec, Timeout: 20 * time.Second},
-			Transport:             tr,
-			Logger:                slog.New(slog.DiscardHandler),
-		})
-		require.NoError(t, err)
-		t.Cleanup(func() { c.Close() })
-		a.c = c
-		mux := http.NewServeMux()
-		mux.Handle("/signin", c.SignIn())
-		mux.Handle("/callback", c.Callback())
-		mux.Handle("/signout", c.SignOut())
-		mux.HandleFunc("/bye", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "bye") })
-		var h http.Handler = mux
-		a.handler.Store(&h)
+		a.start(t, o, tr)
 	}
 
 	for _, a := range apps {
@@ -244,28 +223,8 @@ func TestZitadelDeadRefreshTokenEndsSession(t *testing.T) {
 	t.Cleanup(tr.CloseIdleConnections)
 	raw := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 	doc := discoveryDoc(t, raw, o.Issuer())
-	a.rec = &recorder{base: tr}
-	c, err := authcode.New(authcode.Config{
-		Authority:    o.Issuer(),
-		ClientID:     a.spec.ID,
-		ClientSecret: a.spec.Secret,
-		RedirectURL:  a.srv.URL + "/callback",
-		Keys:         [][]byte{bytes.Repeat([]byte{8}, 32)},
-		HTTPClient:   &http.Client{Transport: a.rec, Timeout: 20 * time.Second},
-		Transport:    tr,
-		Logger:       slog.New(slog.DiscardHandler),
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	a.c = c
-	mux := http.NewServeMux()
-	mux.Handle("/signin", c.SignIn())
-	mux.Handle("/callback", c.Callback())
-	mux.Handle("/me", c.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, authcode.SessionFromContext(r.Context()).Subject)
-	})))
-	var h http.Handler = mux
-	a.handler.Store(&h)
+	a.start(t, o, tr)
+	c := a.c
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -355,6 +314,37 @@ func TestZitadelClientCredentials(t *testing.T) {
 	_, err = bad.Token(ctx)
 	require.ErrorIs(t, err, auth.ErrMisconfigured)
 	assert.NotContains(t, err.Error(), zitadelop.ServiceClientSecret)
+}
+
+// start builds a's Client for the OP o, recording its identity-server
+// exchanges, and serves /signin, /callback, /signout, /bye and /me (the
+// signed-in subject).
+func (a *zitadelApp) start(t *testing.T, o *zitadelop.OP, tr http.RoundTripper) {
+	a.rec = &recorder{base: tr}
+	c, err := authcode.New(authcode.Config{
+		Authority:             o.Issuer(),
+		ClientID:              a.spec.ID,
+		ClientSecret:          a.spec.Secret,
+		RedirectURL:           a.srv.URL + "/callback",
+		PostLogoutRedirectURL: a.srv.URL + "/bye",
+		Keys:                  [][]byte{bytes.Repeat([]byte{7}, 32)},
+		HTTPClient:            &http.Client{Transport: a.rec, Timeout: 20 * time.Second},
+		Transport:             tr,
+		Logger:                slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	a.c = c
+	mux := http.NewServeMux()
+	mux.Handle("/signin", c.SignIn())
+	mux.Handle("/callback", c.Callback())
+	mux.Handle("/signout", c.SignOut())
+	mux.HandleFunc("/bye", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "bye") })
+	mux.Handle("/me", c.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, authcode.SessionFromContext(r.Context()).Subject)
+	})))
+	var h http.Handler = mux
+	a.handler.Store(&h)
 }
 
 // zitadelSignIn signs the example user in to a through the OP's login page

@@ -19,7 +19,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/erpnetgo/auth"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/reftoken"
 )
 
@@ -27,24 +28,33 @@ const customersPath = "/api/domain/odata/Crm_Sales_Customers"
 
 // env is a dev server with a client for one token.
 type env struct {
-	srv *devserver.Server
+	srv *erpnettest.Server
 	raw string
 }
 
-func newEnv(t *testing.T, kind devserver.RefTokenKind, subject string, scopes ...string) *env {
+// kind is a reference token's kind: "PAT" (a user's) or "SAT" (an application's).
+type kind string
+
+const (
+	pat kind = "PAT"
+	sat kind = "SAT"
+)
+
+func newEnv(t *testing.T, kind kind, subject string, scopes ...string) *env {
 	t.Helper()
-	srv := devserver.StartTest(t, devserver.Demo())
+	srv := erpnettest.NewServer(t)
 	return &env{srv: srv, raw: mint(t, srv, kind, subject, scopes...)}
 }
 
-func mint(t *testing.T, srv *devserver.Server, kind devserver.RefTokenKind, subject string, scopes ...string) string {
+func mint(t *testing.T, srv *erpnettest.Server, kind kind, subject string, scopes ...string) string {
 	t.Helper()
 	if len(scopes) == 0 {
 		scopes = []string{"read"}
 	}
-	raw, err := srv.IssueReferenceToken(devserver.RefTokenRequest{Kind: kind, Subject: subject, Scopes: scopes})
-	require.NoError(t, err)
-	return raw
+	if kind == sat {
+		return srv.MintSAT(subject, scopes...)
+	}
+	return srv.MintPAT(subject, scopes...)
 }
 
 func (e *env) client(t *testing.T, cfg reftoken.Config) (*http.Client, *recorder) {
@@ -69,14 +79,14 @@ func get(t *testing.T, c *http.Client, rawURL string) *http.Response {
 }
 
 func TestDomainAPIAcceptsPATAndSATInBothHeaders(t *testing.T) {
-	srv := devserver.StartTest(t, devserver.Demo())
+	srv := erpnettest.NewServer(t)
 	for _, kc := range []struct {
-		kind    devserver.RefTokenKind
+		kind    kind
 		subject string
 		caller  string
 	}{
-		{devserver.PAT, devserver.DemoAlice, "pat:alice"},
-		{devserver.SAT, devserver.DemoWorkerID, "sat:worker-system"},
+		{pat, erpnettest.Demo.Alice, "pat:alice"},
+		{sat, erpnettest.Demo.WorkerID, "sat:worker-system"},
 	} {
 		raw := mint(t, srv, kc.kind, kc.subject)
 		e := &env{srv: srv, raw: raw}
@@ -84,18 +94,18 @@ func TestDomainAPIAcceptsPATAndSATInBothHeaders(t *testing.T) {
 			h   reftoken.Header
 			via string
 		}{{reftoken.Bearer, "bearer"}, {reftoken.APIKey, "x-api-key"}} {
-			t.Run(kc.kind.String()+"/"+hc.h.String(), func(t *testing.T) {
-				srv.ResetAPICalls()
+			t.Run(string(kc.kind)+"/"+hc.h.String(), func(t *testing.T) {
+				erpnetctl.Of(srv).ResetAPICalls()
 				c, rec := e.client(t, reftoken.Config{Header: hc.h})
 				resp := get(t, c, srv.URL()+customersPath+"?$top=10")
 				require.Equal(t, http.StatusOK, resp.StatusCode)
 				require.NoError(t, reftoken.CheckResponse(resp))
 				assert.Equal(t, kc.caller, resp.Header.Get("X-Erpnet-Caller"))
 
-				calls := srv.APICalls()
+				calls := erpnetctl.Of(srv).APICalls()
 				require.Len(t, calls, 1)
 				assert.Equal(t, hc.via, calls[0].Via)
-				assert.Equal(t, strings.ToLower(kc.kind.String()), calls[0].Kind)
+				assert.Equal(t, strings.ToLower(string(kc.kind)), calls[0].Kind)
 				assert.Equal(t, strings.SplitN(kc.caller, ":", 2)[1], calls[0].Subject)
 
 				s := rec.last()
@@ -113,11 +123,11 @@ func TestDomainAPIAcceptsPATAndSATInBothHeaders(t *testing.T) {
 }
 
 func TestCallerCredentialsStripped(t *testing.T) {
-	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
-	other := mint(t, e.srv, devserver.SAT, devserver.DemoWorkerID)
+	e := newEnv(t, pat, erpnettest.Demo.Alice)
+	other := mint(t, e.srv, sat, erpnettest.Demo.WorkerID)
 	for _, h := range []reftoken.Header{reftoken.Bearer, reftoken.APIKey} {
 		t.Run(h.String(), func(t *testing.T) {
-			e.srv.ResetAPICalls()
+			erpnetctl.Of(e.srv).ResetAPICalls()
 			c, rec := e.client(t, reftoken.Config{Header: h})
 			u, err := url.Parse(e.srv.URL() + customersPath)
 			require.NoError(t, err)
@@ -158,14 +168,14 @@ func TestCallerCredentialsStripped(t *testing.T) {
 }
 
 func TestRejectedTokens(t *testing.T) {
-	srv := devserver.StartTest(t, devserver.Demo())
+	srv := erpnettest.NewServer(t)
 	check := func(t *testing.T, raw string) {
 		t.Helper()
-		srv.ResetCounts()
+		erpnetctl.Of(srv).ResetCounts()
 		c, _ := (&env{srv: srv, raw: raw}).client(t, reftoken.Config{})
 		resp := get(t, c, srv.URL()+customersPath+"?$top=1")
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-		assert.Equal(t, 1, srv.Count(devserver.DomainAPI), "a rejected reference token is not retried")
+		assert.Equal(t, 1, srv.Requests("domainapi"), "a rejected reference token is not retried")
 		err := reftoken.CheckResponse(resp)
 		require.ErrorIs(t, err, reftoken.ErrTokenRejected)
 		var re *auth.Error
@@ -179,17 +189,15 @@ func TestRejectedTokens(t *testing.T) {
 		t.Log(err)
 	}
 	t.Run("revoked", func(t *testing.T) {
-		raw := mint(t, srv, devserver.PAT, devserver.DemoAlice)
-		srv.RevokeReferenceToken(raw)
+		raw := mint(t, srv, pat, erpnettest.Demo.Alice)
+		srv.RevokeToken(raw)
 		check(t, raw)
 	})
 	t.Run("expired", func(t *testing.T) {
-		raw, err := srv.IssueReferenceToken(devserver.RefTokenRequest{Kind: devserver.SAT, Subject: devserver.DemoWorkerID,
-			Scopes: []string{"read"}, ExpiresAt: time.Now().Add(time.Hour)})
-		require.NoError(t, err)
+		raw := mint(t, srv, sat, erpnettest.Demo.WorkerID) // valid a year
 		c, _ := (&env{srv: srv, raw: raw}).client(t, reftoken.Config{Header: reftoken.APIKey})
 		require.Equal(t, http.StatusOK, get(t, c, srv.URL()+customersPath).StatusCode)
-		srv.Advance(2 * time.Hour)
+		srv.Advance(366 * 24 * time.Hour)
 		check(t, raw)
 	})
 	t.Run("unknown", func(t *testing.T) {
@@ -198,7 +206,7 @@ func TestRejectedTokens(t *testing.T) {
 }
 
 func TestNotPermitted(t *testing.T) {
-	e := newEnv(t, devserver.PAT, devserver.DemoAlice, "update")
+	e := newEnv(t, pat, erpnettest.Demo.Alice, "update")
 	c, _ := e.client(t, reftoken.Config{})
 	resp := get(t, c, e.srv.URL()+customersPath)
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
@@ -209,51 +217,52 @@ func TestNotPermitted(t *testing.T) {
 	var re *auth.Error
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "insufficient_scope", re.Code)
-	assert.Equal(t, 1, e.srv.Count(devserver.DomainAPI))
+	assert.Equal(t, 1, e.srv.Requests("domainapi"))
 }
 
 func TestRateLimitedThenSuccess(t *testing.T) {
-	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
-	e.srv.InjectFaults(devserver.DomainAPI, devserver.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1"})
+	e := newEnv(t, pat, erpnettest.Demo.Alice)
+	e.srv.InjectFault("domainapi", erpnettest.Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second})
 	c, rec := e.client(t, reftoken.Config{Header: reftoken.APIKey})
 	start := time.Now()
 	resp := get(t, c, e.srv.URL()+customersPath)
 	elapsed := time.Since(start)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, 2, e.srv.Count(devserver.DomainAPI))
+	assert.Equal(t, 2, e.srv.Requests("domainapi"))
 	assert.Len(t, rec.sent(), 2)
 	assert.GreaterOrEqual(t, elapsed, 900*time.Millisecond, "Retry-After: 1 was not honoured")
-	calls := e.srv.APICalls()
+	calls := erpnetctl.Of(e.srv).APICalls()
 	require.Len(t, calls, 1)
 	assert.Equal(t, "x-api-key", calls[0].Via)
 }
 
 func TestRateLimitedGivesUp(t *testing.T) {
-	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
-	f := devserver.Fault{Status: http.StatusTooManyRequests}
-	e.srv.InjectFaults(devserver.DomainAPI, f, f, f, f)
+	e := newEnv(t, pat, erpnettest.Demo.Alice)
+	f := erpnettest.Fault{Status: http.StatusTooManyRequests}
+	f.Times = 4
+	e.srv.InjectFault("domainapi", f)
 	c, _ := e.client(t, reftoken.Config{Retry: auth.Retry{Attempts: 3, Base: time.Millisecond}})
 	resp := get(t, c, e.srv.URL()+customersPath)
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
-	assert.Equal(t, 3, e.srv.Count(devserver.DomainAPI))
+	assert.Equal(t, 3, e.srv.Requests("domainapi"))
 	err := reftoken.CheckResponse(resp)
 	assert.ErrorIs(t, err, auth.ErrTemporary)
 
 	// A Retry-After beyond the limit ends the retries at once.
 	e.srv.ClearFaults()
-	e.srv.ResetCounts()
-	e.srv.InjectFaults(devserver.DomainAPI, devserver.Fault{Status: http.StatusTooManyRequests, RetryAfter: "3600"})
+	erpnetctl.Of(e.srv).ResetCounts()
+	e.srv.InjectFault("domainapi", erpnettest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 3600 * time.Second})
 	resp = get(t, c, e.srv.URL()+customersPath)
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
-	assert.Equal(t, 1, e.srv.Count(devserver.DomainAPI))
+	assert.Equal(t, 1, e.srv.Requests("domainapi"))
 	var re *auth.Error
 	require.ErrorAs(t, reftoken.CheckResponse(resp), &re)
 	assert.Equal(t, time.Hour, re.RetryAfter)
 }
 
 func TestRateLimitedHonoursContext(t *testing.T) {
-	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
-	e.srv.InjectFaults(devserver.DomainAPI, devserver.Fault{Status: http.StatusTooManyRequests, RetryAfter: "5"})
+	e := newEnv(t, pat, erpnettest.Demo.Alice)
+	e.srv.InjectFault("domainapi", erpnettest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 5 * time.Second})
 	c, _ := e.client(t, reftoken.Config{})
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
@@ -532,7 +541,7 @@ func TestMisconfigured(t *testing.T) {
 }
 
 func TestTokenSource(t *testing.T) {
-	e := newEnv(t, devserver.SAT, devserver.DemoWorkerID)
+	e := newEnv(t, sat, erpnettest.Demo.WorkerID)
 	ts := reftoken.MustParse(e.raw).TokenSource()
 	ot, err := ts.Token()
 	require.NoError(t, err)
@@ -547,11 +556,11 @@ func TestTokenSource(t *testing.T) {
 	resp := get(t, c, e.srv.URL()+customersPath)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "sat:worker-system", resp.Header.Get("X-Erpnet-Caller"))
-	assert.Equal(t, "bearer", e.srv.APICalls()[0].Via)
+	assert.Equal(t, "bearer", erpnetctl.Of(e.srv).APICalls()[0].Via)
 }
 
 func TestConcurrentRequests(t *testing.T) {
-	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
+	e := newEnv(t, pat, erpnettest.Demo.Alice)
 	c, rec := e.client(t, reftoken.Config{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -676,7 +685,7 @@ func (c *closeTracker) Close() error { c.closed = true; return nil }
 // TestResponseRequestIsCallers: the *http.Response a caller gets must point back to the
 // caller's request, not to the transport's copy carrying the token in clear.
 func TestResponseRequestIsCallers(t *testing.T) {
-	e := newEnv(t, devserver.PAT, devserver.DemoAlice)
+	e := newEnv(t, pat, erpnettest.Demo.Alice)
 	c, _ := e.client(t, reftoken.Config{})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.srv.URL()+customersPath, nil)
 	resp, err := c.Do(req)

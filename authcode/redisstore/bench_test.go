@@ -11,7 +11,8 @@ import (
 
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/authcode/redisstore"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/redistest"
 )
 
@@ -40,9 +41,8 @@ func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 // decrypted) and TokenSource.Token on a fresh access token.
 func BenchmarkSessionLoadAndToken(b *testing.B) {
 	w := &world{redis: redistest.Start(b), sealKey: key1, cookieKey: key2}
-	cfg := devserver.Demo()
-	w.ds = devserver.StartTest(b, cfg)
-	w.ds.SetAutoSignIn(devserver.DemoAlice)
+	w.ds = erpnettest.NewServer(b)
+	erpnetctl.Of(w.ds).AutoSignIn(erpnettest.Demo.Alice)
 
 	hook := &countingHook{}
 	rdb := redis.NewClient(&redis.Options{Addr: w.redis.Addr()})
@@ -52,9 +52,9 @@ func BenchmarkSessionLoadAndToken(b *testing.B) {
 	require.NoError(b, err)
 	client, err := authcode.New(authcode.Config{
 		Authority:    w.ds.URL(),
-		ClientID:     devserver.DemoWebAppID,
-		ClientSecret: devserver.DemoWebAppSecret,
-		RedirectURL:  devserver.DemoWebAppRedirectURI,
+		ClientID:     erpnettest.Demo.WebAppID,
+		ClientSecret: erpnettest.Demo.WebAppSecret,
+		RedirectURL:  "http://127.0.0.1:8080/callback",
 		Store:        store,
 		Keys:         [][]byte{w.cookieKey},
 	})
@@ -66,7 +66,7 @@ func BenchmarkSessionLoadAndToken(b *testing.B) {
 	if _, err := sessionToken(ctx, client, ck.Name+"="+ck.Value); err != nil {
 		b.Fatal(err)
 	}
-	grants := w.ds.Count(devserver.Token)
+	grants := w.ds.Requests("token")
 
 	b.ReportAllocs()
 	hook.n.Store(0)
@@ -99,7 +99,7 @@ func BenchmarkSessionLoadAndToken(b *testing.B) {
 	}
 	b.ReportMetric(float64(usage), "redis-B/session")
 	b.ReportMetric(float64(size), "value-B/session")
-	if w.ds.Count(devserver.Token) != grants {
+	if w.ds.Requests("token") != grants {
 		b.Fatal("the benchmark made token requests")
 	}
 }

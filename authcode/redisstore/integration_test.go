@@ -29,8 +29,10 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/authcode/redisstore"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/redistest"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 const (
@@ -47,7 +49,7 @@ const (
 
 // world is one dev identity server and one Redis shared by every replica.
 type world struct {
-	ds        *devserver.Server
+	ds        *erpnettest.Server
 	redis     *redistest.Server
 	sealKey   []byte
 	cookieKey []byte
@@ -56,10 +58,8 @@ type world struct {
 func newWorld(t testing.TB, opts ...redistest.Option) *world {
 	t.Helper()
 	w := &world{redis: redistest.Start(t, opts...), sealKey: key1, cookieKey: key2}
-	cfg := devserver.Demo()
-	cfg.AccessTokenLifetime = accessLifetime
-	w.ds = devserver.StartTest(t, cfg)
-	w.ds.SetAutoSignIn(devserver.DemoAlice)
+	w.ds = erpnettest.NewServer(t, erpnettest.Config{AccessTokenLifetime: accessLifetime})
+	erpnetctl.Of(w.ds).AutoSignIn(erpnettest.Demo.Alice)
 	return w
 }
 
@@ -82,9 +82,9 @@ func newReplica(devURL, redisAddr string, sealKey, cookieKey []byte, offset time
 	}
 	cfg := authcode.Config{
 		Authority:    devURL,
-		ClientID:     devserver.DemoWebAppID,
-		ClientSecret: devserver.DemoWebAppSecret,
-		RedirectURL:  devserver.DemoWebAppRedirectURI,
+		ClientID:     erpnettest.Demo.WebAppID,
+		ClientSecret: erpnettest.Demo.WebAppSecret,
+		RedirectURL:  "http://127.0.0.1:8080/callback",
 		Store:        store,
 		Keys:         [][]byte{cookieKey},
 	}
@@ -129,7 +129,7 @@ func signIn(t testing.TB, rep *replica) *http.Cookie {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	cb := resp.Header.Get("Location")
-	require.True(t, strings.HasPrefix(cb, devserver.DemoWebAppRedirectURI+"?"), "authorize did not redirect to the callback: %d %q", resp.StatusCode, cb)
+	require.True(t, strings.HasPrefix(cb, "http://127.0.0.1:8080/callback"+"?"), "authorize did not redirect to the callback: %d %q", resp.StatusCode, cb)
 
 	req := httptest.NewRequest(http.MethodGet, cb, nil)
 	for _, c := range attemptCookies {
@@ -178,7 +178,7 @@ type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *strings.Builder
+	stderr *testutil.SyncBuffer
 	done   chan struct{}
 }
 
@@ -200,8 +200,8 @@ func (w *world) startChild(t *testing.T, mode, cookie string, extra ...string) *
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	c := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 16), stderr: &strings.Builder{}, done: make(chan struct{})}
-	cmd.Stderr = &syncWriter{w: c.stderr}
+	c := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 16), stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = c.stderr
 	require.NoError(t, cmd.Start())
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -238,17 +238,6 @@ func (c *child) expect(t *testing.T, prefix string, timeout time.Duration) strin
 			t.Fatalf("child did not say %q within %v; stderr:\n%s", prefix, timeout, c.stderr.String())
 		}
 	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // childResult is what a "refresh" child reports.
@@ -350,7 +339,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 	ctx := context.Background()
 	original, err := sessionToken(ctx, parent.client, cookie)
 	require.NoError(t, err)
-	require.Zero(t, w.ds.GrantCount("refresh_token"))
+	require.Zero(t, erpnetctl.Of(w.ds).Grants("refresh_token"))
 
 	const procs, goroutines = 4, 50
 	children := make([]*child, procs)
@@ -362,7 +351,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 	}
 	// The winner's token request takes a while, so every process is
 	// waiting for the lock while it is held.
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: 300 * time.Millisecond})
+	w.ds.InjectFault("token", erpnettest.Fault{Latency: 300 * time.Millisecond})
 	for _, c := range children { // release them together
 		_, err := io.WriteString(c.stdin, "go\n")
 		require.NoError(t, err)
@@ -376,7 +365,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 			all[h] += n
 		}
 	}
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"), "the one-time refresh token was redeemed more than once")
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"), "the one-time refresh token was redeemed more than once")
 	require.Len(t, all, 1, "goroutines got different access tokens: %v", all)
 	for h, n := range all {
 		assert.Equal(t, procs*goroutines, n)
@@ -390,7 +379,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 	for h := range all {
 		assert.Equal(t, h, tokenHash(tok))
 	}
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
 }
 
 func TestLockHolderKilledMidRefresh(t *testing.T) {
@@ -406,7 +395,7 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 	doomed := w.startChild(t, "refresh-and-hang", cookie, "HELPER_LOCK_TTL="+lockTTL.String())
 	doomed.expect(t, "ready", 30*time.Second)
 	// The doomed replica's token request hangs at the identity server.
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: time.Minute})
+	w.ds.InjectFault("token", erpnettest.Fault{Latency: time.Minute})
 	_, err := io.WriteString(doomed.stdin, "go\n")
 	require.NoError(t, err)
 
@@ -419,7 +408,7 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 			return false
 		}
 		lockKey = keys
-		return w.ds.GrantCount("refresh_token") == 1
+		return erpnetctl.Of(w.ds).Grants("refresh_token") == 1
 	}, 20*time.Second, 5*time.Millisecond)
 	// While it lives, its lock outlasts LockTTL (renewed): a slow token
 	// request does not let another replica in.
@@ -453,7 +442,7 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 	v, err = w.redis.Do("GET", lockKey)
 	require.NoError(t, err)
 	assert.NotEqual(t, owner, v, "the dead holder's lock is gone")
-	assert.Equal(t, 2, w.ds.GrantCount("refresh_token"), "one aborted request by the dead replica, one by the next")
+	assert.Equal(t, 2, erpnetctl.Of(w.ds).Grants("refresh_token"), "one aborted request by the dead replica, one by the next")
 
 	// The user is still signed in everywhere, with the new token.
 	tok2, err := sessionToken(ctx, w.replica(t, clockOffset, lockTTL).client, cookie)
@@ -527,7 +516,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	sessC, err := c.client.UserSession(request(ctx, cookie))
 	require.Error(t, err, "c has no copy in memory")
 	assert.Nil(t, sessC)
-	assert.Zero(t, w.ds.GrantCount("refresh_token"))
+	assert.Zero(t, erpnetctl.Of(w.ds).Grants("refresh_token"))
 
 	time.Sleep(300 * time.Millisecond)
 	w.redis.Restart()
@@ -551,7 +540,32 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	tokC, err := sessionToken(ctx, c.client, cookie)
 	require.NoError(t, err, "refresh after recovery")
 	assert.NotEqual(t, tokA, tokC)
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
+}
+
+// refreshDuringOutage signs a user in on one replica (Redis persistent), then
+// refreshes the session on replica r, whose clock says the token expired,
+// while Redis goes down with the token request in flight; it returns the
+// refresh's error. r's lock TTL is a second: the lock taken before the
+// outage cannot be released while Redis is down and outlives the restart
+// until it expires.
+func refreshDuringOutage(t *testing.T) (w *world, cookie string, r *replica, sess *authcode.Session, err error) {
+	w = newWorld(t, redistest.Persistent())
+	ck := signIn(t, w.replica(t, 0, 0))
+	cookie = ck.Name + "=" + ck.Value
+	r = w.replica(t, clockOffset, time.Second)
+	sess, err = r.client.UserSession(request(context.Background(), cookie))
+	require.NoError(t, err)
+	w.ds.InjectFault("token", erpnettest.Fault{Latency: 500 * time.Millisecond})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		time.Sleep(200 * time.Millisecond) // while the token request is in flight
+		w.redis.Stop()
+	}()
+	_, err = r.client.TokenSource(context.Background(), sess).Token()
+	<-stopped
+	return w, cookie, r, sess, err
 }
 
 // TestRedisOutageDuringRefresh: Redis goes down after the refresh token was
@@ -559,32 +573,13 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 // memory, reports a temporary error, and saves them first thing once Redis
 // is back, so the rotated-away refresh token is never redeemed again.
 func TestRedisOutageDuringRefresh(t *testing.T) {
-	w := newWorld(t, redistest.Persistent())
-	a := w.replica(t, 0, 0)
-	ck := signIn(t, a)
-	cookie := ck.Name + "=" + ck.Value
+	w, cookie, r, sess, err := refreshDuringOutage(t)
 	ctx := context.Background()
-
-	// A short lock TTL: the lock taken before the outage cannot be released
-	// while Redis is down, and (Redis being persistent) outlives the restart
-	// until it expires.
-	r := w.replica(t, clockOffset, time.Second)
-	sess, err := r.client.UserSession(request(ctx, cookie))
-	require.NoError(t, err)
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: 500 * time.Millisecond})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		time.Sleep(200 * time.Millisecond) // while the token request is in flight
-		w.redis.Stop()
-	}()
-	_, err = r.client.TokenSource(ctx, sess).Token()
-	<-stopped
 	require.Error(t, err)
 	t.Logf("refresh while Redis went down: %v", err)
 	assert.ErrorIs(t, err, auth.ErrTemporary)
 	assertRedisUnavailable(t, err)
-	require.Equal(t, 1, w.ds.GrantCount("refresh_token"))
+	require.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
 
 	w.redis.Restart()
 	var tok string
@@ -596,11 +591,11 @@ func TestRedisOutageDuringRefresh(t *testing.T) {
 		tok = t.AccessToken
 		return true
 	}, 10*time.Second, 50*time.Millisecond)
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"), "the rotated refresh token was redeemed again")
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"), "the rotated refresh token was redeemed again")
 
 	// Another replica sees the saved, refreshed session.
 	tok2, err := sessionToken(ctx, w.replica(t, clockOffset, 0).client, cookie)
 	require.NoError(t, err)
 	assert.Equal(t, tok, tok2)
-	assert.Equal(t, 1, w.ds.GrantCount("refresh_token"))
+	assert.Equal(t, 1, erpnetctl.Of(w.ds).Grants("refresh_token"))
 }

@@ -9,7 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 // A sign-out on replica A wins over a refresh running on replica B at that
@@ -19,25 +20,23 @@ func TestSignOutWinsOverRefreshInFlight(t *testing.T) {
 	w := newWorld(t)
 	// Without a revocation endpoint B's redemption succeeds, so only the
 	// refresh lock keeps it from saving the session after A deleted it.
-	cfg := devserver.Demo()
-	cfg.AccessTokenLifetime = accessLifetime
-	cfg.DisableRevocation = true
-	w.ds = devserver.StartTest(t, cfg)
-	w.ds.SetAutoSignIn(devserver.DemoAlice)
+	w.ds = erpnettest.NewServer(t, erpnettest.Config{AccessTokenLifetime: accessLifetime})
+	erpnetctl.Of(w.ds).Set(erpnetctl.Knobs{NoRevocation: true})
+	erpnetctl.Of(w.ds).AutoSignIn(erpnettest.Demo.Alice)
 	a := w.replica(t, 0, 5*time.Second)
 	b := w.replica(t, clockOffset, 5*time.Second) // B sees the token expired: it refreshes
 	cookie := signIn(t, a).String()
 
 	// B's refresh reaches the token endpoint and is held there.
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: 2 * time.Second})
-	refreshes := w.ds.GrantCount("refresh_token")
+	w.ds.InjectFault("token", erpnettest.Fault{Latency: 2 * time.Second})
+	refreshes := erpnetctl.Of(w.ds).Grants("refresh_token")
 	done := make(chan error, 1)
 	go func() {
 		_, err := sessionToken(context.Background(), b.client, cookie)
 		done <- err
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for w.ds.GrantCount("refresh_token") == refreshes {
+	for erpnetctl.Of(w.ds).Grants("refresh_token") == refreshes {
 		if time.Now().After(deadline) {
 			t.Fatal("replica B never started its refresh")
 		}

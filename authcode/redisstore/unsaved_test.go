@@ -10,8 +10,6 @@ import (
 
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
-	"github.com/erpnetgo/auth/internal/devserver"
-	"github.com/erpnetgo/auth/internal/redistest"
 )
 
 // TestUnsavedRefreshIsNeverResurrected: a replica redeems a refresh token
@@ -23,24 +21,8 @@ import (
 // first replica saving its stale copy over the deleted session and handing
 // out revoked tokens: it must see the session is gone.
 func TestUnsavedRefreshIsNeverResurrected(t *testing.T) {
-	w := newWorld(t, redistest.Persistent())
-	a := w.replica(t, 0, 0)
-	ck := signIn(t, a)
-	cookie := ck.Name + "=" + ck.Value
+	w, cookie, r, sess, err := refreshDuringOutage(t)
 	ctx := context.Background()
-
-	r := w.replica(t, clockOffset, time.Second)
-	sess, err := r.client.UserSession(request(ctx, cookie))
-	require.NoError(t, err)
-	w.ds.InjectFaults(devserver.Token, devserver.Fault{Latency: 500 * time.Millisecond})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		time.Sleep(200 * time.Millisecond)
-		w.redis.Stop()
-	}()
-	_, err = r.client.TokenSource(ctx, sess).Token()
-	<-stopped
 	require.ErrorIs(t, err, auth.ErrTemporary, "the failed save surfaces")
 	w.redis.Restart()
 	time.Sleep(1500 * time.Millisecond) // r's unreleased lock expires

@@ -21,6 +21,8 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
+
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 // Demo users of the dev identity server the examples embed.
@@ -122,45 +124,11 @@ func verbose() bool { return os.Getenv("BROWSERTEST_VERBOSE") != "" }
 
 // ---- example processes ----
 
-// syncBuffer collects a process's output; lines matching a pattern are
-// reported on a channel.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	partial []byte
-	onLine  func(string)
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Write(p)
-	s.partial = append(s.partial, p...)
-	for {
-		i := bytes.IndexByte(s.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(s.partial[:i])
-		s.partial = s.partial[i+1:]
-		if s.onLine != nil {
-			s.onLine(line)
-		}
-	}
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running example program.
 type proc struct {
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testutil.SyncBuffer
+	stderr *testutil.SyncBuffer
 	done   chan struct{} // closed when the process has exited and its output is read
 	err    error         // Wait's result, set before done closes
 }
@@ -179,7 +147,7 @@ func start(t *testing.T, bin string, args, env []string, onStdout, onStderr func
 		}
 	}
 	cmd.Env = append(cmd.Env, env...)
-	p := &proc{cmd: cmd, stdout: &syncBuffer{onLine: onStdout}, stderr: &syncBuffer{onLine: onStderr}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, stdout: &testutil.SyncBuffer{OnLine: onStdout}, stderr: &testutil.SyncBuffer{OnLine: onStderr}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -585,4 +553,4 @@ func (tb *tab) requireStatus(resp *network.Response, status int64, what string) 
 // goErrorText matches what Go error strings of the SDK look like on a page
 // ("authcode: ...", "hybrid: ...", wrapped errors with ": " chains of
 // package prefixes).
-var goErrorText = regexp.MustCompile(`\b(authcode|hybrid|oauth2|oidc|devserver|autherr|tokenep|discovery): `)
+var goErrorText = regexp.MustCompile(`\b(authcode|hybrid|oauth2|oidc|erpnettest|autherr|tokenep|discovery): `)

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/erpnetgo/auth/internal/devserver"
+	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -66,10 +67,10 @@ func (w *urlWatcher) Write(p []byte) (int, error) {
 // prints the sign-in address; a browser elsewhere signs in and the user
 // pastes the address it ended on (the unreachable 127.0.0.1 page).
 func TestCLIPastesTheAddressWithoutABrowser(t *testing.T) {
-	idp := devserver.StartTest(t, devserver.Demo())
-	idp.SetAutoSignIn(devserver.DemoAlice) // the user signs in on the other machine
+	idp := erpnettest.NewServer(t)
+	erpnetctl.Of(idp).AutoSignIn(erpnettest.Demo.Alice) // the user signs in on the other machine
 	t.Setenv("ERPNET_AUTHORITY", idp.URL())
-	t.Setenv("ERPNET_CLIENT_ID", devserver.DemoCLIID)
+	t.Setenv("ERPNET_CLIENT_ID", erpnettest.Demo.CLIID)
 	t.Setenv("ERPNET_DOMAIN_API", "")
 	t.Setenv("ERPNET_NO_BROWSER", "1")
 	stdin, typist := io.Pipe()

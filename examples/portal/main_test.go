@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/erpnetgo/auth/erpnettest"
+	"github.com/erpnetgo/auth/internal/htmlform"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -182,8 +181,6 @@ func (b asBrowser) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.base.RoundTrip(r)
 }
 
-var hiddenInput = regexp.MustCompile(`name="(request|csrf)" value="([^"]+)"`)
-
 // TestRunSignInFormAndCleanShutdown runs the program as `go run` would
 // (dev identity server in-process, listening on a free port), signs bob
 // in through the HTML form, and stops it as SIGINT would.
@@ -214,16 +211,18 @@ func TestRunSignInFormAndCleanShutdown(t *testing.T) {
 	// Unsigned, the home page leads to the identity server's sign-in form.
 	resp, err := browser.Get(base + "/")
 	formURL := *resp.Request.URL // where the redirects ended
-	form := readPage(t, resp, err)
-	m := hiddenInput.FindAllStringSubmatch(form, -1)
-	require.Len(t, m, 2, form)
-	vals := url.Values{"username": {erpnettest.Demo.Bob}, "password": {erpnettest.Demo.BobPassword}, "action": {"login"}}
-	for _, kv := range m {
-		vals.Set(kv[1], kv[2])
-	}
-	formURL.Path, formURL.RawQuery = "/id/account/login", ""
-	formAction := formURL.String()
-	page := read(browser.PostForm(formAction, vals))
+	page := readPage(t, resp, err)
+	form := htmlform.Parse([]byte(page))
+	require.NotNil(t, form, page)
+	require.NotEmpty(t, form.Values.Get("request"), page)
+	require.NotEmpty(t, form.Values.Get("csrf"), page)
+	action, err := formURL.Parse(form.Action)
+	require.NoError(t, err)
+	require.Equal(t, "/id/account/login", action.Path)
+	form.Values.Set("username", erpnettest.Demo.Bob)
+	form.Values.Set("password", erpnettest.Demo.BobPassword)
+	form.Values.Set("action", "login")
+	page = read(browser.PostForm(action.String(), form.Values))
 	assert.Contains(t, page, "read as user:bob")
 	page = read(browser.Post(base+"/import", "application/x-www-form-urlencoded", nil))
 	assert.Regexp(t, `import ran as system:portal-system \(triggered by bob at `, page)

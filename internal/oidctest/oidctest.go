@@ -61,30 +61,30 @@ import (
 // Client is an OAuth 2.0 client registered with the provider at start-up.
 type Client struct {
 	// ID is the client_id. It may contain any character, '/' included.
-	ID string
+	ID string `json:"client_id"`
 	// Secret is the client_secret of a confidential client; leave it empty
 	// for public clients (AuthMethod "none").
-	Secret string
+	Secret string `json:"client_secret,omitempty"`
 	// AuthMethod is the token_endpoint_auth_method: "client_secret_basic"
 	// (the default when empty), "client_secret_post" or "none".
-	AuthMethod string
+	AuthMethod string `json:"token_endpoint_auth_method,omitempty"`
 	// GrantTypes lists the allowed grant types, for example
 	// "authorization_code", "refresh_token", "client_credentials". Empty
 	// means the provider default, authorization_code only.
-	GrantTypes []string
+	GrantTypes []string `json:"grant_types,omitempty"`
 	// RedirectURIs are the registered redirect_uri values.
-	RedirectURIs []string
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
 	// PostLogoutRedirectURIs are the registered post_logout_redirect_uri
 	// values.
-	PostLogoutRedirectURIs []string
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
 	// Scope, if not empty, is the space-separated list of scopes the client
 	// may request, among openid, offline_access, profile, email, read and
 	// update. Empty allows all of them.
-	Scope string
+	Scope string `json:"scope,omitempty"`
 	// Native registers a native application (application_type "native"):
 	// a loopback redirect URI such as http://127.0.0.1/callback then
 	// matches on any port (RFC 8252 §7.3).
-	Native bool
+	Native bool `json:"native,omitempty"`
 }
 
 // Config configures a provider started by [Start].
@@ -125,11 +125,9 @@ type Provider struct {
 	resource string
 	users    map[string]string
 
-	transport *http.Transport
-
-	mu          sync.Mutex // serializes Login and EndSession
-	jar         *cookiejar.Jar
-	sessionUser string // user signed in within jar, "" if none
+	mu          sync.Mutex   // serializes Login and EndSession
+	browser     *http.Client // a cookie jar, no redirects followed
+	sessionUser string       // user signed in within the browser's jar, "" if none
 }
 
 // defaultResource is the resource indicator (and JWT "aud") of access tokens.
@@ -220,16 +218,16 @@ func Start(tb testing.TB, cfg Config) *Provider {
 		origin = u.Scheme + "://" + u.Host
 	}
 	p := &Provider{
-		issuer:    issuer,
-		root:      root,
-		origin:    origin,
-		resource:  defaultResource,
-		users:     cfg.Users,
-		transport: &http.Transport{},
-		jar:       jar,
+		issuer:   issuer,
+		root:     root,
+		origin:   origin,
+		resource: defaultResource,
+		users:    cfg.Users,
+		browser: &http.Client{Transport: &http.Transport{}, Jar: jar,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
 	tb.Cleanup(func() {
-		p.transport.CloseIdleConnections()
+		p.browser.CloseIdleConnections()
 		stop()
 		if tb.Failed() {
 			tb.Logf("oidctest: oidc-provider at %s output:\n%s", issuer, out.String())
@@ -263,37 +261,8 @@ func (p *Provider) Resource() string { return p.resource }
 
 // serverConfig converts cfg to the JSON config read by server.mjs.
 func serverConfig(cfg Config) map[string]any {
-	clients := make([]map[string]any, 0, len(cfg.Clients))
-	for _, c := range cfg.Clients {
-		m := map[string]any{"client_id": c.ID}
-		if c.Secret != "" {
-			m["client_secret"] = c.Secret
-		}
-		if c.AuthMethod != "" {
-			m["token_endpoint_auth_method"] = c.AuthMethod
-		}
-		if len(c.GrantTypes) > 0 {
-			m["grant_types"] = c.GrantTypes
-		}
-		if len(c.RedirectURIs) > 0 {
-			m["redirect_uris"] = c.RedirectURIs
-		}
-		if len(c.PostLogoutRedirectURIs) > 0 {
-			m["post_logout_redirect_uris"] = c.PostLogoutRedirectURIs
-		}
-		if c.Scope != "" {
-			m["scope"] = c.Scope
-		}
-		if c.Native {
-			m["application_type"] = "native"
-		}
-		clients = append(clients, m)
-	}
-	conf := map[string]any{"clients": clients, "resource": defaultResource, "erpnet": cfg.ERPNetStyle}
-	if cfg.AccessTokenTTL > 0 {
-		conf["accessTokenTTL"] = int64((cfg.AccessTokenTTL + time.Second - 1) / time.Second)
-	}
-	return conf
+	return map[string]any{"clients": cfg.Clients, "resource": defaultResource, "erpnet": cfg.ERPNetStyle,
+		"accessTokenTTL": int64((cfg.AccessTokenTTL + time.Second - 1) / time.Second)}
 }
 
 // outputWriter collects the server's stdout and stderr and reports the
@@ -301,7 +270,6 @@ func serverConfig(cfg Config) map[string]any {
 type outputWriter struct {
 	mu        sync.Mutex
 	buf       bytes.Buffer
-	line      []byte // stdout bytes before the LISTENING line is complete
 	listening chan string
 	done      bool
 }
@@ -309,32 +277,20 @@ type outputWriter struct {
 func (w *outputWriter) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.done {
-		return w.buf.Write(b)
-	}
-	w.line = append(w.line, b...)
-	for {
-		i := bytes.IndexByte(w.line, '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		line := strings.TrimSpace(string(w.line[:i]))
-		w.line = w.line[i+1:]
-		if url, ok := strings.CutPrefix(line, "LISTENING "); ok {
+	w.buf.Write(b)
+	if _, rest, ok := strings.Cut(w.buf.String(), "LISTENING "); ok && !w.done {
+		if url, _, ok := strings.Cut(rest, "\n"); ok {
 			w.done = true
-			w.buf.Write(w.line)
-			w.line = nil
-			w.listening <- url
-			return len(b), nil
+			w.listening <- strings.TrimSpace(url)
 		}
-		w.buf.WriteString(line + "\n")
 	}
+	return len(b), nil
 }
 
 func (w *outputWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.buf.String() + string(w.line)
+	return w.buf.String()
 }
 
 // providerDir returns the folder holding server.mjs, next to this file.

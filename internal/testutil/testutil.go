@@ -1,6 +1,9 @@
 // Package testutil holds the test scaffolding every package of the module
-// shares: the goroutine-leak check run after a package's tests and a
-// goroutine-safe buffer for captured log output.
+// shares: the goroutine-leak check run after a package's tests, a
+// goroutine-safe buffer for captured output, running an example program's
+// main from its test binary (testutil.go), and the fixtures (fixtures.go): a
+// recorder of hook events, a log of the requests a client sent, and a
+// Kubernetes-style secret mount.
 package testutil
 
 import (
@@ -8,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 
@@ -33,17 +37,27 @@ func VerifyNoLeaks(m *testing.M, opts ...goleak.Option) {
 }
 
 // SyncBuffer is a bytes.Buffer that many goroutines may write to at once,
-// for capturing log output to search for secrets.
+// for capturing log output or a process's output.
 type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	// OnLine, when set, sees every complete line written, without its newline.
+	OnLine func(string)
+
+	mu      sync.Mutex
+	b       bytes.Buffer
+	partial []byte
 }
 
 // Write implements io.Writer.
 func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	s.b.Write(p)
+	for s.partial = append(s.partial, p...); s.OnLine != nil && bytes.IndexByte(s.partial, '\n') >= 0; {
+		line, rest, _ := bytes.Cut(s.partial, []byte("\n"))
+		s.OnLine(string(line))
+		s.partial = rest
+	}
+	return len(p), nil
 }
 
 // String returns everything written so far.
@@ -51,4 +65,37 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// envRunMain tells a test binary started by RunMain to run the program's
+// main instead of its tests.
+const envRunMain = "ERPNETGO_TESTUTIL_RUN_MAIN"
+
+// MainOrTests runs main, as the program would, when the test binary was
+// started by RunMain, and reports true; otherwise it reports false and the
+// tests run. Call it first in TestMain:
+//
+//	func TestMain(m *testing.M) {
+//		if testutil.MainOrTests(main) {
+//			return
+//		}
+//		testutil.VerifyNoLeaks(m)
+//	}
+func MainOrTests(main func()) bool {
+	if os.Getenv(envRunMain) != "1" {
+		return false
+	}
+	main()
+	return true
+}
+
+// RunMain runs the program under test (its main, through MainOrTests) with
+// args, as "go run . args..." would, and returns its combined output and
+// exit error.
+func RunMain(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }

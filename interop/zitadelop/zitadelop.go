@@ -32,21 +32,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/erpnetgo/auth/internal/htmlform"
 )
 
 const (
@@ -89,8 +87,7 @@ type OP struct {
 	srv    *httptest.Server
 	hc     *http.Client
 
-	mu  sync.Mutex // serializes Login and EndSession (one browser)
-	jar *cookiejar.Jar
+	mu sync.Mutex // serializes Login and EndSession (hc is one browser: a cookie jar, no redirects)
 }
 
 // Start starts the example OP on 127.0.0.1 and registers its shutdown with
@@ -117,7 +114,8 @@ func Start(tb testing.TB, cfg Config) *OP {
 	srv.Start()
 
 	jar, _ := cookiejar.New(nil)
-	o := &OP{issuer: issuer, srv: srv, jar: jar, hc: &http.Client{Transport: &http.Transport{}}}
+	o := &OP{issuer: issuer, srv: srv, hc: &http.Client{Transport: &http.Transport{}, Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	tb.Cleanup(func() {
 		o.hc.CloseIdleConnections()
 		srv.CloseClientConnections()
@@ -163,22 +161,23 @@ func (c *withPostLogout) PostLogoutRedirectURIs() []string { return c.uris }
 // without requesting it. An OAuth error in the redirect is returned as an
 // error together with the URL.
 func (o *OP) Login(ctx context.Context, authURL, user, password string) (*url.URL, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	forms := 0
-	final, err := o.browse(ctx, authURL, func(f *form) error {
-		if !f.values.Has("username") {
-			return fmt.Errorf("zitadelop: unexpected form posting to %s", f.action)
+	final, err := o.browse(ctx, authURL, func(f *htmlform.Form) error {
+		if !f.Values.Has("username") {
+			return fmt.Errorf("unexpected form posting to %s", f.Action)
 		}
 		if forms++; forms > 1 {
-			return errors.New("zitadelop: the login form came back: wrong user or password")
+			return errors.New("the login form came back: wrong user or password")
 		}
-		f.values.Set("username", user)
-		f.values.Set("password", password)
+		f.Values.Set("username", user)
+		f.Values.Set("password", password)
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if final == nil {
+		return nil, errors.New("zitadelop: the OP showed a page without a form")
 	}
 	if e := final.Query().Get("error"); e != "" {
 		return final, fmt.Errorf("zitadelop: authorization failed: %s: %s", e, final.Query().Get("error_description"))
@@ -190,107 +189,19 @@ func (o *OP) Login(ctx context.Context, authURL, user, password string) (*url.UR
 // redirect off its origin (to the post_logout_redirect_uri), or nil if it
 // ends on its own page.
 func (o *OP) EndSession(ctx context.Context, endSessionURL string) (*url.URL, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.browse(ctx, endSessionURL, func(f *form) error {
-		return fmt.Errorf("zitadelop: unexpected form posting to %s", f.action)
+	return o.browse(ctx, endSessionURL, func(f *htmlform.Form) error {
+		return fmt.Errorf("unexpected form posting to %s", f.Action)
 	})
 }
 
-// browse follows redirects and submits forms (after fill) until a redirect
-// leaves the OP's origin; a page without a form ends it with nil.
-func (o *OP) browse(ctx context.Context, start string, fill func(*form) error) (*url.URL, error) {
-	client := &http.Client{
-		Transport:     o.hc.Transport,
-		Jar:           o.jar,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// browse walks from start in the OP's one browser (htmlform.Walk) until a
+// redirect leaves the OP's origin; a page without a form ends it with nil.
+func (o *OP) browse(ctx context.Context, start string, fill func(*htmlform.Form) error) (*url.URL, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	final, _, err := htmlform.Walk(ctx, o.hc, start, func(_, to *url.URL) bool { return to.Scheme+"://"+to.Host != o.issuer }, fill)
+	if err != nil {
+		return nil, fmt.Errorf("zitadelop: %w", err)
 	}
-	method, next, body := http.MethodGet, start, url.Values(nil)
-	for range 20 {
-		var rd io.Reader
-		if body != nil {
-			rd = strings.NewReader(body.Encode())
-		}
-		req, err := http.NewRequestWithContext(ctx, method, next, rd)
-		if err != nil {
-			return nil, fmt.Errorf("zitadelop: %w", err)
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("zitadelop: %w", err)
-		}
-		page, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("zitadelop: %w", err)
-		}
-		switch code := resp.StatusCode; {
-		case code >= 300 && code < 400:
-			loc, err := resp.Location()
-			if err != nil {
-				return nil, fmt.Errorf("zitadelop: %s %s: %s without Location: %w", method, next, resp.Status, err)
-			}
-			if loc.Scheme+"://"+loc.Host != o.issuer {
-				return loc, nil
-			}
-			method, next, body = http.MethodGet, loc.String(), nil
-		case code == http.StatusOK:
-			f := parseForm(page)
-			if f == nil {
-				return nil, nil
-			}
-			action, err := resp.Request.URL.Parse(f.action)
-			if err != nil {
-				return nil, fmt.Errorf("zitadelop: bad form action %q: %w", f.action, err)
-			}
-			if err := fill(f); err != nil {
-				return nil, err
-			}
-			method, next, body = http.MethodPost, action.String(), f.values
-		default:
-			return nil, fmt.Errorf("zitadelop: %s %s: %s: %.300s", method, next, resp.Status, page)
-		}
-	}
-	return nil, errors.New("zitadelop: no redirect off the OP after 20 requests")
-}
-
-type form struct {
-	action string
-	values url.Values
-}
-
-var (
-	formRE  = regexp.MustCompile(`(?is)<form\b([^>]*)>(.*?)</form>`)
-	inputRE = regexp.MustCompile(`(?is)<input\b([^>]*)>`)
-	attrRE  = regexp.MustCompile(`(?s)([a-zA-Z_:][-\w:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))`)
-)
-
-// parseForm returns the first POST form of page with its inputs, or nil.
-func parseForm(page []byte) *form {
-	for _, m := range formRE.FindAllSubmatch(page, -1) {
-		fa := attrs(m[1])
-		if !strings.EqualFold(fa["method"], "post") {
-			continue
-		}
-		f := &form{action: fa["action"], values: url.Values{}}
-		for _, in := range inputRE.FindAllSubmatch(m[2], -1) {
-			ia := attrs(in[1])
-			if name := ia["name"]; name != "" {
-				f.values.Add(name, ia["value"])
-			}
-		}
-		return f
-	}
-	return nil
-}
-
-func attrs(tag []byte) map[string]string {
-	m := map[string]string{}
-	for _, a := range attrRE.FindAllSubmatch(tag, -1) {
-		m[strings.ToLower(string(a[1]))] = html.UnescapeString(string(a[2]) + string(a[3]) + string(a[4]))
-	}
-	return m
+	return final, nil
 }

@@ -30,7 +30,6 @@ type State struct {
 	ref      atomic.Bool  // used since the CLOCK hand last passed
 	cache    tokencache.Cache
 
-
 	snap atomic.Pointer[Snapshot] // set through liveSet.setSnapshot
 	id   string
 	key  string

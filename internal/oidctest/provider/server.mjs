@@ -8,7 +8,8 @@
 // Config: {
 //   "clients": [ <OAuth client metadata: client_id, client_secret,
 //                 token_endpoint_auth_method, grant_types, redirect_uris,
-//                 post_logout_redirect_uris, scope> ],
+//                 post_logout_redirect_uris, scope; "native": true for
+//                 application_type native> ],
 //   "resource": "urn:...",        // JWT access-token audience (default below)
 //   "accessTokenTTL": 0,          // seconds; 0 = oidc-provider defaults
 //   "erpnet": false               // true: mounted as ERP.net serves it (below)
@@ -44,8 +45,10 @@ const resourceScopes = 'read update';
 // One fresh RS256 signing key per run.
 const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
 
-const clients = (config.clients || []).map((c) => ({
+const clients = (config.clients || []).map(({ native, ...c }) => ({
   ...c,
+  // A native client's loopback redirect URIs match on any port.
+  ...(native ? { application_type: 'native' } : {}),
   // A client without authorization_code must not keep the default
   // response_types ["code"].
   response_types: (c.grant_types || ['authorization_code']).includes('authorization_code') ? ['code'] : [],

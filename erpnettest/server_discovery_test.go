@@ -1,21 +1,22 @@
-package devserver
+package erpnettest
 
 import (
 	"crypto/rsa"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 func TestDiscoveryDocument(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config) { c.OmitIss = true })
 	resp, body := e.get(pathDiscovery)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, resp.Header.Get("Content-Type"), "application/json")
@@ -23,7 +24,7 @@ func TestDiscoveryDocument(t *testing.T) {
 	require.NoError(t, json.Unmarshal(body, &doc))
 	base := e.s.URL()
 	assert.Equal(t, base+"/id", doc["issuer"])
-	assert.Equal(t, e.s.Issuer(), doc["issuer"])
+	assert.Equal(t, e.s.Authority(), doc["issuer"])
 	assert.False(t, strings.HasSuffix(doc["issuer"].(string), "/"))
 	assert.Equal(t, base+"/id/connect/authorize", doc["authorization_endpoint"])
 	assert.Equal(t, base+"/id/connect/token", doc["token_endpoint"])
@@ -40,16 +41,13 @@ func TestDiscoveryDocument(t *testing.T) {
 	assert.Subset(t, doc["scopes_supported"], []any{"openid", "profile", "read", "update", "offline_access"})
 	_, hasIss := doc["authorization_response_iss_parameter_supported"]
 	assert.False(t, hasIss)
-	assert.Equal(t, 1, e.s.Count(Discovery))
+	assert.Equal(t, 1, e.s.Requests("discovery"))
 }
 
 func TestDiscoveryOptions(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) {
-		c.DisableRevocation = true
-		c.AuthorizationResponseIss = true
-		c.TokenEndpointAuthMethods = []string{"client_secret_post"}
-	})
+	e := newEnv(t)
+	e.ctl().Set(erpnetctl.Knobs{NoRevocation: true, AuthMethods: []string{"client_secret_post"}})
 	_, body := e.get(pathDiscovery)
 	var doc map[string]any
 	require.NoError(t, json.Unmarshal(body, &doc))
@@ -59,10 +57,10 @@ func TestDiscoveryOptions(t *testing.T) {
 	assert.Equal(t, []any{"client_secret_post"}, doc["token_endpoint_auth_methods_supported"])
 
 	// The endpoint answers 404, and Basic still works although only _post is advertised.
-	tok := e.cc(DemoWorkerID, DemoWorkerSecret, "")
-	resp, _ := e.postForm(pathRevocation, map[string][]string{"token": {tok}}, basicAuth(DemoWorkerID, DemoWorkerSecret))
+	tok := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
+	resp, _ := e.postForm(pathRevocation, map[string][]string{"token": {tok}}, basicAuth(Demo.WorkerID, Demo.WorkerSecret))
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
-	assert.Equal(t, 0, e.s.Count(Revocation))
+	assert.Equal(t, 0, e.s.Requests("revocation"))
 }
 
 func TestJWKS(t *testing.T) {
@@ -80,26 +78,23 @@ func TestJWKS(t *testing.T) {
 	assert.True(t, k.IsPublic())
 
 	// An access token verifies with go-jose against the published key.
-	tok := e.cc(DemoWorkerID, DemoWorkerSecret, "")
+	tok := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
 	typ, claims := e.verify(tok)
 	assert.Equal(t, "at+jwt", typ)
-	assert.Equal(t, e.s.Issuer(), claims["iss"])
+	assert.Equal(t, e.s.Authority(), claims["iss"])
 	assert.Equal(t, k.KeyID, decodeHeader(t, tok)["kid"])
 }
 
 func TestKeyRotationWithGrace(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) {
-		c.KeyGracePeriod = 10 * time.Minute
-		c.AccessTokenLifetime = 2 * time.Hour
-	})
-	oldTok := e.cc(DemoWorkerID, DemoWorkerSecret, "")
+	e := newEnv(t, func(c *Config) { c.AccessTokenLifetime = 3 * time.Hour }) // keys retire after an hour
+	oldTok := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
 	oldKid := decodeHeader(t, oldTok)["kid"]
 
 	e.s.RotateKeys()
 	set := e.jwks()
 	require.Len(t, set.Keys, 2, "old key must stay published during the grace period")
-	newTok := e.cc(DemoWorkerID, DemoWorkerSecret, "")
+	newTok := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
 	newKid := decodeHeader(t, newTok)["kid"]
 	assert.NotEqual(t, oldKid, newKid)
 	assert.Equal(t, newKid, set.Keys[0].KeyID, "current key first")
@@ -111,7 +106,7 @@ func TestKeyRotationWithGrace(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
 	// After the grace period the old key is gone and its tokens stop verifying.
-	e.s.Advance(11 * time.Minute)
+	e.s.Advance(61 * time.Minute)
 	set = e.jwks()
 	require.Len(t, set.Keys, 1)
 	assert.Equal(t, newKid, set.Keys[0].KeyID)
@@ -127,7 +122,7 @@ func TestKeyRotationWithGrace(t *testing.T) {
 func TestAutoDiscovery(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	resp, body := e.get(pathAutoDiscovery)
+	resp, body := e.get("/sys/auto-discovery")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	var doc struct {
 		WebSites []struct {
@@ -143,40 +138,20 @@ func TestAutoDiscovery(t *testing.T) {
 	assert.Equal(t, "DomainAPI", doc.WebSites[1].Type)
 	assert.Equal(t, e.s.URL()+"/api/domain", doc.WebSites[1].URL)
 	assert.Equal(t, e.s.URL()+"/api/domain/odata/", doc.WebSites[1].AdditionalProperties["ODataServiceRoot"])
-	assert.Equal(t, 1, e.s.Count(AutoDiscovery))
+	assert.Equal(t, 1, e.s.Requests("autodiscovery"))
 }
 
-func TestNewDerivesBaseURLFromHost(t *testing.T) {
+func TestStartOnAddrAndClose(t *testing.T) {
 	t.Parallel()
-	s, err := New(Demo())
-	require.NoError(t, err)
-	defer s.Close()
-	assert.Equal(t, "", s.URL())
-	hs := httptest.NewServer(s)
-	defer hs.Close()
-	resp, err := http.Get(hs.URL + pathDiscovery)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var doc map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&doc))
-	assert.Equal(t, hs.URL+"/id", doc["issuer"])
-	assert.Equal(t, hs.URL+"/id/connect/token", doc["token_endpoint"])
-	http.DefaultClient.CloseIdleConnections()
-}
-
-func TestStartOnBaseURLAndClose(t *testing.T) {
-	t.Parallel()
-	s1 := StartTest(t, Demo())
-	// Start on the host:port of a BaseURL: reuse a port we know is free by closing s1 first.
+	s1 := NewServer(t)
+	// Start on the host:port of Addr: reuse a port we know is free by closing s1 first.
 	addr := strings.TrimPrefix(s1.URL(), "http://")
 	require.NoError(t, s1.Close())
 	require.NoError(t, s1.Close(), "Close is idempotent")
-	cfg := Demo()
-	cfg.BaseURL = "http://" + addr + "/"
-	s2, err := Start(cfg)
+	s2, err := Start(Config{Addr: addr})
 	require.NoError(t, err)
 	assert.Equal(t, "http://"+addr, s2.URL())
-	assert.Equal(t, "http://"+addr+"/id", s2.Issuer())
+	assert.Equal(t, "http://"+addr+"/id", s2.Authority())
 	c := &http.Client{Transport: &http.Transport{}}
 	resp, err := c.Get(s2.URL() + pathDiscovery)
 	require.NoError(t, err)
@@ -187,11 +162,9 @@ func TestStartOnBaseURLAndClose(t *testing.T) {
 	c.CloseIdleConnections()
 }
 
-func TestStartWithPortZeroBaseURL(t *testing.T) {
+func TestStartWithPortZeroAddr(t *testing.T) {
 	t.Parallel()
-	cfg := Demo()
-	cfg.BaseURL = "http://127.0.0.1:0"
-	s := StartTest(t, cfg)
+	s := NewServer(t, Config{Addr: "127.0.0.1:0"})
 	assert.NotEqual(t, "http://127.0.0.1:0", s.URL())
 	assert.True(t, strings.HasPrefix(s.URL(), "http://127.0.0.1:"))
 	c := &http.Client{Transport: &http.Transport{}}
@@ -201,43 +174,32 @@ func TestStartWithPortZeroBaseURL(t *testing.T) {
 	defer resp.Body.Close()
 	var doc map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&doc))
-	assert.Equal(t, s.Issuer(), doc["issuer"])
+	assert.Equal(t, s.Authority(), doc["issuer"])
 }
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
-	bad := []func(*Config){
-		func(c *Config) { c.Apps = append(c.Apps, App{ApplicationURI: ""}) },
-		func(c *Config) { c.Apps = append(c.Apps, c.Apps[0]) },
-		func(c *Config) { c.Apps = append(c.Apps, App{ApplicationURI: "x/conf"}) }, // confidential without secret
-		func(c *Config) {
-			c.Apps = append(c.Apps, App{ApplicationURI: "x/s", ClientType: Public, Scopes: []string{"sec"}})
-		},
-		func(c *Config) {
-			c.Apps = append(c.Apps, App{ApplicationURI: "x/r", ClientType: Public, RedirectURIs: []string{"/relative"}})
-		},
-		func(c *Config) { c.Users = append(c.Users, User{Username: DemoAlice}) },
-		func(c *Config) { c.BaseURL = "ftp://x" },
-		func(c *Config) { c.BaseURL = "http://127.0.0.1:1/path" },
-		func(c *Config) { c.LicenseCount = -1 },
+	bad := []Config{
+		{Apps: []App{{ID: ""}}},
+		{Apps: []App{{ID: "x y"}}},
+		{Apps: []App{{ID: "x/s", Scopes: []string{"sec"}}}},
+		{Apps: []App{{ID: "x/r", RedirectURIs: []string{"/relative"}}}},
+		{Apps: []App{{ID: "x/f", PostLogoutURIs: []string{"http://127.0.0.1/#frag"}}}},
+		{Apps: []App{{ID: "x/l", AccessTokenLifetime: -1}}},
+		{Users: []User{{Username: " alice"}}},
+		{Addr: "127.0.0.1:99999"},
+		{LicenseCount: -1},
+		{IDTokenLifetime: -time.Second},
 	}
-	for i, mut := range bad {
-		cfg := Demo()
-		mut(&cfg)
-		_, err := New(cfg)
-		assert.Error(t, err, "case %d", i)
-		_, err = Start(cfg)
+	for i, cfg := range bad {
+		_, err := Start(cfg)
 		assert.Error(t, err, "case %d", i)
 	}
-	// Demo is valid; defaults are filled in.
-	s, err := New(Demo())
+	// The demo configuration is valid; defaults are filled in.
+	s, err := newServer(Config{})
 	require.NoError(t, err)
 	assert.Equal(t, time.Hour, s.cfg.AccessTokenLifetime)
 	assert.Equal(t, 5*time.Minute, s.cfg.IDTokenLifetime)
-	assert.Equal(t, time.Minute, s.cfg.CodeLifetime)
-	assert.Equal(t, time.Hour, s.cfg.KeyGracePeriod)
-	assert.Equal(t, 30*24*time.Hour, s.refreshLifetime(s.apps[DemoWebAppID]))
-	assert.Equal(t, 24*time.Hour, s.refreshLifetime(s.apps[DemoCLIID]))
-	require.NoError(t, s.Close())
-	assert.Equal(t, "+Jmfg9hZHZEMO+j9gIOYU52XOqk08LLBj6FIiThYrBA=", HashSecret("webapp-secret"))
+	assert.Equal(t, 30*24*time.Hour, s.refreshLifetime(s.apps[Demo.WebAppID]))
+	assert.Equal(t, 24*time.Hour, s.refreshLifetime(s.apps[Demo.CLIID]))
 }

@@ -1,4 +1,4 @@
-package devserver
+package erpnettest
 
 import (
 	"crypto/sha256"
@@ -15,20 +15,16 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/stretchr/testify/require"
 
-	"github.com/erpnetgo/auth/internal/testutil"
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
-
-// Extra Trusted Applications used by the tests (besides Demo()).
+// Extra Trusted Applications used by the server's tests (besides the demo ones).
 const (
 	testDisabledID     = "test/disabled"
 	testDisabledSecret = "disabled-secret"
 	testNoSystemID     = "test/nosystem"
 	testNoSystemSecret = "nosystem-secret"
 	testNoSystemRedir  = "https://app.example/cb"
-	testAdminOnlyID    = "test/adminonly"
-	testAdminSecret    = "adminonly-secret"
 	testIPv6ID         = "test/ipv6"
 	testIPv6Redirect   = "http://[::1]/cb"
 	testReadOnlyID     = "test/readonly"
@@ -36,19 +32,14 @@ const (
 )
 
 func testConfig() Config {
-	cfg := Demo()
-	cfg.Apps = append(cfg.Apps,
-		App{ApplicationURI: testDisabledID, ClientType: Confidential, SecretHash: HashSecret(testDisabledSecret),
-			RedirectURIs: []string{"https://disabled.example/cb"}, SystemUserAllowed: true, SystemUser: "dis-system", Disabled: true},
-		App{ApplicationURI: testNoSystemID, ClientType: Confidential, SecretHash: HashSecret(testNoSystemSecret),
-			RedirectURIs: []string{testNoSystemRedir}, PostLogoutRedirectURIs: []string{"https://app.example/"}},
-		App{ApplicationURI: testAdminOnlyID, ClientType: Confidential, SecretHash: HashSecret(testAdminSecret),
-			SystemUserAllowed: true, SystemUser: "admin-system", AccessTokens: AccessTokensAdministratorsOnly},
-		App{ApplicationURI: testIPv6ID, ClientType: Public, RedirectURIs: []string{testIPv6Redirect}},
-		App{ApplicationURI: testReadOnlyID, ClientType: Confidential, SecretHash: HashSecret(testReadOnlySecret),
-			SystemUserAllowed: true, SystemUser: "reader-system", Scopes: []string{ScopeRead}},
-	)
-	return cfg
+	return Config{Apps: []App{
+		{ID: testDisabledID, Secret: testDisabledSecret, RedirectURIs: []string{"https://disabled.example/cb"},
+			SystemUser: "dis-system", Disabled: true},
+		{ID: testNoSystemID, Secret: testNoSystemSecret, RedirectURIs: []string{testNoSystemRedir},
+			PostLogoutURIs: []string{"https://app.example/"}},
+		{ID: testIPv6ID, RedirectURIs: []string{testIPv6Redirect}},
+		{ID: testReadOnlyID, Secret: testReadOnlySecret, SystemUser: "reader-system", Scopes: []string{"read"}},
+	}}
 }
 
 type env struct {
@@ -65,7 +56,7 @@ func newEnv(t *testing.T, mut ...func(*Config)) *env {
 	for _, m := range mut {
 		m(&cfg)
 	}
-	s := StartTest(t, cfg)
+	s := NewServer(t, cfg)
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	tr := &http.Transport{}
@@ -80,6 +71,8 @@ func newEnv(t *testing.T, mut ...func(*Config)) *env {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
+
+func (e *env) ctl() erpnetctl.Controls { return ctl{e.s} }
 
 // newBrowser returns a second, independent cookie-jar client for e's server.
 func (e *env) newBrowser() *http.Client {
@@ -203,8 +196,8 @@ func redirectParams(t *testing.T, resp *http.Response, redirectURI string) url.V
 // codeFor signs user in automatically and returns an authorization code for a.
 func (e *env) codeFor(a *authz, user string) string {
 	e.t.Helper()
-	e.s.SetAutoSignIn(user)
-	defer e.s.SetAutoSignIn("")
+	e.ctl().AutoSignIn(user)
+	defer e.ctl().AutoSignIn("")
 	resp, _ := e.authorizeWith(e.c, a.query())
 	q := redirectParams(e.t, resp, a.redirectURI)
 	require.Equal(e.t, a.state, q.Get("state"))
@@ -221,8 +214,8 @@ func (e *env) exchange(a *authz, code, secret string) (*http.Response, map[strin
 // userTokens runs the whole code flow for the demo web app and returns the token response.
 func (e *env) userTokens(user, scope string) map[string]any {
 	e.t.Helper()
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, scope)
-	resp, body := e.exchange(a, e.codeFor(a, user), DemoWebAppSecret)
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", scope)
+	resp, body := e.exchange(a, e.codeFor(a, user), Demo.WebAppSecret)
 	require.Equal(e.t, http.StatusOK, resp.StatusCode, "body: %v", body)
 	return body
 }
@@ -230,7 +223,7 @@ func (e *env) userTokens(user, scope string) map[string]any {
 // cliTokens runs the code flow for the public demo CLI.
 func (e *env) cliTokens(user, scope string) map[string]any {
 	e.t.Helper()
-	a := e.newAuthz(DemoCLIID, "http://127.0.0.1:49152/callback", scope)
+	a := e.newAuthz(Demo.CLIID, "http://127.0.0.1:49152/callback", scope)
 	resp, body := e.exchange(a, e.codeFor(a, user), "")
 	require.Equal(e.t, http.StatusOK, resp.StatusCode, "body: %v", body)
 	return body

@@ -1,4 +1,4 @@
-package devserver
+package erpnettest
 
 import (
 	"io"
@@ -42,7 +42,7 @@ func (e *env) submitLogin(c *http.Client, fields url.Values, user, password stri
 func TestPKCEEnforced(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.s.SetAutoSignIn(DemoAlice)
+	e.ctl().AutoSignIn(Demo.Alice)
 	cases := map[string]func(url.Values){
 		"plain":           func(q url.Values) { q.Set("code_challenge_method", "plain") },
 		"method missing":  func(q url.Values) { q.Del("code_challenge_method") },
@@ -50,7 +50,7 @@ func TestPKCEEnforced(t *testing.T) {
 		"short challenge": func(q url.Values) { q.Set("code_challenge", "abc") },
 	}
 	for name, mut := range cases {
-		for _, client := range []struct{ id, redirect string }{{DemoWebAppID, DemoWebAppRedirectURI}, {DemoCLIID, "http://127.0.0.1:5000/callback"}} {
+		for _, client := range []struct{ id, redirect string }{{Demo.WebAppID, "http://127.0.0.1:8080/callback"}, {Demo.CLIID, "http://127.0.0.1:5000/callback"}} {
 			a := e.newAuthz(client.id, client.redirect, "openid")
 			q := a.query()
 			mut(q)
@@ -63,83 +63,87 @@ func TestPKCEEnforced(t *testing.T) {
 	}
 
 	// A wrong verifier fails the exchange; a missing one too.
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
-	code := e.codeFor(a, DemoAlice)
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
+	code := e.codeFor(a, Demo.Alice)
 	resp, body := e.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {a.redirectURI}}, DemoWebAppID, DemoWebAppSecret)
+		"redirect_uri": {a.redirectURI}}, Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_request")
 	wrong, _ := pkcePair()
 	resp, body = e.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {a.redirectURI}, "code_verifier": {wrong}}, DemoWebAppID, DemoWebAppSecret)
+		"redirect_uri": {a.redirectURI}, "code_verifier": {wrong}}, Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 	// The failed attempt consumed the code.
-	resp, body = e.exchange(a, code, DemoWebAppSecret)
+	resp, body = e.exchange(a, code, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 }
 
 func TestCodeReplayRevokesTokens(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid profile read offline_access")
-	code := e.codeFor(a, DemoAlice)
-	resp, tokens := e.exchange(a, code, DemoWebAppSecret)
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid profile read offline_access")
+	code := e.codeFor(a, Demo.Alice)
+	resp, tokens := e.exchange(a, code, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	at := tokens["access_token"].(string)
 	rt := tokens["refresh_token"].(string)
 	r, _ := e.api("GET", customers, bearer(at), "")
 	require.Equal(t, http.StatusOK, r.StatusCode)
 
-	resp, body := e.exchange(a, code, DemoWebAppSecret)
+	resp, body := e.exchange(a, code, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 
 	// Everything issued from the code is dead.
 	r, _ = e.api("GET", customers, bearer(at), "")
 	assert.Equal(t, http.StatusUnauthorized, r.StatusCode)
-	resp, body = e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, DemoWebAppID, DemoWebAppSecret)
+	resp, body = e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 }
 
 func TestCodeExpiry(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.CodeLifetime = 30 * time.Second })
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
-	code := e.codeFor(a, DemoAlice)
-	e.s.Advance(31 * time.Second)
-	resp, body := e.exchange(a, code, DemoWebAppSecret)
+	e := newEnv(t) // codes live a minute
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
+	code := e.codeFor(a, Demo.Alice)
+	e.s.Advance(61 * time.Second)
+	resp, body := e.exchange(a, code, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 	assert.Contains(t, body["error_description"], "expired")
 
-	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
-	code = e.codeFor(a, DemoAlice)
-	e.s.Advance(29 * time.Second)
-	resp, _ = e.exchange(a, code, DemoWebAppSecret)
+	a = e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
+	code = e.codeFor(a, Demo.Alice)
+	e.s.Advance(59 * time.Second)
+	resp, _ = e.exchange(a, code, Demo.WebAppSecret)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
 func TestCodeBoundToClientAndRedirectURI(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
-	code := e.codeFor(a, DemoAlice)
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
+	code := e.codeFor(a, Demo.Alice)
 	// Another client cannot redeem it (and does not burn it).
 	resp, body := e.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {a.redirectURI}, "code_verifier": {a.verifier}}, DemoWorkerID, DemoWorkerSecret)
+		"redirect_uri": {a.redirectURI}, "code_verifier": {a.verifier}}, Demo.WorkerID, Demo.WorkerSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 	// A different redirect_uri (even one registered for the client) fails.
 	resp, body = e.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {DemoWebAppRedirectURILocalhost}, "code_verifier": {a.verifier}}, DemoWebAppID, DemoWebAppSecret)
+		"redirect_uri": {"http://localhost:8080/callback"}, "code_verifier": {a.verifier}}, Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 
-	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
-	code = e.codeFor(a, DemoAlice)
-	resp, body = e.exchange(a, code, DemoWebAppSecret)
+	a = e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
+	code = e.codeFor(a, Demo.Alice)
+	resp, body = e.exchange(a, code, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %v", body)
 }
 
 func TestRedirectURIExactMatch(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.s.SetAutoSignIn(DemoAlice)
+	e := newEnv(t, func(c *Config) { // the web app without its port-less loopback URI
+		web := demoApps()[0]
+		web.RedirectURIs = web.RedirectURIs[:2]
+		c.Apps = append(c.Apps, web)
+	})
+	e.ctl().AutoSignIn(Demo.Alice)
 	for _, uri := range []string{
 		"http://127.0.0.1:8080/Callback",  // case
 		"http://127.0.0.1:8080/callback/", // trailing slash
@@ -151,20 +155,20 @@ func TestRedirectURIExactMatch(t *testing.T) {
 		"https://evil.example/callback",
 		"",
 	} {
-		a := e.newAuthz(DemoWebAppID, uri, "openid")
+		a := e.newAuthz(Demo.WebAppID, uri, "openid")
 		resp, page := e.authorizeWith(e.c, a.query())
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, uri)
 		assert.Empty(t, resp.Header.Get("Location"), "must never redirect to %q", uri)
 		assert.Contains(t, string(page), "invalid_request", uri)
 	}
 	// Unknown client: error page too.
-	a := e.newAuthz("com.example/unknown", DemoWebAppRedirectURI, "openid")
+	a := e.newAuthz("com.example/unknown", "http://127.0.0.1:8080/callback", "openid")
 	resp, _ := e.authorizeWith(e.c, a.query())
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	assert.Empty(t, resp.Header.Get("Location"))
 	// Both registered URIs work.
-	for _, uri := range []string{DemoWebAppRedirectURI, DemoWebAppRedirectURILocalhost} {
-		a := e.newAuthz(DemoWebAppID, uri, "openid")
+	for _, uri := range []string{"http://127.0.0.1:8080/callback", "http://localhost:8080/callback"} {
+		a := e.newAuthz(Demo.WebAppID, uri, "openid")
 		resp, _ := e.authorizeWith(e.c, a.query())
 		assert.NotEmpty(t, redirectParams(t, resp, uri).Get("code"))
 	}
@@ -173,9 +177,9 @@ func TestRedirectURIExactMatch(t *testing.T) {
 func TestLoopbackRedirectAnyPort(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.s.SetAutoSignIn(DemoBob)
+	e.ctl().AutoSignIn(Demo.Bob)
 	for _, uri := range []string{"http://127.0.0.1:53124/callback", "http://127.0.0.1:1/callback", "http://127.0.0.1/callback"} {
-		a := e.newAuthz(DemoCLIID, uri, "openid")
+		a := e.newAuthz(Demo.CLIID, uri, "openid")
 		resp, _ := e.authorizeWith(e.c, a.query())
 		assert.NotEmpty(t, redirectParams(t, resp, uri).Get("code"), uri)
 	}
@@ -187,7 +191,7 @@ func TestLoopbackRedirectAnyPort(t *testing.T) {
 		"http://127.0.0.1:80x/callback", "https://127.0.0.1:53124/callback", "http://localhost:53124/callback",
 		"http://127.0.0.1:53124/callback/", "http://127.0.0.1:53124@evil.example/callback",
 	} {
-		a := e.newAuthz(DemoCLIID, uri, "openid")
+		a := e.newAuthz(Demo.CLIID, uri, "openid")
 		resp, _ := e.authorizeWith(e.c, a.query())
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, uri)
 		assert.Empty(t, resp.Header.Get("Location"), uri)
@@ -196,34 +200,34 @@ func TestLoopbackRedirectAnyPort(t *testing.T) {
 
 func TestStateEchoedAndIssParameter(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.s.SetAutoSignIn(DemoAlice)
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	e := newEnv(t, func(c *Config) { c.OmitIss = true })
+	e.ctl().AutoSignIn(Demo.Alice)
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	a.state = "a b&c=d/é+%"
 	resp, _ := e.authorizeWith(e.c, a.query())
-	q := redirectParams(t, resp, DemoWebAppRedirectURI)
+	q := redirectParams(t, resp, "http://127.0.0.1:8080/callback")
 	assert.Equal(t, a.state, q.Get("state"))
 	assert.Empty(t, q.Get("iss"))
 
-	e2 := newEnv(t, func(c *Config) { c.AuthorizationResponseIss = true })
-	e2.s.SetAutoSignIn(DemoAlice)
-	a = e2.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	e2 := newEnv(t) // iss by default
+	e2.ctl().AutoSignIn(Demo.Alice)
+	a = e2.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	resp, _ = e2.authorizeWith(e2.c, a.query())
-	assert.Equal(t, e2.s.Issuer(), redirectParams(t, resp, DemoWebAppRedirectURI).Get("iss"))
+	assert.Equal(t, e2.s.Authority(), redirectParams(t, resp, "http://127.0.0.1:8080/callback").Get("iss"))
 	// Errors carry iss too.
 	q2 := a.query()
 	q2.Set("response_type", "token")
 	resp, _ = e2.authorizeWith(e2.c, q2)
-	p := redirectParams(t, resp, DemoWebAppRedirectURI)
+	p := redirectParams(t, resp, "http://127.0.0.1:8080/callback")
 	assert.Equal(t, "unsupported_response_type", p.Get("error"))
-	assert.Equal(t, e2.s.Issuer(), p.Get("iss"))
+	assert.Equal(t, e2.s.Authority(), p.Get("iss"))
 	assert.Equal(t, a.state, p.Get("state"))
 }
 
 func TestAuthorizeErrorsRedirectBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.s.SetAutoSignIn(DemoAlice)
+	e.ctl().AutoSignIn(Demo.Alice)
 	cases := []struct {
 		mut  func(url.Values)
 		want string
@@ -239,7 +243,7 @@ func TestAuthorizeErrorsRedirectBack(t *testing.T) {
 		{func(q url.Values) { q.Set("prompt", "none login") }, "invalid_request"},
 	}
 	for _, tc := range cases {
-		a := e.newAuthz(DemoCLIID, "http://127.0.0.1:6000/callback", "openid")
+		a := e.newAuthz(Demo.CLIID, "http://127.0.0.1:6000/callback", "openid")
 		q := a.query()
 		tc.mut(q)
 		resp, _ := e.authorizeWith(e.c, q)
@@ -252,9 +256,9 @@ func TestAuthorizeErrorsRedirectBack(t *testing.T) {
 func TestIDTokenClaims(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid profile read offline_access")
-	code := e.codeFor(a, DemoAlice)
-	resp, body := e.exchange(a, code, DemoWebAppSecret)
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid profile read offline_access")
+	code := e.codeFor(a, Demo.Alice)
+	resp, body := e.exchange(a, code, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "openid profile read offline_access", body["scope"])
 	assert.NotEmpty(t, body["refresh_token"])
@@ -263,12 +267,12 @@ func TestIDTokenClaims(t *testing.T) {
 	typ, idc := e.verify(body["id_token"].(string))
 	assert.Equal(t, "JWT", typ)
 	assert.Equal(t, a.nonce, idc["nonce"])
-	assert.Equal(t, DemoAlice, idc["sub"])
-	assert.Equal(t, DemoWebAppID, idc["aud"])
-	assert.Equal(t, e.s.Issuer(), idc["iss"])
+	assert.Equal(t, Demo.Alice, idc["sub"])
+	assert.Equal(t, Demo.WebAppID, idc["aud"])
+	assert.Equal(t, e.s.Authority(), idc["iss"])
 	assert.Equal(t, atHash(at), idc["at_hash"])
-	assert.Equal(t, DemoAliceName, idc["name"])
-	assert.Equal(t, DemoAliceEmail, idc["email"])
+	assert.Equal(t, "Alice Anderson", idc["name"])
+	assert.Equal(t, "alice@example.com", idc["email"])
 	assert.NotEmpty(t, idc["sid"])
 	assert.NotEmpty(t, idc["auth_time"])
 	assert.InDelta(t, 300, idc["exp"].(float64)-idc["iat"].(float64), 1)
@@ -276,27 +280,27 @@ func TestIDTokenClaims(t *testing.T) {
 	_, atc := e.verify(at)
 	assert.Equal(t, idc["sid"], atc["sid"])
 	assert.Equal(t, "user", atc["erp_user_type"])
-	assert.Equal(t, DemoAliceName, atc["name"])
+	assert.Equal(t, "Alice Anderson", atc["name"])
 	assert.Equal(t, idc["auth_time"], atc["auth_time"])
 	assert.Equal(t, []any{"openid", "profile", "read", "offline_access"}, atc["scope"])
 	assert.Contains(t, atc["aud"], "DomainAPI")
 
 	// Without profile: no name/email in the ID token; without offline_access: no refresh token.
-	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid read")
-	resp, body = e.exchange(a, e.codeFor(a, DemoBob), DemoWebAppSecret)
+	a = e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid read")
+	resp, body = e.exchange(a, e.codeFor(a, Demo.Bob), Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.NotContains(t, body, "refresh_token")
 	_, idc = e.verify(body["id_token"].(string))
 	assert.NotContains(t, idc, "name")
 	assert.NotContains(t, idc, "email")
 	// Without openid: no ID token.
-	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "read")
-	resp, body = e.exchange(a, e.codeFor(a, DemoBob), DemoWebAppSecret)
+	a = e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "read")
+	resp, body = e.exchange(a, e.codeFor(a, Demo.Bob), Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.NotContains(t, body, "id_token")
 	// No scope requested: every allowed scope.
-	a = e.newAuthz(DemoCLIID, "http://127.0.0.1:7000/callback", "")
-	resp, body = e.exchange(a, e.codeFor(a, DemoBob), "")
+	a = e.newAuthz(Demo.CLIID, "http://127.0.0.1:7000/callback", "")
+	resp, body = e.exchange(a, e.codeFor(a, Demo.Bob), "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "openid profile read update offline_access", body["scope"])
 }
@@ -304,18 +308,18 @@ func TestIDTokenClaims(t *testing.T) {
 func TestSignInForm(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid profile")
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid profile")
 	resp, page := e.authorizeWith(e.c, a.query())
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, resp.Header.Get("Content-Type"), "text/html")
 	assert.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"))
 	assert.Contains(t, string(page), `type="password"`)
-	assert.Contains(t, string(page), DemoWebAppName)
-	assert.Contains(t, string(page), DemoAlicePassword) // a dev server shows the demo passwords
+	assert.Contains(t, string(page), "Example Web App")
+	assert.Contains(t, string(page), Demo.AlicePassword) // a dev server shows the demo passwords
 	fields := formFields(t, page)
 
 	// Wrong password: the form again, with an error, no redirect.
-	resp, page = e.submitLogin(e.c, fields, DemoAlice, "wrong")
+	resp, page = e.submitLogin(e.c, fields, Demo.Alice, "wrong")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Contains(t, string(page), "Invalid user name or password")
 	assert.Contains(t, string(page), `type="password"`)
@@ -325,56 +329,56 @@ func TestSignInForm(t *testing.T) {
 	assert.Contains(t, string(page), "Invalid user name or password")
 	// Missing/forged CSRF token: refused.
 	forged := url.Values{"request": {fields.Get("request")}, "csrf": {"forged"}}
-	resp, _ = e.submitLogin(e.c, forged, DemoAlice, DemoAlicePassword)
+	resp, _ = e.submitLogin(e.c, forged, Demo.Alice, Demo.AlicePassword)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	// Another browser (no CSRF cookie) cannot use this form.
-	resp, _ = e.submitLogin(e.newBrowser(), fields, DemoAlice, DemoAlicePassword)
+	resp, _ = e.submitLogin(e.newBrowser(), fields, Demo.Alice, Demo.AlicePassword)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 
 	// Right password: redirect with code and state.
-	resp, _ = e.submitLogin(e.c, fields, DemoAlice, DemoAlicePassword)
-	q := redirectParams(t, resp, DemoWebAppRedirectURI)
+	resp, _ = e.submitLogin(e.c, fields, Demo.Alice, Demo.AlicePassword)
+	q := redirectParams(t, resp, "http://127.0.0.1:8080/callback")
 	assert.Equal(t, a.state, q.Get("state"))
-	resp2, tokens := e.exchange(a, q.Get("code"), DemoWebAppSecret)
+	resp2, tokens := e.exchange(a, q.Get("code"), Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp2.StatusCode)
 	_, idc := e.verify(tokens["id_token"].(string))
 	sid := idc["sid"]
 	// The form cannot be replayed.
-	resp, _ = e.submitLogin(e.c, fields, DemoAlice, DemoAlicePassword)
+	resp, _ = e.submitLogin(e.c, fields, Demo.Alice, Demo.AlicePassword)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 
 	// A second authorize skips the form (cookie-backed sign-in session), same sid.
-	a2 := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a2 := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	resp, _ = e.authorizeWith(e.c, a2.query())
-	q = redirectParams(t, resp, DemoWebAppRedirectURI)
-	_, tokens = e.exchange(a2, q.Get("code"), DemoWebAppSecret)
+	q = redirectParams(t, resp, "http://127.0.0.1:8080/callback")
+	_, tokens = e.exchange(a2, q.Get("code"), Demo.WebAppSecret)
 	_, idc = e.verify(tokens["id_token"].(string))
 	assert.Equal(t, sid, idc["sid"])
 
 	// prompt=login forces the form even with a session.
-	a3 := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a3 := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	a3.extra = url.Values{"prompt": {"login"}}
 	resp, page = e.authorizeWith(e.c, a3.query())
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	fields = formFields(t, page)
 	e.s.Advance(time.Minute)
-	resp, _ = e.submitLogin(e.c, fields, DemoBob, DemoBobPassword)
-	q = redirectParams(t, resp, DemoWebAppRedirectURI)
-	_, tokens = e.exchange(a3, q.Get("code"), DemoWebAppSecret)
+	resp, _ = e.submitLogin(e.c, fields, Demo.Bob, Demo.BobPassword)
+	q = redirectParams(t, resp, "http://127.0.0.1:8080/callback")
+	_, tokens = e.exchange(a3, q.Get("code"), Demo.WebAppSecret)
 	_, idc2 := e.verify(tokens["id_token"].(string))
-	assert.Equal(t, DemoBob, idc2["sub"])
+	assert.Equal(t, Demo.Bob, idc2["sub"])
 	assert.NotEqual(t, sid, idc2["sid"], "a fresh sign-in")
 	assert.Greater(t, idc2["auth_time"].(float64), idc["auth_time"].(float64))
 
 	// Cancel sends access_denied back.
-	a4 := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a4 := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	a4.extra = url.Values{"prompt": {"login"}}
 	_, page = e.authorizeWith(e.c, a4.query())
 	fields = formFields(t, page)
 	r, err := e.c.PostForm(e.s.URL()+pathSignIn, url.Values{"request": {fields.Get("request")}, "csrf": {fields.Get("csrf")}, "action": {"cancel"}})
 	require.NoError(t, err)
 	r.Body.Close()
-	p := redirectParams(t, r, DemoWebAppRedirectURI)
+	p := redirectParams(t, r, "http://127.0.0.1:8080/callback")
 	assert.Equal(t, "access_denied", p.Get("error"))
 	assert.Equal(t, a4.state, p.Get("state"))
 }
@@ -382,24 +386,24 @@ func TestSignInForm(t *testing.T) {
 func TestPromptNoneAndMaxAge(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	a.extra = url.Values{"prompt": {"none"}}
 	resp, _ := e.authorizeWith(e.c, a.query())
-	assert.Equal(t, "login_required", redirectParams(t, resp, DemoWebAppRedirectURI).Get("error"))
+	assert.Equal(t, "login_required", redirectParams(t, resp, "http://127.0.0.1:8080/callback").Get("error"))
 
 	// Sign in through the form, then prompt=none succeeds.
-	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a = e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	_, page := e.authorizeWith(e.c, a.query())
-	resp, _ = e.submitLogin(e.c, formFields(t, page), DemoAlice, DemoAlicePassword)
-	redirectParams(t, resp, DemoWebAppRedirectURI)
-	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	resp, _ = e.submitLogin(e.c, formFields(t, page), Demo.Alice, Demo.AlicePassword)
+	redirectParams(t, resp, "http://127.0.0.1:8080/callback")
+	a = e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	a.extra = url.Values{"prompt": {"none"}}
 	resp, _ = e.authorizeWith(e.c, a.query())
-	assert.NotEmpty(t, redirectParams(t, resp, DemoWebAppRedirectURI).Get("code"))
+	assert.NotEmpty(t, redirectParams(t, resp, "http://127.0.0.1:8080/callback").Get("code"))
 
 	// max_age exceeded forces the form again.
 	e.s.Advance(10 * time.Minute)
-	a = e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid")
+	a = e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid")
 	a.extra = url.Values{"max_age": {"60"}}
 	resp, page = e.authorizeWith(e.c, a.query())
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
@@ -409,16 +413,16 @@ func TestPromptNoneAndMaxAge(t *testing.T) {
 func TestAutoSignIn(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.s.SetAutoSignIn(DemoBob)
-	a := e.newAuthz(DemoCLIID, "http://127.0.0.1:5555/callback", "openid profile")
+	e.ctl().AutoSignIn(Demo.Bob)
+	a := e.newAuthz(Demo.CLIID, "http://127.0.0.1:5555/callback", "openid profile")
 	resp, _ := e.authorizeWith(e.c, a.query())
 	code := redirectParams(t, resp, a.redirectURI).Get("code")
 	_, body := e.exchange(a, code, "")
 	_, idc := e.verify(body["id_token"].(string))
-	assert.Equal(t, DemoBob, idc["sub"])
+	assert.Equal(t, Demo.Bob, idc["sub"])
 
 	// prompt=login with auto sign-in: no form, but a fresh sign-in (new sid).
-	a2 := e.newAuthz(DemoCLIID, "http://127.0.0.1:5555/callback", "openid")
+	a2 := e.newAuthz(Demo.CLIID, "http://127.0.0.1:5555/callback", "openid")
 	a2.extra = url.Values{"prompt": {"login"}}
 	resp, _ = e.authorizeWith(e.c, a2.query())
 	_, body = e.exchange(a2, redirectParams(t, resp, a2.redirectURI).Get("code"), "")
@@ -426,10 +430,10 @@ func TestAutoSignIn(t *testing.T) {
 	assert.NotEqual(t, idc["sid"], idc2["sid"])
 
 	// Cleared: a new browser gets the form.
-	e.s.SetAutoSignIn("")
-	a3 := e.newAuthz(DemoCLIID, "http://127.0.0.1:5555/callback", "openid")
+	e.ctl().AutoSignIn("")
+	a3 := e.newAuthz(Demo.CLIID, "http://127.0.0.1:5555/callback", "openid")
 	resp, page := e.authorizeWith(e.newBrowser(), a3.query())
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.True(t, strings.Contains(string(page), "<form"))
-	assert.GreaterOrEqual(t, e.s.Count(Authorize), 3)
+	assert.GreaterOrEqual(t, e.s.Requests("authorize"), 3)
 }

@@ -1,4 +1,4 @@
-package devserver
+package erpnettest
 
 import (
 	"net/http"
@@ -18,11 +18,11 @@ func (e *env) refresh(rt, id, secret string) (*http.Response, map[string]any) {
 func TestRefreshRotationAndReuseRevokesFamily(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	tokens := e.userTokens(DemoAlice, "openid profile read offline_access")
+	tokens := e.userTokens(Demo.Alice, "openid profile read offline_access")
 	rt1 := tokens["refresh_token"].(string)
 	_, idc := e.verify(tokens["id_token"].(string))
 
-	resp, t2 := e.refresh(rt1, DemoWebAppID, DemoWebAppSecret)
+	resp, t2 := e.refresh(rt1, Demo.WebAppID, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %v", t2)
 	rt2 := t2["refresh_token"].(string)
 	assert.NotEqual(t, rt1, rt2, "rotation: a new refresh token every time")
@@ -37,20 +37,20 @@ func TestRefreshRotationAndReuseRevokesFamily(t *testing.T) {
 	assert.Equal(t, idc["sid"], atc["sid"])
 
 	// rt2 works once more -> rt3.
-	resp, t3 := e.refresh(rt2, DemoWebAppID, DemoWebAppSecret)
+	resp, t3 := e.refresh(rt2, Demo.WebAppID, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	rt3 := t3["refresh_token"].(string)
 
 	// Replaying rt1 (rotated): invalid_grant AND the whole family dies, rt3 included.
-	resp, body := e.refresh(rt1, DemoWebAppID, DemoWebAppSecret)
+	resp, body := e.refresh(rt1, Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
-	resp, body = e.refresh(rt3, DemoWebAppID, DemoWebAppSecret)
+	resp, body = e.refresh(rt3, Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 	r, _ := e.api("GET", customers, bearer(at2), "")
 	assert.Equal(t, http.StatusUnauthorized, r.StatusCode)
 
 	var revoked, total int
-	for _, rec := range e.s.TokenRecords() {
+	for _, rec := range e.ctl().Tokens() {
 		if rec.Kind == "refresh_token" {
 			total++
 			if rec.Revoked {
@@ -60,23 +60,23 @@ func TestRefreshRotationAndReuseRevokesFamily(t *testing.T) {
 	}
 	assert.Equal(t, 3, total)
 	assert.Equal(t, 3, revoked)
-	assert.Equal(t, 4, e.s.GrantCount("refresh_token"))
+	assert.Equal(t, 4, e.ctl().Grants("refresh_token"))
 }
 
 func TestRefreshBoundToClient(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	tokens := e.userTokens(DemoAlice, "openid read offline_access")
+	tokens := e.userTokens(Demo.Alice, "openid read offline_access")
 	rt := tokens["refresh_token"].(string)
-	resp, body := e.refresh(rt, DemoWorkerID, DemoWorkerSecret)
+	resp, body := e.refresh(rt, Demo.WorkerID, Demo.WorkerSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
-	resp, body = e.refresh(rt, DemoCLIID, "")
+	resp, body = e.refresh(rt, Demo.CLIID, "")
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 	// The right client still can (the foreign attempts did not burn it).
-	resp, _ = e.refresh(rt, DemoWebAppID, DemoWebAppSecret)
+	resp, _ = e.refresh(rt, Demo.WebAppID, Demo.WebAppSecret)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	// Garbage.
-	resp, body = e.refresh("garbage", DemoWebAppID, DemoWebAppSecret)
+	resp, body = e.refresh("garbage", Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 }
 
@@ -84,45 +84,45 @@ func TestRefreshExpiry(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	// Public client: 24 hours.
-	tokens := e.cliTokens(DemoBob, "openid read offline_access")
+	tokens := e.cliTokens(Demo.Bob, "openid read offline_access")
 	e.s.Advance(23 * time.Hour)
-	resp, t2 := e.refresh(tokens["refresh_token"].(string), DemoCLIID, "")
+	resp, t2 := e.refresh(tokens["refresh_token"].(string), Demo.CLIID, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	e.s.Advance(61 * time.Minute)
-	resp, body := e.refresh(t2["refresh_token"].(string), DemoCLIID, "")
+	resp, body := e.refresh(t2["refresh_token"].(string), Demo.CLIID, "")
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 	assert.Contains(t, body["error_description"], "expired")
 
 	// Confidential client: 30 days.
-	tokens = e.userTokens(DemoAlice, "read offline_access")
+	tokens = e.userTokens(Demo.Alice, "read offline_access")
 	e.s.Advance(29 * 24 * time.Hour)
-	resp, t2 = e.refresh(tokens["refresh_token"].(string), DemoWebAppID, DemoWebAppSecret)
+	resp, t2 = e.refresh(tokens["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	e.s.Advance(25 * time.Hour)
-	resp, body = e.refresh(t2["refresh_token"].(string), DemoWebAppID, DemoWebAppSecret)
+	resp, body = e.refresh(t2["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 
 	// One knob for both.
 	e2 := newEnv(t, func(c *Config) { c.RefreshTokenLifetime = time.Hour })
-	tokens = e2.userTokens(DemoAlice, "read offline_access")
+	tokens = e2.userTokens(Demo.Alice, "read offline_access")
 	e2.s.Advance(time.Hour)
-	resp, body = e2.refresh(tokens["refresh_token"].(string), DemoWebAppID, DemoWebAppSecret)
+	resp, body = e2.refresh(tokens["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 }
 
 func TestRefreshScopeNarrowing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	tokens := e.userTokens(DemoAlice, "openid read offline_access")
+	tokens := e.userTokens(Demo.Alice, "openid read offline_access")
 	rt := tokens["refresh_token"].(string)
-	resp, body := e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read update"}}, DemoWebAppID, DemoWebAppSecret)
+	resp, body := e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read update"}}, Demo.WebAppID, Demo.WebAppSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_scope")
-	resp, body = e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read"}}, DemoWebAppID, DemoWebAppSecret)
+	resp, body = e.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read"}}, Demo.WebAppID, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %v", body)
 	assert.Equal(t, "read", body["scope"])
 	assert.NotContains(t, body, "id_token")
 	// The new refresh token keeps the original grant.
-	resp, body = e.refresh(body["refresh_token"].(string), DemoWebAppID, DemoWebAppSecret)
+	resp, body = e.refresh(body["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "openid read offline_access", body["scope"])
 }

@@ -1,6 +1,7 @@
-package devserver
+package erpnettest
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 var refTokenRe = regexp.MustCompile(`^enrt_[0-9A-F]{64}$`)
@@ -17,11 +20,9 @@ var refTokenRe = regexp.MustCompile(`^enrt_[0-9A-F]{64}$`)
 func TestReferenceTokensMintUseRevokeExpire(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	pat, err := e.s.IssueReferenceToken(RefTokenRequest{Kind: PAT, Subject: DemoAlice})
-	require.NoError(t, err)
+	pat := e.s.MintPAT(Demo.Alice)
 	assert.Regexp(t, refTokenRe, pat)
-	sat, err := e.s.IssueReferenceToken(RefTokenRequest{Kind: SAT, Subject: DemoWorkerID, ExpiresAt: e.s.now().Add(time.Hour)})
-	require.NoError(t, err)
+	sat := e.s.MintSAT(Demo.WorkerID)
 	assert.Regexp(t, refTokenRe, sat)
 	assert.NotEqual(t, pat, sat)
 
@@ -37,85 +38,89 @@ func TestReferenceTokensMintUseRevokeExpire(t *testing.T) {
 		{map[string]string{"Api-Key": pat}, "api-key"},
 		{map[string]string{"API-KEY": pat}, "api-key"},
 	}
-	e.s.ResetAPICalls()
+	e.ctl().ResetAPICalls()
 	for _, st := range styles {
 		resp, body := e.api("GET", customers, st.hdr, "")
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%v: %v", st.hdr, body)
-		assert.Equal(t, "pat:"+DemoAlice, resp.Header.Get("X-Erpnet-Caller"))
+		assert.Equal(t, "pat:"+Demo.Alice, resp.Header.Get("X-Erpnet-Caller"))
 		assert.Equal(t, "pat", body["caller"].(map[string]any)["kind"])
 	}
-	calls := e.s.APICalls()
+	calls := e.ctl().APICalls()
 	require.Len(t, calls, len(styles))
 	for i, c := range calls {
 		assert.Equal(t, styles[i].via, c.Via)
 		assert.Equal(t, "pat", c.Kind)
-		assert.Equal(t, DemoAlice, c.Subject)
+		assert.Equal(t, Demo.Alice, c.Subject)
 		assert.Equal(t, http.StatusOK, c.Status)
 		assert.Equal(t, calls[0].Session, c.Session, "one session per reference token")
 	}
 
 	resp, body := e.api("GET", customers, map[string]string{"X-Api-Key": sat}, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, "sat:"+DemoWorkerSystemUser, resp.Header.Get("X-Erpnet-Caller"))
-	assert.Equal(t, DemoWorkerID, body["caller"].(map[string]any)["client_id"])
+	assert.Equal(t, "sat:"+"worker-system", resp.Header.Get("X-Erpnet-Caller"))
+	assert.Equal(t, Demo.WorkerID, body["caller"].(map[string]any)["client_id"])
 
 	// Revocation is immediate.
-	e.s.RevokeReferenceToken(pat)
+	e.s.RevokeToken(pat)
 	resp, _ = e.api("GET", customers, bearer(pat), "")
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
-	e.s.RevokeReferenceToken("enrt_unknown") // no-op
+	e.s.RevokeToken("enrt_unknown") // no-op
 
-	// Expiry.
-	e.s.Advance(time.Hour)
+	// Expiry, a year after.
+	e.s.Advance(365*24*time.Hour + time.Second)
 	resp, _ = e.api("GET", customers, map[string]string{"Api-Key": sat}, "")
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 
 	// Unknown, well-formed token; lower-case hex.
 	resp, _ = e.api("GET", customers, bearer("enrt_"+strings.Repeat("AB", 32)), "")
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	pat2, _ := e.s.IssueReferenceToken(RefTokenRequest{Kind: PAT, Subject: DemoBob})
+	pat2 := e.s.MintPAT(Demo.Bob)
 	resp, _ = e.api("GET", customers, bearer(strings.ToLower(pat2)), "")
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 
 	// Only hashes are stored.
-	for _, rec := range e.s.TokenRecords() {
+	for _, rec := range e.ctl().Tokens() {
 		assert.NotContains(t, rec.JTI, "enrt_")
 	}
 }
 
-func TestReferenceTokenPolicies(t *testing.T) {
+func TestReferenceTokenRefusals(t *testing.T) {
+	t.Parallel()
+	s, err := Start(testConfig()) // its misuse panics
+	require.NoError(t, err)
+	defer s.Close()
+	refused := func(mint func()) (msg string) {
+		defer func() {
+			if r := recover(); r != nil {
+				msg = fmt.Sprint(r)
+			}
+		}()
+		mint()
+		return ""
+	}
+	// A SAT needs a System User of an enabled, known application.
+	assert.Contains(t, refused(func() { s.MintSAT(testNoSystemID) }), "System User")
+	assert.Contains(t, refused(func() { s.MintSAT(Demo.CLIID) }), "System User")
+	assert.Contains(t, refused(func() { s.MintSAT(testDisabledID) }), "disabled")
+	assert.Contains(t, refused(func() { s.MintSAT("com.example/none") }), "unknown")
+	// SAT scopes are limited by the app.
+	assert.Contains(t, refused(func() { s.MintSAT(testReadOnlyID, "update") }), `scope "update"`)
+	assert.Empty(t, refused(func() { s.MintSAT(testReadOnlyID) }))
+	// PAT: unknown user, bad scope.
+	assert.Contains(t, refused(func() { s.MintPAT("mallory") }), `unknown user "mallory"`)
+	assert.Contains(t, refused(func() { s.MintPAT(Demo.Alice, "openid") }), `scope "openid"`)
+}
+
+func TestReferenceTokenLifetimeAndScopes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	issue := func(r RefTokenRequest) error { _, err := e.s.IssueReferenceToken(r); return err }
-	// SAT needs SystemUserAllowed.
-	assert.Error(t, issue(RefTokenRequest{Kind: SAT, Subject: testNoSystemID}))
-	assert.Error(t, issue(RefTokenRequest{Kind: SAT, Subject: DemoCLIID}))
-	assert.Error(t, issue(RefTokenRequest{Kind: SAT, Subject: testDisabledID}))
-	assert.Error(t, issue(RefTokenRequest{Kind: SAT, Subject: "com.example/none"}))
-	// SAT scopes limited by the app.
-	assert.Error(t, issue(RefTokenRequest{Kind: SAT, Subject: testReadOnlyID, Scopes: []string{"update"}}))
-	assert.NoError(t, issue(RefTokenRequest{Kind: SAT, Subject: testReadOnlyID}))
-	// PAT: unknown user, bad kind, bad scope, past expiry.
-	assert.Error(t, issue(RefTokenRequest{Kind: PAT, Subject: "mallory"}))
-	assert.Error(t, issue(RefTokenRequest{Subject: DemoAlice}))
-	assert.Error(t, issue(RefTokenRequest{Kind: PAT, Subject: DemoAlice, Scopes: []string{"openid"}}))
-	assert.Error(t, issue(RefTokenRequest{Kind: PAT, Subject: DemoAlice, ExpiresAt: e.s.now().Add(-time.Second)}))
-	// AccessTokens policy of the issuing application.
-	assert.NoError(t, issue(RefTokenRequest{Kind: PAT, Subject: DemoBob, ClientID: DemoWebAppID})) // AuthenticatedUsers
-	assert.Error(t, issue(RefTokenRequest{Kind: PAT, Subject: DemoBob, ClientID: DemoWorkerID}))   // None
-	assert.Error(t, issue(RefTokenRequest{Kind: PAT, Subject: DemoBob, ClientID: testAdminOnlyID}))
-	assert.NoError(t, issue(RefTokenRequest{Kind: PAT, Subject: DemoAlice, ClientID: testAdminOnlyID}))
-	assert.Error(t, issue(RefTokenRequest{Kind: SAT, Subject: testAdminOnlyID, IssuedBy: DemoBob}))
-	assert.NoError(t, issue(RefTokenRequest{Kind: SAT, Subject: testAdminOnlyID, IssuedBy: DemoAlice}))
-	assert.Error(t, issue(RefTokenRequest{Kind: SAT, Subject: DemoWorkerID, IssuedBy: DemoAlice})) // worker: None
-
-	// Default lifetime: one year; read-only PAT cannot write.
-	ro, err := e.s.IssueReferenceToken(RefTokenRequest{Kind: PAT, Subject: DemoBob, Scopes: []string{"read"}})
-	require.NoError(t, err)
-	recs := e.s.TokenRecords()
+	// Default lifetime: one year; a read-only PAT cannot write.
+	ro := e.s.MintPAT(Demo.Bob, "read")
+	recs := e.ctl().Tokens()
 	last := recs[len(recs)-1]
 	assert.Equal(t, "reference_token", last.Kind)
+	assert.Equal(t, []string{"read"}, last.Scopes)
 	assert.WithinDuration(t, e.s.now().AddDate(1, 0, 0), last.ExpiresAt, time.Minute)
 	resp, _ := e.api("POST", customers, bearer(ro), `{"Name":"x"}`)
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
@@ -125,7 +130,7 @@ func TestReferenceTokenPolicies(t *testing.T) {
 func TestDomainAPIBothHeadersIs400(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	pat, _ := e.s.IssueReferenceToken(RefTokenRequest{Kind: PAT, Subject: DemoAlice})
+	pat := e.s.MintPAT(Demo.Alice)
 	for _, h := range []map[string]string{
 		{"Authorization": "Bearer " + pat, "X-Api-Key": pat},
 		{"Authorization": "Bearer " + pat, "api-key": pat},
@@ -140,7 +145,7 @@ func TestDomainAPIBothHeadersIs400(t *testing.T) {
 func TestDomainAPIAuthErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	good := e.cc(DemoWorkerID, DemoWorkerSecret, "")
+	good := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
 
 	// Missing: 401 with a bare challenge.
 	resp, body := e.api("GET", customers, nil, "")
@@ -153,7 +158,7 @@ func TestDomainAPIAuthErrors(t *testing.T) {
 
 	parts := strings.Split(good, ".")
 	flipped := flipSignature(good)
-	idTok := e.userTokens(DemoAlice, "openid read")["id_token"].(string)
+	idTok := e.userTokens(Demo.Alice, "openid read")["id_token"].(string)
 	for name, tok := range map[string]string{
 		"malformed":      "not-a-jwt",
 		"bad signature":  flipped,
@@ -178,17 +183,17 @@ func TestDomainAPIAuthErrors(t *testing.T) {
 
 	// Token from another server instance (other issuer) is refused.
 	other := newEnv(t)
-	foreign := other.cc(DemoWorkerID, DemoWorkerSecret, "")
+	foreign := other.cc(Demo.WorkerID, Demo.WorkerSecret, "")
 	resp, _ = e.api("GET", customers, bearer(foreign), "")
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 
 	// Scopes: read-only token cannot write; update-only cannot read.
-	ro := e.cc(DemoWorkerID, DemoWorkerSecret, "read")
+	ro := e.cc(Demo.WorkerID, Demo.WorkerSecret, "read")
 	resp, _ = e.api("POST", customers, bearer(ro), `{"Name":"New"}`)
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`)
-	assert.Equal(t, "system:"+DemoWorkerSystemUser, resp.Header.Get("X-Erpnet-Caller"))
-	uo := e.cc(DemoWorkerID, DemoWorkerSecret, "update")
+	assert.Equal(t, "system:"+"worker-system", resp.Header.Get("X-Erpnet-Caller"))
+	uo := e.cc(Demo.WorkerID, Demo.WorkerSecret, "update")
 	resp, _ = e.api("GET", customers, bearer(uo), "")
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `scope="read"`)
@@ -199,13 +204,13 @@ func TestDomainAPIAuthErrors(t *testing.T) {
 func TestDomainAPIEntities(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	tok := e.userTokens(DemoAlice, "openid read update")["access_token"].(string)
+	tok := e.userTokens(Demo.Alice, "openid read update")["access_token"].(string)
 	resp, body := e.api("GET", customers, bearer(tok), "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, "user:"+DemoAlice, resp.Header.Get("X-Erpnet-Caller"))
+	assert.Equal(t, "user:"+Demo.Alice, resp.Header.Get("X-Erpnet-Caller"))
 	assert.Equal(t, e.s.URL()+"/api/domain/odata/$metadata#Crm_Sales_Customers", body["@odata.context"])
 	assert.Len(t, body["value"], 3)
-	assert.Equal(t, map[string]any{"kind": "user", "subject": DemoAlice, "client_id": DemoWebAppID}, body["caller"])
+	assert.Equal(t, map[string]any{"kind": "user", "subject": Demo.Alice, "client_id": Demo.WebAppID}, body["caller"])
 
 	resp, body = e.api("GET", customers+"?$top=1&$skip=1", bearer(tok), "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -246,14 +251,14 @@ func TestDomainAPIEntities(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 	resp, _ = e.api("GET", customers+"?$top=x", bearer(tok), "")
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
-	assert.Equal(t, 13, e.s.Count(DomainAPI))
+	assert.Equal(t, 13, e.s.Requests("domainapi"))
 }
 
 func TestLicenseCountExceeded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.LicenseCount = 1 })
-	a := e.cc(DemoWorkerID, DemoWorkerSecret, "")
-	b := e.cc(DemoWorkerID, DemoWorkerSecret, "")
+	a := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
+	b := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
 
 	// Parallel requests with one token share one session.
 	var wg sync.WaitGroup
@@ -275,7 +280,7 @@ func TestLicenseCountExceeded(t *testing.T) {
 	for _, c := range codes {
 		assert.Equal(t, http.StatusOK, c)
 	}
-	assert.Equal(t, 1, e.s.OpenSessions())
+	assert.Equal(t, 1, e.s.LicensesInUse())
 
 	resp, body := e.api("GET", customers, bearer(b), "")
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
@@ -284,31 +289,31 @@ func TestLicenseCountExceeded(t *testing.T) {
 
 	// When a's session times out (20 minutes idle), b gets the slot.
 	e.s.Advance(20 * time.Minute)
-	assert.Equal(t, 0, e.s.OpenSessions())
+	assert.Equal(t, 0, e.s.LicensesInUse())
 	resp, _ = e.api("GET", customers, bearer(b), "")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, 1, e.s.OpenSessions())
+	assert.Equal(t, 1, e.s.LicensesInUse())
 }
 
 func TestSessionSlidingAndSystemSessionLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.AccessTokenLifetime = 3 * time.Hour })
-	userTok := e.userTokens(DemoAlice, "openid read offline_access")
+	userTok := e.userTokens(Demo.Alice, "openid read offline_access")
 	at := userTok["access_token"].(string)
-	sys := e.cc(DemoWorkerID, DemoWorkerSecret, "read")
-	e.s.ResetAPICalls()
+	sys := e.cc(Demo.WorkerID, Demo.WorkerSecret, "read")
+	e.ctl().ResetAPICalls()
 
-	call := func(tok string) APICall {
+	call := func(tok string) erpnetctl.APICall {
 		t.Helper()
 		resp, _ := e.api("GET", customers, bearer(tok), "")
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		calls := e.s.APICalls()
+		calls := e.ctl().APICalls()
 		return calls[len(calls)-1]
 	}
 	u0, s0 := call(at), call(sys)
 	assert.True(t, u0.NewSession)
 	assert.True(t, s0.NewSession)
-	assert.Equal(t, 2, e.s.OpenSessions())
+	assert.Equal(t, 2, e.s.LicensesInUse())
 	// Slides: 3 x 19 minutes keeps both alive (57 minutes).
 	for i := 0; i < 3; i++ {
 		e.s.Advance(19 * time.Minute)
@@ -324,7 +329,7 @@ func TestSessionSlidingAndSystemSessionLimit(t *testing.T) {
 	assert.NotEqual(t, s0.Session, s.Session)
 	assert.True(t, s.NewSession)
 	// A refresh keeps the same ERP.net session (same sid).
-	resp, t2 := e.refresh(userTok["refresh_token"].(string), DemoWebAppID, DemoWebAppSecret)
+	resp, t2 := e.refresh(userTok["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, u0.Session, call(t2["access_token"].(string)).Session)
 	// 20 idle minutes end the user session.
@@ -337,15 +342,15 @@ func TestSessionSlidingAndSystemSessionLimit(t *testing.T) {
 func TestUserinfo(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	at := e.userTokens(DemoAlice, "openid profile read")["access_token"].(string)
+	at := e.userTokens(Demo.Alice, "openid profile read")["access_token"].(string)
 	req, _ := http.NewRequest("GET", e.s.URL()+pathUserinfo, nil)
 	req.Header.Set("Authorization", "Bearer "+at)
 	resp, body := e.do(req)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
 	assert.Contains(t, string(body), `"sub":"alice"`)
-	assert.Contains(t, string(body), DemoAliceEmail)
+	assert.Contains(t, string(body), "alice@example.com")
 
-	sys := e.cc(DemoWorkerID, DemoWorkerSecret, "")
+	sys := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
 	req, _ = http.NewRequest("GET", e.s.URL()+pathUserinfo, nil)
 	req.Header.Set("Authorization", "Bearer "+sys)
 	resp, _ = e.do(req)
@@ -354,5 +359,5 @@ func TestUserinfo(t *testing.T) {
 	resp, _ = e.do(req)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.NotEmpty(t, resp.Header.Get("WWW-Authenticate"))
-	assert.Equal(t, 3, e.s.Count(Userinfo))
+	assert.Equal(t, 3, e.s.Requests("userinfo"))
 }

@@ -1,4 +1,4 @@
-package devserver
+package erpnettest
 
 import (
 	"crypto/hmac"
@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 	"github.com/erpnetgo/auth/internal/testutil"
 )
 
@@ -25,10 +26,10 @@ func TestTamperNextIDToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	next := func() string {
-		return e.userTokens(DemoAlice, "openid profile")["id_token"].(string)
+		return e.userTokens(Demo.Alice, "openid profile")["id_token"].(string)
 	}
 
-	e.s.TamperNextIDToken(IDTokenTamper{Claims: map[string]any{"iss": "https://evil.example/id", "nonce": nil, "extra": 1}})
+	e.ctl().TamperNextIDToken(erpnetctl.Tamper{Claims: map[string]any{"iss": "https://evil.example/id", "nonce": nil, "extra": 1}})
 	tok := next()
 	_, c := e.verify(tok) // still correctly signed
 	assert.Equal(t, "https://evil.example/id", c["iss"])
@@ -37,28 +38,28 @@ func TestTamperNextIDToken(t *testing.T) {
 
 	// Only the next token is tampered.
 	_, c = e.verify(next())
-	assert.Equal(t, e.s.Issuer(), c["iss"])
+	assert.Equal(t, e.s.Authority(), c["iss"])
 
-	e.s.TamperNextIDToken(IDTokenTamper{Alg: "none"})
+	e.ctl().TamperNextIDToken(erpnetctl.Tamper{Alg: "none"})
 	tok = next()
 	assert.Equal(t, "none", decodeHeader(t, tok)["alg"])
 	assert.True(t, strings.HasSuffix(tok, "."))
 	_, _, err := e.tryVerify(tok)
 	assert.Error(t, err)
 
-	e.s.TamperNextIDToken(IDTokenTamper{Alg: "HS256"})
+	e.ctl().TamperNextIDToken(erpnetctl.Tamper{Alg: "HS256"})
 	tok = next()
 	assert.Equal(t, "HS256", decodeHeader(t, tok)["alg"])
 	_, _, err = e.tryVerify(tok)
 	assert.Error(t, err, "an RS256 verifier must refuse HS256")
-	assert.True(t, hmacValid(tok, DemoWebAppSecret), "HS256 keyed with the client secret")
+	assert.True(t, hmacValid(tok, Demo.WebAppSecret), "HS256 keyed with the client secret")
 
-	e.s.TamperNextIDToken(IDTokenTamper{BadSignature: true})
+	e.ctl().TamperNextIDToken(erpnetctl.Tamper{BadSignature: true})
 	tok = next()
 	_, _, err = e.tryVerify(tok)
 	assert.Error(t, err)
 
-	e.s.TamperNextIDToken(IDTokenTamper{UnknownKey: true})
+	e.ctl().TamperNextIDToken(erpnetctl.Tamper{UnknownKey: true})
 	tok = next()
 	kid := decodeHeader(t, tok)["kid"].(string)
 	set := e.jwks()
@@ -67,8 +68,8 @@ func TestTamperNextIDToken(t *testing.T) {
 	assert.ErrorIs(t, err, errNoKey)
 
 	// Public client + HS256: keyed with "x".
-	e.s.TamperNextIDToken(IDTokenTamper{Alg: "HS256"})
-	tok = e.cliTokens(DemoBob, "openid")["id_token"].(string)
+	e.ctl().TamperNextIDToken(erpnetctl.Tamper{Alg: "HS256"})
+	tok = e.cliTokens(Demo.Bob, "openid")["id_token"].(string)
 	assert.True(t, hmacValid(tok, "x"))
 }
 
@@ -86,25 +87,25 @@ func TestNoSecretsInLogs(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
-	secrets := []string{DemoWebAppSecret, DemoWorkerSecret, DemoAlicePassword, DemoBobPassword}
+	secrets := []string{Demo.WebAppSecret, Demo.WorkerSecret, Demo.AlicePassword, Demo.BobPassword}
 
-	a := e.newAuthz(DemoWebAppID, DemoWebAppRedirectURI, "openid read offline_access")
+	a := e.newAuthz(Demo.WebAppID, "http://127.0.0.1:8080/callback", "openid read offline_access")
 	_, page := e.authorizeWith(e.c, a.query())
-	e.submitLogin(e.c, formFields(t, page), DemoAlice, "wrong-password-xyz")
-	resp, _ := e.submitLogin(e.c, formFields(t, page), DemoAlice, DemoAlicePassword)
-	code := redirectParams(t, resp, DemoWebAppRedirectURI).Get("code")
-	_, tokens := e.exchange(a, code, DemoWebAppSecret)
-	_, t2 := e.refresh(tokens["refresh_token"].(string), DemoWebAppID, DemoWebAppSecret)
-	e.refresh(tokens["refresh_token"].(string), DemoWebAppID, DemoWebAppSecret) // reuse
-	e.exchange(a, code, DemoWebAppSecret)                                       // replay
-	e.token(ccForm(""), DemoWorkerID, "wrong-secret-xyz")
-	sys := e.cc(DemoWorkerID, DemoWorkerSecret, "")
-	pat, _ := e.s.IssueReferenceToken(RefTokenRequest{Kind: PAT, Subject: DemoAlice})
+	e.submitLogin(e.c, formFields(t, page), Demo.Alice, "wrong-password-xyz")
+	resp, _ := e.submitLogin(e.c, formFields(t, page), Demo.Alice, Demo.AlicePassword)
+	code := redirectParams(t, resp, "http://127.0.0.1:8080/callback").Get("code")
+	_, tokens := e.exchange(a, code, Demo.WebAppSecret)
+	_, t2 := e.refresh(tokens["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret)
+	e.refresh(tokens["refresh_token"].(string), Demo.WebAppID, Demo.WebAppSecret) // reuse
+	e.exchange(a, code, Demo.WebAppSecret)                                        // replay
+	e.token(ccForm(""), Demo.WorkerID, "wrong-secret-xyz")
+	sys := e.cc(Demo.WorkerID, Demo.WorkerSecret, "")
+	pat := e.s.MintPAT(Demo.Alice)
 	e.api("GET", customers, bearer(sys), "")
 	e.api("GET", customers, map[string]string{"X-Api-Key": pat}, "")
-	e.postForm(pathRevocation, url.Values{"token": {sys}}, basicAuth(DemoWorkerID, DemoWorkerSecret))
-	e.postForm(pathIntrospect, url.Values{"token": {pat}}, basicAuth(DemoWorkerID, DemoWorkerSecret))
-	e.s.RevokeReferenceToken(pat)
+	e.postForm(pathRevocation, url.Values{"token": {sys}}, basicAuth(Demo.WorkerID, Demo.WorkerSecret))
+	e.postForm(pathIntrospect, url.Values{"token": {pat}}, basicAuth(Demo.WorkerID, Demo.WorkerSecret))
+	e.s.RevokeToken(pat)
 
 	secrets = append(secrets, "wrong-password-xyz", "wrong-secret-xyz", code, a.verifier, sys, pat,
 		tokens["access_token"].(string), tokens["refresh_token"].(string), tokens["id_token"].(string),
@@ -139,10 +140,10 @@ func TestMalformedInputs(t *testing.T) {
 		return b.String()
 	}
 	paths := []string{pathDiscovery, pathJWKS, pathAuthorize, pathToken, pathUserinfo, pathRevocation, pathIntrospect,
-		pathEndSession, pathAutoDiscovery, pathSignIn, customers, "/api/domain/odata/X('", "/api/domain/odata/(", "/nope"}
+		pathEndSession, "/sys/auto-discovery", pathSignIn, customers, "/api/domain/odata/X('", "/api/domain/odata/(", "/nope"}
 	methods := []string{"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
-	auths := []string{"", "Basic", "Basic ====", "Bearer", "Bearer a.b.c", "Bearer enrt_", basicAuth(DemoWebAppID, DemoWebAppSecret),
-		basicAuth(DemoCLIID, ""), "Bearer " + strings.Repeat("x", 20000)}
+	auths := []string{"", "Basic", "Basic ====", "Bearer", "Bearer a.b.c", "Bearer enrt_", basicAuth(Demo.WebAppID, Demo.WebAppSecret),
+		basicAuth(Demo.CLIID, ""), "Bearer " + strings.Repeat("x", 20000)}
 	for i := 0; i < 1500; i++ {
 		p := paths[rng.Intn(len(paths))]
 		m := methods[rng.Intn(len(methods))]
@@ -166,14 +167,14 @@ func TestMalformedInputs(t *testing.T) {
 			req.AddCookie(&http.Cookie{Name: csrfCookie, Value: strings.Repeat("c", 43)})
 		}
 		rec := httptest.NewRecorder()
-		e.s.ServeHTTP(rec, req)
+		e.s.serve(rec, req)
 		require.Less(t, rec.Code, 500, "%s %s body %q: %s", m, p, body, rec.Body.String())
 	}
 	require.Zero(t, e.s.panics.Load())
 
 	// Oversized form body.
 	big := "grant_type=client_credentials&x=" + strings.Repeat("a", 200<<10)
-	resp, b := e.postForm(pathToken, mustParse(big), basicAuth(DemoWorkerID, DemoWorkerSecret))
+	resp, b := e.postForm(pathToken, mustParse(big), basicAuth(Demo.WorkerID, Demo.WorkerSecret))
 	requireOAuthError(t, resp, b, http.StatusBadRequest, "invalid_request")
 }
 
@@ -183,12 +184,11 @@ func mustParse(s string) url.Values {
 }
 
 func FuzzTokenEndpoint(f *testing.F) {
-	s, err := New(testConfig())
+	s, err := newServer(testConfig()) // not listening: its handler is called directly
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer s.Close()
-	f.Add("grant_type=client_credentials", basicAuth(DemoWorkerID, DemoWorkerSecret))
+	f.Add("grant_type=client_credentials", basicAuth(Demo.WorkerID, Demo.WorkerSecret))
 	f.Add("grant_type=authorization_code&code=x&redirect_uri=y&code_verifier="+strings.Repeat("v", 43), "")
 	f.Add("grant_type=refresh_token&refresh_token=x&client_id=com.example%2Fcli", "")
 	f.Add("%zz", "Basic %%%")
@@ -199,7 +199,7 @@ func FuzzTokenEndpoint(f *testing.F) {
 			req.Header["Authorization"] = []string{auth}
 		}
 		rec := httptest.NewRecorder()
-		s.ServeHTTP(rec, req)
+		s.serve(rec, req)
 		if rec.Code >= 500 || s.panics.Load() != 0 {
 			t.Fatalf("status %d for %q / %q", rec.Code, body, auth)
 		}
@@ -215,31 +215,25 @@ func FuzzTokenEndpoint(f *testing.F) {
 func TestEndpointCounters(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	paths := map[Endpoint]string{Discovery: pathDiscovery, JWKS: pathJWKS, Authorize: pathAuthorize, Token: pathToken,
-		Userinfo: pathUserinfo, Revocation: pathRevocation, Introspect: pathIntrospect, EndSession: pathEndSession,
-		AutoDiscovery: pathAutoDiscovery, DomainAPI: customers, SignIn: pathSignIn}
-	for ep, p := range paths {
-		for i := 0; i <= int(ep); i++ {
-			e.get(p)
+	for i, ep := range endpoints {
+		for range i + 1 {
+			e.get(ep.path)
 		}
 	}
-	for ep := range paths {
-		assert.Equal(t, int(ep)+1, e.s.Count(ep), ep.String())
+	for i, ep := range endpoints {
+		assert.Equal(t, i+1, e.s.Requests(ep.name), ep.name)
 	}
-	assert.Equal(t, 0, e.s.Count(Endpoint(99)))
-	assert.Equal(t, "Token", Token.String())
-	e.s.ResetCounts()
-	for ep := range paths {
-		assert.Zero(t, e.s.Count(ep))
+	e.ctl().ResetCounts()
+	for _, ep := range endpoints {
+		assert.Zero(t, e.s.Requests(ep.name))
 	}
 }
 
 func TestConcurrentUse(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.LicenseCount = 1000 })
-	e.s.SetAutoSignIn(DemoAlice)
-	pat, err := e.s.IssueReferenceToken(RefTokenRequest{Kind: PAT, Subject: DemoBob})
-	require.NoError(t, err)
+	e.ctl().AutoSignIn(Demo.Alice)
+	pat := e.s.MintPAT(Demo.Bob)
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for g := 0; g < 16; g++ {
@@ -261,9 +255,9 @@ func TestConcurrentUse(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			e.s.RotateKeys()
 			e.s.Advance(time.Second)
-			_ = e.s.TokenRecords()
-			_ = e.s.APICalls()
-			_ = e.s.OpenSessions()
+			_ = e.ctl().Tokens()
+			_ = e.ctl().APICalls()
+			_ = e.s.LicensesInUse()
 		}
 	}()
 	wg.Wait()
@@ -302,7 +296,7 @@ func concurrentRound(e *env, c *http.Client, g, i int, pat string) error {
 		}
 		return nil
 	}
-	cc, st, err := post(pathToken, url.Values{"grant_type": {"client_credentials"}}, basicAuth(DemoWorkerID, DemoWorkerSecret))
+	cc, st, err := post(pathToken, url.Values{"grant_type": {"client_credentials"}}, basicAuth(Demo.WorkerID, Demo.WorkerSecret))
 	if err != nil || st != 200 {
 		return fmt.Errorf("cc: %v %d %v", err, st, cc)
 	}
@@ -312,7 +306,7 @@ func concurrentRound(e *env, c *http.Client, g, i int, pat string) error {
 	if err := apiGet("X-Api-Key", pat); err != nil {
 		return err
 	}
-	a := e.newAuthz(DemoCLIID, fmt.Sprintf("http://127.0.0.1:%d/callback", 20000+g*10+i), "openid read offline_access")
+	a := e.newAuthz(Demo.CLIID, fmt.Sprintf("http://127.0.0.1:%d/callback", 20000+g*10+i), "openid read offline_access")
 	resp, err := c.Get(e.s.URL() + pathAuthorize + "?" + a.query().Encode())
 	if err != nil {
 		return err
@@ -323,12 +317,12 @@ func concurrentRound(e *env, c *http.Client, g, i int, pat string) error {
 		return fmt.Errorf("authorize: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	tok, st, err := post(pathToken, url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
-		"redirect_uri": {a.redirectURI}, "code_verifier": {a.verifier}, "client_id": {DemoCLIID}}, "")
+		"redirect_uri": {a.redirectURI}, "code_verifier": {a.verifier}, "client_id": {Demo.CLIID}}, "")
 	if err != nil || st != 200 {
 		return fmt.Errorf("exchange: %v %d %v", err, st, tok)
 	}
 	ref, st, err := post(pathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)},
-		"client_id": {DemoCLIID}}, "")
+		"client_id": {Demo.CLIID}}, "")
 	if err != nil || st != 200 {
 		return fmt.Errorf("refresh: %v %d %v", err, st, ref)
 	}

@@ -1,4 +1,4 @@
-package devserver
+package erpnettest
 
 import (
 	"encoding/base64"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/erpnetgo/auth/internal/erpnetctl"
 )
 
 func ccForm(scope string) url.Values {
@@ -24,13 +26,13 @@ func TestClientAuthBasicWithEncodedSpecialCharacters(t *testing.T) {
 	e := newEnv(t)
 	// RFC 6749 §2.3.1: both parts form-urlencoded before base64.
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("com.example%2Fworker:w0rker%3As3cret%25%2B%2F%3D"))
-	require.Equal(t, want, basicAuth(DemoWorkerID, DemoWorkerSecret))
+	require.Equal(t, want, basicAuth(Demo.WorkerID, Demo.WorkerSecret))
 	resp, body := e.postForm(pathToken, ccForm(""), want)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %v", body)
 	assert.NotEmpty(t, body["access_token"])
 
 	// Raw (unencoded) credentials with '%' and '+' do not decode: invalid_client, secret never echoed.
-	raw := "Basic " + base64.StdEncoding.EncodeToString([]byte(DemoWorkerID+":"+DemoWorkerSecret))
+	raw := "Basic " + base64.StdEncoding.EncodeToString([]byte(Demo.WorkerID+":"+Demo.WorkerSecret))
 	resp, body = e.postForm(pathToken, ccForm(""), raw)
 	requireOAuthError(t, resp, body, http.StatusUnauthorized, "invalid_client")
 	assert.NotContains(t, body["error_description"], "s3cret")
@@ -41,8 +43,8 @@ func TestClientAuthFormBody(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	f := ccForm("read")
-	f.Set("client_id", DemoWorkerID)
-	f.Set("client_secret", DemoWorkerSecret)
+	f.Set("client_id", Demo.WorkerID)
+	f.Set("client_secret", Demo.WorkerSecret)
 	resp, body := e.postForm(pathToken, f, "")
 	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %v", body)
 	assert.Equal(t, "read", body["scope"])
@@ -52,19 +54,19 @@ func TestClientAuthBothMethodsAtOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	f := ccForm("")
-	f.Set("client_id", DemoWorkerID)
-	f.Set("client_secret", DemoWorkerSecret)
-	resp, body := e.postForm(pathToken, f, basicAuth(DemoWorkerID, DemoWorkerSecret))
+	f.Set("client_id", Demo.WorkerID)
+	f.Set("client_secret", Demo.WorkerSecret)
+	resp, body := e.postForm(pathToken, f, basicAuth(Demo.WorkerID, Demo.WorkerSecret))
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_request")
 
 	// client_id in the body that disagrees with Basic is refused too.
 	f = ccForm("")
-	f.Set("client_id", DemoWebAppID)
-	resp, body = e.postForm(pathToken, f, basicAuth(DemoWorkerID, DemoWorkerSecret))
+	f.Set("client_id", Demo.WebAppID)
+	resp, body = e.postForm(pathToken, f, basicAuth(Demo.WorkerID, Demo.WorkerSecret))
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_request")
 	// ...while a matching one is fine.
-	f.Set("client_id", DemoWorkerID)
-	resp, _ = e.postForm(pathToken, f, basicAuth(DemoWorkerID, DemoWorkerSecret))
+	f.Set("client_id", Demo.WorkerID)
+	resp, _ = e.postForm(pathToken, f, basicAuth(Demo.WorkerID, Demo.WorkerSecret))
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
@@ -72,14 +74,14 @@ func TestClientAuthPublicClientWithSecret(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	f := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"whatever"},
-		"client_id": {DemoCLIID}, "client_secret": {"oops"}}
+		"client_id": {Demo.CLIID}, "client_secret": {"oops"}}
 	resp, body := e.postForm(pathToken, f, "")
 	requireOAuthError(t, resp, body, http.StatusUnauthorized, "invalid_client")
 	assert.NotContains(t, body["error_description"], "oops")
-	resp, body = e.postForm(pathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}}, basicAuth(DemoCLIID, "oops"))
+	resp, body = e.postForm(pathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}}, basicAuth(Demo.CLIID, "oops"))
 	requireOAuthError(t, resp, body, http.StatusUnauthorized, "invalid_client")
 	// Public client with client_id only: authenticated, the grant itself fails.
-	resp, body = e.postForm(pathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {DemoCLIID}}, "")
+	resp, body = e.postForm(pathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {Demo.CLIID}}, "")
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 }
 
@@ -101,11 +103,11 @@ func TestClientAuthUnknownClientAndWrongSecret(t *testing.T) {
 	e := newEnv(t)
 	resp, body := e.token(ccForm(""), "com.example/nobody", "x")
 	requireOAuthError(t, resp, body, http.StatusUnauthorized, "invalid_client")
-	resp, body = e.token(ccForm(""), DemoWorkerID, "wrong-secret-value")
+	resp, body = e.token(ccForm(""), Demo.WorkerID, "wrong-secret-value")
 	requireOAuthError(t, resp, body, http.StatusUnauthorized, "invalid_client")
 	assert.NotContains(t, body["error_description"], "wrong-secret-value")
 	// Confidential client without any secret.
-	resp, body = e.postForm(pathToken, url.Values{"grant_type": {"client_credentials"}, "client_id": {DemoWorkerID}}, "")
+	resp, body = e.postForm(pathToken, url.Values{"grant_type": {"client_credentials"}, "client_id": {Demo.WorkerID}}, "")
 	requireOAuthError(t, resp, body, http.StatusUnauthorized, "invalid_client")
 	// No client at all.
 	resp, body = e.postForm(pathToken, ccForm(""), "")
@@ -129,7 +131,7 @@ func TestClientAuthMalformedBasicHeaders(t *testing.T) {
 func TestClientCredentialsTokenClaims(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	resp, body := e.token(ccForm(""), DemoWorkerID, DemoWorkerSecret)
+	resp, body := e.token(ccForm(""), Demo.WorkerID, Demo.WorkerSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	assert.Equal(t, "Bearer", body["token_type"])
@@ -140,11 +142,11 @@ func TestClientCredentialsTokenClaims(t *testing.T) {
 
 	typ, c := e.verify(body["access_token"].(string))
 	assert.Equal(t, "at+jwt", typ)
-	assert.Equal(t, e.s.Issuer(), c["iss"])
-	assert.Equal(t, DemoWorkerSystemUser, c["sub"])
-	assert.Equal(t, DemoWorkerSystemUser, c["name"])
+	assert.Equal(t, e.s.Authority(), c["iss"])
+	assert.Equal(t, "worker-system", c["sub"])
+	assert.Equal(t, "worker-system", c["name"])
 	assert.Equal(t, "system", c["erp_user_type"])
-	assert.Equal(t, DemoWorkerID, c["client_id"])
+	assert.Equal(t, Demo.WorkerID, c["client_id"])
 	assert.Contains(t, c["aud"], "DomainAPI")
 	assert.Equal(t, []any{"read", "update"}, c["scope"])
 	for _, k := range []string{"iat", "nbf", "exp", "jti"} {
@@ -152,7 +154,7 @@ func TestClientCredentialsTokenClaims(t *testing.T) {
 	}
 	assert.NotContains(t, c, "sid")
 	assert.NotContains(t, c, "auth_time")
-	assert.Equal(t, 1, e.s.GrantCount("client_credentials"))
+	assert.Equal(t, 1, e.ctl().Grants("client_credentials"))
 }
 
 func TestClientCredentialsRefusals(t *testing.T) {
@@ -160,11 +162,11 @@ func TestClientCredentialsRefusals(t *testing.T) {
 	e := newEnv(t)
 	resp, body := e.token(ccForm(""), testNoSystemID, testNoSystemSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "unauthorized_client")
-	resp, body = e.token(ccForm(""), DemoCLIID, "")
+	resp, body = e.token(ccForm(""), Demo.CLIID, "")
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "unauthorized_client")
-	resp, body = e.token(ccForm("read openid"), DemoWorkerID, DemoWorkerSecret)
+	resp, body = e.token(ccForm("read openid"), Demo.WorkerID, Demo.WorkerSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_scope")
-	resp, body = e.token(ccForm("offline_access"), DemoWorkerID, DemoWorkerSecret)
+	resp, body = e.token(ccForm("offline_access"), Demo.WorkerID, Demo.WorkerSecret)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "invalid_scope")
 }
 
@@ -174,13 +176,13 @@ func TestScopeGrantIsIntersection(t *testing.T) {
 	cases := []struct {
 		id, secret, scope, want, err string
 	}{
-		{DemoWorkerID, DemoWorkerSecret, "read", "read", ""},
-		{DemoWorkerID, DemoWorkerSecret, "update read", "read update", ""},
-		{DemoWorkerID, DemoWorkerSecret, "read DomainApi", "read", ""}, // DomainApi not allowed for the worker
-		{DemoWorkerID, DemoWorkerSecret, "DomainApi", "", "invalid_scope"},
-		{DemoWorkerID, DemoWorkerSecret, "read sec", "", "invalid_scope"}, // unknown scope
+		{Demo.WorkerID, Demo.WorkerSecret, "read", "read", ""},
+		{Demo.WorkerID, Demo.WorkerSecret, "update read", "read update", ""},
+		{Demo.WorkerID, Demo.WorkerSecret, "read DomainApi", "read", ""}, // DomainApi not allowed for the worker
+		{Demo.WorkerID, Demo.WorkerSecret, "DomainApi", "", "invalid_scope"},
+		{Demo.WorkerID, Demo.WorkerSecret, "read sec", "", "invalid_scope"}, // unknown scope
 		{testReadOnlyID, testReadOnlySecret, "read update", "read", ""},
-		{DemoWebAppID, DemoWebAppSecret, "", "read update DomainApi", ""},
+		{Demo.WebAppID, Demo.WebAppSecret, "", "read update DomainApi", ""},
 	}
 	for _, tc := range cases {
 		resp, body := e.token(ccForm(tc.scope), tc.id, tc.secret)
@@ -196,7 +198,7 @@ func TestScopeGrantIsIntersection(t *testing.T) {
 func TestTokenEndpointErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	auth := basicAuth(DemoWorkerID, DemoWorkerSecret)
+	auth := basicAuth(Demo.WorkerID, Demo.WorkerSecret)
 
 	resp, body := e.postForm(pathToken, url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-password"}}, auth)
 	requireOAuthError(t, resp, body, http.StatusBadRequest, "unsupported_grant_type")
@@ -224,20 +226,21 @@ func TestTokenEndpointErrors(t *testing.T) {
 	assert.Equal(t, "no-store", r.Header.Get("Cache-Control"))
 
 	// Grant counting includes failures.
-	assert.Equal(t, 1, e.s.GrantCount("password"))
-	assert.Equal(t, 1, e.s.GrantCount("client_credentials"))
-	assert.Equal(t, 1, e.s.GrantCount("authorization_code"))
-	assert.Equal(t, 3, e.s.GrantCount(""))
-	assert.Equal(t, 7, e.s.Count(Token))
-	e.s.ResetCounts()
-	assert.Equal(t, 0, e.s.Count(Token))
-	assert.Equal(t, 0, e.s.GrantCount("password"))
+	assert.Equal(t, 1, e.ctl().Grants("password"))
+	assert.Equal(t, 1, e.ctl().Grants("client_credentials"))
+	assert.Equal(t, 1, e.ctl().Grants("authorization_code"))
+	assert.Equal(t, 3, e.ctl().Grants(""))
+	assert.Equal(t, 7, e.s.Requests("token"))
+	e.ctl().ResetCounts()
+	assert.Equal(t, 0, e.s.Requests("token"))
+	assert.Equal(t, 0, e.ctl().Grants("password"))
 }
 
 func TestOmitTokenType(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.OmitTokenType = true })
-	resp, body := e.token(ccForm(""), DemoWorkerID, DemoWorkerSecret)
+	e := newEnv(t)
+	e.ctl().Set(erpnetctl.Knobs{OmitTokenType: true})
+	resp, body := e.token(ccForm(""), Demo.WorkerID, Demo.WorkerSecret)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.NotContains(t, body, "token_type")
 	assert.NotEmpty(t, body["access_token"])

@@ -1,4 +1,4 @@
-package devserver
+package erpnettest
 
 import (
 	"net/http"
@@ -8,7 +8,7 @@ import (
 // TestFavicon: the browser's favicon request gets no error (issue 23: a 404
 // on every sign-in form left an error in the browser console).
 func TestFavicon(t *testing.T) {
-	s := StartTest(t, Demo())
+	s := NewServer(t)
 	resp, err := http.Get(s.URL() + "/favicon.ico")
 	if err != nil {
 		t.Fatal(err)
