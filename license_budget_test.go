@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/clientcreds"
 	"github.com/erpnetgo/auth/erpnettest"
@@ -31,6 +32,34 @@ type budgetRun struct {
 	clk     budgetClock
 	servers []*erpnettest.Server
 	maxHeld int
+	// ahead counts background refreshes started and not yet landed: the
+	// simulated minute ends only when they have, as it would in real time.
+	ahead atomic.Int64
+}
+
+// hooks follow the apps' background refreshes (token.refresh_ahead, then
+// the token request that ends it).
+func (r *budgetRun) hooks() *auth.Hooks {
+	return &auth.Hooks{Event: func(_ context.Context, e auth.Event) {
+		switch e.Name {
+		case "token.refresh_ahead":
+			r.ahead.Add(1)
+		case "token.issued", "token.failed":
+			for n := r.ahead.Load(); n > 0 && !r.ahead.CompareAndSwap(n, n-1); n = r.ahead.Load() {
+			}
+		}
+	}}
+}
+
+// settle waits until every background refresh started has landed.
+func (r *budgetRun) settle(minute int) {
+	deadline := time.Now().Add(30 * time.Second)
+	for r.ahead.Load() > 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("minute %d: a background refresh never landed", minute)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 const budgetMinutes = 180
@@ -51,6 +80,7 @@ func (r *budgetRun) run(callers ...func() error) {
 				r.t.Fatalf("minute %d, caller %d: %v", minute, i, err)
 			}
 		}
+		r.settle(minute)
 		for _, s := range r.servers {
 			r.maxHeld = max(r.maxHeld, s.LicensesInUse())
 		}
@@ -78,7 +108,7 @@ func apiCall(hc *http.Client, url string) error {
 // worker returns a caller that is one worker process with one Source.
 func (r *budgetRun) worker(srv *erpnettest.Server) func() error {
 	src, err := clientcreds.New(clientcreds.Config{Authority: srv.URL(), ClientID: erpnettest.Demo.WorkerID,
-		ClientSecret: erpnettest.Demo.WorkerSecret, Now: r.clk.Now})
+		ClientSecret: erpnettest.Demo.WorkerSecret, Now: r.clk.Now, Hooks: r.hooks()})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -95,7 +125,7 @@ func (r *budgetRun) users(srv *erpnettest.Server, names ...string) []func() erro
 	r.t.Cleanup(ts.Close)
 	c, err := authcode.New(authcode.Config{Authority: srv.URL(), ClientID: erpnettest.Demo.WebAppID,
 		ClientSecret: erpnettest.Demo.WebAppSecret, RedirectURL: ts.URL + "/callback",
-		Keys: [][]byte{bytes.Repeat([]byte{5}, 32)}, Now: r.clk.Now})
+		Keys: [][]byte{bytes.Repeat([]byte{5}, 32)}, Now: r.clk.Now, Hooks: r.hooks()})
 	if err != nil {
 		r.t.Fatal(err)
 	}
