@@ -60,7 +60,10 @@ func newSession(sn *sessions.Snapshot) *Session {
 	switch n := len(p.Scopes); {
 	case n == 0:
 	case n <= len(b.scopes):
-		s.Scopes = b.scopes[:copy(b.scopes[:], p.Scopes):n]
+		for i, sc := range p.Scopes {
+			b.scopes[i] = sc
+		}
+		s.Scopes = b.scopes[:n:n]
 	default:
 		s.Scopes = append([]string(nil), p.Scopes...)
 	}

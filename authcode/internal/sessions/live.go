@@ -96,9 +96,9 @@ func lockedGet[ID string | []byte](ls *liveSet, h uint64, id ID, now int64) *Sta
 // current entry; otherwise nil (not held, another store, the entry
 // changed, or a writer was moving the slot: the locked path then tells).
 //
-// Its loads are ordered so that those that do not depend on one another
-// are issued together: the slot, then the snapshot, the store entry and
-// the token entry side by side.
+// It reads one slot and then, side by side, the first cache line of the
+// snapshot (id, gone, expiry), of the state (its use marks) and of the
+// token entry; nothing of the store.
 func (ls *liveSet) peek(id []byte, now int64) *Snapshot {
 	h := maphash.Bytes(ls.seed, id)
 	t := ls.shard(h).tab.Load()
@@ -114,14 +114,14 @@ func (ls *liveSet) peek(id []byte, now int64) *Snapshot {
 		if s.h.Load() != h {
 			continue
 		}
-		sn, mem, e := s.sn.Load(), s.mem.Load(), s.e.Load()
-		if sn == nil || mem == nil {
+		sn, e := s.sn.Load(), s.e.Load()
+		if sn == nil {
 			return nil
 		}
 		if e != nil {
 			e.Touch() // the token is read next
 		}
-		if !mem.live(now) || sn.mem != mem || !hasID(sn, id) {
+		if !sn.current(now) || !hasID(sn, id) {
 			return nil
 		}
 		st.touch(now)

@@ -204,7 +204,7 @@ func TestHotLayout(t *testing.T) {
 		assert.LessOrEqual(t, size, uintptr(768), "size %d", size) // size classes up to 768 include every multiple of 64
 	}
 	assert.LessOrEqual(t, unsafe.Offsetof(st.cache)+24, uintptr(64), "the token cache's hot fields leave the first line")
-	assert.Equal(t, uintptr(64), unsafe.Offsetof(sn.Public), "a snapshot's entry and id leave the first line")
+	assert.Equal(t, uintptr(64), unsafe.Offsetof(sn.mem), "a snapshot's id, gone flag and expiry leave the first line")
 }
 
 // Requests read the live set without a lock while other goroutines
@@ -219,7 +219,7 @@ func TestLiveSetLockFreeReadersNeverSeeAnotherSession(t *testing.T) {
 		ids[i] = fmt.Sprintf("%052d", i)
 	}
 	snapshotOf := func(st *State) *Snapshot {
-		sn := &Snapshot{mem: &memEntry{}, State: st}
+		sn := &Snapshot{fast: true, State: st}
 		sn.ID = st.id
 		sn.idn = uint8(copy(sn.idb[:], st.id))
 		return sn
@@ -274,8 +274,7 @@ func TestLiveSetLockFreeReadersNeverSeeAnotherSession(t *testing.T) {
 	tab := ls.shard(x.h).tab.Load()
 	for i := range tab.slots {
 		if tab.slots[i].st.Load() == x {
-			torn := snapshotOf(y)
-			torn.mem = tab.slots[i].mem.Load() // the same store entry: only the id differs
+			torn := snapshotOf(y) // as current as x's: only the id differs
 			tab.slots[i].sn.Store(torn)
 		}
 	}

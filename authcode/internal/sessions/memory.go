@@ -42,6 +42,16 @@ type memEntry struct {
 	exp  int64   // unix nanoseconds; 0: never expires
 	v    []byte  // bytes saved through Store.Save or Add, until decoded
 	rec  *Record // the record (set once; v is then nil)
+	// view is the snapshot made from the entry, told when the entry goes.
+	view atomic.Pointer[Snapshot]
+}
+
+// retire marks e no longer stored, and the snapshot made from it.
+func (e *memEntry) retire() {
+	e.gone.Store(true)
+	if sn := e.view.Load(); sn != nil {
+		sn.gone.Store(true)
+	}
 }
 
 // live reports whether e is still the stored value at now (unix
@@ -71,7 +81,7 @@ func (s *memStore) shard(key string) *memShard {
 // with sh.mu held.
 func (s *memStore) put(sh *memShard, key string, e *memEntry) {
 	if old := sh.m[key]; old != nil {
-		old.gone.Store(true)
+		old.retire()
 	}
 	sh.m[key] = e
 	now, n := s.clock.Now().UnixNano(), 0
@@ -88,7 +98,7 @@ func (s *memStore) put(sh *memShard, key string, e *memEntry) {
 // drop deletes key's entry. Called with sh.mu held.
 func drop(sh *memShard, key string) {
 	if old := sh.m[key]; old != nil {
-		old.gone.Store(true)
+		old.retire()
 		delete(sh.m, key)
 	}
 }

@@ -53,3 +53,29 @@ func TestMemoryStoreKeepsRecordsDecoded(t *testing.T) {
 	_, _, err = s.load(ctx, "k", nil)
 	assert.ErrorIs(t, err, ErrNotFound)
 }
+
+// A snapshot made from a memory store entry goes when the entry does
+// (replaced, deleted) or expires, with no look-up in the store; one made
+// from an entry that went already is born gone.
+func TestSnapshotFollowsItsEntry(t *testing.T) {
+	ctx := context.Background()
+	s := newMemStore(clock.Real)
+	st := &State{id: "sid", key: "k"}
+	rec := NewRecord(Record{Subject: "alice", AccessToken: "a", ClientID: "c"})
+	require.NoError(t, s.save(ctx, "k", rec, time.Hour))
+	_, org, err := s.load(ctx, "k", nil)
+	require.NoError(t, err)
+	sn := newSnapshot(st, rec, org)
+	now := time.Now().UnixNano()
+	require.True(t, sn.current(now))
+	assert.False(t, sn.current(now+int64(2*time.Hour)), "expired")
+	require.NoError(t, s.save(ctx, "k", rec, time.Hour)) // replaced
+	assert.False(t, sn.current(now), "the entry was replaced")
+
+	_, org, err = s.load(ctx, "k", nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, "k"))
+	late := newSnapshot(st, rec, org) // made after its entry went
+	assert.False(t, late.current(now), "a snapshot of a deleted entry")
+	assert.False(t, newSnapshot(st, rec, origin{raw: []byte("x")}).current(now), "another store's snapshot is never handed out unchecked")
+}

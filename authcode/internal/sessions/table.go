@@ -18,8 +18,6 @@ type liveSlot struct {
 	h  atomic.Uint64
 	st atomic.Pointer[State] // nil: empty
 	sn atomic.Pointer[Snapshot]
-	// mem is sn.mem, so that it loads side by side with sn.
-	mem atomic.Pointer[memEntry]
 	// e was the state's token entry when sn was made: a hint, to start
 	// loading it early (the token cache holds the current one).
 	e atomic.Pointer[tokencache.Entry]
@@ -35,18 +33,12 @@ func (s *liveSlot) set(h uint64, st *State) {
 // setSnapshot stores st's snapshot sn and its token entry hint.
 func (s *liveSlot) setSnapshot(st *State, sn *Snapshot) {
 	s.sn.Store(sn)
-	var mem *memEntry
-	if sn != nil {
-		mem = sn.mem
-	}
-	s.mem.Store(mem)
 	s.e.Store(st.cache.Peek())
 }
 
 func (s *liveSlot) clear() {
 	s.st.Store(nil)
 	s.sn.Store(nil)
-	s.mem.Store(nil)
 	s.e.Store(nil)
 	s.h.Store(0)
 }
