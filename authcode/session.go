@@ -60,9 +60,7 @@ func newSession(sn *sessions.Snapshot) *Session {
 	switch n := len(p.Scopes); {
 	case n == 0:
 	case n <= len(b.scopes):
-		for i, sc := range p.Scopes {
-			b.scopes[i] = sc
-		}
+		copy(b.scopes[:], p.Scopes)
 		s.Scopes = b.scopes[:n:n]
 	default:
 		s.Scopes = append([]string(nil), p.Scopes...)
