@@ -144,7 +144,18 @@ func keyOn(t *testing.T, c *redistest.Cluster, node *redistest.Server, tag strin
 	return ""
 }
 
+// skipShort skips a test that fails Redis nodes over for real under -short
+// (.ci/run's second pass, under the oldest Go the module supports; its
+// race pass runs them).
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a real Redis failover (run without -short)")
+	}
+}
+
 func TestClusterFailover(t *testing.T) {
+	skipShort(t)
 	c := redistest.StartCluster(t, 3)
 	stores := failStores(t, &redis.UniversalOptions{Addrs: c.Addrs()}, clusterURL(c))
 	ctx := context.Background()
@@ -201,6 +212,7 @@ func TestClusterFailover(t *testing.T) {
 }
 
 func TestSentinelFailover(t *testing.T) {
+	skipShort(t)
 	// A master name fails over at most once per two failover-timeouts: one
 	// Sentinel set-up per failure.
 	for _, hang := range []bool{false, true} {

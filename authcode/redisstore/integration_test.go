@@ -332,6 +332,7 @@ func TestMultiProcessRefreshRedeemsOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
+	t.Parallel() // waits on Redis and processes: overlaps with the others
 	w := newWorld(t)
 	parent := w.replica(t, 0, 0)
 	ck := signIn(t, parent)
@@ -386,6 +387,7 @@ func TestLockHolderKilledMidRefresh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
+	t.Parallel() // waits on Redis and processes: overlaps with the others
 	const lockTTL = 2 * time.Second
 	w := newWorld(t)
 	parent := w.replica(t, 0, lockTTL)

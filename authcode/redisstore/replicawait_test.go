@@ -119,6 +119,7 @@ func TestReplicaWaitOffByDefault(t *testing.T) {
 // On a Redis Cluster, the write and its WAIT go to the master that holds
 // the key, whatever slot it is in; a replica has it when Save returns.
 func TestReplicaWaitCluster(t *testing.T) {
+	t.Parallel() // waits on Redis and processes: overlaps with the others
 	c := redistest.StartCluster(t, 3)
 	url := clusterURL(c)
 	s, err := redisstore.New(redisstore.Config{Addr: url, Keys: [][]byte{key1}, ReplicaWait: 5 * time.Second})

@@ -17,6 +17,7 @@ import (
 // moment: the refresh cannot write the session back, and the old cookie
 // works on neither replica afterwards.
 func TestSignOutWinsOverRefreshInFlight(t *testing.T) {
+	t.Parallel() // waits on Redis and processes: overlaps with the others
 	w := newWorld(t)
 	// Without a revocation endpoint B's redemption succeeds, so only the
 	// refresh lock keeps it from saving the session after A deleted it.

@@ -26,6 +26,7 @@ import (
 // Sentinel-managed master work like a single server (every command and
 // script touches one key, so there is no cross-slot access).
 func TestUniversalClients(t *testing.T) {
+	t.Parallel() // waits on Redis and processes: overlaps with the others
 	t.Run("cluster", func(t *testing.T) {
 		addr := startCluster(t)
 		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr},

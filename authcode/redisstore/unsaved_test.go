@@ -21,6 +21,7 @@ import (
 // first replica saving its stale copy over the deleted session and handing
 // out revoked tokens: it must see the session is gone.
 func TestUnsavedRefreshIsNeverResurrected(t *testing.T) {
+	t.Parallel() // waits on Redis and processes: overlaps with the others
 	w, cookie, r, sess, err := refreshDuringOutage(t)
 	ctx := context.Background()
 	require.ErrorIs(t, err, auth.ErrTemporary, "the failed save surfaces")
