@@ -67,6 +67,11 @@ type Event struct {
 	Flow string
 	// ClientID is the Trusted Application's client_id, where there is one.
 	ClientID string
+	// Authority is the Authority of the client that reports, as its Config
+	// names it (trailing slash removed): the ERP.net instance the event is
+	// about. One Hooks shared by many instances (package instances, where
+	// it is the instance root) tells them apart by it.
+	Authority string
 	// Grant is the OAuth grant of a token request: "client_credentials",
 	// "authorization_code" or "refresh_token".
 	Grant string

@@ -62,7 +62,7 @@ func init() {
 			SessionTTL: c.cfg.SessionTTL,
 			Now:        c.now,
 			Logger:     c.log,
-			Report:     &hook.Reporter{Hooks: c.cfg.Hooks, Flow: "bff", ClientID: c.cfg.ClientID},
+			Report:     &hook.Reporter{Hooks: c.cfg.Hooks, Flow: "bff", ClientID: c.cfg.ClientID, Authority: c.cfg.Authority},
 			SignedOut:  signedOut,
 			SessionID:  c.sessionID,
 			Page: func(w http.ResponseWriter, status int, title, msg, extraHTML string) {

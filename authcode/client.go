@@ -80,7 +80,7 @@ func New(cfg Config) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	c.rep = &hook.Reporter{Hooks: cfg.Hooks, Flow: "authcode", ClientID: cfg.ClientID}
+	c.rep = &hook.Reporter{Hooks: cfg.Hooks, Flow: "authcode", ClientID: cfg.ClientID, Authority: cfg.Authority}
 	c.disco = discovery.New(c.hc, cfg.Authority, cfg.DomainAPI)
 	c.disco.Report = c.rep
 	c.sessions = sessions.New(sessions.Config{

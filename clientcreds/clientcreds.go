@@ -172,7 +172,8 @@ func New(cfg Config) (*Source, error) {
 	hc := httpx.Client(cfg.HTTPClient)
 	s := &Source{cfg: cfg, disco: discovery.New(hc, cfg.Authority, cfg.DomainAPI),
 		log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)), now: cfg.Now,
-		rep: &hook.Reporter{Hooks: cfg.Hooks, Flow: "clientcreds", ClientID: cfg.ClientID}}
+		rep: &hook.Reporter{Hooks: cfg.Hooks, Flow: "clientcreds", ClientID: cfg.ClientID,
+			Authority: strings.TrimRight(cfg.Authority, "/")}}
 	s.disco.Report = s.rep
 	if s.now == nil {
 		s.now = time.Now

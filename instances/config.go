@@ -111,7 +111,8 @@ type Config struct {
 	// cookie values are never logged.
 	Logger *slog.Logger
 	// Hooks, if set, receive what every instance's clients do (see
-	// auth.Hooks).
+	// auth.Hooks); each event's Authority is the instance root it is about
+	// (otelauth.Config.IncludeAuthority makes it a metric attribute).
 	Hooks *auth.Hooks
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time

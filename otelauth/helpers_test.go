@@ -31,6 +31,13 @@ type telemetry struct {
 
 func newTelemetry(t testing.TB, includeUser bool) *telemetry {
 	t.Helper()
+	return newTelemetryWith(t, otelauth.Config{IncludeUser: includeUser})
+}
+
+// newTelemetryWith is newTelemetry with cfg's options (its providers are
+// replaced by the test's).
+func newTelemetryWith(t testing.TB, cfg otelauth.Config) *telemetry {
+	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	spans := tracetest.NewSpanRecorder()
@@ -39,7 +46,8 @@ func newTelemetry(t testing.TB, includeUser bool) *telemetry {
 		_ = mp.Shutdown(context.Background())
 		_ = tp.Shutdown(context.Background())
 	})
-	hooks := otelauth.New(otelauth.Config{MeterProvider: mp, TracerProvider: tp, IncludeUser: includeUser})
+	cfg.MeterProvider, cfg.TracerProvider = mp, tp
+	hooks := otelauth.New(cfg)
 	return &telemetry{t: t, hooks: hooks, reader: reader, spans: spans}
 }
 

@@ -44,6 +44,8 @@
 //	error.type                  temporary, misconfigured, reauth or other (failures only)
 //	http.response.status_code   the HTTP status that caused the event
 //	enduser.id                  the user's subject: only with Config.IncludeUser
+//	erpnet.auth.authority       the ERP.net instance (auth.Event's Authority):
+//	                            only with Config.IncludeAuthority
 //
 // Healthy worker: erpnet.auth.token.requests grows by one per token
 // lifetime, erpnet.auth.api.sessions_opened by one per token, and
@@ -88,6 +90,12 @@ type Config struct {
 	// metrics, and sets auth.Hooks.IncludeUser so the SDK reports it. Off by
 	// default: it is personal data, and it makes one time series per user.
 	IncludeUser bool
+	// IncludeAuthority adds the ERP.net instance each event is about
+	// (auth.Event's Authority, e.g. https://acme.my.erp.net) as the
+	// attribute erpnet.auth.authority to every metric. Off by default: it
+	// makes one time series per instance. Turn it on where one process
+	// serves many instances (package instances) to tell them apart.
+	IncludeAuthority bool
 }
 
 const scope = "github.com/erpnetgo/auth/otelauth"
@@ -102,6 +110,7 @@ const (
 	keyErrorType = attribute.Key("error.type")
 	keyStatus    = attribute.Key("http.response.status_code")
 	keyUser      = attribute.Key("enduser.id")
+	keyAuthority = attribute.Key("erpnet.auth.authority")
 )
 
 // Error classes, the values of error.type.
@@ -132,7 +141,7 @@ func New(cfg Config) *auth.Hooks {
 		tp = otel.GetTracerProvider()
 	}
 	m := mp.Meter(scope)
-	r := &recorder{includeUser: cfg.IncludeUser, tracer: tp.Tracer(scope)}
+	r := &recorder{includeUser: cfg.IncludeUser, includeAuthority: cfg.IncludeAuthority, tracer: tp.Tracer(scope)}
 	counter := func(name, unit, desc string) metric.Int64Counter {
 		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		if err != nil {
@@ -166,8 +175,8 @@ func New(cfg Config) *auth.Hooks {
 }
 
 type recorder struct {
-	includeUser bool
-	tracer      trace.Tracer
+	includeUser, includeAuthority bool
+	tracer                        trace.Tracer
 
 	requests, retries, cacheHits, unauthorized, backoffs, sessions, licenses, rejections, signins, signouts, reauth, refused metric.Int64Counter
 	requestDuration, waitDuration, lead                                                                                      metric.Float64Histogram
@@ -177,18 +186,15 @@ type recorder struct {
 	hitAttrs sync.Map
 }
 
-type client struct{ flow, id string }
+type client struct{ flow, id, authority string }
 
 func (r *recorder) event(ctx context.Context, e auth.Event) {
 	if e.Name == "token.cache_hit" {
 		r.cacheHits.Add(ctx, 1, r.clientAttrs(e)...)
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 7)
-	attrs = append(attrs, keyFlow.String(e.Flow))
-	if e.ClientID != "" {
-		attrs = append(attrs, keyClientID.String(e.ClientID))
-	}
+	attrs := make([]attribute.KeyValue, 0, 8)
+	attrs = r.clientKeys(attrs, e)
 	if e.Err != nil {
 		attrs = append(attrs, keyErrorType.String(classify(e.Err)))
 	}
@@ -235,16 +241,29 @@ func (r *recorder) event(ctx context.Context, e auth.Event) {
 
 // clientAttrs returns the cached attribute option of e's client.
 func (r *recorder) clientAttrs(e auth.Event) []metric.AddOption {
-	k := client{e.Flow, e.ClientID}
+	k := client{e.Flow, e.ClientID, ""}
+	if r.includeAuthority {
+		k.authority = e.Authority
+	}
 	if o, ok := r.hitAttrs.Load(k); ok {
 		return o.([]metric.AddOption)
 	}
-	attrs := []attribute.KeyValue{keyFlow.String(e.Flow)}
+	attrs := r.clientKeys(make([]attribute.KeyValue, 0, 3), e)
+	o, _ := r.hitAttrs.LoadOrStore(k, []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attrs...))})
+	return o.([]metric.AddOption)
+}
+
+// clientKeys appends the attributes that name e's client: its flow,
+// client_id and, with IncludeAuthority, its instance.
+func (r *recorder) clientKeys(attrs []attribute.KeyValue, e auth.Event) []attribute.KeyValue {
+	attrs = append(attrs, keyFlow.String(e.Flow))
 	if e.ClientID != "" {
 		attrs = append(attrs, keyClientID.String(e.ClientID))
 	}
-	o, _ := r.hitAttrs.LoadOrStore(k, []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attrs...))})
-	return o.([]metric.AddOption)
+	if r.includeAuthority && e.Authority != "" {
+		attrs = append(attrs, keyAuthority.String(e.Authority))
+	}
+	return attrs
 }
 
 // user adds the user's subject when the application opted in.

@@ -185,6 +185,35 @@ func TestInstrumentUnits(t *testing.T) {
 	}
 }
 
+// The instance an event is about becomes the attribute
+// erpnet.auth.authority only with IncludeAuthority: by default one series
+// serves every instance, as before; with it, each instance has its own, on
+// the cached hot path (cache hits) as on every other metric.
+func TestIncludeAuthority(t *testing.T) {
+	acme, globex := "https://acme.my.erp.net", "https://globex.my.erp.net"
+	for _, include := range []bool{false, true} {
+		tm := newTelemetryWith(t, otelauth.Config{IncludeAuthority: include})
+		ctx := context.Background()
+		for _, a := range []string{acme, globex, acme} {
+			tm.hooks.Event(ctx, auth.Event{Name: "token.cache_hit", Flow: "clientcreds", ClientID: worker, Authority: a})
+			tm.hooks.Event(ctx, auth.Event{Name: "api.session_opened", Flow: "clientcreds", ClientID: worker, Authority: a})
+		}
+		base := "erpnet.auth.client_id=com.example/worker,erpnet.auth.flow=clientcreds"
+		want := map[string]int64{base: 3}
+		if include {
+			want = map[string]int64{
+				"erpnet.auth.authority=" + acme + "," + base:   2,
+				"erpnet.auth.authority=" + globex + "," + base: 1,
+			}
+		}
+		for _, m := range []string{"erpnet.auth.token.cache_hits", "erpnet.auth.api.sessions_opened"} {
+			if got := tm.counts(m); !reflect.DeepEqual(got, want) {
+				t.Errorf("IncludeAuthority %v: %s %v, want %v", include, m, got, want)
+			}
+		}
+	}
+}
+
 // An event the adapter does not know (a newer SDK's, say) records nothing.
 func TestUnknownEventIgnored(t *testing.T) {
 	tm := newTelemetry(t, false)

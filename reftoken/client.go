@@ -103,7 +103,7 @@ func (t Token) Client(cfg Config) (*http.Client, error) {
 	return &http.Client{Transport: &transport.Transport{
 		Get:    func(context.Context) (*credential.Credential, error) { return cr, nil },
 		Header: header,
-		Report: &hook.Reporter{Hooks: cfg.Hooks, Flow: "reftoken"},
+		Report: &hook.Reporter{Hooks: cfg.Hooks, Flow: "reftoken", Authority: strings.TrimRight(cfg.Authority, "/")},
 		Allow: func(_ context.Context, u *url.URL) error {
 			if o := transport.Origin(u); o != "" && (o == instance || o == api) {
 				return nil

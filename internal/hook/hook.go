@@ -1,5 +1,5 @@
 // Package hook reports what the SDK does to the application's auth.Hooks:
-// one Reporter per client fills in the flow and client_id, keeps user
+// one Reporter per client fills in the flow, client_id and Authority, keeps user
 // identifiers out unless the application opted in, and costs one nil check
 // when no hook is set.
 package hook
@@ -13,22 +13,23 @@ import (
 // Reporter sends one client's events to its Hooks. The zero Reporter, and
 // one with nil Hooks, reports nothing.
 type Reporter struct {
-	Hooks    *auth.Hooks
-	Flow     string // "clientcreds", "authcode", "reftoken"
-	ClientID string
+	Hooks     *auth.Hooks
+	Flow      string // "clientcreds", "authcode", "reftoken", "bff"
+	ClientID  string
+	Authority string // the client's Config.Authority, without a trailing slash
 }
 
 // Enabled reports whether events are wanted, so that callers can skip
 // building them.
 func (r *Reporter) Enabled() bool { return r != nil && r.Hooks != nil && r.Hooks.Event != nil }
 
-// Emit reports e, with Flow and ClientID filled in and User dropped unless
+// Emit reports e, with Flow, ClientID and Authority filled in and User dropped unless
 // the application opted in.
 func (r *Reporter) Emit(ctx context.Context, e auth.Event) {
 	if !r.Enabled() {
 		return
 	}
-	e.Flow, e.ClientID = r.Flow, r.ClientID
+	e.Flow, e.ClientID, e.Authority = r.Flow, r.ClientID, r.Authority
 	if !r.Hooks.IncludeUser {
 		e.User = ""
 	}
