@@ -387,8 +387,10 @@ func BenchmarkAuthorizedGET(b *testing.B) {
 }
 
 // BenchmarkSessionMemory reports the heap each session takes in the
-// memory store (its decoded record and key) and in this process's live
-// state (its token cache and snapshot), for sessions of realistic size.
+// memory store (its decoded record and key) and, once held, in this
+// process (what its first request, UserSession + Token, leaves behind: the
+// live state, token cache and snapshot, the key and id), for sessions of
+// realistic size.
 func BenchmarkSessionMemory(b *testing.B) {
 	const n = 20_000
 	for range b.N {
@@ -398,28 +400,34 @@ func BenchmarkSessionMemory(b *testing.B) {
 			runtime.ReadMemStats(&ms)
 			return ms.HeapAlloc
 		}
-		w := &scaleWorld{keys: [][]byte{bytes.Repeat([]byte{1}, 32)}}
+		w := newScaleWorld(b, n) // the ids and cookies
+		w.recs = nil
 		c := w.newClient(b, n)
 		now := time.Now()
 		ctx := context.Background()
-		ids := make([]string, n)
+		r, _ := http.NewRequest(http.MethodGet, "https://app.bench.example/orders", nil)
+		r.Header["Cookie"] = []string{""}
 		h0 := heap()
-		for i := range n {
-			ids[i] = fmt.Sprintf("%052d", i)
-			if _, err := c.sessions.Put(ctx, ids[i], benchRecord(i, now)); err != nil {
+		for i, id := range w.ids {
+			if _, err := c.sessions.Put(ctx, id, benchRecord(i, now)); err != nil {
 				b.Fatal(err)
 			}
 		}
 		h1 := heap()
-		for _, id := range ids { // the first request of each: its live state and snapshot
-			if _, err := c.sessions.Load(ctx, id); err != nil {
+		for i := range w.ids {
+			r.Header["Cookie"][0] = w.cookies[i]
+			s, err := c.UserSession(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.TokenSource(ctx, s).Token(); err != nil {
 				b.Fatal(err)
 			}
 		}
 		h2 := heap()
 		b.ReportMetric(float64(h1-h0)/n, "store-B/session")
 		b.ReportMetric(float64(h2-h1)/n, "live-B/session")
-		runtime.KeepAlive(ids)
+		runtime.KeepAlive(w)
 		c.Close()
 	}
 }

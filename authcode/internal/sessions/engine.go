@@ -129,7 +129,8 @@ func (e *Engine) Open(ctx context.Context, id []byte) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.load(ctx, string(id), key, nil)
+	// The id the state keeps is the end of its key: one string, not two.
+	return e.load(ctx, key[len(key)-len(id):], key, nil)
 }
 
 // load is the one load path: it loads session id from the Store, and
