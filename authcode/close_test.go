@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 // hangServer stands in front of the identity server: it forwards every
@@ -131,18 +132,11 @@ func requireNothingLeft(t *testing.T, before goleak.Option, e *env, h *hangServe
 	requireNoLeak(t, before, goleak.IgnoreAnyFunction("github.com/erpnetgo/auth/authcode.(*hangServer).serve"))
 }
 
-// requireNoLeak is goleak.Find, given more time than its own retries (half
-// a second) for connection goroutines to see their connection closed on a
-// loaded machine.
+// requireNoLeak checks that no goroutine outlived Client.Close (with
+// testutil.FindLeaks' patience for connection goroutines).
 func requireNoLeak(t *testing.T, opts ...goleak.Option) {
 	t.Helper()
-	var err error
-	for range 20 {
-		if err = goleak.Find(opts...); err == nil {
-			return
-		}
-	}
-	require.NoError(t, err, "goroutines outlived Client.Close")
+	require.NoError(t, testutil.FindLeaks(opts...), "goroutines outlived Client.Close")
 }
 
 func TestCloseEndsCallbackWaitingOnJWKS(t *testing.T) {

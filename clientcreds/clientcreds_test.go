@@ -513,13 +513,7 @@ func TestCloseEndsHungTokenRequest(t *testing.T) {
 		t.Fatal("Token still running a minute after Close")
 	}
 	tr.CloseIdleConnections()
-	// goleak's own retries last half a second; give connection goroutines
-	// more on a loaded machine.
-	for range 20 {
-		if err = goleak.Find(before, goleak.IgnoreAnyFunction("github.com/erpnetgo/auth/clientcreds_test.hungTokenEndpoint")); err == nil {
-			break
-		}
-	}
+	err = testutil.FindLeaks(before, goleak.IgnoreAnyFunction("github.com/erpnetgo/auth/clientcreds_test.hungTokenEndpoint"))
 	require.NoError(t, err, "goroutines outlived Source.Close")
 }
 

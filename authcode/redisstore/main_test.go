@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/erpnetgo/auth/internal/redistest"
+	"github.com/erpnetgo/auth/internal/testutil"
 )
 
 // helperEnv is set in the environment of child processes started by the
@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 		srv.Close()
 	}
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := testutil.FindLeaks(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak: errors on successful test run:", err)
 			code = 1
 		}
