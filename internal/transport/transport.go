@@ -42,6 +42,7 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/internal/credential"
 	"github.com/erpnetgo/auth/internal/hook"
+	"github.com/erpnetgo/auth/internal/httpx"
 	"github.com/erpnetgo/auth/internal/retry"
 )
 
@@ -171,7 +172,8 @@ func (t *Transport) roundTrip(req *http.Request, cr *credential.Credential) (*ht
 // idempotent, replayable requests.
 func (t *Transport) send(req *http.Request, cr *credential.Credential, body io.ReadCloser) (*http.Response, error) {
 	if !retriable(req) || sendOnce(req) {
-		return t.base().RoundTrip(withCredential(req, t.Header, cr.Value, body))
+		resp, err := t.base().RoundTrip(withCredential(req, t.Header, cr.Value, body))
+		return resp, classify(req, err)
 	}
 	var last *http.Response
 	_, err := retry.Do(req.Context(), t.Retry, func(ctx context.Context, attempt int) (retry.Outcome, error) {
@@ -186,7 +188,7 @@ func (t *Transport) send(req *http.Request, cr *credential.Credential, body io.R
 		}
 		resp, err := t.base().RoundTrip(withCredential(req, t.Header, cr.Value, body))
 		if err != nil {
-			return retry.Outcome{}, err
+			return retry.Outcome{}, classify(req, err)
 		}
 		last = resp
 		if (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && !licenseRefused(resp) {
@@ -203,6 +205,18 @@ func (t *Transport) send(req *http.Request, cr *credential.Credential, body io.R
 }
 
 var errBusy = errors.New("busy")
+
+// classify names the one sending failure that is the app's to fix: an
+// https URL whose server speaks plain http (a DomainAPI with the wrong
+// scheme or port) fails with auth.ErrMisconfigured, as the identity
+// server's requests do. Other errors pass unchanged.
+func classify(req *http.Request, err error) error {
+	if err == nil || !httpx.PlainHTTP(err) {
+		return err
+	}
+	return &auth.Error{Op: "API request", Kind: auth.ErrMisconfigured,
+		Err: fmt.Errorf("the server at %s speaks plain http, not https: check the scheme and port of the URL (Config.DomainAPI)", req.URL.Host)}
+}
 
 type onceKey struct{}
 

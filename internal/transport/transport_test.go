@@ -291,3 +291,28 @@ func TestOnceSendsOnce(t *testing.T) {
 		})
 	}
 }
+
+// An https URL whose server answers in plain http (a DomainAPI with the
+// wrong scheme or port) is the app's to fix: the call fails with
+// auth.ErrMisconfigured and says so, for requests sent once and for those
+// the transport would retry alike.
+func TestPlainHTTPServerIsAMisconfiguration(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer plain.Close()
+	c := newCache(t)
+	hc := &http.Client{Transport: &Transport{Get: c.Credential, InvalidateIf: c.InvalidateIf}}
+	u := "https://" + strings.TrimPrefix(plain.URL, "http://") + "/api/domain/odata/"
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		req, _ := http.NewRequest(method, u, strings.NewReader("x"))
+		resp, err := hc.Do(req)
+		if resp != nil {
+			resp.Body.Close()
+		}
+		if !errors.Is(err, auth.ErrMisconfigured) || errors.Is(err, auth.ErrTemporary) {
+			t.Fatalf("%s: %v; want only auth.ErrMisconfigured", method, err)
+		}
+		if !strings.Contains(err.Error(), "speaks plain http, not https") {
+			t.Errorf("%s: %q does not say what is wrong", method, err)
+		}
+	}
+}
