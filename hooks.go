@@ -27,6 +27,8 @@ type Hooks struct {
 	//	token.cache_hit       Token returned a cached token                -
 	//	token.wait            a caller waited for a token request          Duration, Err
 	//	token.refresh_ahead   a background refresh started before expiry   Lead (life left)
+	//	                      (once per refresh, before its token.issued
+	//	                      or token.failed)
 	//	api.retry_401         an API call got 401: fresh token, one retry  StatusCode
 	//	api.backoff           an API call got 429/503 and is retried       StatusCode, RetryAfter, Attempts
 	//	api.session_opened    the API first answered a token with 2xx:     -

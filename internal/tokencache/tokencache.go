@@ -200,10 +200,7 @@ func (c *Cache) get(ctx context.Context) (*Entry, error) {
 		}
 		if age < e.staleAfter && !c.isDetached() {
 			if !c.flight.Running() && c.opts.Clock.Now().UnixNano() >= c.retryAt.Load() {
-				c.start()
-				if c.report != nil {
-					c.report.Emit(ctx, auth.Event{Name: "token.refresh_ahead", Lead: e.Token.Expiry.Sub(c.opts.Clock.Now())})
-				}
+				c.startAhead()
 			}
 			c.hit(ctx)
 			return e, nil
@@ -213,7 +210,7 @@ func (c *Cache) get(ctx context.Context) (*Entry, error) {
 		return nil, err
 	}
 	start := time.Now()
-	e, err := c.start().Wait(ctx)
+	e, err := c.start(c.run).Wait(ctx)
 	if c.report != nil && !errors.Is(err, ErrDetached) {
 		c.report.Emit(ctx, auth.Event{Name: "token.wait", Duration: time.Since(start), Err: err})
 	}
@@ -284,7 +281,7 @@ func (c *Cache) Detach() bool {
 }
 
 // start joins the running fetch or starts one.
-func (c *Cache) start() *flight.Call[*Entry] {
+func (c *Cache) start(run func(context.Context) (*Entry, error)) *flight.Call[*Entry] {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cl := c.flight.Current(); cl != nil {
@@ -297,7 +294,24 @@ func (c *Cache) start() *flight.Call[*Entry] {
 		// Another fetch completed between the caller's check and now.
 		return flight.Done(e, nil)
 	}
-	return c.flight.Start(&c.mu, c.opts.Life, c.run, c.land)
+	return c.flight.Start(&c.mu, c.opts.Life, run, c.land)
+}
+
+// startAhead starts a background refresh in the refresh window. Its
+// token.refresh_ahead event is reported by the refresh itself, before it
+// fetches: once per refresh started (not per caller that saw the window),
+// and always before the token.issued or token.failed that ends it.
+func (c *Cache) startAhead() {
+	if c.report == nil {
+		c.start(c.run)
+		return
+	}
+	c.start(func(ctx context.Context) (*Entry, error) {
+		if e := c.cur.Load(); e != nil {
+			c.report.Emit(ctx, auth.Event{Name: "token.refresh_ahead", Lead: e.Token.Expiry.Sub(c.opts.Clock.Now())})
+		}
+		return c.run(ctx)
+	})
 }
 
 // run is one fetch, bounded by FetchTimeout and by the owner's lifetime.
