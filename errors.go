@@ -146,7 +146,7 @@ func bare(err error) string {
 }
 
 // kinds are the kinds of package auth, for kind.
-var kinds = [...]error{ErrReauthRequired, ErrTemporary, ErrMisconfigured, ErrClosed}
+var kinds = [...]error{ErrReauthRequired, ErrTemporary, ErrMisconfigured, ErrClosed, ErrLicenseExhausted}
 
 // kind is the kind e matches: the kind its cause already has (an *Error
 // with a kind, a *ConfigError, or one of the kinds of package auth),

@@ -131,3 +131,23 @@ func TestErrorReadsOnce(t *testing.T) {
 		})
 	}
 }
+
+// Every error matches at most one kind, ErrLicenseExhausted included: a
+// cause that already has a kind decides it over the wrapper's Kind.
+func TestErrorMatchesAtMostOneKind(t *testing.T) {
+	kinds := []error{auth.ErrReauthRequired, auth.ErrTemporary, auth.ErrMisconfigured, auth.ErrClosed, auth.ErrLicenseExhausted}
+	for _, cause := range kinds {
+		for _, outer := range kinds {
+			e := &auth.Error{Op: "API request", Kind: outer, Err: fmt.Errorf("x: %w", cause)}
+			var matched []error
+			for _, k := range kinds {
+				if errors.Is(e, k) {
+					matched = append(matched, k)
+				}
+			}
+			if len(matched) != 1 || matched[0] != cause {
+				t.Errorf("Kind %v, cause %v: matches %v; want only the cause's kind", outer, cause, matched)
+			}
+		}
+	}
+}
