@@ -96,10 +96,12 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // dropped are the browser's request headers never forwarded: its
 // credentials (the transport adds the user's token), the anti-forgery
 // header and what describes the browser's request to the BFF rather than
-// the BFF's to the Domain API. Hop-by-hop and X-Forwarded headers are
-// dropped by httputil.ReverseProxy.
+// the BFF's to the Domain API, and the method overrides some servers
+// honour (a GET the allowlist let through must not become a DELETE).
+// Hop-by-hop and X-Forwarded headers are dropped by httputil.ReverseProxy.
 var dropped = []string{"Cookie", "Authorization", "X-Api-Key", "Api-Key", csrfHeader,
-	"Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User"}
+	"Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User",
+	"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
 
 func rewrite(pr *httputil.ProxyRequest) {
 	p := proxiedOf(pr.In.Context())

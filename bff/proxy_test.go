@@ -213,7 +213,8 @@ func TestHeaderRules(t *testing.T) {
 	r := b.do(http.MethodPost, "/bff/api/Crm_Sales_Customers?$select=Name", strings.NewReader(`{"Name":"x"}`),
 		"X-CSRF", "1", "Content-Type", "application/json", "Authorization", "Basic eDp5", "X-Api-Key", "enrt_"+strings.Repeat("A", 64),
 		"Api-Key", "other", "Origin", w.app.URL, "Referer", w.app.URL+"/customers", "Sec-Fetch-Site", "same-origin",
-		"Sec-Fetch-Mode", "cors", "Prefer", "return=representation", "X-Forwarded-For", "10.0.0.1")
+		"Sec-Fetch-Mode", "cors", "Prefer", "return=representation", "X-Forwarded-For", "10.0.0.1",
+		"X-HTTP-Method-Override", "DELETE", "X-HTTP-Method", "DELETE", "X-Method-Override", "DELETE")
 	require.Equal(t, http.StatusCreated, r.status, r.body)
 	assert.Equal(t, `{"ok":true}`, r.body)
 	assert.Empty(t, r.header.Values("Set-Cookie"), "the Domain API's cookies stay out of the app's origin")
@@ -228,7 +229,8 @@ func TestHeaderRules(t *testing.T) {
 	assert.Equal(t, strings.TrimPrefix(up.srv.URL, "http://"), s.host)
 	assert.Equal(t, `{"Name":"x"}`, s.body)
 	assert.True(t, strings.HasPrefix(s.header.Get("Authorization"), "Bearer eyJ"), "the user's access token")
-	for _, k := range []string{"Cookie", "X-Api-Key", "Api-Key", "X-Csrf", "Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode", "X-Forwarded-For"} {
+	for _, k := range []string{"Cookie", "X-Api-Key", "Api-Key", "X-Csrf", "Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode", "X-Forwarded-For",
+		"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} { // a method override would bypass the allowlist
 		assert.Empty(t, s.header.Values(k), k)
 	}
 	assert.Equal(t, "return=representation", s.header.Get("Prefer"))

@@ -124,7 +124,9 @@ func (ls *liveSet) peek(id []byte, now int64) *Snapshot {
 		if !sn.current(now) || !hasID(sn, id) {
 			return nil
 		}
-		st.touch(now)
+		// The snapshot's own state: while a writer moves entries, st may
+		// be the slot's previous occupant (the id check covers sn only).
+		sn.State.touch(now)
 		return sn
 	}
 	return nil
