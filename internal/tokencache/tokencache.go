@@ -57,6 +57,9 @@ const (
 // token to hand out: the owner looks up the cache that replaced it.
 var ErrDetached = errors.New("tokencache: detached")
 
+// detachedCall is the finished call every fetch of a detached cache gets.
+var detachedCall = flight.Done[*Entry](nil, ErrDetached)
+
 // Entry is one cached token and what is derived from it once. Entries are
 // immutable apart from their freshness flag and API-session mark; never
 // modify one or its Token.
@@ -139,8 +142,8 @@ type Cache struct {
 	// failed.
 	retryAt atomic.Int64
 
-	mu       sync.Mutex // guards detached and the start of a fetch
-	detached bool
+	mu       sync.Mutex // guards writing detached and the start of a fetch
+	detached atomic.Bool // written under mu, read without it
 }
 
 // New returns a cache that calls fetch when it needs a token. It does no I/O.
@@ -223,11 +226,7 @@ func (c *Cache) hit(ctx context.Context) {
 	}
 }
 
-func (c *Cache) isDetached() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.detached
-}
+func (c *Cache) isDetached() bool { return c.detached.Load() }
 
 // age is how long ago e was made, by the cache's clock.
 func (c *Cache) age(e *Entry) time.Duration { return c.opts.Clock.Now().Sub(e.born) }
@@ -241,7 +240,7 @@ func (c *Cache) Peek() *Entry { return c.cur.Load() }
 func (c *Cache) Set(tok *oauth2.Token) *Entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.entry(tok, !c.detached)
+	e := c.entry(tok, !c.detached.Load())
 	c.cur.Swap(e).stop()
 	c.retryAt.Store(0)
 	return e
@@ -272,7 +271,7 @@ func (c *Cache) Detach() bool {
 	if c.flight.Running() {
 		return false
 	}
-	c.detached = true
+	c.detached.Store(true)
 	if e := c.cur.Load(); e != nil {
 		e.stop()
 		e.fresh.Store(false)
@@ -287,8 +286,8 @@ func (c *Cache) start(run func(context.Context) (*Entry, error)) *flight.Call[*E
 	if cl := c.flight.Current(); cl != nil {
 		return cl
 	}
-	if c.detached {
-		return flight.Done[*Entry](nil, ErrDetached)
+	if c.detached.Load() {
+		return detachedCall
 	}
 	if e := c.cur.Load(); e != nil && c.age(e) < e.refreshAfter {
 		// Another fetch completed between the caller's check and now.
@@ -333,7 +332,7 @@ func (c *Cache) run(ctx context.Context) (*Entry, error) {
 // starts again.
 func (c *Cache) land(e *Entry, err error) (*Entry, error) {
 	if err == nil {
-		if c.detached { // detached meanwhile: no timer
+		if c.detached.Load() { // detached meanwhile: no timer
 			e.stop()
 			e.fresh.Store(false)
 		}
