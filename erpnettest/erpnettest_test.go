@@ -293,6 +293,19 @@ func TestCloseIsIdempotent(t *testing.T) {
 	}
 }
 
+// Close on nil is a no-op, for the Marketplace as for the Server: a
+// program that failed half-way through its set-up can close what it has.
+func TestCloseOnNil(t *testing.T) {
+	var srv *erpnettest.Server
+	var m *erpnettest.Marketplace
+	if err := srv.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
 // Demo names what the server registers: the demo users sign in with their passwords, the
 // worker gets a token with its secret, and the web application and the CLI are known.
 func TestDemoMatchesServer(t *testing.T) {

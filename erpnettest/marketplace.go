@@ -125,8 +125,11 @@ func StartMarketplace(cfg MarketplaceConfig) (*Marketplace, error) {
 // MarketplaceURL.
 func (m *Marketplace) URL() string { return m.url }
 
-// Close stops the Marketplace. It is idempotent.
+// Close stops the Marketplace. It is idempotent, and a no-op on nil.
 func (m *Marketplace) Close() error {
+	if m == nil {
+		return nil
+	}
 	var err error
 	m.closeOnce.Do(func() { err = m.srv.Close(); m.hc.CloseIdleConnections() })
 	return err

@@ -69,7 +69,10 @@ func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.b.Write(p)
-	for s.partial = append(s.partial, p...); s.OnLine != nil && bytes.IndexByte(s.partial, '\n') >= 0; {
+	if s.OnLine == nil {
+		return len(p), nil
+	}
+	for s.partial = append(s.partial, p...); bytes.IndexByte(s.partial, '\n') >= 0; {
 		line, rest, _ := bytes.Cut(s.partial, []byte("\n"))
 		s.OnLine(string(line))
 		s.partial = rest
