@@ -353,10 +353,20 @@ func (g *Registry) drop(ctx context.Context, root string) error {
 	return in.close(ctx, true)
 }
 
+// purgeTimeout bounds the purge of a removed installation's sessions that a
+// request finds (a Store that hangs must not hold the request for ever);
+// Close ends it at once.
+const purgeTimeout = 30 * time.Second
+
 // markUnknown remembers root as unknown for recheck. Called with g.mu held.
 func (g *Registry) markUnknown(root string) {
 	if len(g.unknown) >= maxUnknown {
-		clear(g.unknown)
+		// Full (forged tags, say): make room for one. Clearing it would
+		// send every root it held back to the SecretStore at once.
+		for k := range g.unknown {
+			delete(g.unknown, k)
+			break
+		}
 	}
 	g.unknown[root] = g.now().Add(recheck).UnixNano()
 }
@@ -367,7 +377,9 @@ func (g *Registry) markUnknown(root string) {
 // next use); its sessions stay. Called with root's lock held.
 func (g *Registry) install(root string, rec *record) (*instance, error) {
 	if rec == nil || rec.Removed {
-		if err := g.drop(context.WithoutCancel(g.ctx), root); err != nil {
+		ctx, cancel := context.WithTimeout(g.ctx, purgeTimeout)
+		defer cancel()
+		if err := g.drop(ctx, root); err != nil {
 			g.log.Warn("instances: removed instance not fully purged", "root", root, "error", err.Error())
 		}
 		return nil, ErrUnknownInstance
@@ -391,7 +403,9 @@ func (g *Registry) install(root string, rec *record) (*instance, error) {
 	g.mu.Unlock()
 	if cur != nil {
 		// Removed and added again elsewhere (a new epoch): purge.
-		if err := cur.close(context.WithoutCancel(g.ctx), cur.rec.Epoch != rec.Epoch); err != nil {
+		ctx, cancel := context.WithTimeout(g.ctx, purgeTimeout)
+		defer cancel()
+		if err := cur.close(ctx, cur.rec.Epoch != rec.Epoch); err != nil {
 			g.log.Warn("instances: earlier installation not fully purged", "root", root, "error", err.Error())
 		}
 	}
