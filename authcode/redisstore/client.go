@@ -10,6 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/erpnetgo/auth"
 )
 
 // The Store's own client (Config.Addr): short timeouts, one retry.
@@ -188,12 +190,13 @@ func call[T any](s *Store, ctx context.Context, timeout time.Duration, f func(co
 			err error
 		}
 		done := make(chan result, 1)
-		s.inflight.Add(1)
-		go func() {
-			defer s.inflight.Done()
+		if !s.life.Go(func() {
 			v, err := f(octx)
 			done <- result{v, err}
-		}()
+		}) {
+			var zero T
+			return zero, auth.ErrClosed
+		}
 		select {
 		case r := <-done:
 			v, err = r.v, r.err

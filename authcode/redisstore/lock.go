@@ -158,14 +158,19 @@ func (s *Store) lockWaitErr(ctx context.Context) error {
 
 // abandon removes the lock keys taken for token (and one whose SET reply
 // was lost may have been), so that others need not wait for them to
-// expire. Best effort, each key bounded by Config.Timeout, and done before
-// LockRefresh returns: a caller that gave up leaves no lock behind.
+// expire. Best effort, the keys at once (together bounded by one
+// Config.Timeout), and done before LockRefresh returns: a caller that gave
+// up leaves no lock behind.
 func (s *Store) abandon(lks []string, token string) {
+	var wg sync.WaitGroup
 	for _, lk := range lks {
-		_, _ = call(s, context.Background(), s.timeout, func(ctx context.Context) (int, error) {
-			return releaseScript.Run(ctx, s.rdb, []string{lk}, token).Int()
+		wg.Go(func() {
+			_, _ = call(s, context.Background(), s.timeout, func(ctx context.Context) (int, error) {
+				return releaseScript.Run(ctx, s.rdb, []string{lk}, token).Int()
+			})
 		})
 	}
+	wg.Wait()
 }
 
 // unlocker starts renewing a held lock and returns its idempotent release
@@ -173,8 +178,7 @@ func (s *Store) abandon(lks []string, token string) {
 func (s *Store) unlocker(lks []string, token string, leave func()) func() {
 	stop := make(chan struct{})
 	if s.maxHold > 0 {
-		s.renewers.Add(1)
-		go s.renew(lks, token, stop)
+		s.life.Go(func() { s.renew(lks, token, stop) }) // not after Close: nothing to renew then
 	}
 	var once sync.Once
 	return func() {
@@ -206,7 +210,6 @@ func (s *Store) unlocker(lks []string, token string, leave func()) func() {
 // lock is lost, LockMaxHold passes, renewals have failed for a whole
 // LockTTL (the lock is gone anyway), or the Store closes.
 func (s *Store) renew(lks []string, token string, stop <-chan struct{}) {
-	defer s.renewers.Done()
 	every := max(s.lockTTL/3, time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -216,17 +219,17 @@ func (s *Store) renew(lks []string, token string, stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-s.renewCtx.Done():
+		case <-s.life.Context().Done():
 			return
 		case now := <-t.C:
 			if now.Sub(start) >= s.maxHold {
-				s.log.LogAttrs(s.renewCtx, slog.LevelWarn, "redisstore: refresh lock held past LockMaxHold; no longer renewed",
+				s.log.LogAttrs(s.life.Context(), slog.LevelWarn, "redisstore: refresh lock held past LockMaxHold; no longer renewed",
 					slog.String("key_fingerprint", fingerprint(lks[0])), slog.Duration("lock_max_hold", s.maxHold))
 				return
 			}
 			held, failed := 0, false
 			for _, lk := range lks {
-				n, err := call(s, s.renewCtx, min(every, s.timeout), func(ctx context.Context) (int, error) {
+				n, err := call(s, s.life.Context(), min(every, s.timeout), func(ctx context.Context) (int, error) {
 					return extendScript.Run(ctx, s.rdb, []string{lk}, token, ttl).Int()
 				})
 				if err != nil {

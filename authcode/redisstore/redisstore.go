@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,6 +17,7 @@ import (
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/keylock"
+	"github.com/erpnetgo/auth/internal/lifetime"
 	"github.com/erpnetgo/auth/internal/seal"
 )
 
@@ -164,12 +164,10 @@ type Store struct {
 	log          *slog.Logger
 	gates        keylock.Map // this process's waiters per lock, see LockRefresh
 
-	// Lock renewals in flight; Close stops and waits for them.
-	renewCtx    context.Context
-	renewCancel context.CancelFunc
-	renewers    sync.WaitGroup
-	// Calls left behind at Timeout (see call); Close waits for them.
-	inflight sync.WaitGroup
+	// life holds the lock renewals and the calls left behind at Timeout
+	// (see call): Close ends the renewals and waits for both, and nothing
+	// starts after it.
+	life *lifetime.Group
 }
 
 var (
@@ -199,6 +197,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
+		life:         lifetime.New(),
 		sealer:       sealer,
 		prefix:       cfg.Prefix,
 		timeout:      cfg.Timeout,
@@ -258,7 +257,6 @@ func New(cfg Config) (*Store, error) {
 		return nil, cfgErr("ReplicaWait", fmt.Sprintf("needs a *redis.Client (one server or Sentinel) or a *redis.ClusterClient, not a %T", s.rdb))
 	}
 	s.deadlines = honoursDeadlines(s.rdb)
-	s.renewCtx, s.renewCancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -288,9 +286,7 @@ func (s *Store) Close() error {
 	if s == nil {
 		return nil
 	}
-	s.renewCancel()
-	s.renewers.Wait()
-	s.inflight.Wait()
+	s.life.Close()
 	if !s.owned {
 		return nil
 	}

@@ -704,3 +704,22 @@ func TestExternalClientNotClosed(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.NoError(t, rdb.Ping(context.Background()).Err(), "Close closed a client it does not own")
 }
+
+// A Store on the user's client (which it does not close) starts nothing
+// after Close: a call then fails with auth.ErrClosed rather than running
+// on a goroutine Close no longer waits for.
+func TestNothingStartsAfterClose(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()}) // ignores deadlines: calls run on goroutines
+	defer rdb.Close()
+	s, err := redisstore.New(redisstore.Config{Client: rdb, Keys: [][]byte{key1}})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, s.Save(ctx, "k", []byte("v"), time.Minute))
+	require.NoError(t, s.Close())
+	_, err = s.Load(ctx, "k")
+	require.ErrorIs(t, err, auth.ErrClosed)
+	require.NotErrorIs(t, err, auth.ErrTemporary)
+	_, err = s.LockRefresh(ctx, "k")
+	require.ErrorIs(t, err, auth.ErrClosed)
+}
