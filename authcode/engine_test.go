@@ -169,6 +169,28 @@ func TestHeldSessionOutlivesEviction(t *testing.T) {
 	assert.ErrorIs(t, err, auth.ErrReauthRequired)
 }
 
+// Invalidate with a Session obtained before its state was evicted (and
+// the session then loaded again by another request) drops the token of
+// the live state, not of the dead one: the next Token is a fresh one.
+func TestInvalidateReachesTheLiveState(t *testing.T) {
+	e := newEnv(t, withClient(func(c *Config) { c.MaxLiveSessions = 1 }))
+	alice, bob := e.browser(), e.browser()
+	e.mustSignIn(alice, "")
+	old := e.session(alice) // its snapshot's state is evicted next
+	_, err := e.c.TokenSource(context.Background(), old).Token()
+	require.NoError(t, err)
+	e.mustSignIn(bob, "")
+	now := e.session(alice) // evicts bob, loads alice into a new state
+	first, err := e.c.TokenSource(context.Background(), now).Token()
+	require.NoError(t, err)
+
+	e.c.Invalidate(old)
+	tok, err := e.c.TokenSource(context.Background(), now).Token()
+	require.NoError(t, err)
+	assert.NotEqual(t, first.AccessToken, tok.AccessToken, "Invalidate dropped the token of an evicted state only")
+	assert.Equal(t, 1, erpnetctl.Of(e.idp).Grants("refresh_token"))
+}
+
 // When the identity server has revoked a user's sign-in (a password
 // change), the next API call through UserClient fails with an error
 // matching auth.ErrReauthRequired, not with the API's bare 401, and the

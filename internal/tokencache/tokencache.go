@@ -197,11 +197,11 @@ func (c *Cache) Credential(ctx context.Context) (*credential.Credential, error) 
 func (c *Cache) get(ctx context.Context) (*Entry, error) {
 	if e := c.cur.Load(); e != nil {
 		age := c.age(e)
-		if age < e.refreshAfter && !c.isDetached() {
+		if age < e.refreshAfter && !c.Detached() {
 			c.hit(ctx)
 			return e, nil
 		}
-		if age < e.staleAfter && !c.isDetached() {
+		if age < e.staleAfter && !c.Detached() {
 			if !c.flight.Running() && c.opts.Clock.Now().UnixNano() >= c.retryAt.Load() {
 				c.startAhead()
 			}
@@ -226,7 +226,8 @@ func (c *Cache) hit(ctx context.Context) {
 	}
 }
 
-func (c *Cache) isDetached() bool { return c.detached.Load() }
+// Detached reports whether Detach was called: the cache fetches no more.
+func (c *Cache) Detached() bool { return c.detached.Load() }
 
 // age is how long ago e was made, by the cache's clock.
 func (c *Cache) age(e *Entry) time.Duration { return c.opts.Clock.Now().Sub(e.born) }

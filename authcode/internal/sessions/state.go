@@ -191,10 +191,18 @@ func (st *State) InvalidateIf(cr *credential.Credential) bool {
 	return false
 }
 
-// resolve follows st to the state that replaced it, if any.
+// resolve follows st to the state that replaced it, if any: the one it
+// names, or for a state evicted (detached) before anything named one, the
+// session's state in the live set now.
 func (st *State) resolve() *State {
 	for {
 		n := st.next.Load()
+		if n == nil && st.cache.Detached() {
+			if l := st.e.live.get(st.id, st.e.clock.Now().UnixNano()); l != nil && l != st {
+				st.next.CompareAndSwap(nil, l)
+				n = st.next.Load()
+			}
+		}
 		if n == nil {
 			return st
 		}
