@@ -123,3 +123,34 @@ func TestBFFServesManyInstances(t *testing.T) {
 	status, _ = call(alice, http.MethodGet, "/bff/user")
 	assert.Equal(t, http.StatusOK, status)
 }
+
+// /bff/login hands the registry's Resolve the whole sign-in request: an
+// app whose Resolve reads its own parameter (here tenant) signs users in
+// at the instance it names.
+func TestLoginReachesResolve(t *testing.T) {
+	const vendorID = "com.example/vendor"
+	acme := erpnettest.NewServer(t, erpnettest.Config{Apps: []erpnettest.App{{
+		ID: vendorID, Secret: "acme-secret", RedirectURIs: []string{"http://127.0.0.1/callback"},
+	}}})
+	reg, err := instances.New(instances.Config{
+		ClientID: vendorID, RedirectURL: "http://127.0.0.1/callback",
+		Keys: [][]byte{[]byte("0123456789abcdef0123456789abcdef")},
+		Resolve: func(r *http.Request) (string, error) {
+			if r.URL.Query().Get("tenant") == "acme" {
+				return acme.URL(), nil
+			}
+			return "", instances.ErrUnknownInstance
+		},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = reg.Close() })
+	require.NoError(t, reg.Add(context.Background(), acme.URL(), "acme-secret"))
+	h, err := bff.New(bff.Config{Instances: reg})
+	require.NoError(t, err)
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1/bff/login?returnUrl=%2Forders&tenant=acme", nil))
+	require.Equal(t, http.StatusFound, rec.Code, rec.Body.String())
+	loc := rec.Header().Get("Location")
+	assert.True(t, strings.HasPrefix(loc, acme.URL()+"/"), "sign-in sent to %q, not to acme", loc)
+}

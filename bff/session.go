@@ -15,20 +15,20 @@ import (
 
 // login starts a sign-in with the Client's SignIn handler, returning to
 // returnUrl (a local path; anything else, or a path of the BFF's own,
-// returns to the Client's DefaultReturnPath). With Config.Instances the
-// instance parameter, if any, goes along: it names the instance the
-// registry's default Resolve signs the user in at.
+// returns to the Client's DefaultReturnPath). The other query parameters
+// go along: with Config.Instances they tell the registry's Resolve which
+// instance to sign the user in at (its default reads instance).
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.methodNotAllowed(w, r, "GET, HEAD")
 		return
 	}
-	q := url.Values{}
-	if ret := r.URL.Query().Get("returnUrl"); ret != "" && !underBFF(ret) {
+	q := r.URL.Query()
+	ret := q.Get("returnUrl")
+	q.Del("returnUrl")
+	q.Del("return_to") // the BFF's own rule decides where to return
+	if ret != "" && !underBFF(ret) {
 		q.Set("return_to", ret) // checked by authcode: a local path only
-	}
-	if inst := r.URL.Query().Get("instance"); inst != "" {
-		q.Set("instance", inst) // which instance, for Config.Instances (its default Resolve)
 	}
 	r2 := r.Clone(r.Context())
 	r2.URL.RawQuery = q.Encode()
