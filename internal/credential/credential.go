@@ -40,10 +40,9 @@ type Credential struct {
 // belong to one ERP.net API session (a user's sign-in: a refresh keeps
 // it); nil gives the credential an API session of its own.
 func New(value string, session *atomic.Bool) *Credential {
-	if session == nil {
-		session = new(atomic.Bool)
-	}
-	return &Credential{Value: []string{value}, session: session}
+	c := new(Credential)
+	c.Init(value, session)
+	return c
 }
 
 // Init sets up c in place (a credential embedded in a larger struct) as New

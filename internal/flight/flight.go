@@ -45,10 +45,8 @@ type Group[T any] struct {
 	cur atomic.Pointer[Call[T]]
 }
 
-// Running reports whether a call is in flight (without a lock).
-func (g *Group[T]) Running() bool { return g.cur.Load() != nil }
-
-// Current returns the call in flight, or nil. Called with mu held.
+// Current returns the call in flight, or nil. Without mu held it is a
+// glimpse (a call may start or end right after).
 func (g *Group[T]) Current() *Call[T] { return g.cur.Load() }
 
 // Start runs fn in a goroutine of life as the call in flight and returns

@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/erpnetgo/auth/internal/redact"
 )
 
 // Kind is the type of a Value.
@@ -130,7 +132,7 @@ func parseValue(dec *json.Decoder, depth int) (*Value, error) {
 				}
 				k, _ := kt.(string)
 				if seen[k] {
-					return nil, fmt.Errorf("%w: key %q given twice", ErrSyntax, truncate(k))
+					return nil, fmt.Errorf("%w: key %q given twice", ErrSyntax, redact.Truncate(k, 40))
 				}
 				seen[k] = true
 				val, err := parseValue(dec, depth+1)
@@ -147,13 +149,6 @@ func parseValue(dec *json.Decoder, depth int) (*Value, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: unexpected token", ErrSyntax)
-}
-
-func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }
 
 // Stringify returns JSON.stringify(JSON.parse(raw)).

@@ -142,7 +142,7 @@ type Cache struct {
 	// failed.
 	retryAt atomic.Int64
 
-	mu       sync.Mutex // guards writing detached and the start of a fetch
+	mu       sync.Mutex  // guards writing detached and the start of a fetch
 	detached atomic.Bool // written under mu, read without it
 }
 
@@ -202,7 +202,7 @@ func (c *Cache) get(ctx context.Context) (*Entry, error) {
 			return e, nil
 		}
 		if age < e.staleAfter && !c.Detached() {
-			if !c.flight.Running() && c.opts.Clock.Now().UnixNano() >= c.retryAt.Load() {
+			if c.flight.Current() == nil && c.opts.Clock.Now().UnixNano() >= c.retryAt.Load() {
 				c.startAhead()
 			}
 			c.hit(ctx)
@@ -269,7 +269,7 @@ func (c *Cache) InvalidateIf(cr *credential.Credential) bool {
 func (c *Cache) Detach() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.flight.Running() {
+	if c.flight.Current() != nil {
 		return false
 	}
 	c.detached.Store(true)

@@ -272,7 +272,7 @@ func TestCachedGetAllocatesNothing(t *testing.T) {
 func waitIdle(t *testing.T, c *Cache) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for c.flight.Running() {
+	for c.flight.Current() != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("fetch did not finish")
 		}
@@ -340,7 +340,7 @@ func TestDetachWaitsForNoFetchAndRefusesNew(t *testing.T) {
 	c, _ := newCache(t, f.fetch, clk, Options{})
 	res := make(chan *Entry, 1)
 	go func() { e, _ := c.Get(context.Background()); res <- e }()
-	for !c.flight.Running() {
+	for !(c.flight.Current() != nil) {
 		time.Sleep(time.Millisecond)
 	}
 	if c.Detach() {
