@@ -148,6 +148,3 @@ var errNoInstance = errors.New(`instances: the request names no instance (no "in
 // it was never added, or it was removed (Remove, or uninstalled through
 // the Marketplace).
 var ErrUnknownInstance = errors.New("instances: unknown ERP.net instance")
-
-// isCtl reports a control character.
-func isCtl(r rune) bool { return r < 0x20 || r == 0x7f }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/erpnetgo/auth"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/jsjson"
 	"github.com/erpnetgo/auth/reftoken"
 )
@@ -174,7 +175,7 @@ func (g *Registry) readEvent(p *jsjson.Value) (*Event, string, error) {
 			return "", nil
 		case f == nil || f.Kind != jsjson.String || (required && f.Str == ""):
 			return "", badEvent(key + " is missing or not a string")
-		case len(f.Str) > 4096 || strings.ContainsFunc(f.Str, isCtl):
+		case len(f.Str) > 4096 || strings.ContainsFunc(f.Str, config.IsCtl):
 			return "", badEvent(key + " is too long or contains control characters")
 		}
 		return f.Str, nil

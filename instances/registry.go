@@ -267,8 +267,8 @@ func (g *Registry) Add(ctx context.Context, root, secret string) error {
 	if err != nil {
 		return err
 	}
-	if strings.ContainsFunc(secret, isCtl) {
-		return &auth.ConfigError{Field: "secret", Reason: "contains control characters (a stray newline from a file?)"}
+	if err := config.ClientSecret("secret", secret, false, ""); err != nil {
+		return err
 	}
 	unlock, err := g.lockRoot(ctx, root, true)
 	if err != nil {

@@ -101,7 +101,7 @@ func ClientID(field, v string) error {
 	switch {
 	case strings.TrimSpace(v) == "":
 		return Err(field, "is required (the Trusted Application's ApplicationUri)")
-	case strings.ContainsFunc(v, isCtl):
+	case strings.ContainsFunc(v, IsCtl):
 		return Err(field, "contains control characters")
 	case strings.TrimSpace(v) != v:
 		return Err(field, "must not start or end with spaces")
@@ -116,7 +116,7 @@ func ClientSecret(field, v string, required bool, why string) error {
 	switch {
 	case v == "" && required:
 		return Err(field, "is required: "+why)
-	case strings.ContainsFunc(v, isCtl):
+	case strings.ContainsFunc(v, IsCtl):
 		return Err(field, "contains control characters (a stray newline from a file?)")
 	}
 	return nil
@@ -131,7 +131,7 @@ func ClientSecretFile(field, path, secret string) error {
 		return nil
 	case secret != "":
 		return Err(field, "must be empty when ClientSecret is set: give the secret one way")
-	case strings.ContainsFunc(path, isCtl):
+	case strings.ContainsFunc(path, IsCtl):
 		return Err(field, "contains control characters (a stray newline?)")
 	}
 	return nil
@@ -214,4 +214,5 @@ func First(errs ...error) error {
 	return nil
 }
 
-func isCtl(r rune) bool { return r < 0x20 || r == 0x7f }
+// IsCtl reports a control character (what no field of text may hold).
+func IsCtl(r rune) bool { return r < 0x20 || r == 0x7f }
