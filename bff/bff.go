@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -15,6 +14,7 @@ import (
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/instances"
 	"github.com/erpnetgo/auth/internal/hook"
+	"github.com/erpnetgo/auth/internal/config"
 	"github.com/erpnetgo/auth/internal/peek"
 )
 
@@ -80,20 +80,20 @@ func New(cfg Config) (http.Handler, error) {
 	field := "Client"
 	switch {
 	case cfg.Client != nil && cfg.Instances != nil:
-		return nil, &auth.ConfigError{Field: "Instances", Reason: "must be empty when Client is set (set only one)"}
+		return nil, config.Err("Instances", "must be empty when Client is set (set only one)")
 	case cfg.Client != nil:
 		client = cfg.Client
 	case cfg.Instances != nil:
 		field, client = "Instances", peek.RegistryClient(cfg.Instances)
 	default:
-		return nil, &auth.ConfigError{Field: "Client", Reason: "is required (the *authcode.Client that signs users in), or Instances"}
+		return nil, config.Err("Client", "is required (the *authcode.Client that signs users in), or Instances")
 	}
 	ac, ok := peek.BFFOf(client)
 	if !ok {
-		return nil, &auth.ConfigError{Field: field, Reason: "is not usable (built by New?)"}
+		return nil, config.Err(field, "is not usable (built by New?)")
 	}
 	if !ac.Web {
-		return nil, &auth.ConfigError{Field: field, Reason: "needs a RedirectURL: the BFF signs users in with its SignIn and Callback handlers"}
+		return nil, config.Err(field, "needs a RedirectURL: the BFF signs users in with its SignIn and Callback handlers")
 	}
 	if cfg.Instances != nil {
 		u = many{cfg.Instances}
@@ -107,9 +107,9 @@ func New(cfg Config) (http.Handler, error) {
 	for i, c := range cfg.Claims {
 		switch {
 		case c == "" || strings.ContainsAny(c, " \t\r\n\""):
-			return nil, &auth.ConfigError{Field: fmt.Sprintf("Claims[%d]", i), Reason: "must be a claim name"}
+			return nil, config.Err(config.Index("Claims", i), "must be a claim name")
 		case c == "logoutUrl" || c == "sessionExpiresIn":
-			return nil, &auth.ConfigError{Field: fmt.Sprintf("Claims[%d]", i), Reason: "names a field /bff/user sets itself"}
+			return nil, config.Err(config.Index("Claims", i), "names a field /bff/user sets itself")
 		case c != "sub" && c != "name" && !slices.Contains(h.claims, c):
 			h.claims = append(h.claims, c)
 		}
@@ -119,7 +119,7 @@ func New(cfg Config) (http.Handler, error) {
 		h.methods = nil
 		for i, m := range cfg.Methods {
 			if !validMethod(m) {
-				return nil, &auth.ConfigError{Field: fmt.Sprintf("Methods[%d]", i), Reason: "must be an upper-case HTTP method other than CONNECT, TRACE and TRACK"}
+				return nil, config.Err(config.Index("Methods", i), "must be an upper-case HTTP method other than CONNECT, TRACE and TRACK")
 			}
 			if !slices.Contains(h.methods, m) {
 				h.methods = append(h.methods, m)
