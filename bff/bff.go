@@ -13,8 +13,8 @@ import (
 	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/authcode"
 	"github.com/erpnetgo/auth/instances"
-	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/config"
+	"github.com/erpnetgo/auth/internal/hook"
 	"github.com/erpnetgo/auth/internal/peek"
 )
 
