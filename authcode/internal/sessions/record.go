@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -45,10 +46,14 @@ func NewRecord(r Record) *Record {
 }
 
 // String never shows tokens (in case a record ends up in a log).
-func (r *Record) String() string { return "sessions.Record{sub: " + r.Subject + "}" }
+func (r Record) String() string { return "sessions.Record{sub: " + r.Subject + "}" }
 
-// GoString is String.
-func (r *Record) GoString() string { return r.String() }
+// GoString is String: a record printed with %#v shows no token either.
+func (r Record) GoString() string { return r.String() }
+
+// LogValue is String, for log/slog (whose JSON handler would otherwise
+// write every field, the tokens included).
+func (r Record) LogValue() slog.Value { return slog.StringValue(r.String()) }
 
 // Encode serialises r for a Store.
 func (r *Record) Encode() ([]byte, error) { return json.Marshal(r) }
