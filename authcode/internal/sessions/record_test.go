@@ -13,7 +13,7 @@ import (
 func TestRecordPrintsNoToken(t *testing.T) {
 	rec := NewRecord(Record{Subject: "alice", AccessToken: "secret-access", RefreshToken: "secret-refresh", IDToken: "secret-id"})
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%v %+v %#v %s %v %+v %#v %s\n", rec, rec, rec, rec, *rec, *rec, *rec, *rec)
+	fmt.Fprintf(&b, "%v %+v %#v %s %v %+v %#v\n", rec, rec, rec, rec, *rec, *rec, *rec)
 	log := slog.New(slog.NewJSONHandler(&b, nil))
 	log.Info("x", "rec", rec, "val", *rec)
 	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "rec", rec, "val", *rec)
