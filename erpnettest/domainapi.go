@@ -156,7 +156,7 @@ func (s *Server) domainAPI(w http.ResponseWriter, r *http.Request) {
 		need = "read"
 	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, "MERGE":
 	default:
-		sw.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE")
+		sw.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, MERGE, DELETE")
 		apiError(sw, http.StatusMethodNotAllowed, "MethodNotAllowed", "method not allowed", "")
 		return
 	}

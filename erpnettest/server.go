@@ -95,7 +95,7 @@ type User struct {
 	Administrator bool
 }
 
-// The demo registrations; Demo names them for users, who may change that variable.
+// The demo registrations; Demo names them for users.
 const (
 	webAppID, webAppSecret = "com.example/webapp", "webapp-secret"
 	workerID, workerSecret = "com.example/worker", "w0rker:s3cret%+/="
