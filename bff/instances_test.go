@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/erpnetgo/auth"
 	"github.com/erpnetgo/auth/bff"
 	"github.com/erpnetgo/auth/erpnettest"
 	"github.com/erpnetgo/auth/instances"
@@ -129,12 +130,14 @@ func TestBFFServesManyInstances(t *testing.T) {
 // at the instance it names.
 func TestLoginReachesResolve(t *testing.T) {
 	const vendorID = "com.example/vendor"
+	events := make(chan auth.Event, 100)
 	acme := erpnettest.NewServer(t, erpnettest.Config{Apps: []erpnettest.App{{
 		ID: vendorID, Secret: "acme-secret", RedirectURIs: []string{"http://127.0.0.1/callback"},
 	}}})
 	reg, err := instances.New(instances.Config{
 		ClientID: vendorID, RedirectURL: "http://127.0.0.1/callback",
-		Keys: [][]byte{[]byte("0123456789abcdef0123456789abcdef")},
+		Keys:  [][]byte{[]byte("0123456789abcdef0123456789abcdef")},
+		Hooks: &auth.Hooks{Event: func(_ context.Context, e auth.Event) { events <- e }},
 		Resolve: func(r *http.Request) (string, error) {
 			if r.URL.Query().Get("tenant") == "acme" {
 				return acme.URL(), nil
@@ -153,4 +156,17 @@ func TestLoginReachesResolve(t *testing.T) {
 	require.Equal(t, http.StatusFound, rec.Code, rec.Body.String())
 	loc := rec.Header().Get("Location")
 	assert.True(t, strings.HasPrefix(loc, acme.URL()+"/"), "sign-in sent to %q, not to acme", loc)
+
+	// A refusal before any instance is known reports no made-up instance.
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1/bff/user", nil)) // no X-CSRF
+	require.Equal(t, http.StatusUnauthorized, rec.Code)
+	refused := 0
+	for len(events) > 0 {
+		if e := <-events; e.Name == "bff.refused" {
+			refused++
+			assert.Empty(t, e.Authority, "bff.refused names an instance")
+		}
+	}
+	assert.Equal(t, 1, refused)
 }

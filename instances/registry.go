@@ -116,7 +116,14 @@ func New(cfg Config) (*Registry, error) {
 	g.cfg = cfg
 	// The template validates every field the instances' Clients share,
 	// with authcode's rules and field names.
-	if g.tpl, err = authcode.New(g.clientConfig(templateAuthority, "", nil)); err != nil {
+	tc := g.clientConfig(templateAuthority, "", nil)
+	if h := cfg.Hooks; h != nil && h.Event != nil {
+		// What the template reports (a BFF's refusals, before any instance
+		// is known) is about no instance: no made-up Authority.
+		tc.Hooks = &auth.Hooks{Call: h.Call, IncludeUser: h.IncludeUser,
+			Event: func(ctx context.Context, e auth.Event) { e.Authority = ""; h.Event(ctx, e) }}
+	}
+	if g.tpl, err = authcode.New(tc); err != nil {
 		return nil, err
 	}
 	if g.sealer, err = seal.New(g.keys...); err != nil {
